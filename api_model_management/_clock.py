@@ -1,0 +1,46 @@
+"""Injected time. Cores take a clock; tests move a ManualClock instead of sleeping."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+
+class Clock(Protocol):
+    def monotonic(self) -> float:
+        """Seconds on a monotonic scale (for windows, TTLs, backoff)."""
+
+    def now(self) -> datetime:
+        """Wall-clock time, UTC, timezone-aware (for event timestamps and budget windows)."""
+
+
+class SystemClock:
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+
+class ManualClock:
+    """A clock that only moves when told to."""
+
+    def __init__(self, start: datetime | None = None, monotonic_start: float = 1000.0) -> None:
+        self._mono = monotonic_start
+        self._wall = start or datetime(2026, 1, 1, tzinfo=UTC)
+
+    def monotonic(self) -> float:
+        return self._mono
+
+    def now(self) -> datetime:
+        return self._wall
+
+    def advance(self, seconds: float) -> None:
+        if seconds < 0:
+            raise ValueError("a clock does not go backwards")
+        self._mono += seconds
+        self._wall += timedelta(seconds=seconds)
+
+
+SYSTEM_CLOCK = SystemClock()

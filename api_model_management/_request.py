@@ -1,0 +1,180 @@
+"""The request and response types of the public API and of the provider adapters."""
+
+from __future__ import annotations
+
+import hashlib
+from decimal import Decimal
+from typing import Any, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Priority = Literal["low", "normal", "medium", "high", "critical"]
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class SelectionConstraints(BaseModel):
+    """Constraints a request puts on selection (the original system's ``constraints``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    allowed_providers: tuple[str, ...] | None = None
+    excluded_providers: tuple[str, ...] = ()
+    allowed_models: tuple[str, ...] | None = None
+    excluded_models: tuple[str, ...] = ()
+    max_cost_per_request: Decimal | None = Field(default=None, ge=0)
+    max_latency_ms: float | None = Field(default=None, gt=0)
+    min_quality: float | None = Field(default=None, ge=0, le=1)
+
+
+class ModelRequest(BaseModel):
+    """A request for a completion, as in the original system.
+
+    Give ``prompt`` (a user message) or ``messages``; ``system`` is an optional system prompt.
+    ``parameters`` holds sampling parameters (``temperature``, ``top_p``, ``stop``). ``model_id``
+    pins a model (selection then only checks it is usable). ``cacheable`` None means "by default":
+    cacheable when temperature is 0.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    prompt: str | None = None
+    messages: tuple[Message, ...] | None = None
+    system: str | None = None
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    task_id: str | None = None
+    agent_type: str = "default"
+    max_tokens: int = Field(default=512, gt=0)
+    required_capabilities: tuple[str, ...] = ("text-generation",)
+    priority: Priority = "normal"
+    constraints: SelectionConstraints = SelectionConstraints()
+    cacheable: bool | None = None
+    model_id: str | None = None
+    request_id: str | None = None
+    timeout_s: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _has_input(self) -> ModelRequest:
+        if not self.prompt and not self.messages:
+            raise ValueError("a request needs a prompt or messages")
+        return self
+
+    # -- derived ----------------------------------------------------------------------------------
+    def chat_messages(self) -> list[Message]:
+        """The conversation as messages (without the system prompt)."""
+        if self.messages:
+            return [m for m in self.messages if m.role != "system"]
+        return [Message(role="user", content=self.prompt or "")]
+
+    def system_prompt(self) -> str | None:
+        if self.system:
+            return self.system
+        if self.messages:
+            parts = [m.content for m in self.messages if m.role == "system"]
+            return "\n".join(parts) if parts else None
+        return None
+
+    def prompt_text(self) -> str:
+        """All text sent, for estimates and hashing (never logged)."""
+        parts = [self.system_prompt() or ""] + [m.content for m in self.chat_messages()]
+        return "\n".join(p for p in parts if p)
+
+    @property
+    def temperature(self) -> float:
+        return float(self.parameters.get("temperature", 1.0))
+
+    def estimated_input_tokens(self) -> int:
+        """A conservative token estimate (about 4 characters a token, rounded up, plus framing)."""
+        return len(self.prompt_text()) // 3 + 4 * len(self.chat_messages()) + 8
+
+    def is_cacheable(self, deterministic_only: bool = True) -> bool:
+        if self.cacheable is not None:
+            return self.cacheable
+        return not deterministic_only or self.temperature == 0
+
+    def cache_key(self) -> str:
+        """Exact-match key on the normalized request: messages and parameters, model-agnostic
+        unless the request pins a model."""
+        body = {
+            "system": self.system_prompt(),
+            "messages": [(m.role, m.content) for m in self.chat_messages()],
+            "parameters": self.parameters,
+            "max_tokens": self.max_tokens,
+            "model": self.model_id,
+        }
+        raw = orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
+        return hashlib.blake2b(raw, digest_size=16).hexdigest()
+
+    def prompt_hash(self) -> str:
+        return hashlib.sha256(self.prompt_text().encode()).hexdigest()[:32]
+
+
+class RateLimitState(BaseModel):
+    """Rate-limit information a provider reported on a response (None where not reported)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    limit_requests: int | None = None
+    remaining_requests: int | None = None
+    reset_requests_s: float | None = None
+    limit_tokens: int | None = None
+    remaining_tokens: int | None = None
+    reset_tokens_s: float | None = None
+    retry_after_s: float | None = None
+
+
+class ProviderResult(BaseModel):
+    """A normalized provider response."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    text: str
+    finish_reason: str  # normalized: stop | length | content_filter | tool_calls | error | other
+    raw_finish_reason: str | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+    provider_request_id: str | None = None
+    latency_ms: float = 0.0
+    time_to_first_token_ms: float | None = None
+    rate_limit: RateLimitState | None = None
+
+
+class StreamChunk(BaseModel):
+    """One piece of a stream: a text delta, or (last) the final result with usage."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    delta: str = ""
+    done: bool = False
+    result: ProviderResult | None = None
+    model_id: str | None = None
+
+
+class ModelResponse(BaseModel):
+    """What ``complete()`` returns."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    request_id: str
+    model_id: str
+    provider: str
+    text: str
+    finish_reason: str
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0
+    cost_usd: Decimal = Decimal(0)
+    latency_ms: float = 0.0
+    time_to_first_token_ms: float | None = None
+    cache_hit: bool = False
+    attempts: int = 1
+    quality_score: float | None = None
+    selection_reason: str = ""

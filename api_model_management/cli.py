@@ -1,0 +1,98 @@
+"""The ``amm`` command line (typer + rich).
+
+Every command prints a clear one-line error and exits 2 on bad input, never a traceback. Heavy
+imports (ray, duckdb, uvicorn) happen inside the commands so that ``amm --help`` is instant.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+
+app = typer.Typer(
+    name="amm",
+    help="API Model Management: select, fail over, evaluate, cache and account for LLM calls.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+config_app = typer.Typer(help="Validate the configuration and export its JSON Schema.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+DataDir = Annotated[Path, typer.Option("--data-dir", help="Where the event log lives.")]
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    """Print one line to stderr and exit (2 = bad input)."""
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code)
+
+
+# ---------------------------------------------------------------------------------------------
+# config  (owner: configuration)
+
+
+@config_app.command("validate")
+def config_validate(path: Annotated[Path, typer.Argument(help="The registry JSON file.")]) -> None:
+    """Validate a registry file: a short summary and exit 0, or every error with its JSON path."""
+    from ._config_cli import validate_command
+
+    raise typer.Exit(validate_command(path))
+
+
+@config_app.command("schema")
+def config_schema() -> None:
+    """Print the JSON Schema of the registry file."""
+    from ._config_cli import schema_command
+
+    raise typer.Exit(schema_command())
+
+
+# ---------------------------------------------------------------------------------------------
+# event log  (owner: event log)
+
+
+@app.command("query")
+def query(
+    sql: Annotated[str, typer.Argument(help="DuckDB SQL; one view per event type, e.g. request_completed.")],
+    data_dir: DataDir = Path("data"),
+    fmt: Annotated[str, typer.Option("--format", help="table, csv or json")] = "table",
+) -> None:
+    """Run SQL over the event log."""
+    from .events._query_cli import query_command
+
+    raise typer.Exit(query_command(sql, data_dir, fmt))
+
+
+@app.command("compact")
+def compact(data_dir: DataDir = Path("data")) -> None:
+    """Merge small Parquet files per partition, atomically."""
+    from .events._query_cli import compact_command
+
+    raise typer.Exit(compact_command(data_dir))
+
+
+# ---------------------------------------------------------------------------------------------
+# emulator  (owner: emulator)
+
+
+@app.command("emulator")
+def emulator(
+    host: Annotated[str, typer.Option(help="Loopback address only.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="0 picks a free port.")] = 8765,
+    profile: Annotated[Path | None, typer.Option(help="Fault profile (JSON).")] = None,
+) -> None:
+    """Serve the OpenAI, Anthropic, Gemini and Ollama wire protocols locally, with faults."""
+    from .emulator._cli import emulator_command
+
+    raise typer.Exit(emulator_command(host, port, profile))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,198 @@
+"""The package's one error tree.
+
+Every error is picklable (it crosses Ray process boundaries) and carries no secret and no prompt
+text: constructors take structured fields, and messages are built from those fields only.
+
+    AMMError
+    ├── ConfigError                      bad configuration (with a list of issues)
+    ├── InvalidInput (ValueError)        bad arguments to a core (negative tokens, NaN, unknown model)
+    ├── ProviderError                    a provider call failed; ``transient`` / ``failover`` say what to do
+    │   ├── TransientProviderError       retry elsewhere after backoff
+    │   │   ├── ProviderTimeout
+    │   │   ├── ProviderConnectionError
+    │   │   ├── RateLimited              (429; ``retry_after_s``)
+    │   │   ├── ProviderServerError      (5xx)
+    │   │   ├── ProviderOverloaded       (Anthropic 529, Gemini 503, Ollama 503)
+    │   │   └── MalformedResponse        (the body could not be parsed)
+    │   └── PermanentProviderError       retrying the same model will not help
+    │       ├── AuthenticationError      (401/403; failover to another provider)
+    │       ├── QuotaExceeded            (billing / insufficient quota; failover)
+    │       ├── ModelNotFound            (failover)
+    │       ├── ContextWindowExceeded    (failover to a larger window)
+    │       ├── InvalidRequest           (400; raised at once)
+    │       └── ContentPolicyViolation   (raised at once)
+    ├── StreamInterrupted                a stream failed after text was delivered (``partial_text``)
+    ├── BudgetExceeded                   a budget reservation was refused
+    ├── RateLimitExceeded                local admission refused (``retry_after_s``)
+    ├── NoEligibleModel                  no model passes the filters
+    ├── AllCandidatesFailed              every attempt failed (``errors``)
+    ├── ConcurrencyLimitTimeout          no in-flight slot within the deadline
+    └── ComponentUnavailable             an actor the path needs is down
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+def _rebuild(cls: type, kwargs: dict[str, Any]) -> AMMError:
+    return cls(**kwargs)
+
+
+class AMMError(Exception):
+    """Root of the package's errors. Subclasses pass structured fields as keyword arguments."""
+
+    error_kind: ClassVar[str] = "error"
+
+    def __init__(self, message: str = "", **fields: Any) -> None:
+        self.message = message or self.error_kind
+        self.fields = fields
+        for key, value in fields.items():
+            setattr(self, key, value)
+        super().__init__(self.message)
+
+    def __reduce__(self):  # picklable across Ray processes
+        return (_rebuild, (type(self), {"message": self.message, **self.fields}))
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ConfigError(AMMError):
+    """Configuration failed validation. ``issues`` is a list of ``(json_path, message, hint)``."""
+
+    error_kind = "config"
+
+    def __init__(self, message: str = "", issues: list | None = None, **fields: Any) -> None:
+        super().__init__(message, issues=list(issues or []), **fields)
+
+
+class InvalidInput(AMMError, ValueError):
+    """Bad input to a component; the component's state is unchanged."""
+
+    error_kind = "invalid_input"
+
+
+class ProviderError(AMMError):
+    """A provider call failed. ``transient``: retrying later may succeed. ``failover``: another
+    candidate should be tried (False means the request itself is at fault and is raised at once)."""
+
+    error_kind = "provider_error"
+    transient: ClassVar[bool] = False
+    failover: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        provider: str | None = None,
+        model_id: str | None = None,
+        http_status: int | None = None,
+        retry_after_s: float | None = None,
+        raw_type: str | None = None,
+        **fields: Any,
+    ) -> None:
+        super().__init__(
+            message,
+            provider=provider,
+            model_id=model_id,
+            http_status=http_status,
+            retry_after_s=retry_after_s,
+            raw_type=raw_type,
+            **fields,
+        )
+
+
+class TransientProviderError(ProviderError):
+    error_kind = "transient"
+    transient = True
+
+
+class ProviderTimeout(TransientProviderError):
+    error_kind = "timeout"
+
+
+class ProviderConnectionError(TransientProviderError):
+    error_kind = "connection"
+
+
+class RateLimited(TransientProviderError):
+    error_kind = "rate_limited"
+
+
+class ProviderServerError(TransientProviderError):
+    error_kind = "server_error"
+
+
+class ProviderOverloaded(TransientProviderError):
+    error_kind = "overloaded"
+
+
+class MalformedResponse(TransientProviderError):
+    error_kind = "malformed_response"
+
+
+class PermanentProviderError(ProviderError):
+    error_kind = "permanent"
+
+
+class AuthenticationError(PermanentProviderError):
+    error_kind = "auth"
+
+
+class QuotaExceeded(PermanentProviderError):
+    error_kind = "quota"
+
+
+class ModelNotFound(PermanentProviderError):
+    error_kind = "model_not_found"
+
+
+class ContextWindowExceeded(PermanentProviderError):
+    error_kind = "context_window"
+
+
+class InvalidRequest(PermanentProviderError):
+    error_kind = "invalid_request"
+    failover = False
+
+
+class ContentPolicyViolation(PermanentProviderError):
+    error_kind = "content_policy"
+    failover = False
+
+
+class StreamInterrupted(AMMError):
+    """A stream failed after text was delivered. ``partial_text`` is what the caller already has;
+    nothing is replayed or duplicated."""
+
+    error_kind = "stream_interrupted"
+
+
+class BudgetExceeded(AMMError):
+    error_kind = "budget_exceeded"
+
+
+class RateLimitExceeded(AMMError):
+    error_kind = "rate_limit_exceeded"
+
+
+class NoEligibleModel(AMMError):
+    error_kind = "no_eligible_model"
+
+
+class AllCandidatesFailed(AMMError):
+    error_kind = "all_candidates_failed"
+
+
+class ConcurrencyLimitTimeout(AMMError):
+    error_kind = "concurrency_limit"
+
+
+class ComponentUnavailable(AMMError):
+    error_kind = "component_unavailable"
+
+
+def error_kind_of(exc: BaseException) -> str:
+    """The ``error_kind`` recorded in events for any exception."""
+    return getattr(exc, "error_kind", type(exc).__name__)

@@ -1,0 +1,443 @@
+"""Event types: frozen, versioned, past-tense pydantic models, each with one explicit Arrow schema.
+
+The contract analysts rely on (design §5):
+- common fields ``event_id`` (UUIDv7), ``event_type``, ``schema_version``, ``occurred_at`` (UTC,
+  microseconds), ``request_id``, ``task_id``, ``agent_type``, ``model_id``, ``provider``;
+- money is exact ``Decimal`` USD stored as ``decimal128(38, 12)``; durations carry units in names;
+- every type lists its own Arrow fields by hand (``_arrow_fields``); nothing is inferred.
+
+OpenTelemetry GenAI names map as: ``gen_ai.provider.name`` ↔ ``provider``, ``gen_ai.request.model``
+↔ ``model_id``, ``gen_ai.usage.input_tokens`` ↔ ``input_tokens``,
+``gen_ai.usage.output_tokens`` ↔ ``output_tokens``, ``gen_ai.response.finish_reasons`` ↔
+``finish_reason``, ``gen_ai.response.id`` ↔ ``provider_request_id``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Annotated, Any, ClassVar, Literal
+
+import pyarrow as pa
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+MONEY_TYPE = pa.decimal128(38, 12)
+TIMESTAMP_TYPE = pa.timestamp("us", tz="UTC")
+
+#: Exact USD with at most 12 decimal places and 26 integer digits (fits ``decimal128(38, 12)``).
+Money = Annotated[Decimal, Field(max_digits=38, decimal_places=12, allow_inf_nan=False)]
+
+
+def uuid7() -> str:
+    """A UUIDv7 string (RFC 9562): 48-bit Unix milliseconds, then random bits; sorts by time."""
+    ms = time.time_ns() // 1_000_000
+    rand = int.from_bytes(os.urandom(10), "big")
+    value = (ms & ((1 << 48) - 1)) << 80
+    value |= 0x7 << 76  # version
+    value |= ((rand >> 62) & 0xFFF) << 64  # rand_a (12 bits)
+    value |= 0b10 << 62  # variant
+    value |= rand & ((1 << 62) - 1)  # rand_b (62 bits)
+    return str(uuid.UUID(int=value))
+
+
+def utc_now() -> datetime:
+    """Now, UTC, truncated to microseconds (what Parquet stores)."""
+    return datetime.now(UTC)
+
+
+class Event(BaseModel):
+    """Base of every event. Subclasses set ``event_type`` / ``schema_version`` and ``_arrow_fields``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    event_type: ClassVar[str] = "Event"
+    schema_version: ClassVar[int] = 1
+    _arrow_fields: ClassVar[list[pa.Field]] = []
+
+    event_id: str = Field(default_factory=uuid7)
+    occurred_at: datetime = Field(default_factory=utc_now)
+    request_id: str | None = None
+    task_id: str | None = None
+    agent_type: str | None = None
+    model_id: str | None = None
+    provider: str | None = None
+
+    @field_validator("occurred_at")
+    @classmethod
+    def _utc_microseconds(cls, value: datetime) -> datetime:
+        if value.tzinfo is None:
+            raise ValueError("occurred_at must be timezone-aware")
+        return value.astimezone(UTC)
+
+    # -- Arrow -----------------------------------------------------------------------------
+    @classmethod
+    def arrow_schema(cls) -> pa.Schema:
+        return pa.schema(COMMON_FIELDS + cls._arrow_fields, metadata={
+            b"event_type": cls.event_type.encode(),
+            b"schema_version": str(cls.schema_version).encode(),
+        })
+
+    def to_row(self) -> dict[str, Any]:
+        row = self.model_dump(mode="python")
+        row["event_type"] = self.event_type
+        row["schema_version"] = self.schema_version
+        return row
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Event:
+        data = {k: v for k, v in row.items() if k not in ("event_type", "schema_version", "date")}
+        return cls.model_validate(data)
+
+
+COMMON_FIELDS: list[pa.Field] = [
+    pa.field("event_id", pa.string(), nullable=False),
+    pa.field("event_type", pa.string(), nullable=False),
+    pa.field("schema_version", pa.int16(), nullable=False),
+    pa.field("occurred_at", TIMESTAMP_TYPE, nullable=False),
+    pa.field("request_id", pa.string()),
+    pa.field("task_id", pa.string()),
+    pa.field("agent_type", pa.string()),
+    pa.field("model_id", pa.string()),
+    pa.field("provider", pa.string()),
+]
+
+
+class CandidateScore(BaseModel):
+    """One ranked candidate of a selection, with its sub-scores (each in [0, 1])."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    model_id: str
+    score: float
+    capability: float
+    cost: float
+    performance: float
+    availability: float
+
+
+CANDIDATE_TYPE = pa.struct([
+    pa.field("model_id", pa.string(), nullable=False),
+    pa.field("score", pa.float64(), nullable=False),
+    pa.field("capability", pa.float64(), nullable=False),
+    pa.field("cost", pa.float64(), nullable=False),
+    pa.field("performance", pa.float64(), nullable=False),
+    pa.field("availability", pa.float64(), nullable=False),
+])
+
+
+class ModelSelected(Event):
+    event_type: ClassVar[str] = "ModelSelected"
+    candidates: tuple[CandidateScore, ...] = ()
+    propensity: float = 1.0
+    weights_version: str = "default"
+    priority: str = "normal"
+    explored: bool = False
+    reason: str = ""
+
+    _arrow_fields: ClassVar[list[pa.Field]] = [
+        pa.field("candidates", pa.list_(CANDIDATE_TYPE), nullable=False),
+        pa.field("propensity", pa.float64(), nullable=False),
+        pa.field("weights_version", pa.string(), nullable=False),
+        pa.field("priority", pa.string(), nullable=False),
+        pa.field("explored", pa.bool_(), nullable=False),
+        pa.field("reason", pa.string(), nullable=False),
+    ]
+
+
+class AttemptFailed(Event):
+    event_type: ClassVar[str] = "AttemptFailed"
+    attempt: int
+    error_kind: str
+    transient: bool
+    http_status: int | None = None
+    retry_after_s: float | None = None
+    latency_ms: float | None = None
+
+    _arrow_fields: ClassVar[list[pa.Field]] = [
+        pa.field("attempt", pa.int32(), nullable=False),
+        pa.field("error_kind", pa.string(), nullable=False),
+        pa.field("transient", pa.bool_(), nullable=False),
+        pa.field("http_status", pa.int32()),
+        pa.field("retry_after_s", pa.float64()),
+        pa.field("latency_ms", pa.float64()),
+    ]
+
+
+class FailoverTriggered(Event):
+    """``model_id`` is the model failed away from; ``to_model_id`` the next candidate."""
+
+    event_type: ClassVar[str] = "FailoverTriggered"
+    from_model_id: str
+    to_model_id: str
+    reason: str
+    backoff_ms: float = 0.0
+
+    _arrow_fields: ClassVar[list[pa.Field]] = [
+        pa.field("from_model_id", pa.string(), nullable=False),
+        pa.field("to_model_id", pa.string(), nullable=False),
+        pa.field("reason", pa.string(), nullable=False),
+        pa.field("backoff_ms", pa.float64(), nullable=False),
+    ]
+
+
+class RequestCompleted(Event):
+    """Terminal event of a request that succeeded (``cache_hit`` when served from the cache).
+
+    With ``store_prompts`` off, ``prompt_text`` and ``response_text`` are None and only the hash and
+    lengths are kept."""
+
+    event_type: ClassVar[str] = "RequestCompleted"
+    attempts: int = 1
+    latency_ms: float
+    time_to_first_token_ms: float | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+    cost_usd: Money = Decimal(0)
+    finish_reason: str | None = None
+    cache_hit: bool = False
+    saved_cost_usd: Money = Decimal(0)
+    streamed: bool = False
+    provider_request_id: str | None = None
+    prompt_hash: str | None = None
+    prompt_chars: int = 0
+    response_chars: int = 0
+    prompt_text: str | None = None
+    response_text: str | None = None
+
+    _arrow_fields: ClassVar[list[pa.Field]] = [
+        pa.field("attempts", pa.int32(), nullable=False),
+        pa.field("latency_ms", pa.float64(), nullable=False),
+        pa.field("time_to_first_token_ms", pa.float64()),
+        pa.field("input_tokens", pa.int64(), nullable=False),
+        pa.field("output_tokens", pa.int64(), nullable=False),
+        pa.field("cached_tokens", pa.int64(), nullable=False),
+        pa.field("reasoning_tokens", pa.int64(), nullable=False),
+        pa.field("cost_usd", MONEY_TYPE, nullable=False),
+        pa.field("finish_reason", pa.string()),
+        pa.field("cache_hit", pa.bool_(), nullable=False),
+        pa.field("saved_cost_usd", MONEY_TYPE, nullable=False),
+        pa.field("streamed", pa.bool_(), nullable=False),
+        pa.field("provider_request_id", pa.string()),
+        pa.field("prompt_hash", pa.string()),
+        pa.field("prompt_chars", pa.int64(), nullable=False),
+        pa.field("response_chars", pa.int64(), nullable=False),
+        pa.field("prompt_text", pa.string()),
+        pa.field("response_text", pa.string()),
+    ]
+
+
+class RequestFailed(Event):
+    """Terminal event of a request that failed. ``model_id`` is the last model tried, if any."""
+
+    event_type: ClassVar[str] = "RequestFailed"
+    attempts: int
+    error_kind: str
+    models_tried: tuple[str, ...] = ()
+    latency_ms: float = 0.0
+    cost_usd: Money = Decimal(0)
+
+    _arrow_fields: ClassVar[list[pa.Field]] = [
+        pa.field("attempts", pa.int32(), nullable=False),
+        pa.field("error_kind", pa.string(), nullable=False),
+        pa.field("models_tried", pa.list_(pa.string()), nullable=False),
+        pa.field("latency_ms", pa.float64(), nullable=False),
+        pa.field("cost_usd", MONEY_TYPE, nullable=False),
+    ]
+
+
+class ResponseEvaluated(Event):
+    event_type: ClassVar[str] = "ResponseEvaluated"
+    completeness: float
+    relevance: float
+    coherence: float
+    quality_score: float
+    low_quality: bool
+    evaluator: str = "heuristic"
+    explanation: str = ""
+
+    _arrow_fields: ClassVar[list[pa.Field]] = [
+        pa.field("completeness", pa.float64(), nullable=False),
+        pa.field("relevance", pa.float64(), nullable=False),
+        pa.field("coherence", pa.float64(), nullable=False),
+        pa.field("quality_score", pa.float64(), nullable=False),
+        pa.field("low_quality", pa.bool_(), nullable=False),
+        pa.field("evaluator", pa.string(), nullable=False),
+        pa.field("explanation", pa.string(), nullable=False),
+    ]
+
+
+class QualityLow(Event):
+    event_type: ClassVar[str] = "QualityLow"
+    quality_score: float
+    threshold: float
+    rerouted_to: str | None = None
+
+    _arrow_fields: ClassVar[list[pa.Field]] = [
+        pa.field("quality_score", pa.float64(), nullable=False),
+        pa.field("threshold", pa.float64(), nullable=False),
+        pa.field("rerouted_to", pa.string()),
+    ]
+
+
+HealthState = Literal["healthy", "degraded", "unhealthy", "half_open", "unknown"]
+
+
+class HealthChanged(Event):
+    """A provider's (``model_id`` None) or a model's health moved from one state to another."""
+
+    event_type: ClassVar[str] = "HealthChanged"
+    from_state: HealthState
+    to_state: HealthState
+    reason: str = ""
+
+    _arrow_fields: ClassVar[list[pa.Field]] = [
+        pa.field("from_state", pa.string(), nullable=False),
+        pa.field("to_state", pa.string(), nullable=False),
+        pa.field("reason", pa.string(), nullable=False),
+    ]
+
+
+class HealthChecked(Event):
+    """One active probe of a provider's health endpoint."""
+
+    event_type: ClassVar[str] = "HealthChecked"
+    ok: bool
+    latency_ms: float
+    http_status: int | None = None
+    error_kind: str | None = None
+    missing_models: tuple[str, ...] = ()
+
+    _arrow_fields: ClassVar[list[pa.Field]] = [
+        pa.field("ok", pa.bool_(), nullable=False),
+        pa.field("latency_ms", pa.float64(), nullable=False),
+        pa.field("http_status", pa.int32()),
+        pa.field("error_kind", pa.string()),
+        pa.field("missing_models", pa.list_(pa.string()), nullable=False),
+    ]
+
+
+class RateLimitHit(Event):
+    """``kind``: ``approaching`` (share of a limit crossed), ``exceeded`` (local refusal) or
+    ``provider_429`` (the provider refused; the model cools for ``retry_after_s``)."""
+
+    event_type: ClassVar[str] = "RateLimitHit"
+    kind: Literal["approaching", "exceeded", "provider_429"]
+    limit_type: Literal["rpm", "tpm"]
+    used: int
+    limit: int
+    retry_after_s: float | None = None
+
+    _arrow_fields: ClassVar[list[pa.Field]] = [
+        pa.field("kind", pa.string(), nullable=False),
+        pa.field("limit_type", pa.string(), nullable=False),
+        pa.field("used", pa.int64(), nullable=False),
+        pa.field("limit", pa.int64(), nullable=False),
+        pa.field("retry_after_s", pa.float64()),
+    ]
+
+
+class BudgetAlert(Event):
+    """A budget's spend crossed ``threshold`` (a share, e.g. 0.8) in the window starting at
+    ``window_start``. One per crossing per window."""
+
+    event_type: ClassVar[str] = "BudgetAlert"
+    scope: Literal["global", "provider", "model", "agent_type"]
+    scope_key: str
+    window: Literal["day", "month"]
+    window_start: datetime
+    threshold: float
+    spent_usd: Money
+    limit_usd: Money
+
+    _arrow_fields: ClassVar[list[pa.Field]] = [
+        pa.field("scope", pa.string(), nullable=False),
+        pa.field("scope_key", pa.string(), nullable=False),
+        pa.field("window", pa.string(), nullable=False),
+        pa.field("window_start", TIMESTAMP_TYPE, nullable=False),
+        pa.field("threshold", pa.float64(), nullable=False),
+        pa.field("spent_usd", MONEY_TYPE, nullable=False),
+        pa.field("limit_usd", MONEY_TYPE, nullable=False),
+    ]
+
+    @field_validator("window_start")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        if value.tzinfo is None:
+            raise ValueError("window_start must be timezone-aware")
+        return value.astimezone(UTC)
+
+
+class PerformanceAlert(Event):
+    """``kind``: ``excessive_failover``, ``latency_degraded``, ``error_rate``, ``quality_degraded``,
+    ``provider_unavailable``."""
+
+    event_type: ClassVar[str] = "PerformanceAlert"
+    kind: str
+    metric: str
+    value: float
+    threshold: float
+    message: str = ""
+
+    _arrow_fields: ClassVar[list[pa.Field]] = [
+        pa.field("kind", pa.string(), nullable=False),
+        pa.field("metric", pa.string(), nullable=False),
+        pa.field("value", pa.float64(), nullable=False),
+        pa.field("threshold", pa.float64(), nullable=False),
+        pa.field("message", pa.string(), nullable=False),
+    ]
+
+
+class FeedbackRecorded(Event):
+    """A user's or a judge model's score (0..1) for a request, for tuning."""
+
+    event_type: ClassVar[str] = "FeedbackRecorded"
+    score: float
+    source: Literal["user", "judge", "ground_truth"]
+    judge_model_id: str | None = None
+    cost_usd: Money = Decimal(0)
+    comment: str | None = None
+
+    _arrow_fields: ClassVar[list[pa.Field]] = [
+        pa.field("score", pa.float64(), nullable=False),
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("judge_model_id", pa.string()),
+        pa.field("cost_usd", MONEY_TYPE, nullable=False),
+        pa.field("comment", pa.string()),
+    ]
+
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.event_type: cls
+    for cls in (
+        ModelSelected,
+        AttemptFailed,
+        FailoverTriggered,
+        RequestCompleted,
+        RequestFailed,
+        ResponseEvaluated,
+        QualityLow,
+        HealthChanged,
+        HealthChecked,
+        RateLimitHit,
+        BudgetAlert,
+        PerformanceAlert,
+        FeedbackRecorded,
+    )
+}
+
+TERMINAL_EVENT_TYPES = ("RequestCompleted", "RequestFailed")
+
+
+def snake_case(event_type: str) -> str:
+    """``RequestCompleted`` → ``request_completed`` (the DuckDB view name)."""
+    out = []
+    for i, ch in enumerate(event_type):
+        if ch.isupper() and i:
+            out.append("_")
+        out.append(ch.lower())
+    return "".join(out)
