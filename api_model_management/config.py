@@ -11,7 +11,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 ProviderType = Literal["openai", "anthropic", "google", "ollama"]
 Window = Literal["day", "month"]
@@ -290,31 +290,20 @@ class RegistryConfig(_Strict):
     settings: Settings = Settings()
 
     @model_validator(mode="after")
-    def _cross_checks(self) -> RegistryConfig:
-        problems: list[str] = []
-        seen: set[str] = set()
-        for i, model in enumerate(self.models):
-            if model.id in seen:
-                problems.append(f"models[{i}].id: duplicate model id {model.id!r}")
-            seen.add(model.id)
-            if self.providers and model.provider not in self.providers:
-                problems.append(
-                    f"models[{i}].provider: unknown provider {model.provider!r} "
-                    f"(known: {', '.join(sorted(self.providers))})"
-                )
-        for i, model in enumerate(self.models):
-            for j, fallback in enumerate(model.fallbacks):
-                if fallback not in seen:
-                    problems.append(
-                        f"models[{i}].fallbacks[{j}]: fallback names unknown model {fallback!r}"
-                    )
-        judge = self.settings.quality.judge
-        if judge.enabled and judge.model_id not in seen:
-            problems.append(
-                f"settings.quality.judge.model_id: judge model {judge.model_id!r} is not a known model"
-            )
+    def _cross_checks(self, info: ValidationInfo) -> RegistryConfig:
+        """Cross-field checks (unknown provider, duplicate id, unknown fallback, budget key, judge).
+
+        ``load_config`` / ``config_from_dict`` pass a context that defers these checks to the loader,
+        which reports each problem as its own issue with its JSON path; direct validation gets them
+        joined into one error here."""
+        from ._config_load import DEFER_CROSS_CHECKS, cross_field_issues
+
+        context = info.context or {}
+        if all(context.get(key) == value for key, value in DEFER_CROSS_CHECKS.items()):
+            return self
+        problems = cross_field_issues(self.model_dump(mode="python"))
         if problems:
-            raise ValueError("; ".join(problems))
+            raise ValueError("; ".join(f"{issue.path}: {issue.message}" for issue in problems))
         return self
 
     # -- lookups -------------------------------------------------------------------------------

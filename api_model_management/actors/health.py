@@ -1,0 +1,474 @@
+"""HealthChecker core: one provider's health as a circuit breaker fed by probes and call outcomes.
+
+A pure class (no Ray, no I/O): the Ray shell calls the provider's probe endpoint on an interval, feeds
+the result to :meth:`HealthCore.record_probe`, feeds call outcomes to :meth:`HealthCore.record_outcome`
+and ships :meth:`HealthCore.drain_events` to the event sink.
+
+States and rules (thresholds from :class:`config.HealthSettings`)::
+
+    unknown ──success──▶ healthy ◀──success── degraded
+       │                   │ degraded_threshold      │
+       │                   ▼ consecutive failures    │ failure_threshold consecutive failures,
+       └──failures──▶  degraded ──────────────────▶ unhealthy   or failure rate ≥ failure_rate_threshold
+                                                     │  ▲        over window_s (≥ min_calls_in_window),
+                                      open_s elapsed ▼  │ one    or an auth/quota failure (at once)
+                                                 half_open
+                                                     │ recovery_probes consecutive successes
+                                                     ▼
+                                                  healthy
+
+``unknown`` (no signal yet) counts as healthy for selection; ``half_open`` lets trial traffic through.
+Successes while ``unhealthy`` (before ``open_s`` has passed) are counted but change nothing: the
+breaker waits the full ``open_s``. Failures caused by the request itself (bad request, content policy,
+context window) or by rate limiting are neutral: they say nothing about the provider's health. A
+``model_not_found`` outcome, or a probe whose model listing lacks a model, marks that model
+unavailable (a ``HealthChanged`` event with ``model_id`` set); a success for that model, or a later
+listing that includes it, makes it available again.
+
+The ``unhealthy → half_open`` move is a function of time: it is taken lazily whenever the core is
+asked anything, with ``since`` set to the exact moment ``open_s`` elapsed, so the state at a given
+time does not depend on when somebody looked.
+
+Replay: every input is journaled as a :class:`ProbeRecord` or :class:`OutcomeRecord`.
+:meth:`HealthCore.replay` folds those records, or log events (``HealthChecked`` as probes;
+``AttemptFailed`` and non-cached ``RequestCompleted`` of this provider as outcomes; ``HealthChanged``
+is derived and skipped), and reproduces the live state.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from math import isfinite
+
+from .. import config, events
+from .._clock import Clock
+from ..errors import InvalidInput
+from ..events._types import HealthState
+
+#: States in which the selector may send traffic (``half_open``: trial traffic).
+TRAFFIC_STATES: frozenset[str] = frozenset({"healthy", "degraded", "unknown", "half_open"})
+#: Failures that make the provider unhealthy at once: the account, not the moment, is at fault.
+IMMEDIATE_KINDS: frozenset[str] = frozenset({"auth", "quota"})
+#: Failures that say nothing about the provider's health (the request or local admission is at
+#: fault, or the provider is merely busy for us — the RateLimiter handles that).
+NEUTRAL_KINDS: frozenset[str] = frozenset({
+    "invalid_request",
+    "content_policy",
+    "context_window",
+    "rate_limited",
+    "model_not_found",
+    "invalid_input",
+    "budget_exceeded",
+    "rate_limit_exceeded",
+    "no_eligible_model",
+    "concurrency_limit",
+    "component_unavailable",
+})
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeRecord:
+    """One active probe, as journaled. ``missing_models`` is the provider's unavailable set after
+    the probe (unchanged when the probe listed no models)."""
+
+    at: datetime
+    at_monotonic: float
+    ok: bool
+    latency_ms: float
+    http_status: int | None = None
+    error_kind: str | None = None
+    missing_models: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class OutcomeRecord:
+    """One passive signal from a call outcome, as journaled."""
+
+    at: datetime
+    at_monotonic: float
+    ok: bool
+    error_kind: str | None = None
+    model_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HealthSnapshot:
+    """A provider's health at one moment (picklable; pushed to the Selector and routers)."""
+
+    provider: str
+    state: HealthState
+    unavailable_models: tuple[str, ...]
+    #: When the provider entered ``state`` (None while ``unknown``).
+    since: datetime | None
+    consecutive_failures: int
+    consecutive_successes: int
+    window_calls: int
+    window_failures: int
+    last_probe_at: datetime | None
+    last_probe_latency_ms: float | None
+    reason: str
+
+    @property
+    def allows_traffic(self) -> bool:
+        return self.state in TRAFFIC_STATES
+
+
+def classify(ok: bool, error_kind: str | None) -> str:
+    """``success``, ``failure``, ``immediate`` (unhealthy at once) or ``neutral``."""
+    if ok:
+        return "success"
+    if error_kind in IMMEDIATE_KINDS:
+        return "immediate"
+    if error_kind in NEUTRAL_KINDS:
+        return "neutral"
+    return "failure"
+
+
+class HealthCore:
+    """The health of one provider. See the module docstring for the rules."""
+
+    def __init__(
+        self,
+        provider: str,
+        settings: config.HealthSettings,
+        *,
+        clock: Clock,
+        models: Iterable[str] = (),
+    ) -> None:
+        if not provider:
+            raise InvalidInput("a health core needs a provider name")
+        self.provider = provider
+        self.settings = settings
+        self.models: tuple[str, ...] = tuple(models)
+        self._clock = clock
+        self._state: HealthState = "unknown"
+        self._since: datetime | None = None
+        self._reason = "no signal yet"
+        self._opened_mono = 0.0
+        self._consecutive_failures = 0
+        self._consecutive_successes = 0
+        self._window: deque[tuple[float, bool]] = deque()
+        self._window_failures = 0
+        self._unavailable: frozenset[str] = frozenset()
+        self._last_probe_mono: float | None = None
+        self._last_probe_at: datetime | None = None
+        self._last_probe_latency_ms: float | None = None
+        self._events: list[events.Event] = []
+        self._journal: list[ProbeRecord | OutcomeRecord] = []
+        self._subscribers: list[Callable[[HealthSnapshot], None]] = []
+        self._replaying = False
+
+    # -- inputs ------------------------------------------------------------------------------
+    def record_probe(
+        self,
+        ok: bool,
+        latency_ms: float,
+        http_status: int | None = None,
+        error_kind: str | None = None,
+        available_models: list[str] | None = None,
+    ) -> HealthSnapshot:
+        """Record one active probe. ``available_models``: the models the provider listed (None when
+        the probe does not list models); configured models not in it become unavailable."""
+        if not isinstance(latency_ms, int | float) or not isfinite(latency_ms) or latency_ms < 0:
+            raise InvalidInput("latency_ms must be a finite number >= 0", provider=self.provider)
+        if available_models is None:
+            missing = tuple(sorted(self._unavailable))
+        else:
+            known = set(self.models) | self._unavailable
+            missing = tuple(sorted(known - set(available_models)))
+        record = ProbeRecord(
+            at=self._clock.now(),
+            at_monotonic=self._clock.monotonic(),
+            ok=bool(ok),
+            latency_ms=float(latency_ms),
+            http_status=http_status,
+            error_kind=None if ok else (error_kind or "probe_failed"),
+            missing_models=missing,
+        )
+        self._apply(record)
+        return self.snapshot()
+
+    def record_outcome(
+        self, ok: bool, error_kind: str | None = None, model_id: str | None = None
+    ) -> HealthSnapshot:
+        """Record the outcome of one call to this provider (a passive health signal)."""
+        record = OutcomeRecord(
+            at=self._clock.now(),
+            at_monotonic=self._clock.monotonic(),
+            ok=bool(ok),
+            error_kind=None if ok else error_kind,
+            model_id=model_id,
+        )
+        self._apply(record)
+        return self.snapshot()
+
+    def tick(self) -> HealthSnapshot:
+        """Take any time-driven transition now (the shell calls this on its timer)."""
+        self._advance(self._clock.monotonic())
+        return self.snapshot()
+
+    def subscribe(self, callback: Callable[[HealthSnapshot], None]) -> None:
+        """Call ``callback(snapshot)`` after every change of state or of unavailable models."""
+        self._subscribers.append(callback)
+
+    # -- queries -----------------------------------------------------------------------------
+    @property
+    def state(self) -> HealthState:
+        self._advance(self._clock.monotonic())
+        return self._state
+
+    def allows_traffic(self) -> bool:
+        """True when the selector may route to this provider (unhealthy is the only closed state)."""
+        return self.state in TRAFFIC_STATES
+
+    def due_for_probe(self) -> bool:
+        """True when a probe is due: never probed, ``interval_s`` since the last one, or half-open
+        with no probe since entering it."""
+        now = self._clock.monotonic()
+        self._advance(now)
+        if self._last_probe_mono is None:
+            return True
+        if self._state == "half_open" and self._last_probe_mono < self._half_open_mono():
+            return True
+        return now - self._last_probe_mono >= self.settings.interval_s
+
+    def snapshot(self) -> HealthSnapshot:
+        now = self._clock.monotonic()
+        self._advance(now)
+        self._prune(now)
+        return HealthSnapshot(
+            provider=self.provider,
+            state=self._state,
+            unavailable_models=tuple(sorted(self._unavailable)),
+            since=self._since,
+            consecutive_failures=self._consecutive_failures,
+            consecutive_successes=self._consecutive_successes,
+            window_calls=len(self._window),
+            window_failures=self._window_failures,
+            last_probe_at=self._last_probe_at,
+            last_probe_latency_ms=self._last_probe_latency_ms,
+            reason=self._reason,
+        )
+
+    def drain_events(self) -> list[events.Event]:
+        """The events produced since the last drain (HealthChanged, HealthChecked), oldest first."""
+        out, self._events = self._events, []
+        return out
+
+    @property
+    def journal(self) -> tuple[ProbeRecord | OutcomeRecord, ...]:
+        """Every input so far, in order: the source of :meth:`replay`."""
+        return tuple(self._journal)
+
+    # -- replay ------------------------------------------------------------------------------
+    @classmethod
+    def replay(
+        cls,
+        provider: str,
+        settings: config.HealthSettings,
+        history: Iterable[ProbeRecord | OutcomeRecord | events.Event],
+        *,
+        clock: Clock,
+        models: Iterable[str] = (),
+    ) -> HealthCore:
+        """A core rebuilt by folding ``history`` (journal records and/or log events of this
+        provider). Log events are placed on ``clock``'s monotonic scale by their ``occurred_at``."""
+        records = [r for r in (_to_record(item, provider, clock) for item in history) if r]
+        core = cls(provider, settings, clock=clock, models=models)
+        core._replaying = True
+        for record in records:
+            core._clock = _FrozenClock(record.at, record.at_monotonic)
+            core._apply(record)
+        core._clock = clock
+        core._replaying = False
+        core._events.clear()
+        return core
+
+    # -- the fold ----------------------------------------------------------------------------
+    def _apply(self, record: ProbeRecord | OutcomeRecord) -> None:
+        now = record.at_monotonic
+        self._advance(now)
+        before = (self._state, self._unavailable)
+        self._journal.append(record)
+        if isinstance(record, ProbeRecord):
+            self._last_probe_mono = now
+            self._last_probe_at = record.at
+            self._last_probe_latency_ms = record.latency_ms
+            self._set_unavailable(frozenset(record.missing_models), "probe listing", record.at)
+            self._emit_checked(record)
+        else:
+            self._apply_model_signal(record)
+        self._signal(now, record.at, classify(record.ok, record.error_kind), record.error_kind)
+        if (self._state, self._unavailable) != before:
+            self._notify()
+
+    def _apply_model_signal(self, record: OutcomeRecord) -> None:
+        if record.model_id is None:
+            return
+        if record.ok and record.model_id in self._unavailable:
+            self._set_unavailable(self._unavailable - {record.model_id}, "call succeeded", record.at)
+        elif not record.ok and record.error_kind == "model_not_found":
+            self._set_unavailable(self._unavailable | {record.model_id}, "model_not_found", record.at)
+
+    def _signal(self, now: float, at: datetime, kind: str, error_kind: str | None) -> None:
+        if kind == "neutral":
+            return
+        ok = kind == "success"
+        self._window.append((now, ok))
+        self._window_failures += 0 if ok else 1
+        self._prune(now)
+        if ok:
+            self._on_success(at)
+        else:
+            self._on_failure(now, at, kind == "immediate", error_kind or "failure")
+
+    def _on_success(self, at: datetime) -> None:
+        self._consecutive_failures = 0
+        self._consecutive_successes += 1
+        if self._state in ("unknown", "degraded"):
+            self._move("healthy", "call or probe succeeded", at)
+        elif self._state == "half_open":
+            if self._consecutive_successes >= self.settings.recovery_probes:
+                self._move("healthy", f"{self._consecutive_successes} trial(s) succeeded", at)
+        # healthy stays healthy; unhealthy waits for open_s to pass
+
+    def _on_failure(self, now: float, at: datetime, immediate: bool, error_kind: str) -> None:
+        s = self.settings
+        self._consecutive_successes = 0
+        self._consecutive_failures += 1
+        if self._state == "unhealthy":
+            return
+        if immediate:
+            self._open(now, at, f"{error_kind} failure")
+        elif self._state == "half_open":
+            self._open(now, at, f"trial failed ({error_kind})")
+        elif self._consecutive_failures >= s.failure_threshold:
+            self._open(now, at, f"{self._consecutive_failures} consecutive failures")
+        elif self._rate_tripped():
+            rate = self._window_failures / len(self._window)
+            self._open(now, at, f"failure rate {rate:.2f} over {len(self._window)} calls")
+        elif self._consecutive_failures >= s.degraded_threshold and self._state != "degraded":
+            self._move("degraded", f"{self._consecutive_failures} consecutive failure(s)", at)
+
+    def _rate_tripped(self) -> bool:
+        calls = len(self._window)
+        return (
+            calls >= self.settings.min_calls_in_window
+            and self._window_failures / calls >= self.settings.failure_rate_threshold
+        )
+
+    def _open(self, now: float, at: datetime, reason: str) -> None:
+        self._opened_mono = now
+        self._window.clear()
+        self._window_failures = 0
+        self._move("unhealthy", reason, at)
+
+    def _half_open_mono(self) -> float:
+        return self._opened_mono + self.settings.open_s
+
+    def _advance(self, now: float) -> None:
+        """Take the time-driven move ``unhealthy → half_open`` once ``open_s`` has passed."""
+        if self._state == "unhealthy" and now >= self._half_open_mono():
+            assert self._since is not None  # set when the breaker opened
+            at = self._since + timedelta(seconds=self.settings.open_s)
+            self._consecutive_successes = 0
+            self._move("half_open", f"open for {self.settings.open_s:g} s", at)
+            if not self._replaying:
+                self._notify()
+
+    def _prune(self, now: float) -> None:
+        cutoff = now - self.settings.window_s
+        window = self._window
+        while window and window[0][0] <= cutoff:
+            _, ok = window.popleft()
+            self._window_failures -= 0 if ok else 1
+
+    def _move(self, to_state: HealthState, reason: str, at: datetime) -> None:
+        if to_state == self._state:
+            return
+        self._events.append(
+            events.HealthChanged(
+                occurred_at=at,
+                provider=self.provider,
+                from_state=self._state,
+                to_state=to_state,
+                reason=reason,
+            )
+        )
+        self._state, self._since, self._reason = to_state, at, reason
+
+    def _set_unavailable(self, models: frozenset[str], reason: str, at: datetime) -> None:
+        for model_id in sorted(models - self._unavailable):
+            self._events.append(events.HealthChanged(
+                occurred_at=at, provider=self.provider, model_id=model_id,
+                from_state="healthy", to_state="unhealthy", reason=f"model unavailable: {reason}",
+            ))
+        for model_id in sorted(self._unavailable - models):
+            self._events.append(events.HealthChanged(
+                occurred_at=at, provider=self.provider, model_id=model_id,
+                from_state="unhealthy", to_state="healthy", reason=f"model available: {reason}",
+            ))
+        self._unavailable = models
+
+    def _emit_checked(self, record: ProbeRecord) -> None:
+        self._events.append(
+            events.HealthChecked(
+                occurred_at=record.at,
+                provider=self.provider,
+                ok=record.ok,
+                latency_ms=record.latency_ms,
+                http_status=record.http_status,
+                error_kind=record.error_kind,
+                missing_models=record.missing_models,
+            )
+        )
+
+    def _notify(self) -> None:
+        if self._replaying or not self._subscribers:
+            return
+        snap = self.snapshot()
+        for callback in self._subscribers:
+            callback(snap)
+
+
+# -- replay helpers ------------------------------------------------------------------------------
+
+
+class _FrozenClock:
+    """A clock stopped at one record's time, used while folding."""
+
+    def __init__(self, at: datetime, mono: float) -> None:
+        self._at, self._mono = at, mono
+
+    def now(self) -> datetime:
+        return self._at
+
+    def monotonic(self) -> float:
+        return self._mono
+
+
+def _mono_of(at: datetime, clock: Clock) -> float:
+    return clock.monotonic() - (clock.now() - at).total_seconds()
+
+
+def _to_record(
+    item: ProbeRecord | OutcomeRecord | events.Event, provider: str, clock: Clock
+) -> ProbeRecord | OutcomeRecord | None:
+    if isinstance(item, ProbeRecord | OutcomeRecord):
+        return item
+    if not isinstance(item, events.Event):
+        raise InvalidInput(f"cannot replay a {type(item).__name__}")
+    if item.provider != provider:
+        return None
+    at, mono = item.occurred_at, _mono_of(item.occurred_at, clock)
+    if isinstance(item, events.HealthChecked):
+        return ProbeRecord(at, mono, item.ok, item.latency_ms, item.http_status, item.error_kind,
+                           tuple(item.missing_models))
+    if isinstance(item, events.AttemptFailed):
+        return OutcomeRecord(at, mono, False, item.error_kind, item.model_id)
+    if isinstance(item, events.RequestCompleted) and not item.cache_hit:
+        return OutcomeRecord(at, mono, True, None, item.model_id)
+    return None

@@ -1,0 +1,129 @@
+"""Deterministic answers: the same model and messages always produce the same text.
+
+Answers read like a short reply that restates the prompt's key words, so relevance scoring has
+something real to measure. Token counts use the usual rule of thumb (characters / 4).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import re
+from dataclasses import dataclass
+
+from ._data import WorldEntry
+
+_WORD = re.compile(r"[A-Za-z][A-Za-z0-9'-]{3,}")
+_STOP = frozenset(
+    """
+    about above after again against also because been before being below between both could does
+    doing down during each from further have having here into itself just more most other over
+    please same should some such than that their them then there these they this those through
+    under until very what when where which while will with would your yours you're tell explain
+    answer question following give using make need want know like into onto upon within without
+    """.split()
+)
+_OPENERS = (
+    "Here is a short answer about {a}.",
+    "Good question about {a}.",
+    "Let me address {a} directly.",
+    "In brief, {a} comes down to a few points.",
+)
+_BODY = (
+    "The key point about {a} is that it depends on {b} and {c}.",
+    "In practice, {a} relates closely to {b}, which matters for {c}.",
+    "A sound approach to {a} is to consider {b} first and then {c}.",
+    "Most sources agree that {a} and {b} should be evaluated together.",
+    "It helps to separate {b} from {c} when reasoning about {a}.",
+    "One common mistake is to treat {b} as independent of {a}.",
+    "Evidence on {c} suggests that {b} plays a central role.",
+)
+_CLOSERS = (
+    "To summarise, {a} is best understood through {b}.",
+    "In short, keep {b} and {c} in mind when thinking about {a}.",
+    "Overall, {a} rewards a careful look at {b}.",
+)
+WORLD_MARKERS = {True: "[correct]", False: "[incorrect]"}
+
+
+def count_tokens(text: str) -> int:
+    """Approximate tokens of a text (characters / 4, at least 1 for non-empty text)."""
+    return (len(text) + 3) // 4
+
+
+def keywords(prompt: str, limit: int = 6) -> list[str]:
+    """Distinct content words of a prompt, in order of appearance."""
+    seen: dict[str, None] = {}
+    for match in _WORD.finditer(prompt):
+        word = match.group(0).lower().strip("'-")
+        if word not in _STOP and len(word) >= 4:
+            seen.setdefault(word, None)
+            if len(seen) >= limit:
+                break
+    return list(seen)
+
+
+def seed_of(model: str, conversation: str) -> int:
+    digest = hashlib.blake2b(f"{model}\x00{conversation}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big")
+
+
+def compose_answer(model: str, conversation: str, prompt: str) -> str:
+    """A few sentences, seeded by model + conversation, restating the prompt's key words."""
+    rng = random.Random(seed_of(model, conversation))
+    words = keywords(prompt) or ["the question", "the context", "the details"]
+    while len(words) < 3:
+        words.append(words[-1] if len(words) > 1 else "the context")
+
+    def fill(template: str) -> str:
+        a, b, c = rng.sample(words, 3) if len(set(words)) >= 3 else words[:3]
+        return template.format(a=a, b=b, c=c)
+
+    sentences = [fill(rng.choice(_OPENERS))]
+    sentences += [fill(t) for t in rng.sample(_BODY, rng.randint(2, 3))]
+    sentences.append(fill(rng.choice(_CLOSERS)))
+    return " ".join(sentences)
+
+
+def world_answer(model: str, column: str, entry: WorldEntry, conversation: str) -> str | None:
+    """The world's answer for a model: a recorded response, or an option letter, plus a marker.
+
+    The routellm files record only whether a model was right, not the right option, so the option
+    letter is arbitrary; the marker ``[correct]`` / ``[incorrect]`` is the ground truth to check.
+    """
+    if column not in entry.correct:
+        return None
+    marker = WORLD_MARKERS[entry.correct[column]]
+    recorded = entry.responses.get(column)
+    if recorded:
+        return f"{recorded.strip()}\n{marker}"
+    letter = "ABCD"[seed_of(model, conversation) % 4]
+    return f"Answer: {letter} {marker}"
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    text: str
+    input_tokens: int
+    output_tokens: int
+    #: True when the text was cut at the requested maximum of output tokens.
+    truncated: bool
+
+
+def make_answer(full_text: str, prompt_chars: int, max_tokens: int | None) -> Answer:
+    """Cut ``full_text`` to ``max_tokens`` (on a word boundary when possible) and count tokens."""
+    input_tokens = max(1, (prompt_chars + 3) // 4)
+    if max_tokens is None or count_tokens(full_text) <= max_tokens:
+        return Answer(full_text, input_tokens, count_tokens(full_text), False)
+    limit_chars = max(0, max_tokens * 4)
+    cut = full_text[:limit_chars]
+    space = cut.rfind(" ")
+    if space > 0:
+        cut = cut[:space]
+    return Answer(cut, input_tokens, count_tokens(cut), True)
+
+
+def split_for_stream(text: str, words_per_chunk: int = 3) -> list[str]:
+    """Pieces of ``text`` that concatenate back to it exactly."""
+    pieces = re.findall(r"\S+\s*|\s+", text)
+    return ["".join(pieces[i : i + words_per_chunk]) for i in range(0, len(pieces), words_per_chunk)] or [""]

@@ -1,0 +1,213 @@
+"""The write-ahead spool: how a request's events become durable before ``complete()`` returns.
+
+A router cannot afford a round trip to the EventSink and a Parquet write per request (about 2-3 ms),
+so each writer (a router process) appends its events to its own spool segment with one ``os.write``
+(tens of microseconds). Once written, the bytes are in the operating system: a ``kill -9`` of the
+router, or of the sink, loses nothing. ``fsync`` runs at most every ``fsync_interval_ms`` (so on
+power loss at most that much is at risk), or on every write with ``fsync="always"``.
+
+The EventSink is the only writer of the Parquet log: it ingests closed segments (``*.wal``) and
+segments whose writer died (an ``*.open`` segment whose ``flock`` it can take), writes their events
+to Parquet under names derived from the segment (so a re-run after a crash rewrites the same files
+instead of duplicating them), then deletes the segment.
+
+Layout: ``<data_dir>/spool/<writer_id>/<seq>.open`` while written, renamed ``<seq>.wal`` when full
+or old. A record is one line: ``<event_type>\\t<JSON>\\n``; a torn last line (a writer killed inside
+``write``) belongs to a request that never returned and is skipped.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+
+from ._types import EVENT_TYPES, Event, uuid7
+
+log = logging.getLogger(__name__)
+
+_OPEN = ".open"
+_CLOSED = ".wal"
+
+
+def _default(value):
+    from decimal import Decimal
+
+    if isinstance(value, Decimal):
+        return str(value)
+    raise TypeError(f"cannot encode {type(value).__name__}")
+
+
+def encode_events(events: Sequence[Event]) -> bytes:
+    parts = []
+    for event in events:
+        body = orjson.dumps(event.model_dump(mode="python"), default=_default)
+        parts.append(event.event_type.encode() + b"\t" + body + b"\n")
+    return b"".join(parts)
+
+
+def decode_events(data: bytes) -> list[Event]:
+    """Events of a segment; a torn or corrupt line is skipped and logged (never raised)."""
+    events: list[Event] = []
+    for line in data.split(b"\n"):
+        if not line:
+            continue
+        type_name, _, body = line.partition(b"\t")
+        cls = EVENT_TYPES.get(type_name.decode(errors="replace"))
+        try:
+            if cls is None:
+                raise ValueError("unknown event type")
+            events.append(cls.model_validate(orjson.loads(body)))
+        except ValueError:  # orjson.JSONDecodeError and pydantic.ValidationError are ValueErrors
+            log.warning("spool: skipped a torn or unreadable record (%d bytes)", len(line))
+    return events
+
+
+class SpoolWriter:
+    """One writer's append-only spool (not thread-safe; one per router process)."""
+
+    def __init__(
+        self,
+        data_dir: str | Path,
+        writer_id: str | None = None,
+        *,
+        fsync: str = "interval",
+        fsync_interval_ms: int = 200,
+        segment_max_bytes: int = 4 * 1024 * 1024,
+        segment_max_age_s: float = 1.0,
+    ) -> None:
+        self.writer_id = writer_id or f"w-{os.getpid()}-{uuid7()[-12:]}"
+        self.dir = Path(data_dir) / "spool" / self.writer_id
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._fsync = fsync
+        self._fsync_interval_s = fsync_interval_ms / 1000
+        self._max_bytes = segment_max_bytes
+        self._max_age_s = segment_max_age_s
+        self._fd: int | None = None
+        self._path: Path | None = None
+        self._opened_at = 0.0
+        self._size = 0
+        self._dirty = False
+        self._last_sync = time.monotonic()
+        self._seq = 0
+
+    def _open(self) -> None:
+        self._seq += 1
+        self._path = self.dir / f"{time.time_ns():020d}-{self._seq:06d}{_OPEN}"
+        self._fd = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a sink may take it only if we die
+        self._opened_at = time.monotonic()
+        self._size = 0
+
+    def write(self, events: Sequence[Event]) -> None:
+        """Append events durably (against process death) before returning."""
+        if not events:
+            return
+        if self._fd is None:
+            self._open()
+        data = encode_events(events)
+        view = memoryview(data)
+        while view:
+            written = os.write(self._fd, view)
+            view = view[written:]
+        self._size += len(data)
+        self._dirty = True
+        if self._fsync == "always":
+            self.sync()
+        if self._size >= self._max_bytes:
+            self.rotate()
+
+    def sync(self) -> None:
+        if self._fd is not None and self._dirty:
+            os.fsync(self._fd)
+            self._dirty = False
+        self._last_sync = time.monotonic()
+
+    def tick(self) -> None:
+        """Periodic housekeeping: fsync on the interval policy, rotate old segments."""
+        now = time.monotonic()
+        if self._fsync == "interval" and now - self._last_sync >= self._fsync_interval_s:
+            self.sync()
+        if self._fd is not None and now - self._opened_at >= self._max_age_s:
+            self.rotate()
+
+    def rotate(self) -> None:
+        """Close the open segment so the sink can ingest it."""
+        if self._fd is None or self._path is None:
+            return
+        if self._fsync != "never":
+            self.sync()
+        closed = self._path.with_suffix(_CLOSED)
+        os.rename(self._path, closed)
+        os.close(self._fd)  # releases the lock after the rename: the sink sees a .wal, never a live .open
+        self._fd = None
+        self._path = None
+
+    def close(self) -> None:
+        self.rotate()
+
+
+@dataclass(frozen=True)
+class Segment:
+    path: Path
+    writer_id: str
+    closed: bool
+
+    @property
+    def stem(self) -> str:
+        return f"spool-{self.writer_id}-{self.path.name.split('.')[0]}"
+
+
+def ingestible_segments(data_dir: str | Path) -> Iterator[Segment]:
+    """Closed segments, and open segments whose writer is dead (their lock can be taken)."""
+    root = Path(data_dir) / "spool"
+    if not root.is_dir():
+        return
+    for writer_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+        for path in sorted(writer_dir.iterdir()):
+            if path.suffix == _CLOSED:
+                yield Segment(path, writer_dir.name, True)
+            elif path.suffix == _OPEN and _writer_is_dead(path):
+                yield Segment(path, writer_dir.name, False)
+
+
+def _writer_is_dead(path: Path) -> bool:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return False  # renamed meanwhile: it will be seen as closed next time
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return True
+    finally:
+        os.close(fd)
+
+
+def read_segment(segment: Segment) -> list[Event]:
+    return decode_events(segment.path.read_bytes())
+
+
+def pending_events(data_dir: str | Path) -> list[Event]:
+    """Every event still in the spool (including live writers' open segments), for readers that
+    must see everything a returned ``complete()`` wrote."""
+    root = Path(data_dir) / "spool"
+    events: list[Event] = []
+    if not root.is_dir():
+        return events
+    for path in sorted(root.glob("*/*")):
+        if path.suffix in (_OPEN, _CLOSED):
+            try:
+                events.extend(decode_events(path.read_bytes()))
+            except FileNotFoundError:
+                continue
+    return events

@@ -1,0 +1,415 @@
+"""The adapter port: one shared ``httpx.AsyncClient`` per provider, timeouts, error translation at
+the edge, and the stream driver that turns a provider's event parser into ``StreamChunk`` items.
+
+A concrete adapter supplies only its wire protocol: URLs and auth headers, the request body, how
+to read a reply and a stream, and how to classify an error body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import httpx
+import orjson
+from pydantic import BaseModel, ConfigDict, SecretStr
+
+from .. import errors
+from .._clock import SYSTEM_CLOCK, Clock
+from .._request import ModelRequest, ProviderResult, RateLimitState, StreamChunk
+from ..config import ModelConfig, ProviderConfig
+from ._errors import malformed, translate_transport_error
+
+logger = logging.getLogger(__name__)
+
+_VERSIONED = re.compile(r"/v\d+(?:beta\d*|alpha\d*)?$")
+_TRANSPORT_ERRORS = (httpx.TransportError, TimeoutError)
+
+
+class ProbeResult(BaseModel):
+    """The outcome of one active health probe of a provider."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    ok: bool
+    latency_ms: float
+    http_status: int | None = None
+    error_kind: str | None = None
+    #: Model names the endpoint lists (None when the probe endpoint lists none).
+    models: tuple[str, ...] | None = None
+
+
+@dataclass(slots=True)
+class StreamState:
+    """What a stream parser learns besides text deltas; read when the stream ends."""
+
+    finish_reason: str | None = None
+    raw_finish_reason: str | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+    provider_request_id: str | None = None
+    completed: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Normalized token counts: ``input_tokens`` is uncached input, ``cached_tokens`` the cached
+    part, ``output_tokens`` everything billed as output (reasoning included)."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+
+
+def count(value: Any) -> int:
+    """A token count from a body field: non-negative int, 0 when absent or not a number."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return 0
+    return max(0, int(value))
+
+
+def api_root(base_url: str, default_version: str) -> str:
+    """``base_url`` when it already ends in a version segment (``/v1``, ``/v1beta``), else
+    ``base_url/<default_version>``."""
+    base = base_url.rstrip("/")
+    return base if _VERSIONED.search(base) else f"{base}/{default_version}"
+
+
+class ProviderAdapter(ABC):
+    """An httpx client for one provider's wire protocol (protocols.md).
+
+    ``complete`` returns a normalized :class:`ProviderResult`; ``stream`` yields text deltas and a
+    final ``done`` chunk carrying the result; ``probe`` is the cheapest health probe. Every failure
+    is one typed error of :mod:`api_model_management.errors`. A stream that fails after text was
+    delivered raises :class:`errors.StreamInterrupted` carrying ``partial_text``; before any text,
+    it raises the provider error itself (so a router can fail over invisibly).
+
+    ``client`` (or ``transport``) may be injected for tests; an injected client is not closed by
+    :meth:`aclose`.
+    """
+
+    provider_type: ClassVar[str]
+
+    def __init__(
+        self,
+        name: str,
+        config: ProviderConfig,
+        api_key: SecretStr | None = None,
+        *,
+        client: httpx.AsyncClient | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
+        self.name = name
+        self.config = config
+        self._api_key = api_key
+        self._clock = clock
+        self._owns_client = client is None
+        self._client = client or httpx.AsyncClient(
+            transport=transport,
+            timeout=self._httpx_timeout(config.timeouts.total_s),
+            limits=httpx.Limits(
+                max_connections=config.max_connections,
+                max_keepalive_connections=config.max_connections,
+            ),
+            follow_redirects=False,
+        )
+
+    def __repr__(self) -> str:  # never shows the key
+        return f"{type(self).__name__}(name={self.name!r}, base_url={self.config.base_url!r})"
+
+    # -- protocol hooks ------------------------------------------------------------------------
+    @abstractmethod
+    def _auth_headers(self) -> dict[str, str]:
+        """Authentication (and version) headers."""
+
+    @abstractmethod
+    def _complete_url(self, model: ModelConfig) -> str: ...
+
+    @abstractmethod
+    def _stream_url(self, model: ModelConfig) -> str: ...
+
+    @abstractmethod
+    def _body(self, request: ModelRequest, model: ModelConfig, *, stream: bool) -> dict: ...
+
+    @abstractmethod
+    def _parse_reply(self, body: Any, model: ModelConfig) -> tuple[str, StreamState]:
+        """Text and metadata of a non-streamed reply; raises KeyError/TypeError/... if malformed."""
+
+    @abstractmethod
+    def _parse_stream(
+        self, lines: AsyncIterator[str], state: StreamState, model: ModelConfig
+    ) -> AsyncIterator[str]:
+        """Yield text deltas; fill ``state``; set ``state.completed`` on the protocol's terminator."""
+
+    @abstractmethod
+    def _classify_error(
+        self, status: int, body: Any, headers: Mapping[str, str], model_id: str | None
+    ) -> errors.ProviderError:
+        """The typed error for an HTTP error response."""
+
+    @abstractmethod
+    def _probe_path(self) -> str:
+        """URL of the cheapest health probe."""
+
+    def _probe_models(self, body: Any) -> tuple[str, ...] | None:
+        """Model names in a probe response, if it lists them."""
+        return None
+
+    def _rate_limit(self, headers: Mapping[str, str]) -> RateLimitState | None:
+        return None
+
+    def _request_id(self, headers: Mapping[str, str]) -> str | None:
+        return None
+
+    # -- public API ----------------------------------------------------------------------------
+    async def complete(
+        self,
+        request: ModelRequest,
+        model: ModelConfig,
+        *,
+        timeout_s: float | None = None,
+        headers: dict | None = None,
+    ) -> ProviderResult:
+        """One non-streamed completion."""
+        total_s = self._total_s(timeout_s)
+        start = self._clock.monotonic()
+        body = self._body(request, model, stream=False)
+        response = await self._send(
+            "POST", self._complete_url(model), body, model.id, total_s, headers
+        )
+        payload = self._decode(response, model.id)
+        try:
+            text, state = self._parse_reply(payload, model)
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
+            raise malformed(self.name, model.id, type(exc).__name__, response.status_code) from exc
+        state.provider_request_id = state.provider_request_id or self._request_id(response.headers)
+        result = self._result(text, state, response.headers, start, ttft_ms=None)
+        self._check_refusal(result, model.id)
+        logger.debug(
+            "%s %s completed: status=%d latency_ms=%.1f finish=%s",
+            self.name, model.id, response.status_code, result.latency_ms, result.finish_reason,
+        )  # fmt: skip
+        return result
+
+    async def stream(
+        self,
+        request: ModelRequest,
+        model: ModelConfig,
+        *,
+        timeout_s: float | None = None,
+        headers: dict | None = None,
+    ) -> AsyncIterator[StreamChunk]:
+        """Text deltas, then one ``done`` chunk whose ``result`` has usage and timings."""
+        total_s = self._total_s(timeout_s)
+        deadline = asyncio.get_running_loop().time() + total_s
+        start = self._clock.monotonic()
+        body = self._body(request, model, stream=True)
+        response = await self._open_stream(self._stream_url(model), body, model.id, total_s,
+                                           deadline, headers)  # fmt: skip
+        state = StreamState(provider_request_id=self._request_id(response.headers))
+        delivered: list[str] = []
+        ttft_ms: float | None = None
+        try:
+            lines = self._lines(response, model.id, deadline)
+            async for delta in self._parse_stream(lines, state, model):
+                if not delta:
+                    continue
+                if ttft_ms is None:
+                    ttft_ms = (self._clock.monotonic() - start) * 1000.0
+                delivered.append(delta)
+                yield StreamChunk(delta=delta, model_id=model.id)
+            if not state.completed:
+                raise errors.ProviderConnectionError(
+                    f"{self.name}: stream ended before its terminator",
+                    provider=self.name, model_id=model.id, http_status=response.status_code,
+                    raw_type="incomplete_stream",
+                )  # fmt: skip
+            result = self._result("".join(delivered), state, response.headers, start, ttft_ms)
+            self._check_refusal(result, model.id)
+        except errors.ProviderError as exc:
+            raise self._interrupted(exc, delivered, model.id) from exc
+        finally:
+            await response.aclose()
+        yield StreamChunk(done=True, result=result, model_id=model.id)
+
+    async def probe(self) -> ProbeResult:
+        """Call the provider's cheapest endpoint; never raises for provider failures."""
+        path = self.config.health_check.path
+        url = f"{self.config.base_url}/{path.lstrip('/')}" if path else self._probe_path()
+        total_s = self.config.health_check.timeout_s or self.config.timeouts.total_s
+        start = self._clock.monotonic()
+        try:
+            response = await self._send("GET", url, None, None, total_s, None)
+            models = self._probe_models(self._decode(response, None))
+        except errors.ProviderError as exc:
+            return ProbeResult(ok=False, latency_ms=self._elapsed_ms(start),
+                               http_status=exc.http_status, error_kind=exc.error_kind)  # fmt: skip
+        return ProbeResult(ok=True, latency_ms=self._elapsed_ms(start),
+                           http_status=response.status_code, models=models)  # fmt: skip
+
+    async def aclose(self) -> None:
+        """Close the connection pool (unless the client was injected)."""
+        if self._owns_client:
+            await self._client.aclose()
+
+    async def __aenter__(self) -> ProviderAdapter:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    # -- HTTP plumbing -------------------------------------------------------------------------
+    def _total_s(self, timeout_s: float | None) -> float:
+        total = self.config.timeouts.total_s
+        return min(total, timeout_s) if timeout_s is not None else total
+
+    def _httpx_timeout(self, total_s: float) -> httpx.Timeout:
+        t = self.config.timeouts
+        return httpx.Timeout(
+            connect=min(t.connect_s, total_s),
+            read=min(t.read_s, total_s),
+            write=min(t.read_s, total_s),
+            pool=min(t.connect_s, total_s),
+        )
+
+    def _build(self, method: str, url: str, body: dict | None, total_s: float,
+               headers: dict | None) -> httpx.Request:  # fmt: skip
+        merged = {"accept": "application/json", **self._auth_headers(), **(headers or {})}
+        content = None
+        if body is not None:
+            merged["content-type"] = "application/json"
+            content = orjson.dumps(body)
+        return self._client.build_request(method, url, content=content, headers=merged,
+                                          timeout=self._httpx_timeout(total_s))  # fmt: skip
+
+    async def _send(self, method: str, url: str, body: dict | None, model_id: str | None,
+                    total_s: float, headers: dict | None) -> httpx.Response:  # fmt: skip
+        """Send and read the whole reply within ``total_s``; raise the typed error for ≥400."""
+        request = self._build(method, url, body, total_s, headers)
+        try:
+            async with asyncio.timeout(total_s):
+                response = await self._client.send(request)
+        except _TRANSPORT_ERRORS as exc:
+            raise self._transport_error(exc, model_id) from exc
+        if response.status_code >= 400:
+            raise self._http_error(response, model_id)
+        return response
+
+    async def _open_stream(self, url: str, body: dict, model_id: str, total_s: float,
+                           deadline: float, headers: dict | None) -> httpx.Response:  # fmt: skip
+        request = self._build("POST", url, body, total_s, headers)
+        try:
+            async with asyncio.timeout_at(deadline):
+                response = await self._client.send(request, stream=True)
+                if response.status_code >= 400:
+                    try:
+                        await response.aread()
+                    finally:
+                        await response.aclose()
+        except _TRANSPORT_ERRORS as exc:
+            raise self._transport_error(exc, model_id) from exc
+        if response.status_code >= 400:
+            raise self._http_error(response, model_id)
+        return response
+
+    async def _lines(self, response: httpx.Response, model_id: str,
+                     deadline: float) -> AsyncIterator[str]:  # fmt: skip
+        """The response's lines, each read before the total deadline; transport errors typed."""
+        iterator = response.aiter_lines()
+        while True:
+            try:
+                async with asyncio.timeout_at(deadline):
+                    line = await anext(iterator)
+            except StopAsyncIteration:
+                return
+            except _TRANSPORT_ERRORS as exc:
+                raise self._transport_error(exc, model_id) from exc
+            yield line
+
+    def _transport_error(self, exc: BaseException, model_id: str | None) -> errors.ProviderError:
+        error = translate_transport_error(exc, provider=self.name, model_id=model_id)
+        logger.info("%s %s: %s", self.name, model_id, error.message)
+        return error
+
+    def _http_error(self, response: httpx.Response, model_id: str | None) -> errors.ProviderError:
+        try:
+            body: Any = orjson.loads(response.content) if response.content else None
+        except orjson.JSONDecodeError:
+            body = None
+        error = self._classify_error(response.status_code, body, response.headers, model_id)
+        logger.info("%s %s: %s", self.name, model_id, error.message)
+        return error
+
+    def _decode(self, response: httpx.Response, model_id: str | None) -> Any:
+        try:
+            return orjson.loads(response.content)
+        except orjson.JSONDecodeError as exc:
+            raise malformed(self.name, model_id, "body is not JSON", response.status_code) from exc
+
+    def _decode_event(self, data: str, model_id: str | None) -> Any:
+        try:
+            return orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            raise malformed(self.name, model_id, "stream event is not JSON") from exc
+
+    # -- results -------------------------------------------------------------------------------
+    def _elapsed_ms(self, start: float) -> float:
+        return (self._clock.monotonic() - start) * 1000.0
+
+    def _result(self, text: str, state: StreamState, headers: Mapping[str, str], start: float,
+                ttft_ms: float | None) -> ProviderResult:  # fmt: skip
+        return ProviderResult(
+            text=text,
+            finish_reason=state.finish_reason or "other",
+            raw_finish_reason=state.raw_finish_reason,
+            input_tokens=state.input_tokens,
+            output_tokens=state.output_tokens,
+            cached_tokens=state.cached_tokens,
+            reasoning_tokens=state.reasoning_tokens,
+            provider_request_id=state.provider_request_id,
+            latency_ms=self._elapsed_ms(start),
+            time_to_first_token_ms=ttft_ms,
+            rate_limit=self._rate_limit(headers),
+        )
+
+    def _check_refusal(self, result: ProviderResult, model_id: str) -> None:
+        """A content-filtered reply with no text at all is a policy violation, not an answer."""
+        if result.finish_reason == "content_filter" and not result.text:
+            raise errors.ContentPolicyViolation(
+                f"{self.name}: response blocked ({result.raw_finish_reason})",
+                provider=self.name, model_id=model_id, http_status=200,
+                raw_type=result.raw_finish_reason,
+            )  # fmt: skip
+
+    def _interrupted(self, exc: errors.ProviderError, delivered: list[str],
+                     model_id: str) -> errors.AMMError:  # fmt: skip
+        if not delivered:
+            return exc
+        partial = "".join(delivered)
+        logger.info("%s %s: stream interrupted after %d chars (%s)",
+                    self.name, model_id, len(partial), exc.error_kind)  # fmt: skip
+        return errors.StreamInterrupted(
+            f"{self.name}: stream interrupted after {len(partial)} characters ({exc.error_kind})",
+            partial_text=partial,
+            cause_kind=exc.error_kind,
+            provider=self.name,
+            model_id=model_id,
+            http_status=exc.http_status,
+            transient=exc.transient,
+        )
+
+    def _set_usage(self, state: StreamState, usage: Usage) -> None:
+        state.input_tokens = usage.input_tokens
+        state.output_tokens = usage.output_tokens
+        state.cached_tokens = usage.cached_tokens
+        state.reasoning_tokens = usage.reasoning_tokens
