@@ -1,1 +1,17 @@
-"""evaluation"""
+"""Response quality scoring: a deterministic heuristic evaluator and the optional judge mode."""
+
+from ._evaluator import FINISH_FACTORS, Evaluation, ResponseEvaluator, request_text
+from ._judge import JUDGE_SYSTEM_PROMPT, JudgePrompt, parse_judge_score
+from ._requirements import Requirements, extract
+
+__all__ = [
+    "FINISH_FACTORS",
+    "JUDGE_SYSTEM_PROMPT",
+    "Evaluation",
+    "JudgePrompt",
+    "Requirements",
+    "ResponseEvaluator",
+    "extract",
+    "parse_judge_score",
+    "request_text",
+]

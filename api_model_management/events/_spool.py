@@ -161,7 +161,7 @@ class Segment:
 
     @property
     def stem(self) -> str:
-        return f"spool-{self.writer_id}-{self.path.name.split('.')[0]}"
+        return f"{self.path.name.split('.')[0]}-{self.writer_id}"
 
 
 def ingestible_segments(data_dir: str | Path) -> Iterator[Segment]:

@@ -1,1 +1,69 @@
-"""providers"""
+"""httpx adapters for the providers' wire protocols (OpenAI, Anthropic, Gemini, Ollama), their
+rate-limit header parsers, and exact cost.
+
+    adapter = make_adapter("openai", provider_config, api_key)
+    result = await adapter.complete(request, model_config)
+    async for chunk in adapter.stream(request, model_config): ...
+    await adapter.aclose()
+"""
+
+from __future__ import annotations
+
+import httpx
+from pydantic import SecretStr
+
+from .._clock import SYSTEM_CLOCK, Clock
+from ..config import ProviderConfig
+from ..errors import ConfigError
+from ._base import ProbeResult, ProviderAdapter
+from ._errors import redact, translate_transport_error
+from .anthropic import AnthropicAdapter
+from .cost import cost_usd, worst_case_cost_usd
+from .gemini import GeminiAdapter
+from .ollama import OllamaAdapter
+from .openai import OpenAIAdapter
+
+ADAPTERS: dict[str, type[ProviderAdapter]] = {
+    "openai": OpenAIAdapter,
+    "anthropic": AnthropicAdapter,
+    "google": GeminiAdapter,
+    "ollama": OllamaAdapter,
+}
+
+
+def make_adapter(
+    provider_name: str,
+    config: ProviderConfig,
+    api_key: SecretStr | None = None,
+    *,
+    client: httpx.AsyncClient | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+    clock: Clock = SYSTEM_CLOCK,
+) -> ProviderAdapter:
+    """The adapter for ``config.type`` (openai, anthropic, google, ollama)."""
+    try:
+        cls = ADAPTERS[config.type]
+    except KeyError:
+        raise ConfigError(
+            f"provider {provider_name!r}: unknown provider type {config.type!r}",
+            issues=[
+                (f"providers.{provider_name}.type", "unknown provider type", ", ".join(ADAPTERS))
+            ],
+        ) from None
+    return cls(provider_name, config, api_key, client=client, transport=transport, clock=clock)
+
+
+__all__ = [
+    "ADAPTERS",
+    "AnthropicAdapter",
+    "GeminiAdapter",
+    "OllamaAdapter",
+    "OpenAIAdapter",
+    "ProbeResult",
+    "ProviderAdapter",
+    "cost_usd",
+    "make_adapter",
+    "redact",
+    "translate_transport_error",
+    "worst_case_cost_usd",
+]

@@ -197,8 +197,12 @@ class ProviderAdapter(ABC):
         self._check_refusal(result, model.id)
         logger.debug(
             "%s %s completed: status=%d latency_ms=%.1f finish=%s",
-            self.name, model.id, response.status_code, result.latency_ms, result.finish_reason,
-        )  # fmt: skip
+            self.name,
+            model.id,
+            response.status_code,
+            result.latency_ms,
+            result.finish_reason,
+        )
         return result
 
     async def stream(
@@ -214,8 +218,9 @@ class ProviderAdapter(ABC):
         deadline = asyncio.get_running_loop().time() + total_s
         start = self._clock.monotonic()
         body = self._body(request, model, stream=True)
-        response = await self._open_stream(self._stream_url(model), body, model.id, total_s,
-                                           deadline, headers)  # fmt: skip
+        response = await self._open_stream(
+            self._stream_url(model), body, model.id, total_s, deadline, headers
+        )
         state = StreamState(provider_request_id=self._request_id(response.headers))
         delivered: list[str] = []
         ttft_ms: float | None = None
@@ -231,31 +236,47 @@ class ProviderAdapter(ABC):
             if not state.completed:
                 raise errors.ProviderConnectionError(
                     f"{self.name}: stream ended before its terminator",
-                    provider=self.name, model_id=model.id, http_status=response.status_code,
+                    provider=self.name,
+                    model_id=model.id,
+                    http_status=response.status_code,
                     raw_type="incomplete_stream",
-                )  # fmt: skip
+                )
             result = self._result("".join(delivered), state, response.headers, start, ttft_ms)
             self._check_refusal(result, model.id)
         except errors.ProviderError as exc:
-            raise self._interrupted(exc, delivered, model.id) from exc
+            if not delivered:
+                raise
+            raise self._interrupted(exc, "".join(delivered), model.id) from exc
         finally:
             await response.aclose()
         yield StreamChunk(done=True, result=result, model_id=model.id)
 
-    async def probe(self) -> ProbeResult:
-        """Call the provider's cheapest endpoint; never raises for provider failures."""
+    async def probe(self, *, headers: dict | None = None) -> ProbeResult:
+        """Call the provider's cheapest endpoint (or ``health_check.path`` under ``base_url``);
+        never raises for provider failures: they are reported in the result."""
         path = self.config.health_check.path
         url = f"{self.config.base_url}/{path.lstrip('/')}" if path else self._probe_path()
         total_s = self.config.health_check.timeout_s or self.config.timeouts.total_s
         start = self._clock.monotonic()
         try:
-            response = await self._send("GET", url, None, None, total_s, None)
-            models = self._probe_models(self._decode(response, None))
+            response = await self._send("GET", url, None, None, total_s, headers)
         except errors.ProviderError as exc:
-            return ProbeResult(ok=False, latency_ms=self._elapsed_ms(start),
-                               http_status=exc.http_status, error_kind=exc.error_kind)  # fmt: skip
-        return ProbeResult(ok=True, latency_ms=self._elapsed_ms(start),
-                           http_status=response.status_code, models=models)  # fmt: skip
+            return ProbeResult(
+                ok=False,
+                latency_ms=self._elapsed_ms(start),
+                http_status=exc.http_status,
+                error_kind=exc.error_kind,
+            )
+        try:
+            models = self._probe_models(orjson.loads(response.content))
+        except orjson.JSONDecodeError:  # a plain-text health page lists no models
+            models = None
+        return ProbeResult(
+            ok=True,
+            latency_ms=self._elapsed_ms(start),
+            http_status=response.status_code,
+            models=models,
+        )
 
     async def aclose(self) -> None:
         """Close the connection pool (unless the client was injected)."""
@@ -282,18 +303,27 @@ class ProviderAdapter(ABC):
             pool=min(t.connect_s, total_s),
         )
 
-    def _build(self, method: str, url: str, body: dict | None, total_s: float,
-               headers: dict | None) -> httpx.Request:  # fmt: skip
+    def _build(
+        self, method: str, url: str, body: dict | None, total_s: float, headers: dict | None
+    ) -> httpx.Request:
         merged = {"accept": "application/json", **self._auth_headers(), **(headers or {})}
         content = None
         if body is not None:
             merged["content-type"] = "application/json"
             content = orjson.dumps(body)
-        return self._client.build_request(method, url, content=content, headers=merged,
-                                          timeout=self._httpx_timeout(total_s))  # fmt: skip
+        return self._client.build_request(
+            method, url, content=content, headers=merged, timeout=self._httpx_timeout(total_s)
+        )
 
-    async def _send(self, method: str, url: str, body: dict | None, model_id: str | None,
-                    total_s: float, headers: dict | None) -> httpx.Response:  # fmt: skip
+    async def _send(
+        self,
+        method: str,
+        url: str,
+        body: dict | None,
+        model_id: str | None,
+        total_s: float,
+        headers: dict | None,
+    ) -> httpx.Response:
         """Send and read the whole reply within ``total_s``; raise the typed error for ≥400."""
         request = self._build(method, url, body, total_s, headers)
         try:
@@ -305,8 +335,15 @@ class ProviderAdapter(ABC):
             raise self._http_error(response, model_id)
         return response
 
-    async def _open_stream(self, url: str, body: dict, model_id: str, total_s: float,
-                           deadline: float, headers: dict | None) -> httpx.Response:  # fmt: skip
+    async def _open_stream(
+        self,
+        url: str,
+        body: dict,
+        model_id: str,
+        total_s: float,
+        deadline: float,
+        headers: dict | None,
+    ) -> httpx.Response:
         request = self._build("POST", url, body, total_s, headers)
         try:
             async with asyncio.timeout_at(deadline):
@@ -322,8 +359,9 @@ class ProviderAdapter(ABC):
             raise self._http_error(response, model_id)
         return response
 
-    async def _lines(self, response: httpx.Response, model_id: str,
-                     deadline: float) -> AsyncIterator[str]:  # fmt: skip
+    async def _lines(
+        self, response: httpx.Response, model_id: str, deadline: float
+    ) -> AsyncIterator[str]:
         """The response's lines, each read before the total deadline; transport errors typed."""
         iterator = response.aiter_lines()
         while True:
@@ -366,8 +404,14 @@ class ProviderAdapter(ABC):
     def _elapsed_ms(self, start: float) -> float:
         return (self._clock.monotonic() - start) * 1000.0
 
-    def _result(self, text: str, state: StreamState, headers: Mapping[str, str], start: float,
-                ttft_ms: float | None) -> ProviderResult:  # fmt: skip
+    def _result(
+        self,
+        text: str,
+        state: StreamState,
+        headers: Mapping[str, str],
+        start: float,
+        ttft_ms: float | None,
+    ) -> ProviderResult:
         return ProviderResult(
             text=text,
             finish_reason=state.finish_reason or "other",
@@ -387,17 +431,22 @@ class ProviderAdapter(ABC):
         if result.finish_reason == "content_filter" and not result.text:
             raise errors.ContentPolicyViolation(
                 f"{self.name}: response blocked ({result.raw_finish_reason})",
-                provider=self.name, model_id=model_id, http_status=200,
+                provider=self.name,
+                model_id=model_id,
+                http_status=200,
                 raw_type=result.raw_finish_reason,
-            )  # fmt: skip
+            )
 
-    def _interrupted(self, exc: errors.ProviderError, delivered: list[str],
-                     model_id: str) -> errors.AMMError:  # fmt: skip
-        if not delivered:
-            return exc
-        partial = "".join(delivered)
-        logger.info("%s %s: stream interrupted after %d chars (%s)",
-                    self.name, model_id, len(partial), exc.error_kind)  # fmt: skip
+    def _interrupted(
+        self, exc: errors.ProviderError, partial: str, model_id: str
+    ) -> errors.StreamInterrupted:
+        logger.info(
+            "%s %s: stream interrupted after %d chars (%s)",
+            self.name,
+            model_id,
+            len(partial),
+            exc.error_kind,
+        )
         return errors.StreamInterrupted(
             f"{self.name}: stream interrupted after {len(partial)} characters ({exc.error_kind})",
             partial_text=partial,

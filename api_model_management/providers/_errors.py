@@ -82,11 +82,13 @@ def status_error(
     retry_after_s: float | None = None,
     kind: type[errors.ProviderError] | None = None,
 ) -> errors.ProviderError:
-    """An error for an HTTP error status; ``kind`` overrides the generic status mapping."""
+    """An error for an HTTP error status (200: an error event inside a stream); ``kind``
+    overrides the generic status mapping."""
     cls = kind or generic_kind(status)
     label = f" {raw_type}" if raw_type else ""
+    where = "error event in stream" if status == 200 else f"HTTP {status}"
     return cls(
-        f"{provider}: HTTP {status}{label}",
+        f"{provider}: {where}{label}",
         provider=provider,
         model_id=model_id,
         http_status=status,

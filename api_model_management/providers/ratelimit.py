@@ -35,9 +35,7 @@ _GO_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|us|µs|μs|ns|h|m|s)")
 _GO_FULL = re.compile(r"(?:\d+(?:\.\d+)?(?:ms|us|µs|μs|ns|h|m|s))+")
 _PROTO_DURATION = re.compile(r"(-?\d+(?:\.\d+)?)s")
 _SECONDS = re.compile(r"\d+(?:\.\d+)?")
-_RFC3339 = re.compile(
-    r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:[Zz]|[+-]\d{2}:\d{2})"
-)
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:[Zz]|[+-]\d{2}:\d{2})")
 _MAX_REASONABLE_S = 10.0 * 365 * 24 * 3600  # anything beyond ten years is garbage
 
 
@@ -168,7 +166,10 @@ def gemini_is_daily_quota(body: Any) -> bool:
         if not isinstance(violations, list):
             continue
         for violation in violations:
-            if isinstance(violation, dict) and "perday" in str(violation.get("quotaId", "")).lower():
+            if (
+                isinstance(violation, dict)
+                and "perday" in str(violation.get("quotaId", "")).lower()
+            ):
                 return True
     return False
 

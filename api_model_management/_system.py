@@ -1,0 +1,164 @@
+"""``ModelManagement``: the facade over the running actor system.
+
+    mm = ModelManagement.start("config/model_registry.json")
+    response = await mm.complete(ModelRequest(prompt="...", agent_type="research"))
+    async for chunk in mm.stream(request): ...
+    selection = await mm.select(request)          # a dry run
+    report = mm.report()                          # DuckDB projections over the log
+    mm.shutdown()
+
+Pipelines that pass handles between Ray tasks use ``mm.handles`` (see ``ActorHandles``) directly:
+``await mm.handles.routers[0].complete.remote(request)``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from ._request import ModelRequest, ModelResponse, StreamChunk
+from .config import RegistryConfig
+
+log = logging.getLogger(__name__)
+
+
+class ModelManagement:
+    """A started system. Create it with :meth:`start`."""
+
+    def __init__(self, config: RegistryConfig, handles, *, owns_ray: bool, started_s: float) -> None:
+        self.config = config
+        self.handles = handles
+        self.owns_ray = owns_ray
+        self.startup_s = started_s
+        self._round_robin = itertools.cycle(range(len(handles.routers)))
+        self._closed = False
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    @classmethod
+    def start(
+        cls,
+        config_path: str | Path | RegistryConfig,
+        *,
+        address: str | None = None,
+        data_dir: str | Path | None = None,
+        env: dict[str, str] | None = None,
+        dotenv_path: str | Path | None = None,
+        num_cpus: int | None = None,
+        name_prefix: str | None = None,
+    ) -> ModelManagement:
+        """Start local Ray when none is running (or join ``address``), start the actors, wait
+        until they answer, and return the facade."""
+        import ray
+
+        from ._config_load import load_config
+        from ._secrets import load_secrets
+        from .actors._ray import start_actors
+
+        t0 = time.monotonic()
+        config = config_path if isinstance(config_path, RegistryConfig) else load_config(config_path)
+        if data_dir is not None:
+            config = config.model_copy(update={
+                "settings": config.settings.model_copy(update={"data_dir": str(data_dir)})
+            })
+        Path(config.settings.data_dir).mkdir(parents=True, exist_ok=True)
+        secrets = load_secrets(config, env=env, dotenv_path=dotenv_path)
+        api_keys = {name: secrets.key_for(name) for name in config.providers}
+        owns_ray = False
+        if not ray.is_initialized():
+            ray.init(
+                address=address, num_cpus=num_cpus, include_dashboard=False,
+                log_to_driver=False, configure_logging=False,
+            )
+            owns_ray = address is None
+        handles = start_actors(config, api_keys, name_prefix=name_prefix)
+        ray.get([r.ping.remote() for r in handles.routers])
+        return cls(config, handles, owns_ray=owns_ray, started_s=time.monotonic() - t0)
+
+    def shutdown(self) -> None:
+        """Flush every actor's events into the log, stop the actors (and Ray, if we started it)."""
+        import ray
+
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self.flush()
+        except ray.exceptions.RayError as exc:
+            log.warning("shutdown: could not flush all events (%s); they stay in the spool", type(exc).__name__)
+        for handle in self.handles.all():
+            ray.kill(handle)
+        if self.owns_ray:
+            ray.shutdown()
+
+    def flush(self) -> int:
+        """Make every event so far visible in the Parquet log; returns events ingested."""
+        import ray
+
+        h = self.handles
+        ray.get([r.flush_events.remote() for r in h.routers])
+        ray.get([a.flush_events.remote() for a in [*h.health.values(), *h.limiters.values(), h.ledger]])
+        return ray.get(h.sink.flush.remote())
+
+    def __enter__(self) -> ModelManagement:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.shutdown()
+
+    # -- the request path ----------------------------------------------------------------------
+    def _router(self):
+        return self.handles.routers[next(self._round_robin)]
+
+    async def complete(self, request: ModelRequest) -> ModelResponse:
+        """Select, admit, call, evaluate and account one request; typed errors on failure."""
+        return await self._router().complete.remote(request)
+
+    async def stream(self, request: ModelRequest) -> AsyncIterator[StreamChunk]:
+        """Text deltas as they arrive, then a final chunk with the result."""
+        router = self._router()
+        async for ref in router.stream.options(num_returns="streaming").remote(request):
+            yield await ref
+
+    async def select(self, request: ModelRequest):
+        """A dry run of selection: the ranked candidates, sub-scores and the reason."""
+        return await self.handles.selector.select.remote(request)
+
+    # -- reporting -----------------------------------------------------------------------------
+    def report(self, *, since=None, agent_type: str | None = None):
+        from .projections import open_projections
+
+        self.flush()
+        return open_projections(self.config.settings.data_dir).report(
+            since=since, agent_type=agent_type, budgets=self.config.settings.budgets
+        )
+
+    def budget_status(self):
+        import ray
+
+        return ray.get(self.handles.ledger.status.remote())
+
+    def counters(self) -> dict:
+        import ray
+
+        totals: dict[str, int] = {}
+        for counters in ray.get([r.counters.remote() for r in self.handles.routers]):
+            for key, value in counters.items():
+                totals[key] = totals.get(key, 0) + value
+        return totals
+
+    def memory_mb(self) -> dict[str, float]:
+        """Resident memory of this process and every Ray worker process of the session."""
+        try:
+            import psutil
+        except ImportError:
+            return {}
+        out = {"driver": psutil.Process(os.getpid()).memory_info().rss / 2**20}
+        for proc in psutil.process_iter(["name", "cmdline", "memory_info"]):
+            cmd = " ".join(proc.info.get("cmdline") or [])
+            if "ray::" in cmd or "raylet" in cmd or "gcs_server" in cmd or proc.info["name"].startswith("ray::"):
+                out[f"{proc.info['name']}:{proc.pid}"] = proc.info["memory_info"].rss / 2**20
+        return out

@@ -1,0 +1,584 @@
+"""Selector core: which model serves a request, and the ranked list to fail over along.
+
+A pure class (no Ray, no I/O). The original algorithm:
+
+1. **Filter.** A model is eligible when it is the pinned ``request.model_id`` (if any), enabled,
+   allowed by ``request.constraints`` (providers, models), covers ``required_capabilities``, fits
+   ``estimated_input_tokens() + max_tokens`` in its context window (and ``max_tokens`` within its
+   ``max_output_tokens``), its provider allows traffic (``unknown`` counts as healthy), it is not
+   reported unavailable, not rate-limited, and meets the cost / latency / quality constraints
+   (worst-case cost = input estimate × input price + ``max_tokens`` × output price, per 1k tokens;
+   latency and quality are the expected values below). Every filtered model gets a reason.
+2. **Score.** ``suitability = w_cap·capability + w_cost·cost + w_perf·performance + w_avail·
+   availability``, each sub-score in [0, 1]:
+
+   - capability: ``0.8 · coverage of the required capabilities + 0.2 · min(1, extra / 3)``, where
+     ``extra`` counts capabilities beyond the required ones (versatility bonus, bounded);
+   - cost: log-scaled position of the worst-case request cost between the most expensive (0) and the
+     cheapest (1) eligible model, ``(ln(c_max+f) − ln(c+f)) / (ln(c_max+f) − ln(c_min+f))`` with
+     ``f = 1e-6`` USD (1.0 when all cost the same): a cheaper model never scores lower;
+   - performance: ``0.4 · quality + 0.3 · success_rate + 0.3 / (1 + latency_ms / 1000)``, where each
+     expected value shrinks the live EWMA towards the prior with 5 pseudo-observations
+     (priors: ``quality_prior``, success rate 0.95, ``average_response_time_ms``);
+   - availability: health factor (healthy 1.0, unknown 0.9, degraded 0.6, half_open 0.3) ×
+     ``(0.5 + 0.5 · headroom)`` with rate-limit headroom in [0, 1] (1.0 when unknown), rounded down to
+     tenths so that small headroom moves do not flush the assignment cache.
+3. **Priority.** Weights (``settings.selection.weights``, or ``agent_weights[agent_type]``) are
+   shifted by ``request.priority``: ``high`` moves 50 % of the cost weight, ``critical`` 80 %, to
+   performance (2/3) and capability (1/3); ``low`` moves 40 % of the performance weight and 20 % of
+   the capability weight to cost; ``normal`` / ``medium`` keep them. The weights still sum to 1.
+4. **Choose.** The highest score wins (ties: cheaper, then config order). With
+   ``exploration_epsilon`` ε > 0 a uniformly random eligible model is chosen with probability ε;
+   ``propensity`` is the policy's probability of the chosen model, ``1 − ε + ε/n`` for the greedy
+   one, ``ε/n`` for another. The fallback list (``candidates``) is the chosen model, then its
+   configured ``fallbacks`` that are eligible, then the rest by score.
+
+Ranked results are kept in an assignment cache (request signature → ranking) for
+``assignment_cache_ttl_s``, flushed when configuration, health, rate-limit state or weights change.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from math import isfinite, log
+
+from .. import config, events
+from .._clock import Clock
+from .._request import ModelRequest
+from ..errors import InvalidInput, NoEligibleModel
+from .health import TRAFFIC_STATES, HealthSnapshot
+from .stats import ModelStatsSnapshot
+
+HEALTH_FACTOR: dict[str, float] = {
+    "healthy": 1.0, "unknown": 0.9, "degraded": 0.6, "half_open": 0.3, "unhealthy": 0.0,
+}
+PRIOR_STRENGTH = 5.0
+PRIOR_SUCCESS_RATE = 0.95
+LATENCY_REF_MS = 1000.0
+COST_FLOOR_USD = 1e-6
+_ASSIGNMENT_CACHE_MAX = 4096
+_THOUSAND = Decimal(1000)
+
+
+class Selection:
+    """The outcome of a selection (picklable; treat as read-only).
+
+    ``candidates`` is the fallback list, chosen model first, as ``events.CandidateScore``;
+    ``filtered`` maps each model left out to the reason. ``candidates`` and ``selection_reason`` are
+    built on first access (building twelve pydantic objects would otherwise dominate ``select()``).
+    """
+
+    __slots__ = ("model_id", "provider", "suitability_score", "propensity", "explored",
+                 "weights_version", "filtered", "priority", "_raw", "_weights", "_n_models",
+                 "_candidates", "_reason")
+
+    def __init__(
+        self,
+        *,
+        raw: tuple[tuple[str, float, float, float, float, float], ...],
+        provider: str,
+        propensity: float,
+        explored: bool,
+        weights_version: str,
+        filtered: dict[str, str],
+        priority: str,
+        weights: config.SelectionWeights,
+        n_models: int,
+    ) -> None:
+        self.model_id, self.suitability_score = raw[0][0], raw[0][1]
+        self.provider, self.propensity, self.explored = provider, propensity, explored
+        self.weights_version, self.filtered, self.priority = weights_version, filtered, priority
+        self._raw, self._weights, self._n_models = raw, weights, n_models
+        self._candidates: tuple[events.CandidateScore, ...] | None = None
+        self._reason: str | None = None
+
+    @property
+    def candidates(self) -> tuple[events.CandidateScore, ...]:
+        """The ranked fallback list with sub-scores, chosen model first."""
+        if self._candidates is None:
+            self._candidates = tuple(
+                events.CandidateScore(model_id=r[0], score=r[1], capability=r[2], cost=r[3],
+                                      performance=r[4], availability=r[5])
+                for r in self._raw
+            )
+        return self._candidates
+
+    @property
+    def fallbacks(self) -> list[str]:
+        """The models to try next, in order."""
+        return [r[0] for r in self._raw[1:]]
+
+    @property
+    def selection_reason(self) -> str:
+        """Why this model: its sub-scores and weights, how many were eligible, what was filtered."""
+        if self._reason is None:
+            self._reason = _describe(self)
+        return self._reason
+
+    def to_event(self, request: ModelRequest) -> events.ModelSelected:
+        """The ``ModelSelected`` event of this selection (no prompt text)."""
+        return events.ModelSelected(
+            request_id=request.request_id, task_id=request.task_id, agent_type=request.agent_type,
+            model_id=self.model_id, provider=self.provider, candidates=self.candidates,
+            propensity=self.propensity, weights_version=self.weights_version,
+            priority=self.priority, explored=self.explored, reason=self.selection_reason,
+        )
+
+    def __repr__(self) -> str:
+        return (f"Selection(model_id={self.model_id!r}, score={self.suitability_score:.3f}, "
+                f"propensity={self.propensity:.3f}, explored={self.explored}, "
+                f"candidates={len(self._raw)}, filtered={len(self.filtered)})")
+
+
+def _describe(sel: Selection) -> str:
+    _, score, cap, cost, perf, avail = sel._raw[0]
+    w = sel._weights
+    how = "explored (random pick)" if sel.explored else "highest suitability"
+    text = (
+        f"{sel.model_id}: {how}, score {score:.3f} = capability {cap:.2f}×{w.capability:.2f} + "
+        f"cost {cost:.2f}×{w.cost:.2f} + performance {perf:.2f}×{w.performance:.2f} + "
+        f"availability {avail:.2f}×{w.availability:.2f} (priority {sel.priority}, weights "
+        f"{sel.weights_version}); {len(sel._raw)} of {sel._n_models} models eligible"
+    )
+    if sel.filtered:
+        text += "; filtered: " + "; ".join(f"{k} ({v})" for k, v in sel.filtered.items())
+    return text
+
+
+class _Model:
+    """The static, request-independent parts of one model, precomputed once per config."""
+
+    __slots__ = ("id", "provider", "caps", "enabled", "context_window", "max_output", "in_price",
+                 "out_price", "in_per_token", "out_per_token", "prior_latency_ms", "quality_prior",
+                 "fallbacks", "order")
+
+    def __init__(self, m: config.ModelConfig, order: int) -> None:
+        self.id, self.provider, self.order = m.id, m.provider, order
+        self.caps = frozenset(m.capabilities)
+        self.enabled = m.enabled
+        self.context_window = m.context_window
+        self.max_output = m.max_output_tokens
+        self.in_price, self.out_price = m.cost_per_1k_input_tokens, m.cost_per_1k_output_tokens
+        self.in_per_token = float(m.cost_per_1k_input_tokens) / 1000.0
+        self.out_per_token = float(m.cost_per_1k_output_tokens) / 1000.0
+        self.prior_latency_ms = m.average_response_time_ms
+        self.quality_prior = m.quality_prior
+        self.fallbacks = tuple(m.fallbacks)
+
+
+@dataclass(frozen=True, slots=True)
+class _Dynamic:
+    """Request-independent live values of one model, recomputed when health or stats change."""
+
+    performance: float
+    latency_ms: float
+    quality: float
+    availability: float
+
+
+@dataclass(slots=True)
+class _Ranking:
+    candidates: tuple[events.CandidateScore, ...]  # fallback order (greedy choice first)
+    providers: tuple[str, ...]
+    filtered: dict[str, str]
+    weights: config.SelectionWeights
+    expires_at: float
+    n_models: int
+    greedy: Selection | None = None
+
+
+class SelectorCore:
+    """The selection policy and the live state it reads (health, rate limits, stats, weights)."""
+
+    def __init__(
+        self, config: config.RegistryConfig, *, clock: Clock, rng: random.Random | None = None
+    ) -> None:
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self._provider_state: dict[str, str] = {}
+        self._unavailable: dict[str, frozenset[str]] = {}
+        self._limited_until: dict[str, float] = {}
+        self._headroom: dict[str, float] = {}
+        self._stats: dict[str, ModelStatsSnapshot] = {}
+        self._assignments: dict[tuple, _Ranking] = {}
+        self.set_config(config)
+
+    # -- inputs ------------------------------------------------------------------------------
+    def set_config(self, config: config.RegistryConfig) -> None:
+        """Load a (new) configuration: models, weights, exploration, cache TTL."""
+        self.config = config
+        self._models = [_Model(m, i) for i, m in enumerate(config.models)]
+        self._by_id = {m.id: m for m in self._models}
+        sel = config.settings.selection
+        self._weights, self._weights_version = sel.weights, sel.weights_version
+        self._agent_weights = dict(sel.agent_weights)
+        self._epsilon = sel.exploration_epsilon
+        self._ttl_s = sel.assignment_cache_ttl_s
+        self._dynamic = {m.id: self._compute_dynamic(m) for m in self._models}
+        self._invalidate()
+
+    def set_weights(
+        self,
+        weights: config.SelectionWeights,
+        version: str,
+        agent_weights: Mapping[str, config.SelectionWeights] | None = None,
+    ) -> None:
+        """Replace the default weights (and, if given, the per-agent-type overrides)."""
+        if not isinstance(weights, config.SelectionWeights) or not version:
+            raise InvalidInput("set_weights needs SelectionWeights and a non-empty version")
+        self._weights, self._weights_version = weights, version
+        if agent_weights is not None:
+            self._agent_weights = dict(agent_weights)
+        self._invalidate()
+
+    def update_health(
+        self,
+        provider: str,
+        snapshot_or_state: HealthSnapshot | str,
+        unavailable_models: Iterable[str] = (),
+    ) -> None:
+        """A provider's health: a :class:`HealthSnapshot` or a state name plus unavailable models."""
+        if isinstance(snapshot_or_state, HealthSnapshot):
+            state, missing = snapshot_or_state.state, frozenset(snapshot_or_state.unavailable_models)
+        else:
+            state, missing = snapshot_or_state, frozenset(unavailable_models)
+        if state not in HEALTH_FACTOR:
+            raise InvalidInput(f"unknown health state {state!r}", provider=provider)
+        if self._provider_state.get(provider, "unknown") == state and self._unavailable.get(
+            provider, frozenset()
+        ) == missing:
+            return
+        self._provider_state[provider], self._unavailable[provider] = state, missing
+        self._refresh(m for m in self._models if m.provider == provider)
+
+    def update_rate_limited(self, model_id: str, until_monotonic: float | None) -> None:
+        """Mark ``model_id`` rate-limited until ``until_monotonic`` (None: not limited)."""
+        if until_monotonic is not None and not isfinite(until_monotonic):
+            raise InvalidInput("until_monotonic must be finite", model_id=model_id)
+        if until_monotonic is None:
+            if self._limited_until.pop(model_id, None) is not None:
+                self._invalidate()
+        elif self._limited_until.get(model_id) != until_monotonic:
+            self._limited_until[model_id] = until_monotonic
+            self._invalidate()
+
+    def update_headroom(self, model_id: str, headroom: float) -> None:
+        """Rate-limit headroom of ``model_id`` in [0, 1] (share of its limits still free)."""
+        if not (isfinite(headroom) and 0.0 <= headroom <= 1.0):
+            raise InvalidInput("headroom must be in [0, 1]", model_id=model_id)
+        if _tenths(self._headroom.get(model_id, 1.0)) != _tenths(headroom):
+            self._headroom[model_id] = headroom
+            self._refresh(m for m in self._models if m.id == model_id)
+        else:
+            self._headroom[model_id] = headroom
+
+    def update_stats(self, snapshot: Mapping[str, ModelStatsSnapshot]) -> None:
+        """Live statistics per model (from :class:`StatsCore.snapshot`). Not a cache flush: the
+        assignment cache's TTL bounds how stale scores get."""
+        self._stats = dict(snapshot)
+        for m in self._models:
+            self._dynamic[m.id] = self._compute_dynamic(m)
+
+    def clear_assignment_cache(self) -> None:
+        self._assignments.clear()
+
+    # -- queries -----------------------------------------------------------------------------
+    @property
+    def weights_version(self) -> str:
+        return self._weights_version
+
+    def weights_for(self, agent_type: str, priority: str) -> config.SelectionWeights:
+        """The weights used for an agent type and priority (after the priority shift)."""
+        key = (agent_type, priority)
+        weights = self._resolved_weights.get(key)
+        if weights is None:
+            base = self._agent_weights.get(agent_type, self._weights)
+            weights = self._resolved_weights[key] = adjust_for_priority(base, priority)
+        return weights
+
+    def select(self, request: ModelRequest) -> Selection:
+        """The best eligible model for ``request`` (see the module docstring).
+
+        Raises :class:`NoEligibleModel` (with ``filtered``) when no model passes the filters."""
+        if not isinstance(request, ModelRequest):
+            raise InvalidInput("select needs a ModelRequest")
+        now = self._clock.monotonic()
+        est_in = request.estimated_input_tokens()
+        key = (request.model_id, request.required_capabilities, est_in, request.max_tokens,
+               request.priority, request.agent_type, request.constraints)
+        ranking = self._assignments.get(key)
+        if ranking is None or ranking.expires_at <= now:
+            ranking = self._rank(request, est_in, now, frozenset(), None)
+            if ranking.expires_at > now:
+                if len(self._assignments) >= _ASSIGNMENT_CACHE_MAX:
+                    self._assignments.clear()
+                self._assignments[key] = ranking
+        return self._choose(ranking, request, explore=True)
+
+    def select_for_failover(
+        self,
+        request: ModelRequest,
+        exclude: set[str] | frozenset[str],
+        need_larger_context_than: int | None = None,
+    ) -> Selection:
+        """The best eligible model other than those in ``exclude`` (already tried), optionally
+        with a context window larger than ``need_larger_context_than``. Greedy: no exploration."""
+        if not isinstance(request, ModelRequest):
+            raise InvalidInput("select_for_failover needs a ModelRequest")
+        if need_larger_context_than is not None and need_larger_context_than < 0:
+            raise InvalidInput("need_larger_context_than must be >= 0")
+        ranking = self._rank(
+            request, request.estimated_input_tokens(), self._clock.monotonic(),
+            frozenset(exclude), need_larger_context_than,
+        )
+        return self._choose(ranking, request, explore=False)
+
+    # -- filtering and scoring ---------------------------------------------------------------
+    def _rank(
+        self,
+        request: ModelRequest,
+        est_in: int,
+        now: float,
+        exclude: frozenset[str],
+        need_larger: int | None,
+    ) -> _Ranking:
+        if request.model_id is not None and request.model_id not in self._by_id:
+            raise InvalidInput(f"unknown model {request.model_id!r}", model_id=request.model_id)
+        required = frozenset(request.required_capabilities)
+        filtered: dict[str, str] = {}
+        eligible: list[_Model] = []
+        expires_at = now + self._ttl_s
+        for m in self._models:
+            reason = self._static_reason(m, request, required, est_in, exclude, need_larger)
+            if reason is None:
+                reason = self._live_reason(m, request, est_in, now)
+                until = self._limited_until.get(m.id)
+                if until is not None and until > now:
+                    expires_at = min(expires_at, until)
+            if reason is None:
+                eligible.append(m)
+            else:
+                filtered[m.id] = reason
+        if not eligible:
+            detail = "; ".join(f"{k}: {v}" for k, v in filtered.items())
+            raise NoEligibleModel(f"no eligible model ({detail})", filtered=filtered)
+        weights = self.weights_for(request.agent_type, request.priority)
+        scored = self._score(eligible, required, est_in, request.max_tokens, weights)
+        ordered = self._fallback_order(scored)
+        return _Ranking(
+            candidates=tuple(c for c, _ in ordered),
+            providers=tuple(m.provider for _, m in ordered),
+            filtered=filtered, weights=weights, expires_at=expires_at, n_models=len(self._models),
+        )
+
+    def _static_reason(
+        self,
+        m: _Model,
+        request: ModelRequest,
+        required: frozenset[str],
+        est_in: int,
+        exclude: frozenset[str],
+        need_larger: int | None,
+    ) -> str | None:
+        c = request.constraints
+        if request.model_id is not None and m.id != request.model_id:
+            return "not the pinned model"
+        if m.id in exclude:
+            return "already tried"
+        if not m.enabled:
+            return "disabled"
+        if c.allowed_providers is not None and m.provider not in c.allowed_providers:
+            return f"provider {m.provider} not allowed"
+        if m.provider in c.excluded_providers:
+            return f"provider {m.provider} excluded"
+        if c.allowed_models is not None and m.id not in c.allowed_models:
+            return "model not allowed"
+        if m.id in c.excluded_models:
+            return "model excluded"
+        if not required <= m.caps:
+            return "missing capabilities: " + ", ".join(sorted(required - m.caps))
+        needed = est_in + request.max_tokens
+        if needed > m.context_window:
+            return f"context window {m.context_window} < {needed} tokens needed"
+        if need_larger is not None and m.context_window <= need_larger:
+            return f"context window {m.context_window} not larger than {need_larger}"
+        if m.max_output is not None and request.max_tokens > m.max_output:
+            return f"max_tokens {request.max_tokens} > max output {m.max_output}"
+        if c.max_cost_per_request is not None:
+            worst = (Decimal(est_in) * m.in_price + Decimal(request.max_tokens) * m.out_price) / (
+                _THOUSAND
+            )
+            if worst > c.max_cost_per_request:
+                return f"worst-case cost ${worst:.6f} > max ${c.max_cost_per_request}"
+        return None
+
+    def _live_reason(
+        self, m: _Model, request: ModelRequest, est_in: int, now: float
+    ) -> str | None:
+        state = self._provider_state.get(m.provider, "unknown")
+        if state not in TRAFFIC_STATES:
+            return f"provider {m.provider} {state}"
+        if m.id in self._unavailable.get(m.provider, ()):
+            return "model unavailable (reported missing)"
+        until = self._limited_until.get(m.id)
+        if until is not None and until > now:
+            return f"rate-limited for {until - now:.1f} s"
+        c, dyn = request.constraints, self._dynamic[m.id]
+        if c.max_latency_ms is not None and dyn.latency_ms > c.max_latency_ms:
+            return f"expected latency {dyn.latency_ms:.0f} ms > max {c.max_latency_ms:.0f} ms"
+        if c.min_quality is not None and dyn.quality < c.min_quality:
+            return f"expected quality {dyn.quality:.2f} < min {c.min_quality:.2f}"
+        return None
+
+    def _score(
+        self,
+        eligible: list[_Model],
+        required: frozenset[str],
+        est_in: int,
+        max_tokens: int,
+        w: config.SelectionWeights,
+    ) -> list[tuple[events.CandidateScore, _Model, float]]:
+        log_costs = [
+            log(est_in * m.in_per_token + max_tokens * m.out_per_token + COST_FLOOR_USD)
+            for m in eligible
+        ]
+        lo, hi = min(log_costs), max(log_costs)
+        span = hi - lo
+        n_required = len(required)
+        out = []
+        for m, lc in zip(eligible, log_costs, strict=True):
+            capability = 0.8 + 0.2 * min(1.0, (len(m.caps) - n_required) / 3.0)
+            cost = (hi - lc) / span if span > 0 else 1.0
+            dyn = self._dynamic[m.id]
+            score = (w.capability * capability + w.cost * cost
+                     + w.performance * dyn.performance + w.availability * dyn.availability)
+            out.append((
+                events.CandidateScore(
+                    model_id=m.id, score=score, capability=capability, cost=cost,
+                    performance=dyn.performance, availability=dyn.availability,
+                ),
+                m,
+                lc,
+            ))
+        out.sort(key=lambda t: (-t[0].score, t[2], t[1].order))
+        return out
+
+    def _fallback_order(
+        self, scored: list[tuple[events.CandidateScore, _Model, float]]
+    ) -> list[tuple[events.CandidateScore, _Model]]:
+        """The greedy choice, then its configured fallbacks that are eligible, then by score."""
+        best = scored[0]
+        by_id = {c.model_id: (c, m) for c, m, _ in scored}
+        ordered = [(best[0], best[1])]
+        seen = {best[1].id}
+        for fallback in best[1].fallbacks:
+            if fallback in by_id and fallback not in seen:
+                ordered.append(by_id[fallback])
+                seen.add(fallback)
+        ordered.extend((c, m) for c, m, _ in scored if m.id not in seen)
+        return ordered
+
+    def _choose(self, ranking: _Ranking, request: ModelRequest, *, explore: bool) -> Selection:
+        n = len(ranking.candidates)
+        eps = self._epsilon if explore else 0.0
+        if eps > 0.0 and self._rng.random() < eps:
+            index = self._rng.randrange(n)
+            propensity = eps / n + (1.0 - eps if index == 0 else 0.0)
+            return self._selection(ranking, request, index, propensity, explored=True)
+        if eps == 0.0:
+            if ranking.greedy is None or ranking.greedy.priority != request.priority:
+                ranking.greedy = self._selection(ranking, request, 0, 1.0, explored=False)
+            return ranking.greedy
+        return self._selection(ranking, request, 0, 1.0 - eps + eps / n, explored=False)
+
+    def _selection(
+        self, ranking: _Ranking, request: ModelRequest, index: int, propensity: float, *,
+        explored: bool,
+    ) -> Selection:
+        candidates = ranking.candidates
+        if index:
+            candidates = (candidates[index],) + candidates[:index] + candidates[index + 1:]
+        chosen, provider = candidates[0], ranking.providers[index]
+        return Selection(
+            model_id=chosen.model_id, provider=provider, suitability_score=chosen.score,
+            selection_reason=self._reason(ranking, chosen, request, explored),
+            candidates=candidates, propensity=propensity, explored=explored,
+            weights_version=self._weights_version, filtered=ranking.filtered,
+            priority=request.priority,
+        )
+
+    def _reason(
+        self, ranking: _Ranking, chosen: events.CandidateScore, request: ModelRequest,
+        explored: bool,
+    ) -> str:
+        w = ranking.weights
+        how = "explored (random pick)" if explored else "highest suitability"
+        text = (
+            f"{chosen.model_id}: {how}, score {chosen.score:.3f} = capability "
+            f"{chosen.capability:.2f}×{w.capability:.2f} + cost {chosen.cost:.2f}×{w.cost:.2f} + "
+            f"performance {chosen.performance:.2f}×{w.performance:.2f} + availability "
+            f"{chosen.availability:.2f}×{w.availability:.2f} (priority {request.priority}, "
+            f"weights {self._weights_version}); {len(ranking.candidates)} of {ranking.n_models} "
+            "models eligible"
+        )
+        if ranking.filtered:
+            text += "; filtered: " + "; ".join(f"{k} ({v})" for k, v in ranking.filtered.items())
+        return text
+
+    # -- live values -------------------------------------------------------------------------
+    def _compute_dynamic(self, m: _Model) -> _Dynamic:
+        stats = self._stats.get(m.id)
+        latency, success, quality = m.prior_latency_ms, PRIOR_SUCCESS_RATE, m.quality_prior
+        if stats is not None:
+            if stats.latency_ms is not None:
+                latency = _shrink(m.prior_latency_ms, stats.latency_ms, stats.successes)
+            if stats.success_rate is not None:
+                success = _shrink(PRIOR_SUCCESS_RATE, stats.success_rate, stats.count)
+            if stats.quality is not None:
+                quality = _shrink(m.quality_prior, stats.quality, stats.quality_count)
+        performance = 0.4 * quality + 0.3 * success + 0.3 / (1.0 + latency / LATENCY_REF_MS)
+        health = HEALTH_FACTOR[self._provider_state.get(m.provider, "unknown")]
+        availability = health * (0.5 + 0.5 * _tenths(self._headroom.get(m.id, 1.0)))
+        return _Dynamic(performance, latency, quality, availability)
+
+    def _refresh(self, models: Iterable[_Model]) -> None:
+        for m in models:
+            self._dynamic[m.id] = self._compute_dynamic(m)
+        self._invalidate()
+
+    def _invalidate(self) -> None:
+        self._assignments.clear()
+        self._resolved_weights: dict[tuple[str, str], config.SelectionWeights] = {}
+
+
+def adjust_for_priority(w: config.SelectionWeights, priority: str) -> config.SelectionWeights:
+    """Shift weights for a task priority (factors in the module docstring); sums stay 1."""
+    cap, cost, perf, avail = w.capability, w.cost, w.performance, w.availability
+    if priority in ("high", "critical"):
+        moved = cost * (0.5 if priority == "high" else 0.8)
+        cost -= moved
+        perf += moved * 2.0 / 3.0
+        cap += moved / 3.0
+    elif priority == "low":
+        from_perf, from_cap = perf * 0.4, cap * 0.2
+        perf, cap = perf - from_perf, cap - from_cap
+        cost += from_perf + from_cap
+    else:
+        return w
+    # re-normalize against float drift so the model validator's tolerance always holds
+    total = cap + cost + perf + avail
+    return config.SelectionWeights(
+        capability=cap / total, cost=cost / total, performance=perf / total,
+        availability=avail / total,
+    )
+
+
+def _shrink(prior: float, observed: float, n: int) -> float:
+    return (PRIOR_STRENGTH * prior + n * observed) / (PRIOR_STRENGTH + n)
+
+
+def _tenths(x: float) -> float:
+    return int(x * 10.0 + 1e-9) / 10.0

@@ -1,0 +1,97 @@
+"""DuckDB views over the event log: one per event type (``request_completed``, ...) and ``events``.
+
+The views list the log's *live* files as of :func:`connect` (a consistent snapshot: never a file
+that a finished or interrupted compaction replaced), so they never double count. Call ``connect``
+again with the same ``con`` to see files written since. Every type in ``EVENT_TYPES`` gets a view;
+a type without files gets an empty one with the right columns, so queries return 0 rows instead of
+failing. Money stays ``DECIMAL(38,12)``. Each view has the file's columns plus ``date`` (DATE, the
+partition). ``events`` is the union by name of all type views.
+
+Local data directories are read by DuckDB directly; other pyarrow filesystems (``mock://``, object
+stores DuckDB is not configured for) are read with pyarrow and registered as Arrow tables.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import date as Date
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from ..events._log import EventLog, LogFile, event_class
+from ..events._types import EVENT_TYPES, snake_case
+
+DATE_FIELD = pa.field("date", pa.date32())
+_CONNECT_ATTEMPTS = 5
+
+
+def connect(
+    data_dir: str | Path | EventLog,
+    *,
+    con: duckdb.DuckDBPyConnection | None = None,
+) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection (``con`` or a new in-memory one) with the event views (re)created."""
+    log = data_dir if isinstance(data_dir, EventLog) else EventLog(data_dir)
+    con = con if con is not None else duckdb.connect()
+    for attempt in range(_CONNECT_ATTEMPTS):
+        files = _by_type(log.snapshot())
+        try:
+            _create_views(con, log, files)
+            return con
+        except (FileNotFoundError, duckdb.IOException):
+            # a compaction retired a file between the snapshot and the read: take a new snapshot
+            if attempt == _CONNECT_ATTEMPTS - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _by_type(files: list[LogFile]) -> dict[str, list[LogFile]]:
+    out: dict[str, list[LogFile]] = defaultdict(list)
+    for f in files:
+        out[f.event_type].append(f)
+    return out
+
+
+def _create_views(con: duckdb.DuckDBPyConnection, log: EventLog, files: dict) -> None:
+    names = []
+    for event_type in sorted(set(EVENT_TYPES) | set(files)):
+        view = snake_case(event_type)
+        type_files = files.get(event_type, [])
+        if not type_files:
+            _create_arrow_view(con, view, empty_table(event_type))
+        elif log.storage.local:
+            con.execute(f"CREATE OR REPLACE VIEW {view} AS SELECT * FROM {_read_parquet(type_files)}")
+        else:
+            _create_arrow_view(con, view, _read_arrow(log, event_type, type_files))
+        names.append(view)
+    union = " UNION ALL BY NAME ".join(f"SELECT * FROM {v}" for v in names)
+    con.execute(f"CREATE OR REPLACE VIEW events AS {union}")
+
+
+def _read_parquet(files: list[LogFile]) -> str:
+    paths = ", ".join("'" + f.path.replace("'", "''") + "'" for f in files)
+    return f"read_parquet([{paths}], hive_partitioning=true, union_by_name=true)"
+
+
+def _create_arrow_view(con: duckdb.DuckDBPyConnection, view: str, table: pa.Table) -> None:
+    source = f"_amm_arrow_{view}"
+    con.register(source, table)
+    con.execute(f"CREATE OR REPLACE VIEW {view} AS SELECT * FROM {source}")
+
+
+def empty_table(event_type: str) -> pa.Table:
+    """No rows, the columns a view of ``event_type`` has."""
+    schema = event_class(event_type).arrow_schema().append(DATE_FIELD)
+    return schema.empty_table()
+
+
+def _read_arrow(log: EventLog, event_type: str, files: list[LogFile]) -> pa.Table:
+    schema = event_class(event_type).arrow_schema()
+    tables = []
+    for f in files:
+        table = log.storage.parquet_file(f.path).read().replace_schema_metadata(schema.metadata)
+        day = pa.array([Date.fromisoformat(f.date)] * table.num_rows, pa.date32())
+        tables.append(table.append_column(DATE_FIELD, day))
+    return pa.concat_tables(tables)

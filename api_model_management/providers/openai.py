@@ -1,0 +1,211 @@
+"""OpenAI Chat Completions (protocols.md §1).
+
+Usage: ``prompt_tokens`` includes ``prompt_tokens_details.cached_tokens``, so
+``input_tokens = prompt_tokens - cached_tokens``; ``completion_tokens`` already includes reasoning.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+from .. import errors
+from .._request import ModelRequest, RateLimitState
+from ..config import ModelConfig
+from ._base import ProviderAdapter, StreamState, Usage, api_root, count
+from ._errors import generic_kind, malformed, mentions_context_overflow, safe_token, status_error
+from ._sse import iter_sse
+from .ratelimit import openai_rate_limit_state, suggested_wait_s
+
+logger = logging.getLogger(__name__)
+
+FINISH_REASONS = {
+    "stop": "stop",
+    "length": "length",
+    "content_filter": "content_filter",
+    "tool_calls": "tool_calls",
+    "function_call": "tool_calls",
+}
+
+
+def openai_usage(usage: Any) -> Usage:
+    """Normalized usage from an OpenAI ``usage`` object (absent → zeros)."""
+    if not isinstance(usage, dict):
+        return Usage()
+    prompt_details = usage.get("prompt_tokens_details") or {}
+    completion_details = usage.get("completion_tokens_details") or {}
+    cached = count(prompt_details.get("cached_tokens"))
+    prompt = count(usage.get("prompt_tokens"))
+    return Usage(
+        input_tokens=max(0, prompt - cached),
+        output_tokens=count(usage.get("completion_tokens")),
+        cached_tokens=min(cached, prompt),
+        reasoning_tokens=count(completion_details.get("reasoning_tokens")),
+    )
+
+
+def sampling(request: ModelRequest) -> dict[str, Any]:
+    """``temperature``, ``top_p`` and ``stop`` (as a list) from the request's parameters."""
+    params = request.parameters
+    out: dict[str, Any] = {}
+    for key in ("temperature", "top_p"):
+        if params.get(key) is not None:
+            out[key] = params[key]
+    stop = params.get("stop")
+    if stop:
+        out["stop"] = [stop] if isinstance(stop, str) else list(stop)
+    return out
+
+
+def chat_messages(request: ModelRequest) -> list[dict[str, str]]:
+    """Messages in the role/content form OpenAI and Ollama share, system prompt first."""
+    messages = []
+    system = request.system_prompt()
+    if system:
+        messages.append({"role": "system", "content": system})
+    messages.extend({"role": m.role, "content": m.content} for m in request.chat_messages())
+    return messages
+
+
+class OpenAIAdapter(ProviderAdapter):
+    """``POST /v1/chat/completions`` with Bearer auth; probe ``GET /v1/models``."""
+
+    provider_type = "openai"
+
+    def _root(self) -> str:
+        return api_root(self.config.base_url, "v1")
+
+    def _auth_headers(self) -> dict[str, str]:
+        if self._api_key is None:
+            return {}
+        return {"authorization": f"Bearer {self._api_key.get_secret_value()}"}
+
+    def _complete_url(self, model: ModelConfig) -> str:
+        return f"{self._root()}/chat/completions"
+
+    _stream_url = _complete_url
+
+    def _probe_path(self) -> str:
+        return f"{self._root()}/models"
+
+    def _body(self, request: ModelRequest, model: ModelConfig, *, stream: bool) -> dict:
+        body: dict[str, Any] = {
+            "model": model.wire_name,
+            "messages": chat_messages(request),
+            "max_completion_tokens": request.max_tokens,
+            **sampling(request),
+            "stream": stream,
+        }
+        if stream:
+            body["stream_options"] = {"include_usage": True}
+        return body
+
+    def _request_id(self, headers: Mapping[str, str]) -> str | None:
+        return headers.get("x-request-id")
+
+    def _rate_limit(self, headers: Mapping[str, str]) -> RateLimitState | None:
+        return openai_rate_limit_state(headers, self._clock.now())
+
+    def _probe_models(self, body: Any) -> tuple[str, ...] | None:
+        data = body.get("data") if isinstance(body, dict) else None
+        if not isinstance(data, list):
+            return None
+        return tuple(str(m["id"]) for m in data if isinstance(m, dict) and "id" in m)
+
+    # -- replies -------------------------------------------------------------------------------
+    def _parse_reply(self, body: Any, model: ModelConfig) -> tuple[str, StreamState]:
+        choice = body["choices"][0]
+        message = choice["message"]
+        content = message.get("content")
+        if content is not None and not isinstance(content, str):
+            raise TypeError("content is not a string")
+        state = StreamState(provider_request_id=body.get("id"))
+        self._finish(state, choice.get("finish_reason"))
+        self._set_usage(state, openai_usage(body.get("usage")))
+        return content or "", state
+
+    def _finish(self, state: StreamState, raw: Any) -> None:
+        if raw is None:
+            return
+        state.raw_finish_reason = str(raw)
+        state.finish_reason = FINISH_REASONS.get(str(raw), "other")
+
+    async def _parse_stream(
+        self, lines: AsyncIterator[str], state: StreamState, model: ModelConfig
+    ) -> AsyncIterator[str]:
+        async for event in iter_sse(lines):
+            if event.data.strip() == "[DONE]":
+                state.completed = True
+                return
+            chunk = self._decode_event(event.data, model.id)
+            if not isinstance(chunk, dict):
+                raise malformed(self.name, model.id, "stream chunk is not an object")
+            if chunk.get("error"):
+                raise self._error_object(None, chunk["error"], {}, model.id)
+            state.provider_request_id = state.provider_request_id or chunk.get("id")
+            if chunk.get("usage"):
+                self._set_usage(state, openai_usage(chunk["usage"]))
+            for choice in chunk.get("choices") or ():
+                if not isinstance(choice, dict) or choice.get("index", 0) != 0:
+                    continue
+                self._finish(state, choice.get("finish_reason"))
+                delta = choice.get("delta") or {}
+                text = delta.get("content") if isinstance(delta, dict) else None
+                if isinstance(text, str) and text:
+                    yield text
+
+    # -- errors --------------------------------------------------------------------------------
+    def _classify_error(
+        self, status: int, body: Any, headers: Mapping[str, str], model_id: str | None
+    ) -> errors.ProviderError:
+        error = body.get("error") if isinstance(body, dict) else None
+        return self._error_object(
+            status, error if isinstance(error, dict) else {}, headers, model_id
+        )
+
+    def _error_object(
+        self, status: int | None, error: Any, headers: Mapping[str, str], model_id: str | None
+    ) -> errors.ProviderError:
+        """Classify an OpenAI ``error`` object (HTTP error body or mid-stream ``data: {error}``)."""
+        error = error if isinstance(error, dict) else {}
+        code = safe_token(error.get("code"))
+        etype = safe_token(error.get("type"))
+        raw = code or etype
+        kind = _kind(status, code, etype, error.get("message"))
+        retry_after_s = suggested_wait_s(self._rate_limit(headers)) if headers else None
+        return status_error(
+            status or 200,
+            provider=self.name,
+            model_id=model_id,
+            raw_type=raw,
+            retry_after_s=retry_after_s,
+            kind=kind,
+        )
+
+
+def _kind(
+    status: int | None, code: str | None, etype: str | None, message: Any
+) -> type[errors.ProviderError]:
+    tokens = {code, etype}
+    if "insufficient_quota" in tokens:
+        return errors.QuotaExceeded
+    if "context_length_exceeded" in tokens or (
+        status == 400 and mentions_context_overflow(message)
+    ):
+        return errors.ContextWindowExceeded
+    if tokens & {"content_filter", "content_policy_violation"}:
+        return errors.ContentPolicyViolation
+    if "invalid_api_key" in tokens:
+        return errors.AuthenticationError
+    if "model_not_found" in tokens:
+        return errors.ModelNotFound
+    if tokens & {"rate_limit_exceeded", "requests", "tokens"}:
+        return errors.RateLimited
+    if status is None:  # a mid-stream error with an unknown type: the server gave up
+        return (
+            errors.ProviderServerError
+            if etype != "invalid_request_error"
+            else errors.InvalidRequest
+        )
+    return generic_kind(status)

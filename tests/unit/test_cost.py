@@ -1,0 +1,110 @@
+"""Exact Decimal cost from per-1k prices, cached-token pricing, worst case, and (property) monotone,
+non-negative cost."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from api_model_management.config import ModelConfig
+from api_model_management.errors import InvalidInput
+from api_model_management.providers.cost import cost_usd, worst_case_cost_usd
+
+pytestmark = pytest.mark.unit
+
+
+def model(
+    input_price: str = "0.00015",
+    output_price: str = "0.0006",
+    cached_price: str | None = None,
+    max_output_tokens: int | None = None,
+) -> ModelConfig:
+    return ModelConfig(
+        id="gpt-4o-mini",
+        provider="openai",
+        name="GPT-4o mini",
+        capabilities=["text-generation"],
+        cost_per_1k_input_tokens=Decimal(input_price),
+        cost_per_1k_output_tokens=Decimal(output_price),
+        cost_per_1k_cached_input_tokens=Decimal(cached_price) if cached_price else None,
+        rate_limits={"requests_per_minute": 500, "tokens_per_minute": 200000},
+        context_window=128000,
+        max_output_tokens=max_output_tokens,
+        average_response_time_ms=800,
+    )
+
+
+@pytest.mark.parametrize(
+    ("inp", "out", "cached", "expected"),
+    [
+        (0, 0, 0, "0"),
+        (1000, 0, 0, "0.00015"),
+        (0, 1000, 0, "0.0006"),
+        (1234, 567, 0, "0.0005553"),  # 1.234*0.00015 + 0.567*0.0006
+        (1, 1, 0, "0.00000075"),
+        (1000, 1000, 1000, "0.00090"),  # cached priced at the input price by default
+    ],
+)
+def test_exact_cost(inp, out, cached, expected):
+    result = cost_usd(model(), inp, out, cached)
+    assert isinstance(result, Decimal)
+    assert result == Decimal(expected)
+
+
+def test_cached_tokens_priced_at_cached_price():
+    m = model(cached_price="0.000075")
+    assert cost_usd(m, 1000, 0, 2000) == Decimal("0.00030")  # 0.00015 + 2*0.000075
+    assert cost_usd(m, 0, 0, 1) == Decimal("0.000000075")
+
+
+def test_worst_case_prices_all_input_uncached_and_all_max_tokens():
+    m = model(cached_price="0.000075")
+    assert worst_case_cost_usd(m, 2000, 500) == Decimal("0.0006")  # 0.0003 + 0.0003
+    capped = model(max_output_tokens=100)
+    assert worst_case_cost_usd(capped, 0, 500) == Decimal("0.00006")
+
+
+def test_worst_case_bounds_the_actual_cost():
+    m = model(cached_price="0.000075")
+    assert cost_usd(m, 800, 300, 200) <= worst_case_cost_usd(m, 1000, 300)
+
+
+@pytest.mark.parametrize(
+    ("inp", "out", "cached"), [(-1, 0, 0), (0, -1, 0), (0, 0, -5), (1.5, 0, 0), (True, 0, 0)]
+)
+def test_bad_counts_are_refused(inp, out, cached):
+    with pytest.raises(InvalidInput):
+        cost_usd(model(), inp, out, cached)
+
+
+prices = st.decimals(min_value=0, max_value=Decimal("0.2"), places=7, allow_nan=False)
+counts = st.integers(min_value=0, max_value=2_000_000)
+
+
+@pytest.mark.property
+@settings(max_examples=150, deadline=None)
+@given(prices, prices, st.none() | prices, counts, counts, counts, counts)
+def test_cost_is_non_negative_and_monotone(p_in, p_out, p_cached, inp, out, cached, extra):
+    m = ModelConfig(
+        id="m",
+        provider="p",
+        name="m",
+        capabilities=["text-generation"],
+        cost_per_1k_input_tokens=p_in,
+        cost_per_1k_output_tokens=p_out,
+        cost_per_1k_cached_input_tokens=p_cached,
+        rate_limits={"requests_per_minute": 1, "tokens_per_minute": 1},
+        context_window=1000,
+        average_response_time_ms=1,
+    )
+    base = cost_usd(m, inp, out, cached)
+    assert base >= 0
+    assert cost_usd(m, inp + extra, out, cached) >= base
+    assert cost_usd(m, inp, out + extra, cached) >= base
+    assert cost_usd(m, inp, out, cached + extra) >= base
+    # exact: the sum of the parts, no rounding
+    assert base == cost_usd(m, inp, 0, 0) + cost_usd(m, 0, out, 0) + cost_usd(m, 0, 0, cached)
+    assert worst_case_cost_usd(m, inp, out) == cost_usd(m, inp, out)
