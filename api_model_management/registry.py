@@ -44,8 +44,11 @@ class ModelRegistry:
 
     @property
     def config(self) -> RegistryConfig:
+        """The configuration, read from the file on first use if ``load_config`` was not called."""
         if self._config is None:
-            raise ComponentUnavailable("the registry is not loaded: call load_config() first", component="registry")
+            if self.config_path is None:
+                raise ComponentUnavailable("the registry has no configuration", component="registry")
+            return self.load_config()
         return self._config
 
     @property

@@ -15,35 +15,15 @@ import time
 from collections import defaultdict
 from decimal import Decimal
 
+from ray.exceptions import RayActorError
+
 from .._request import ModelRequest, ModelResponse, RateLimitState
 from ..config import RegistryConfig
-from ..errors import BudgetExceeded
+from ..errors import BudgetExceeded, ComponentUnavailable
+from ._leases import LeaseHolder, SliceHolder
 from ._ports import BudgetTicket, RateTicket, SpendKey
 
 log = logging.getLogger(__name__)
-
-
-class _LocalLease:
-    """A lease's remaining capacity, consumed locally."""
-
-    __slots__ = ("lease_id", "requests", "tokens", "used_requests", "used_tokens", "expires_at")
-
-    def __init__(self, lease) -> None:
-        self.lease_id = lease.lease_id
-        self.requests = lease.requests
-        self.tokens = lease.tokens
-        self.used_requests = 0
-        self.used_tokens = 0
-        self.expires_at = lease.expires_at_monotonic
-
-    def take(self, tokens: int, now: float) -> bool:
-        if now >= self.expires_at:
-            return False
-        if self.used_requests + 1 > self.requests or self.used_tokens + tokens > self.tokens:
-            return False
-        self.used_requests += 1
-        self.used_tokens += tokens
-        return True
 
 
 class RayAdmission:
@@ -54,7 +34,7 @@ class RayAdmission:
         self.holder = holder
         self.lease_requests = lease_requests
         self.lease_tokens = lease_tokens
-        self._leases: dict[str, _LocalLease] = {}
+        self._leases: dict[str, LeaseHolder] = {}
         self._refills: dict[str, asyncio.Future] = {}
         self._cooling: dict[str, float] = {}
 
@@ -65,8 +45,8 @@ class RayAdmission:
             if now < cooling:
                 return cooling - now
             lease = self._leases.get(model_id)
-            if lease is not None and lease.take(tokens, now):
-                return RateTicket(model_id, tokens, lease.lease_id)
+            if lease is not None and lease.try_take(tokens):
+                return RateTicket(model_id, tokens, lease)
             retry = await self._refill(model_id, tokens)
             if retry is not None:
                 return retry
@@ -79,43 +59,53 @@ class RayAdmission:
         future = asyncio.get_running_loop().create_future()
         self._refills[model_id] = future
         try:
-            old = self._leases.pop(model_id, None)
-            if old is not None:
-                self.limiters[model_id].return_lease.remote(old.lease_id, old.used_requests, old.used_tokens)
-            lease = await self.limiters[model_id].lease.remote(
-                self.holder, self.lease_requests, max(self.lease_tokens, tokens)
-            )
+            self._return(model_id)
+            try:
+                lease = await self.limiters[model_id].lease.remote(
+                    self.holder, self.lease_requests, max(self.lease_tokens, tokens)
+                )
+            except RayActorError:  # restarting: refuse this model for now, never over-admit
+                future.set_result(1.0)
+                return 1.0
+            holder = LeaseHolder(lease, safety_margin_s=_SAFETY_MARGIN_S)
             if lease.requests <= 0 or lease.tokens < tokens:
-                if lease.requests > 0 or lease.tokens > 0:
+                if lease.lease_id is not None:
                     self.limiters[model_id].return_lease.remote(lease.lease_id, 0, 0)
                 retry = max(0.001, getattr(lease, "retry_after_s", 0.0) or 0.05)
                 future.set_result(retry)
                 return retry
-            self._leases[model_id] = _LocalLease(lease)
+            self._leases[model_id] = holder
             future.set_result(None)
             return None
         except BaseException as exc:
             if not future.done():
                 future.set_exception(exc)
-                future.exception()  # mark retrieved
+                future.exception()  # retrieved: waiters re-raise it themselves
             raise
         finally:
             self._refills.pop(model_id, None)
 
+    def _return(self, model_id: str):
+        lease = self._leases.pop(model_id, None)
+        if lease is None or lease.lease_id is None:
+            return None
+        used_requests, used_tokens = lease.usage()
+        return self.limiters[model_id].return_lease.remote(lease.lease_id, used_requests, max(0, used_tokens))
+
     def commit(self, ticket: RateTicket, actual_tokens: int) -> None:
-        """Lease capacity is counted at grant time (conservative); nothing to do per request."""
+        """Lease capacity is counted at grant time; the actual tokens correct the lease's use."""
+        lease = ticket.token
+        if self._leases.get(ticket.model_id) is lease:
+            lease.adjust(ticket.tokens, actual_tokens)
 
     def release(self, ticket: RateTicket) -> None:
-        lease = self._leases.get(ticket.model_id)
-        if lease is not None and lease.lease_id == ticket.token:
-            lease.used_requests -= 1
-            lease.used_tokens -= ticket.tokens
+        lease = ticket.token
+        if self._leases.get(ticket.model_id) is lease:
+            lease.untake(ticket.tokens)
 
     def cool_down(self, model_id: str, retry_after_s: float) -> None:
         self._cooling[model_id] = time.monotonic() + retry_after_s
-        lease = self._leases.pop(model_id, None)
-        if lease is not None:
-            self.limiters[model_id].return_lease.remote(lease.lease_id, lease.used_requests, lease.used_tokens)
+        self._return(model_id)
         self.limiters[model_id].cool_down.remote(retry_after_s)
 
     def set_cooling(self, model_id: str, until_monotonic: float | None) -> None:
@@ -128,29 +118,33 @@ class RayAdmission:
         if state.remaining_requests == 0 or state.remaining_tokens == 0:
             self.limiters[model_id].observe.remote(state)
 
+    def return_idle(self) -> list:
+        """Hand back expired leases (their unused part)."""
+        return [ref for m in [m for m, h in self._leases.items() if h.expired()]
+                if (ref := self._return(m)) is not None]
+
     def return_all(self) -> list:
-        refs = [
-            self.limiters[m].return_lease.remote(lease.lease_id, lease.used_requests, lease.used_tokens)
-            for m, lease in self._leases.items()
-        ]
-        self._leases.clear()
-        return refs
+        return [ref for m in list(self._leases) if (ref := self._return(m)) is not None]
 
 
 class RayBudget:
     """Budget admission through slices of budget from the CostLedger actor.
 
     Keys no configured limit applies to need no reservation; their spend is reported in batches.
+    With the ledger down, ``strict`` enforcement refuses (``ComponentUnavailable``) and
+    ``best_effort`` proceeds and reconciles the spend when the ledger is back.
     """
 
     def __init__(self, ledger, config: RegistryConfig, holder: str, *, slice_requests: int = 8) -> None:
         self.ledger = ledger
         self.holder = holder
+        self.strict = config.settings.budgets.enforcement == "strict"
         self.limits = config.settings.budgets.limits
         self.slice_requests = slice_requests
-        self._slices: dict[SpendKey, dict] = {}
+        self._slices: dict[SpendKey, SliceHolder] = {}
         self._refills: dict[SpendKey, asyncio.Future] = {}
-        self._unlimited_spend: dict[SpendKey, Decimal] = defaultdict(Decimal)
+        self._unreported: dict[SpendKey, Decimal] = defaultdict(Decimal)
+        self._retired: list[SliceHolder] = []
         self._limited_cache: dict[SpendKey, bool] = {}
 
     def _limited(self, key: SpendKey) -> bool:
@@ -169,15 +163,23 @@ class RayBudget:
     async def reserve(self, key: SpendKey, amount_usd: Decimal, request_id: str) -> BudgetTicket:
         if not self._limited(key):
             return BudgetTicket(key, amount_usd, None)
-        for _ in range(3):
-            current = self._slices.get(key)
-            now = time.monotonic()
-            if current and now < current["expires_at"] and current["left"] >= amount_usd:
-                current["left"] -= amount_usd
-                current["held"] += amount_usd
-                return BudgetTicket(key, amount_usd, current["slice_id"])
-            await self._refill(key, amount_usd)
-        raise BudgetExceeded("no budget slice could be obtained", scope="global", scope_key=key.agent_type)
+        for _ in range(2):
+            holder = self._slices.get(key)
+            if holder is not None and holder.try_reserve(amount_usd):
+                return BudgetTicket(key, amount_usd, holder)
+            try:
+                await self._refill(key, amount_usd)
+            except RayActorError:
+                if self.strict:
+                    raise ComponentUnavailable(
+                        "the CostLedger is unavailable and budgets are strict: request refused",
+                        component="CostLedger",
+                    ) from None
+                return BudgetTicket(key, amount_usd, _BEST_EFFORT)
+        raise BudgetExceeded(
+            f"the budget for agent type {key.agent_type!r} / model {key.model_id} has no room "
+            f"for a worst case of ${amount_usd}", scope_key=key.agent_type, requested_usd=amount_usd,
+        )
 
     async def _refill(self, key: SpendKey, amount_usd: Decimal) -> None:
         pending = self._refills.get(key)
@@ -187,14 +189,14 @@ class RayBudget:
         future = asyncio.get_running_loop().create_future()
         self._refills[key] = future
         try:
-            self._return(key)
-            grant = await self.ledger.grant_slice.remote(
-                key, amount_usd * self.slice_requests, self.holder, amount_usd
-            )
-            self._slices[key] = {
-                "slice_id": grant.slice_id, "left": grant.amount_usd, "held": Decimal(0),
-                "spent": Decimal(0), "expires_at": grant.expires_at_monotonic,
-            }
+            old = self._slices.get(key)
+            if old is None or old.in_flight_usd == 0:
+                self._return(key)
+            grant = await self.ledger.grant_slice.remote(key, amount_usd * self.slice_requests, self.holder)
+            if grant.slice_id is not None:
+                if key in self._slices:  # an old slice with calls in flight: give this one back later
+                    self._retired.append(self._slices[key])
+                self._slices[key] = SliceHolder(grant, safety_margin_s=_SAFETY_MARGIN_S)
             future.set_result(None)
         except BaseException as exc:
             future.set_exception(exc)
@@ -204,41 +206,52 @@ class RayBudget:
             self._refills.pop(key, None)
 
     def _return(self, key: SpendKey):
-        current = self._slices.pop(key, None)
-        if current is None:
+        holder = self._slices.pop(key, None)
+        if holder is None or holder.slice_id is None:
             return None
-        # money held by requests still in flight is counted as spent: conservative and exact
-        return self.ledger.return_slice.remote(current["slice_id"], current["spent"] + current["held"])
+        return self.ledger.return_slice.remote(holder.slice_id, holder.spent_usd)
 
     def settle(self, ticket: BudgetTicket, actual_usd: Decimal) -> None:
-        if ticket.token is None:
-            self._unlimited_spend[ticket.key] += actual_usd
+        if ticket.token is None or ticket.token is _BEST_EFFORT:
+            self._unreported[ticket.key] += actual_usd  # reported (reconciled) in batches
             return
-        current = self._slices.get(ticket.key)
-        if current is not None and current["slice_id"] == ticket.token:
-            current["held"] -= ticket.amount_usd
-            current["spent"] += actual_usd
-            current["left"] += ticket.amount_usd - actual_usd
-        else:  # the slice was returned while the call ran: report the actual spend directly
-            self.ledger.record.remote(ticket.key, actual_usd)
+        ticket.token.settle(ticket.amount_usd, actual_usd)
 
     def release(self, ticket: BudgetTicket) -> None:
-        if ticket.token is None:
+        if ticket.token is None or ticket.token is _BEST_EFFORT:
             return
-        current = self._slices.get(ticket.key)
-        if current is not None and current["slice_id"] == ticket.token:
-            current["held"] -= ticket.amount_usd
-            current["left"] += ticket.amount_usd
+        ticket.token.release(ticket.amount_usd)
 
-    def flush(self) -> list:
-        refs = [self.ledger.record.remote(k, v) for k, v in self._unlimited_spend.items() if v]
-        self._unlimited_spend.clear()
-        now = time.monotonic()
-        for key in [k for k, s in self._slices.items() if now >= s["expires_at"] - 0.5 or s["held"] == 0]:
-            ref = self._return(key)
+    async def flush(self, *, everything: bool = False) -> None:
+        """Report unreserved spend, return expired (or, at the end, all) idle slices."""
+        refs = []
+        for key, amount in list(self._unreported.items()):
+            if amount:
+                refs.append((key, amount, self.ledger.record.remote(key, amount)))
+        self._unreported.clear()
+        for key, amount, ref in refs:
+            try:
+                await ref
+            except RayActorError:  # ledger restarting: keep it for the next flush
+                self._unreported[key] += amount
+        returns = []
+        for key, holder in list(self._slices.items()):
+            if holder.in_flight_usd == 0 and (everything or holder.expired()):
+                returns.append(self._return(key))
+        for holder in list(self._retired):
+            if holder.in_flight_usd == 0:
+                self._retired.remove(holder)
+                returns.append(self.ledger.return_slice.remote(holder.slice_id, holder.spent_usd))
+        for ref in returns:
             if ref is not None:
-                refs.append(ref)
-        return refs
+                try:
+                    await ref
+                except RayActorError:
+                    log.warning("a budget slice could not be returned; the ledger expires it")
+
+
+_BEST_EFFORT = object()
+_SAFETY_MARGIN_S = 0.5
 
 
 class RayCache:

@@ -75,12 +75,13 @@ class RouterShell:
     async def _housekeeping(self) -> None:
         while True:
             await asyncio.sleep(_HOUSEKEEPING_S)
-            self._tick()
+            await self._tick()
 
-    def _tick(self) -> None:
+    async def _tick(self, *, everything: bool = False) -> None:
         self.outcomes.flush()
+        self.admission.return_idle()
         if self.budget is not None:
-            self.budget.flush()
+            await self.budget.flush(everything=everything)
         self.spool.tick()
         now = time.monotonic()
         if now - self._last_stats_push >= _STATS_PUSH_S:
@@ -118,10 +119,8 @@ class RouterShell:
     # -- operations --------------------------------------------------------------------------
     async def flush_events(self) -> bool:
         """Close the spool segment and hand back leases and budget slices (end of a run)."""
-        self._tick()
+        await self._tick(everything=True)
         refs = self.admission.return_all()
-        if self.budget is not None:
-            refs += self.budget.flush()
         if refs:
             await asyncio.gather(*refs)
         self.spool.rotate()

@@ -274,9 +274,9 @@ class CostLedgerShell:
         self._after()
         return True
 
-    def grant_slice(self, key, amount_usd: Decimal, holder: str, minimum_usd: Decimal):
+    def grant_slice(self, key, amount_usd: Decimal, holder: str):
         try:
-            return self.core.grant_slice(key, amount_usd, holder, minimum_usd=minimum_usd)
+            return self.core.grant_slice(key, amount_usd, holder)
         finally:
             self._after()
 

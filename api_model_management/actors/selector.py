@@ -153,11 +153,12 @@ class _Model:
 
     __slots__ = ("id", "provider", "caps", "enabled", "context_window", "max_output", "in_price",
                  "out_price", "in_per_token", "out_per_token", "prior_latency_ms", "quality_prior",
-                 "fallbacks", "order")
+                 "fallbacks", "order", "n_caps")
 
     def __init__(self, m: config.ModelConfig, order: int) -> None:
         self.id, self.provider, self.order = m.id, m.provider, order
         self.caps = frozenset(m.capabilities)
+        self.n_caps = len(self.caps)
         self.enabled = m.enabled
         self.context_window = m.context_window
         self.max_output = m.max_output_tokens
@@ -179,14 +180,16 @@ class _Dynamic:
     availability: float
 
 
+_Raw = tuple[str, float, float, float, float, float]  # model_id, score, 4 sub-scores
+
+
 @dataclass(slots=True)
 class _Ranking:
-    candidates: tuple[events.CandidateScore, ...]  # fallback order (greedy choice first)
+    raw: tuple[_Raw, ...]  # fallback order (greedy choice first)
     providers: tuple[str, ...]
     filtered: dict[str, str]
     weights: config.SelectionWeights
     expires_at: float
-    n_models: int
     greedy: Selection | None = None
 
 
@@ -217,8 +220,10 @@ class SelectorCore:
         self._agent_weights = dict(sel.agent_weights)
         self._epsilon = sel.exploration_epsilon
         self._ttl_s = sel.assignment_cache_ttl_s
-        self._dynamic = {m.id: self._compute_dynamic(m) for m in self._models}
-        self._invalidate()
+        self._dynamic: dict[str, _Dynamic] = {}
+        self._blocked: dict[str, str] = {}
+        self._shapes: dict[tuple, tuple[list[_Model], dict[str, str]]] = {}
+        self._refresh(self._models)
 
     def set_weights(
         self,
@@ -316,7 +321,7 @@ class SelectorCore:
                 if len(self._assignments) >= _ASSIGNMENT_CACHE_MAX:
                     self._assignments.clear()
                 self._assignments[key] = ranking
-        return self._choose(ranking, request, explore=True)
+        return self._choose(ranking, request.priority, explore=True)
 
     def select_for_failover(
         self,
@@ -334,7 +339,7 @@ class SelectorCore:
             request, request.estimated_input_tokens(), self._clock.monotonic(),
             frozenset(exclude), need_larger_context_than,
         )
-        return self._choose(ranking, request, explore=False)
+        return self._choose(ranking, request.priority, explore=False)
 
     # -- filtering and scoring ---------------------------------------------------------------
     def _rank(
@@ -345,16 +350,14 @@ class SelectorCore:
         exclude: frozenset[str],
         need_larger: int | None,
     ) -> _Ranking:
-        if request.model_id is not None and request.model_id not in self._by_id:
-            raise InvalidInput(f"unknown model {request.model_id!r}", model_id=request.model_id)
-        required = frozenset(request.required_capabilities)
-        filtered: dict[str, str] = {}
+        shape_ok, filtered = self._shape_filter(request, exclude)
+        filtered = dict(filtered)
         eligible: list[_Model] = []
         expires_at = now + self._ttl_s
-        for m in self._models:
-            reason = self._static_reason(m, request, required, est_in, exclude, need_larger)
+        for m in shape_ok:
+            reason = self._size_reason(m, request, est_in, need_larger)
             if reason is None:
-                reason = self._live_reason(m, request, est_in, now)
+                reason = self._live_reason(m, request, now)
                 until = self._limited_until.get(m.id)
                 if until is not None and until > now:
                     expires_at = min(expires_at, until)
@@ -366,40 +369,40 @@ class SelectorCore:
             detail = "; ".join(f"{k}: {v}" for k, v in filtered.items())
             raise NoEligibleModel(f"no eligible model ({detail})", filtered=filtered)
         weights = self.weights_for(request.agent_type, request.priority)
-        scored = self._score(eligible, required, est_in, request.max_tokens, weights)
-        ordered = self._fallback_order(scored)
+        ordered = self._fallback_order(self._score(eligible, request, est_in, weights))
         return _Ranking(
-            candidates=tuple(c for c, _ in ordered),
-            providers=tuple(m.provider for _, m in ordered),
-            filtered=filtered, weights=weights, expires_at=expires_at, n_models=len(self._models),
+            raw=tuple(r for r, _ in ordered), providers=tuple(m.provider for _, m in ordered),
+            filtered=filtered, weights=weights, expires_at=expires_at,
         )
 
-    def _static_reason(
-        self,
-        m: _Model,
-        request: ModelRequest,
-        required: frozenset[str],
-        est_in: int,
-        exclude: frozenset[str],
-        need_larger: int | None,
+    def _shape_filter(
+        self, request: ModelRequest, exclude: frozenset[str]
+    ) -> tuple[list[_Model], dict[str, str]]:
+        """The filters that depend on neither the prompt's size nor live state (memoized)."""
+        key = (request.model_id, request.required_capabilities, request.constraints, exclude)
+        hit = self._shapes.get(key)
+        if hit is not None:
+            return hit
+        if request.model_id is not None and request.model_id not in self._by_id:
+            raise InvalidInput(f"unknown model {request.model_id!r}", model_id=request.model_id)
+        required = frozenset(request.required_capabilities)
+        passed: list[_Model] = []
+        filtered: dict[str, str] = {}
+        for m in self._models:
+            reason = _shape_reason(m, request, required, exclude)
+            if reason is None:
+                passed.append(m)
+            else:
+                filtered[m.id] = reason
+        if len(self._shapes) >= _ASSIGNMENT_CACHE_MAX:
+            self._shapes.clear()
+        self._shapes[key] = (passed, filtered)
+        return passed, filtered
+
+    @staticmethod
+    def _size_reason(
+        m: _Model, request: ModelRequest, est_in: int, need_larger: int | None
     ) -> str | None:
-        c = request.constraints
-        if request.model_id is not None and m.id != request.model_id:
-            return "not the pinned model"
-        if m.id in exclude:
-            return "already tried"
-        if not m.enabled:
-            return "disabled"
-        if c.allowed_providers is not None and m.provider not in c.allowed_providers:
-            return f"provider {m.provider} not allowed"
-        if m.provider in c.excluded_providers:
-            return f"provider {m.provider} excluded"
-        if c.allowed_models is not None and m.id not in c.allowed_models:
-            return "model not allowed"
-        if m.id in c.excluded_models:
-            return "model excluded"
-        if not required <= m.caps:
-            return "missing capabilities: " + ", ".join(sorted(required - m.caps))
         needed = est_in + request.max_tokens
         if needed > m.context_window:
             return f"context window {m.context_window} < {needed} tokens needed"
@@ -407,126 +410,93 @@ class SelectorCore:
             return f"context window {m.context_window} not larger than {need_larger}"
         if m.max_output is not None and request.max_tokens > m.max_output:
             return f"max_tokens {request.max_tokens} > max output {m.max_output}"
-        if c.max_cost_per_request is not None:
-            worst = (Decimal(est_in) * m.in_price + Decimal(request.max_tokens) * m.out_price) / (
-                _THOUSAND
-            )
-            if worst > c.max_cost_per_request:
-                return f"worst-case cost ${worst:.6f} > max ${c.max_cost_per_request}"
+        max_cost = request.constraints.max_cost_per_request
+        if max_cost is not None:
+            worst = worst_case_cost_usd(m, est_in, request.max_tokens)
+            if worst > max_cost:
+                return f"worst-case cost ${worst:.6f} > max ${max_cost}"
         return None
 
-    def _live_reason(
-        self, m: _Model, request: ModelRequest, est_in: int, now: float
-    ) -> str | None:
-        state = self._provider_state.get(m.provider, "unknown")
-        if state not in TRAFFIC_STATES:
-            return f"provider {m.provider} {state}"
-        if m.id in self._unavailable.get(m.provider, ()):
-            return "model unavailable (reported missing)"
+    def _live_reason(self, m: _Model, request: ModelRequest, now: float) -> str | None:
+        blocked = self._blocked.get(m.id)
+        if blocked is not None:
+            return blocked
         until = self._limited_until.get(m.id)
         if until is not None and until > now:
             return f"rate-limited for {until - now:.1f} s"
-        c, dyn = request.constraints, self._dynamic[m.id]
-        if c.max_latency_ms is not None and dyn.latency_ms > c.max_latency_ms:
-            return f"expected latency {dyn.latency_ms:.0f} ms > max {c.max_latency_ms:.0f} ms"
-        if c.min_quality is not None and dyn.quality < c.min_quality:
-            return f"expected quality {dyn.quality:.2f} < min {c.min_quality:.2f}"
+        c = request.constraints
+        if c.max_latency_ms is not None or c.min_quality is not None:
+            dyn = self._dynamic[m.id]
+            if c.max_latency_ms is not None and dyn.latency_ms > c.max_latency_ms:
+                return f"expected latency {dyn.latency_ms:.0f} ms > max {c.max_latency_ms:.0f} ms"
+            if c.min_quality is not None and dyn.quality < c.min_quality:
+                return f"expected quality {dyn.quality:.2f} < min {c.min_quality:.2f}"
         return None
 
     def _score(
-        self,
-        eligible: list[_Model],
-        required: frozenset[str],
-        est_in: int,
-        max_tokens: int,
-        w: config.SelectionWeights,
-    ) -> list[tuple[events.CandidateScore, _Model, float]]:
+        self, eligible: list[_Model], request: ModelRequest, est_in: int, w: config.SelectionWeights
+    ) -> list[tuple[_Raw, _Model, float]]:
+        max_tokens = request.max_tokens
         log_costs = [
             log(est_in * m.in_per_token + max_tokens * m.out_per_token + COST_FLOOR_USD)
             for m in eligible
         ]
         lo, hi = min(log_costs), max(log_costs)
         span = hi - lo
-        n_required = len(required)
+        n_required = len(request.required_capabilities)
+        wc, wk, wp, wa = w.capability, w.cost, w.performance, w.availability
+        dynamic = self._dynamic
         out = []
         for m, lc in zip(eligible, log_costs, strict=True):
-            capability = 0.8 + 0.2 * min(1.0, (len(m.caps) - n_required) / 3.0)
+            capability = 0.8 + 0.2 * min(1.0, (m.n_caps - n_required) / 3.0)
             cost = (hi - lc) / span if span > 0 else 1.0
-            dyn = self._dynamic[m.id]
-            score = (w.capability * capability + w.cost * cost
-                     + w.performance * dyn.performance + w.availability * dyn.availability)
-            out.append((
-                events.CandidateScore(
-                    model_id=m.id, score=score, capability=capability, cost=cost,
-                    performance=dyn.performance, availability=dyn.availability,
-                ),
-                m,
-                lc,
-            ))
-        out.sort(key=lambda t: (-t[0].score, t[2], t[1].order))
+            dyn = dynamic[m.id]
+            perf, avail = dyn.performance, dyn.availability
+            score = wc * capability + wk * cost + wp * perf + wa * avail
+            out.append(((m.id, score, capability, cost, perf, avail), m, lc))
+        out.sort(key=lambda t: (-t[0][1], t[2], t[1].order))
         return out
 
-    def _fallback_order(
-        self, scored: list[tuple[events.CandidateScore, _Model, float]]
-    ) -> list[tuple[events.CandidateScore, _Model]]:
+    @staticmethod
+    def _fallback_order(scored: list[tuple[_Raw, _Model, float]]) -> list[tuple[_Raw, _Model]]:
         """The greedy choice, then its configured fallbacks that are eligible, then by score."""
-        best = scored[0]
-        by_id = {c.model_id: (c, m) for c, m, _ in scored}
-        ordered = [(best[0], best[1])]
-        seen = {best[1].id}
-        for fallback in best[1].fallbacks:
-            if fallback in by_id and fallback not in seen:
-                ordered.append(by_id[fallback])
-                seen.add(fallback)
-        ordered.extend((c, m) for c, m, _ in scored if m.id not in seen)
+        best_raw, best, _ = scored[0]
+        ordered = [(best_raw, best)]
+        if best.fallbacks:
+            by_id = {m.id: (r, m) for r, m, _ in scored}
+            for fallback in best.fallbacks:
+                if fallback in by_id and fallback != best.id:
+                    ordered.append(by_id.pop(fallback))
+            by_id.pop(best.id, None)
+            ordered.extend(by_id[m.id] for _, m, _ in scored if m.id in by_id)
+        else:
+            ordered.extend((r, m) for r, m, _ in scored[1:])
         return ordered
 
-    def _choose(self, ranking: _Ranking, request: ModelRequest, *, explore: bool) -> Selection:
-        n = len(ranking.candidates)
+    def _choose(self, ranking: _Ranking, priority: str, *, explore: bool) -> Selection:
+        n = len(ranking.raw)
         eps = self._epsilon if explore else 0.0
         if eps > 0.0 and self._rng.random() < eps:
             index = self._rng.randrange(n)
             propensity = eps / n + (1.0 - eps if index == 0 else 0.0)
-            return self._selection(ranking, request, index, propensity, explored=True)
+            return self._selection(ranking, priority, index, propensity, explored=True)
         if eps == 0.0:
-            if ranking.greedy is None or ranking.greedy.priority != request.priority:
-                ranking.greedy = self._selection(ranking, request, 0, 1.0, explored=False)
+            if ranking.greedy is None:
+                ranking.greedy = self._selection(ranking, priority, 0, 1.0, explored=False)
             return ranking.greedy
-        return self._selection(ranking, request, 0, 1.0 - eps + eps / n, explored=False)
+        return self._selection(ranking, priority, 0, 1.0 - eps + eps / n, explored=False)
 
     def _selection(
-        self, ranking: _Ranking, request: ModelRequest, index: int, propensity: float, *,
-        explored: bool,
+        self, ranking: _Ranking, priority: str, index: int, propensity: float, *, explored: bool
     ) -> Selection:
-        candidates = ranking.candidates
+        raw = ranking.raw
         if index:
-            candidates = (candidates[index],) + candidates[:index] + candidates[index + 1:]
-        chosen, provider = candidates[0], ranking.providers[index]
+            raw = (raw[index],) + raw[:index] + raw[index + 1:]
         return Selection(
-            model_id=chosen.model_id, provider=provider, suitability_score=chosen.score,
-            selection_reason=self._reason(ranking, chosen, request, explored),
-            candidates=candidates, propensity=propensity, explored=explored,
-            weights_version=self._weights_version, filtered=ranking.filtered,
-            priority=request.priority,
+            raw=raw, provider=ranking.providers[index], propensity=propensity, explored=explored,
+            weights_version=self._weights_version, filtered=ranking.filtered, priority=priority,
+            weights=ranking.weights, n_models=len(self._models),
         )
-
-    def _reason(
-        self, ranking: _Ranking, chosen: events.CandidateScore, request: ModelRequest,
-        explored: bool,
-    ) -> str:
-        w = ranking.weights
-        how = "explored (random pick)" if explored else "highest suitability"
-        text = (
-            f"{chosen.model_id}: {how}, score {chosen.score:.3f} = capability "
-            f"{chosen.capability:.2f}×{w.capability:.2f} + cost {chosen.cost:.2f}×{w.cost:.2f} + "
-            f"performance {chosen.performance:.2f}×{w.performance:.2f} + availability "
-            f"{chosen.availability:.2f}×{w.availability:.2f} (priority {request.priority}, "
-            f"weights {self._weights_version}); {len(ranking.candidates)} of {ranking.n_models} "
-            "models eligible"
-        )
-        if ranking.filtered:
-            text += "; filtered: " + "; ".join(f"{k} ({v})" for k, v in ranking.filtered.items())
-        return text
 
     # -- live values -------------------------------------------------------------------------
     def _compute_dynamic(self, m: _Model) -> _Dynamic:
@@ -547,7 +517,20 @@ class SelectorCore:
     def _refresh(self, models: Iterable[_Model]) -> None:
         for m in models:
             self._dynamic[m.id] = self._compute_dynamic(m)
+            reason = self._health_reason(m)
+            if reason is None:
+                self._blocked.pop(m.id, None)
+            else:
+                self._blocked[m.id] = reason
         self._invalidate()
+
+    def _health_reason(self, m: _Model) -> str | None:
+        state = self._provider_state.get(m.provider, "unknown")
+        if state not in TRAFFIC_STATES:
+            return f"provider {m.provider} {state}"
+        if m.id in self._unavailable.get(m.provider, ()):
+            return "model unavailable (reported missing)"
+        return None
 
     def _invalidate(self) -> None:
         self._assignments.clear()
@@ -574,6 +557,38 @@ def adjust_for_priority(w: config.SelectionWeights, priority: str) -> config.Sel
         capability=cap / total, cost=cost / total, performance=perf / total,
         availability=avail / total,
     )
+
+
+def _shape_reason(
+    m: _Model, request: ModelRequest, required: frozenset[str], exclude: frozenset[str]
+) -> str | None:
+    c = request.constraints
+    if request.model_id is not None and m.id != request.model_id:
+        return "not the pinned model"
+    if m.id in exclude:
+        return "already tried"
+    if not m.enabled:
+        return "disabled"
+    if c.allowed_providers is not None and m.provider not in c.allowed_providers:
+        return f"provider {m.provider} not allowed"
+    if m.provider in c.excluded_providers:
+        return f"provider {m.provider} excluded"
+    if c.allowed_models is not None and m.id not in c.allowed_models:
+        return "model not allowed"
+    if m.id in c.excluded_models:
+        return "model excluded"
+    if not required <= m.caps:
+        return "missing capabilities: " + ", ".join(sorted(required - m.caps))
+    return None
+
+
+def worst_case_cost_usd(m: _Model | config.ModelConfig, input_tokens: int, max_tokens: int) -> Decimal:
+    """Input estimate × input price + ``max_tokens`` × output price, prices per 1k tokens."""
+    if isinstance(m, config.ModelConfig):
+        in_price, out_price = m.cost_per_1k_input_tokens, m.cost_per_1k_output_tokens
+    else:
+        in_price, out_price = m.in_price, m.out_price
+    return (Decimal(input_tokens) * in_price + Decimal(max_tokens) * out_price) / _THOUSAND
 
 
 def _shrink(prior: float, observed: float, n: int) -> float:

@@ -6,8 +6,18 @@ from datetime import datetime
 
 from ._engine import RateInfo
 from ._text import Answer, split_for_stream
-from ._wire import (Call, Reply, WireError, dumps, json_reply, random_id, request_id,
-                    retry_after_header, rfc3339, text_of)
+from ._wire import (
+    Call,
+    Reply,
+    WireError,
+    dumps,
+    json_reply,
+    random_id,
+    request_id,
+    retry_after_header,
+    rfc3339,
+    text_of,
+)
 
 name = "anthropic"
 stream_content_type = b"text/event-stream; charset=utf-8"

@@ -43,6 +43,7 @@ _CLOSERS = (
     "In short, keep {b} and {c} in mind when thinking about {a}.",
     "Overall, {a} rewards a careful look at {b}.",
 )
+_FILLERS = ("the context", "the constraints", "the details")
 WORLD_MARKERS = {True: "[correct]", False: "[incorrect]"}
 
 
@@ -71,12 +72,14 @@ def seed_of(model: str, conversation: str) -> int:
 def compose_answer(model: str, conversation: str, prompt: str) -> str:
     """A few sentences, seeded by model + conversation, restating the prompt's key words."""
     rng = random.Random(seed_of(model, conversation))
-    words = keywords(prompt) or ["the question", "the context", "the details"]
-    while len(words) < 3:
-        words.append(words[-1] if len(words) > 1 else "the context")
+    words = keywords(prompt)
+    for filler in _FILLERS:
+        if len(words) >= 3:
+            break
+        words.append(filler)
 
     def fill(template: str) -> str:
-        a, b, c = rng.sample(words, 3) if len(set(words)) >= 3 else words[:3]
+        a, b, c = rng.sample(words, 3)
         return template.format(a=a, b=b, c=c)
 
     sentences = [fill(rng.choice(_OPENERS))]

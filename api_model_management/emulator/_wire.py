@@ -64,8 +64,9 @@ def request_id() -> bytes:
 
 def go_duration(seconds: float) -> str:
     """Go's time.Duration format, as OpenAI sends it: ``12ms``, ``1s``, ``6m0s``, ``1h2m3s``."""
+    seconds = round(max(0.0, seconds), 3)
     if seconds < 1:
-        return f"{max(0, round(seconds * 1000))}ms"
+        return f"{round(seconds * 1000)}ms"
     hours, rest = divmod(seconds, 3600)
     minutes, secs = divmod(rest, 60)
     secs_text = f"{secs:.3f}".rstrip("0").rstrip(".")

@@ -1,0 +1,262 @@
+"""ResponseEvaluator on concrete answers, and the judge prompt / score parser."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from api_model_management import Message, ModelRequest
+from api_model_management.config import QualitySettings, QualityWeights
+from api_model_management.evaluation import (
+    JUDGE_SYSTEM_PROMPT,
+    Evaluation,
+    JudgePrompt,
+    ResponseEvaluator,
+    extract,
+    parse_judge_score,
+)
+from api_model_management.events import ResponseEvaluated
+
+pytestmark = pytest.mark.unit
+
+ASYNC_REQUEST = ModelRequest(prompt="Explain how async/await works in Python", max_tokens=500)
+
+GOOD_ASYNC = """In Python, async/await is syntax for writing coroutines. A function defined with \
+`async def` returns a coroutine object when called. Inside it, `await` suspends the coroutine \
+until the awaited object completes, handing control back to the event loop.
+
+The asyncio event loop runs many coroutines concurrently on one thread: while one waits for I/O, \
+the others run. For example:
+
+```python
+import asyncio
+
+async def fetch(n):
+    await asyncio.sleep(1)
+    return n
+
+async def main():
+    print(await asyncio.gather(fetch(1), fetch(2)))
+
+asyncio.run(main())
+```
+
+Both fetches wait at the same time, so this takes about one second instead of two."""
+
+OFF_TOPIC = ("The French Revolution began in 1789 and led to profound political changes in Europe, "
+             "including the end of the absolute monarchy and the rise of the bourgeoisie.")
+
+
+@pytest.fixture
+def evaluator() -> ResponseEvaluator:
+    return ResponseEvaluator()
+
+
+def test_good_beats_off_topic_beats_empty(evaluator: ResponseEvaluator) -> None:
+    good = evaluator.evaluate(ASYNC_REQUEST, GOOD_ASYNC, "stop")
+    off = evaluator.evaluate(ASYNC_REQUEST, OFF_TOPIC, "stop")
+    empty = evaluator.evaluate(ASYNC_REQUEST, "", "stop")
+    assert good.quality_score > off.quality_score > empty.quality_score == 0.0
+    assert good.quality_score >= 0.9 and not good.low_quality
+    assert off.low_quality and empty.low_quality
+    assert good.relevance > off.relevance
+    assert "empty answer" in empty.explanation
+
+
+def test_scores_use_the_configured_weights() -> None:
+    settings = QualitySettings(weights=QualityWeights(completeness=0.0, relevance=1.0, coherence=0.0))
+    result = ResponseEvaluator(settings).evaluate(ASYNC_REQUEST, OFF_TOPIC, "stop")
+    assert result.quality_score == result.relevance
+
+
+def test_threshold_decides_low_quality() -> None:
+    answer = ResponseEvaluator().evaluate(ASYNC_REQUEST, OFF_TOPIC, "stop")
+    strict = ResponseEvaluator(QualitySettings(threshold=answer.quality_score + 0.01))
+    lenient = ResponseEvaluator(QualitySettings(threshold=answer.quality_score))
+    assert strict.evaluate(ASYNC_REQUEST, OFF_TOPIC, "stop").low_quality
+    assert not lenient.evaluate(ASYNC_REQUEST, OFF_TOPIC, "stop").low_quality
+
+
+def test_length_finish_is_heavily_penalised(evaluator: ResponseEvaluator) -> None:
+    full = evaluator.evaluate(ASYNC_REQUEST, GOOD_ASYNC, "stop")
+    cut = evaluator.evaluate(ASYNC_REQUEST, GOOD_ASYNC[:300], "length")
+    assert cut.completeness <= 0.35 < full.completeness
+    assert cut.quality_score < full.quality_score
+    assert "finish_reason=length" in cut.explanation
+
+
+def test_unclosed_code_block_lowers_completeness(evaluator: ResponseEvaluator) -> None:
+    open_fence = GOOD_ASYNC[: GOOD_ASYNC.index("asyncio.run")]
+    result = evaluator.evaluate(ASYNC_REQUEST, open_fence, None)
+    assert "unclosed code block" in result.explanation
+    assert result.completeness < evaluator.evaluate(ASYNC_REQUEST, GOOD_ASYNC, None).completeness
+
+
+def test_refusal_is_penalised(evaluator: ResponseEvaluator) -> None:
+    request = ModelRequest(prompt="How do I reset a forgotten Linux root password?")
+    helpful = "Reboot into single-user mode from GRUB, remount root read-write, then run passwd root."
+    refusal = "I'm sorry, but I can't help with resetting a root password on Linux."
+    assert evaluator.evaluate(request, refusal, "stop").relevance < 0.5 * evaluator.evaluate(
+        request, helpful, "stop").relevance
+    assert "refusal" in evaluator.evaluate(request, refusal, "stop").explanation
+
+
+def test_requested_count_is_checked(evaluator: ResponseEvaluator) -> None:
+    request = ModelRequest(prompt="List 3 benefits of unit testing")
+    three = ("- Unit testing catches regressions early.\n- Unit tests document behaviour.\n"
+             "- Testing small units makes refactoring safer.")
+    one = "- Unit testing catches regressions early."
+    assert evaluator.evaluate(request, three, "stop").completeness == 1.0
+    partial = evaluator.evaluate(request, one, "stop")
+    assert partial.completeness < 0.6
+    assert "1 of 3 requested items" in partial.explanation
+
+
+def test_each_question_must_be_answered(evaluator: ResponseEvaluator) -> None:
+    request = ModelRequest(prompt="What is the capital of France? What currency does Japan use?")
+    both = "The capital of France is Paris. Japan uses the yen as its currency."
+    one = "The capital of France is Paris, a city on the Seine."
+    assert evaluator.evaluate(request, both, "stop").completeness == 1.0
+    half = evaluator.evaluate(request, one, "stop")
+    assert half.completeness <= 0.5
+    assert "misses 1 of 2 questions" in half.explanation
+
+
+def test_explain_x_and_y_needs_both(evaluator: ResponseEvaluator) -> None:
+    request = ModelRequest(prompt="Compare TCP and UDP.")
+    both = ("TCP is a connection-oriented protocol with ordered, reliable delivery and congestion "
+            "control. UDP is connectionless: datagrams may arrive out of order or not at all, but "
+            "with less overhead, which suits games, DNS and streaming media where latency matters "
+            "more than completeness. TCP retransmits lost segments; UDP leaves that to the "
+            "application if it needs it at all.")
+    only_tcp = both.split(" UDP is")[0]
+    assert evaluator.evaluate(request, both, "stop").completeness > evaluator.evaluate(
+        request, only_tcp, "stop").completeness
+
+
+def test_code_asked_needs_code(evaluator: ResponseEvaluator) -> None:
+    request = ModelRequest(prompt="Write a Python function that reverses a string")
+    code = "```python\ndef reverse(text: str) -> str:\n    return text[::-1]\n```"
+    prose = "You can reverse a string in Python by slicing it with a negative step on the string."
+    assert evaluator.evaluate(request, code, "stop").completeness > evaluator.evaluate(
+        request, prose, "stop").completeness
+    assert "code asked, none given" in evaluator.evaluate(request, prose, "stop").explanation
+
+
+def test_short_answer_to_explain_request(evaluator: ResponseEvaluator) -> None:
+    terse = evaluator.evaluate(ASYNC_REQUEST, "Python async await uses coroutines.", "stop")
+    assert terse.completeness < 0.75
+    assert "short" in terse.explanation
+
+
+def test_repetition_lowers_coherence(evaluator: ResponseEvaluator) -> None:
+    looped = "\n".join([GOOD_ASYNC] * 3)
+    assert evaluator.evaluate(ASYNC_REQUEST, looped, "stop").coherence < 0.3
+    stutter = "Async is great. " + "the loop the loop the loop " * 30
+    assert "repeated phrases" in evaluator.evaluate(ASYNC_REQUEST, stutter, "stop").explanation
+
+
+def test_garbage_characters_lower_coherence(evaluator: ResponseEvaluator) -> None:
+    noisy = "Async await coroutines \x00\x01\x02\ufffd\ufffd\ufffd\x7f\x03 python loop \x04\x05\x06"
+    result = evaluator.evaluate(ASYNC_REQUEST, noisy, "stop")
+    assert result.coherence < 0.5
+    assert "garbage characters" in result.explanation
+
+
+def test_unbalanced_brackets_lower_coherence(evaluator: ResponseEvaluator) -> None:
+    balanced = "Call asyncio.run(main()) to start the loop."
+    unbalanced = "Call asyncio.run(main(( to start the loop."
+    assert evaluator.evaluate(ASYNC_REQUEST, unbalanced, "stop").coherence < evaluator.evaluate(
+        ASYNC_REQUEST, balanced, "stop").coherence
+
+
+def test_system_prompt_is_not_the_question(evaluator: ResponseEvaluator) -> None:
+    request = ModelRequest(
+        messages=(Message(role="system", content="You are a cheerful gardening expert."),
+                  Message(role="user", content="Explain how async/await works in Python")),
+    )
+    with_system = evaluator.evaluate(request, GOOD_ASYNC, "stop")
+    assert with_system.relevance == evaluator.evaluate(ASYNC_REQUEST, GOOD_ASYNC, "stop").relevance
+
+
+def test_explanation_never_contains_request_text(evaluator: ResponseEvaluator) -> None:
+    request = ModelRequest(prompt="Explain zyxxyquux and plorbnak. Why zyxxyquux? How plorbnak?")
+    result = evaluator.evaluate(request, "Nothing relevant here at all, sorry friend.", "stop")
+    assert "zyxxyquux" not in result.explanation and "plorbnak" not in result.explanation
+    assert "misses" in result.explanation
+
+
+def test_to_event_carries_scores() -> None:
+    result = ResponseEvaluator().evaluate(ASYNC_REQUEST, GOOD_ASYNC, "stop")
+    event = result.to_event(request_id="r1", model_id="m", provider="p", agent_type="a")
+    assert isinstance(event, ResponseEvaluated)
+    assert (event.quality_score, event.completeness, event.request_id) == (
+        result.quality_score, result.completeness, "r1")
+    assert event.evaluator == "heuristic"
+
+
+def test_evaluation_is_frozen() -> None:
+    result = ResponseEvaluator().evaluate(ASYNC_REQUEST, GOOD_ASYNC, "stop")
+    assert isinstance(result, Evaluation)
+    with pytest.raises(ValueError):
+        result.quality_score = 0.0  # type: ignore[misc]
+
+
+def test_extract_reads_demands() -> None:
+    req = extract("List 3 benefits of unit testing. What is a mock? Compare pytest and unittest.")
+    assert req.count == 3 and req.wants_detail and not req.wants_code
+    assert [kind for kind, _ in req.parts] == ["part", "part"]
+    assert extract("Give me five reasons to learn Rust").count == 5
+    assert extract("Write a SQL query that counts users").wants_code
+    assert extract("1. install it\n2. configure the proxy\n3. run the tests").parts[0][0] == "item"
+
+
+def test_fast_on_a_2kb_answer(evaluator: ResponseEvaluator) -> None:
+    answer = (GOOD_ASYNC * 3)[:2048]
+    evaluator.evaluate(ASYNC_REQUEST, answer, "stop")  # warm the stemmer's cache
+    runs = 200
+    start = time.perf_counter()
+    for _ in range(runs):
+        evaluator.evaluate(ASYNC_REQUEST, answer, "stop")
+    per_call_ms = (time.perf_counter() - start) / runs * 1000
+    assert per_call_ms < 5.0  # target is < 1 ms; loose bound so a busy CI box does not flake
+
+
+# -- judge mode ------------------------------------------------------------------------------
+
+
+def test_judge_prompt_builds_a_deterministic_request() -> None:
+    judge = JudgePrompt(max_chars=50)
+    built = judge.build(ASYNC_REQUEST, GOOD_ASYNC, judge_model_id="judge-model")
+    assert built.model_id == "judge-model" and built.temperature == 0
+    assert built.system == JUDGE_SYSTEM_PROMPT and built.agent_type == "judge"
+    assert built.is_cacheable()
+    assert "Explain how async/await works in Python" in (built.prompt or "")
+    assert "characters omitted" in (built.prompt or "")  # the long answer was clipped
+    assert len(built.prompt or "") < 400
+
+
+@pytest.mark.parametrize(
+    ("reply", "expected"),
+    [
+        ("Score: 7", 0.7),
+        ("8/10", 0.8),
+        ("I'd rate it 9 out of 10.", 0.9),
+        ("85/100", 0.85),
+        ("4/5", 0.8),
+        ("0.8", 0.8),
+        ("Rating = 1.0", 1.0),
+        ("10", 1.0),
+        ("0", 0.0),
+        ("Score: 6\nThe answer misses the second question.", 0.6),
+        ("score: 7/10 — decent", 0.7),
+    ],
+)
+def test_parse_judge_score(reply: str, expected: float) -> None:
+    assert parse_judge_score(reply) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("reply", ["", "no idea", "15", "Score: -3", "12/10", "Score: 11"])
+def test_parse_judge_score_rejects_unusable_replies(reply: str) -> None:
+    assert parse_judge_score(reply) is None
