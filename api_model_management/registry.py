@@ -14,7 +14,6 @@ from pathlib import Path
 
 from ._config_load import load_config
 from .config import ModelConfig, ProviderConfig, RegistryConfig, Settings
-from .errors import ComponentUnavailable
 
 
 class ModelRegistry:
@@ -32,7 +31,7 @@ class ModelRegistry:
 
     def load_config(self) -> RegistryConfig:
         """Read and validate the file (``ConfigError`` lists every problem); keep and return it."""
-        if self.config_path is None:
+        if self.config_path is None:  # built from a RegistryConfig
             return self.config
         self._config = load_config(self.config_path)
         return self._config
@@ -45,9 +44,7 @@ class ModelRegistry:
     @property
     def config(self) -> RegistryConfig:
         """The configuration, read from the file on first use if ``load_config`` was not called."""
-        if self._config is None:
-            if self.config_path is None:
-                raise ComponentUnavailable("the registry has no configuration", component="registry")
+        if self._config is None:  # only when built from a path
             return self.load_config()
         return self._config
 

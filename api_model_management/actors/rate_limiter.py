@@ -310,7 +310,7 @@ class RateLimiterCore:
         expires_at = now + self.settings.lease_ttl_s
         entry = EntryState(
             entry_id=self._new_id("l"), kind="lease", started_at=now,
-            until=expires_at + self.window_s, requests=granted_requests, tokens=granted_tokens,
+            until=now + self.window_s, requests=granted_requests, tokens=granted_tokens,
             lease_expires_at=expires_at, holder=holder,
         )
         self._record(Granted(now, entry))
@@ -449,11 +449,11 @@ class RateLimiterCore:
         fits_at = self._fits_at(requests, tokens, now)
         if self._is_cooling(now):
             assert self._cooling_until is not None
-            return "cooling_down", max(self._cooling_until, fits_at) - now
+            return "cooling_down", _wait_s(now, max(self._cooling_until, fits_at))
         if fits_at <= now:
             return None
         reason = "rpm" if self._used_requests + requests > self.rpm else "tpm"
-        return reason, fits_at - now
+        return reason, _wait_s(now, fits_at)
 
     def _fits_at(self, requests: int, tokens: int, now: float) -> float:
         """The earliest time at which counted usage leaves room for the ask (no new grants)."""
@@ -629,6 +629,14 @@ class RateLimiterCore:
             occurred_at=self._clock.now(), model_id=self.model_id, provider=self.provider,
             **fields,
         ))
+
+
+def _wait_s(now: float, then: float) -> float:
+    """Seconds from ``now`` to ``then``, rounded up so that ``now + wait >= then`` in floats."""
+    wait = then - now
+    while now + wait < then:
+        wait = math.nextafter(wait, math.inf)
+    return wait
 
 
 def _counted(entry: EntryState) -> tuple[int, int]:

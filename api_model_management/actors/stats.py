@@ -109,9 +109,18 @@ class StatsCore:
         return stats
 
     def record(
-        self, model_id: str, ok: bool, latency_ms: float | None = None, quality: float | None = None
+        self,
+        model_id: str,
+        ok: bool,
+        latency_ms: float | None = None,
+        quality: float | None = None,
+        *,
+        error_kind: str | None = None,
     ) -> None:
-        """Fold one call outcome (and optionally its quality score in [0, 1])."""
+        """Fold one call outcome (and optionally its quality score in [0, 1]). A failure whose
+        ``error_kind`` is a request fault (``REQUEST_FAULT_KINDS``) is not the model's: ignored."""
+        if not ok and error_kind in REQUEST_FAULT_KINDS:
+            return
         if latency_ms is not None and (not isfinite(latency_ms) or latency_ms < 0):
             raise InvalidInput("latency_ms must be a finite number >= 0", model_id=model_id)
         _check_quality(quality, model_id)
@@ -135,12 +144,10 @@ class StatsCore:
                 self.record(model_id, True, event.latency_ms)
         elif isinstance(event, events.AttemptFailed):
             self._remember_attempt(event.request_id, model_id)
-            if event.error_kind not in REQUEST_FAULT_KINDS:
-                self.record(model_id, False, event.latency_ms)
+            self.record(model_id, False, event.latency_ms, error_kind=event.error_kind)
         elif isinstance(event, events.RequestFailed):
-            counted = (event.request_id, model_id) in self._attempted
-            if not counted and event.error_kind not in REQUEST_FAULT_KINDS:
-                self.record(model_id, False)
+            if (event.request_id, model_id) not in self._attempted:
+                self.record(model_id, False, error_kind=event.error_kind)
         elif isinstance(event, events.ResponseEvaluated):
             self.record_quality(model_id, event.quality_score)
 

@@ -58,7 +58,7 @@ class EmulatorApp:
             Route("/v1/chat/completions", self.openai_chat, methods=["POST"]),
             Route("/v1/messages", self.anthropic_messages, methods=["POST"]),
             Route("/v1/models", self.v1_models, methods=["GET"]),
-            Route("/v1/models/{model:path}", self.v1_model, methods=["GET"]),
+            Route("/v1/models/{model:path}", self.v1_model, methods=["GET", "POST"]),
             Route("/v1beta/models", self.gemini_models, methods=["GET"]),
             Route("/v1beta/models/{name:path}", self.gemini_model, methods=["GET", "POST"]),
             Route("/api/chat", self.ollama_chat, methods=["POST"]),
@@ -216,6 +216,8 @@ class EmulatorApp:
 
     async def v1_models(self, request: Request) -> Any:
         provider = _v1_provider(request)
+        if provider == "gemini":
+            return await self.gemini_models(request)
         catalog = self.engine.catalog(provider)
         wire = _openai if provider == "openai" else _anthropic
         return self._probe(request, provider, lambda: Reply(200, [(b"content-type", b"application/json")],
@@ -223,6 +225,9 @@ class EmulatorApp:
 
     async def v1_model(self, request: Request) -> Any:
         provider, model = _v1_provider(request), request.path_params["model"]
+        if provider == "gemini" or request.method == "POST":
+            request.path_params["name"] = model
+            return await self.gemini_model(request)
         if provider == "openai":
             payload = {"id": model, "object": "model", "created": 1686935002, "owned_by": "system"}
         else:
@@ -281,8 +286,11 @@ class EmulatorApp:
 
 
 def _v1_provider(request: Request) -> str:
-    """``GET /v1/models`` is shared: Anthropic's headers pick Anthropic, anything else OpenAI."""
+    """``/v1/models`` is shared: Gemini's key (its ``v1`` API version) picks Gemini, Anthropic's
+    headers pick Anthropic, anything else OpenAI."""
     headers = request.headers
+    if "x-goog-api-key" in headers or "key" in request.query_params:
+        return "gemini"
     if "x-api-key" in headers or "anthropic-version" in headers:
         return "anthropic"
     return "openai"

@@ -1,1 +1,44 @@
-"""projections"""
+"""Projections: DuckDB SQL over the event log (cost, latency, success, quality, tokens, cache,
+budgets, alerts), with a Python API, a report and the original ``PerformanceMonitor`` facade.
+
+Each ``<name>.sql`` file in this package defines a view ``<name>`` and a table macro
+``<name>_for(p_since, p_agent)`` over the per-event-type views of ``_duckdb.connect``.
+"""
+
+from ._api import Projections, fetch_dicts, open_projections, to_arrow
+from ._budget import BudgetRow, spend_by_scope, window_start
+from ._monitor import PerformanceMonitor
+from ._report import (
+    AlertRow,
+    CostRow,
+    LatencyRow,
+    QualityRow,
+    Report,
+    SuccessRow,
+    build_report,
+    render_report,
+)
+from ._sql import PROJECTIONS, VIEWS, install, sql_text
+
+__all__ = [
+    "PROJECTIONS",
+    "VIEWS",
+    "AlertRow",
+    "BudgetRow",
+    "CostRow",
+    "LatencyRow",
+    "PerformanceMonitor",
+    "Projections",
+    "QualityRow",
+    "Report",
+    "SuccessRow",
+    "build_report",
+    "fetch_dicts",
+    "install",
+    "open_projections",
+    "render_report",
+    "spend_by_scope",
+    "sql_text",
+    "to_arrow",
+    "window_start",
+]

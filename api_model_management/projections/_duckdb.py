@@ -60,7 +60,7 @@ def _create_views(con: duckdb.DuckDBPyConnection, log: EventLog, files: dict) ->
         view = snake_case(event_type)
         type_files = files.get(event_type, [])
         if not type_files:
-            _create_arrow_view(con, view, empty_table(event_type))
+            con.execute(f"CREATE OR REPLACE VIEW {view} AS {empty_select(event_type)}")
         elif log.storage.local:
             con.execute(f"CREATE OR REPLACE VIEW {view} AS SELECT * FROM {_read_parquet(type_files)}")
         else:
@@ -81,10 +81,42 @@ def _create_arrow_view(con: duckdb.DuckDBPyConnection, view: str, table: pa.Tabl
     con.execute(f"CREATE OR REPLACE VIEW {view} AS SELECT * FROM {source}")
 
 
-def empty_table(event_type: str) -> pa.Table:
-    """No rows, the columns a view of ``event_type`` has."""
+def empty_select(event_type: str) -> str:
+    """A SELECT of no rows with exactly the columns (and DuckDB types) of ``event_type``'s view."""
     schema = event_class(event_type).arrow_schema().append(DATE_FIELD)
-    return schema.empty_table()
+    columns = ", ".join(f"CAST(NULL AS {duckdb_type(f.type)}) AS {_quote(f.name)}" for f in schema)
+    return f"SELECT {columns} LIMIT 0"
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+_SIMPLE_TYPES = {
+    pa.string(): "VARCHAR",
+    pa.bool_(): "BOOLEAN",
+    pa.int16(): "SMALLINT",
+    pa.int32(): "INTEGER",
+    pa.int64(): "BIGINT",
+    pa.float64(): "DOUBLE",
+    pa.date32(): "DATE",
+}
+
+
+def duckdb_type(arrow_type: pa.DataType) -> str:
+    """The DuckDB type DuckDB gives a Parquet column of ``arrow_type`` (the schemas' types only)."""
+    if arrow_type in _SIMPLE_TYPES:
+        return _SIMPLE_TYPES[arrow_type]
+    if pa.types.is_decimal(arrow_type):
+        return f"DECIMAL({arrow_type.precision},{arrow_type.scale})"
+    if pa.types.is_timestamp(arrow_type):
+        return "TIMESTAMPTZ" if arrow_type.tz else "TIMESTAMP"
+    if pa.types.is_list(arrow_type):
+        return f"{duckdb_type(arrow_type.value_type)}[]"
+    if pa.types.is_struct(arrow_type):
+        fields = ", ".join(f"{_quote(f.name)} {duckdb_type(f.type)}" for f in arrow_type)
+        return f"STRUCT({fields})"
+    raise NotImplementedError(f"no DuckDB type for {arrow_type}")
 
 
 def _read_arrow(log: EventLog, event_type: str, files: list[LogFile]) -> pa.Table:

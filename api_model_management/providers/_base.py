@@ -28,7 +28,7 @@ from ._errors import malformed, translate_transport_error
 logger = logging.getLogger(__name__)
 
 _VERSIONED = re.compile(r"/v\d+(?:beta\d*|alpha\d*)?$")
-_TRANSPORT_ERRORS = (httpx.TransportError, TimeoutError)
+_TRANSPORT_ERRORS = (httpx.TransportError, httpx.DecodingError, TimeoutError)
 
 
 class ProbeResult(BaseModel):
@@ -221,7 +221,7 @@ class ProviderAdapter(ABC):
         response = await self._open_stream(
             self._stream_url(model), body, model.id, total_s, deadline, headers
         )
-        state = StreamState(provider_request_id=self._request_id(response.headers))
+        state = StreamState()
         delivered: list[str] = []
         ttft_ms: float | None = None
         try:
@@ -241,6 +241,9 @@ class ProviderAdapter(ABC):
                     http_status=response.status_code,
                     raw_type="incomplete_stream",
                 )
+            state.provider_request_id = state.provider_request_id or self._request_id(
+                response.headers
+            )
             result = self._result("".join(delivered), state, response.headers, start, ttft_ms)
             self._check_refusal(result, model.id)
         except errors.ProviderError as exc:

@@ -27,9 +27,11 @@ def redact(text: str) -> str:
 
 
 def safe_token(value: object) -> str | None:
-    """A provider's error type/code if it is a short identifier; anything else is dropped."""
-    if isinstance(value, int | str) and _SAFE_TOKEN.fullmatch(str(value)):
-        return str(value)
+    """A provider's error type/code if it is a short identifier that does not look like a key;
+    anything else is dropped."""
+    text = str(value) if isinstance(value, int | str) else ""
+    if _SAFE_TOKEN.fullmatch(text) and not _SECRETISH.search(text):
+        return text
     return None
 
 

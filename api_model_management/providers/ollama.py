@@ -61,7 +61,10 @@ class OllamaAdapter(ProviderAdapter):
         models = body.get("models") if isinstance(body, dict) else None
         if not isinstance(models, list):
             return None
-        return tuple(str(m["name"]) for m in models if isinstance(m, dict) and "name" in m)
+        names = [str(m["name"]) for m in models if isinstance(m, dict) and "name" in m]
+        # "llama3.2:latest" is what a request naming "llama3.2" gets: list both spellings
+        bare = [n.removesuffix(":latest") for n in names if n.endswith(":latest")]
+        return tuple(dict.fromkeys([*names, *bare]))
 
     # -- replies -------------------------------------------------------------------------------
     def _parse_reply(self, body: Any, model: ModelConfig) -> tuple[str, StreamState]:

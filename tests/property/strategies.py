@@ -25,15 +25,19 @@ from api_model_management.events import (
     RequestCompleted,
 )
 
-MAX_MONEY = Decimal(10) ** 26 - Decimal("1e-12")
+MAX_MONEY = Decimal("99999999999999999999999999.999999999999")  # 26 + 12 digits
 
 TIMEZONES = [UTC, timezone(timedelta(hours=5, minutes=30)), timezone(timedelta(hours=-11)),
              timezone(timedelta(hours=14))]
 
 text = st.text(st.characters(exclude_categories=("Cs",)), max_size=24)
 ids = st.uuids().map(str)
-money = st.decimals(min_value=-MAX_MONEY, max_value=MAX_MONEY, places=12, allow_nan=False,
-                    allow_infinity=False)
+# built from an integer count of 1e-12 units, exactly (decimal contexts round at 28 digits)
+money = st.one_of(
+    st.sampled_from([MAX_MONEY, -MAX_MONEY, Decimal("1e-12"), Decimal("-1e-12"), Decimal(0)]),
+    st.integers(-(10**38 - 1), 10**38 - 1).map(lambda units: Decimal(f"{units}e-12")),
+    st.integers(-(10**8), 10**8).map(lambda units: Decimal(f"{units}e-6")),
+)
 floats = st.floats(allow_nan=False, allow_infinity=True)
 
 _naive = st.one_of(

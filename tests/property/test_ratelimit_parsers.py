@@ -117,9 +117,7 @@ def test_parsers_never_raise_on_garbage(value):
             assert result >= 0
 
 
-header_values = st.text(
-    alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=30
-)
+header_values = st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=30)
 header_names = st.sampled_from(
     [
         "x-ratelimit-limit-requests",
@@ -147,11 +145,15 @@ def test_header_states_never_raise(raw):
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(max_size=10),
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(
-        st.sampled_from(["error", "details", "@type", "retryDelay", "violations", "quotaId", "x"]),
-        children,
-        max_size=4,
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(
+                ["error", "details", "@type", "retryDelay", "violations", "quotaId", "x"]
+            ),
+            children,
+            max_size=4,
+        )
     ),
     max_leaves=20,
 )

@@ -369,3 +369,14 @@ def test_warnings_for_unknown_capability() -> None:
     (warning,) = config_warnings(config_from_dict(data))
     assert warning.path == "models[1].capabilities[1]"
     assert "code-generation" in warning.hint
+
+
+def test_config_readme_example_runs(monkeypatch) -> None:
+    import re
+
+    monkeypatch.chdir(ROOT)
+    (code,) = re.findall(r"```python\n(.*?)```", (ROOT / "config" / "README.md").read_text(), re.S)
+    namespace: dict = {}
+    exec(compile(code, "config/README.md", "exec"), namespace)
+    assert namespace["debug"].settings.log_level == "DEBUG"
+    assert namespace["demo"].providers["openai"].base_url == "http://127.0.0.1:9000/v1"

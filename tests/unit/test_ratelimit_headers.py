@@ -113,7 +113,9 @@ def test_retry_after(text, seconds):
     assert parse_retry_after(text, NOW) == seconds
 
 
-@pytest.mark.parametrize("text", ["", "-3", "soon", "1e400", "Wed, 99 Foo 2025", None, "inf", "nan"])
+@pytest.mark.parametrize(
+    "text", ["", "-3", "soon", "1e400", "Wed, 99 Foo 2025", None, "inf", "nan"]
+)
 def test_retry_after_garbage_is_none(text):
     assert parse_retry_after(text, NOW) is None
 
@@ -125,7 +127,10 @@ def test_retry_after_ms_wins_over_retry_after():
     headers = httpx.Headers({"retry-after-ms": "250", "retry-after": "20"})
     assert retry_after_from_headers(headers, NOW) == 0.25
     assert retry_after_from_headers(httpx.Headers({"retry-after": "20"}), NOW) == 20.0
-    assert retry_after_from_headers(httpx.Headers({"retry-after-ms": "bad", "retry-after": "3"}), NOW) == 3.0
+    assert (
+        retry_after_from_headers(httpx.Headers({"retry-after-ms": "bad", "retry-after": "3"}), NOW)
+        == 3.0
+    )
     assert retry_after_from_headers(httpx.Headers({}), NOW) is None
 
 
@@ -150,9 +155,7 @@ GEMINI_429 = {
         "details": [
             {
                 "@type": "type.googleapis.com/google.rpc.QuotaFailure",
-                "violations": [
-                    {"quotaId": "GenerateRequestsPerMinutePerProjectPerModel-FreeTier"}
-                ],
+                "violations": [{"quotaId": "GenerateRequestsPerMinutePerProjectPerModel-FreeTier"}],
             },
             {"@type": "type.googleapis.com/google.rpc.Help", "links": []},
             {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "38s"},
@@ -201,7 +204,11 @@ def test_openai_state_from_headers():
     state = openai_rate_limit_state(headers, NOW)
     assert state is not None
     assert (state.limit_requests, state.remaining_requests, state.reset_requests_s) == (60, 59, 1.0)
-    assert (state.limit_tokens, state.remaining_tokens, state.reset_tokens_s) == (150000, 149984, 360.0)
+    assert (state.limit_tokens, state.remaining_tokens, state.reset_tokens_s) == (
+        150000,
+        149984,
+        360.0,
+    )
     assert state.retry_after_s is None
     assert suggested_wait_s(state) is None
 
@@ -242,7 +249,11 @@ def test_anthropic_state_from_headers():
     state = anthropic_rate_limit_state(headers, NOW)
     assert state is not None
     assert (state.limit_requests, state.remaining_requests, state.reset_requests_s) == (50, 49, 1.0)
-    assert (state.limit_tokens, state.remaining_tokens, state.reset_tokens_s) == (40000, 39000, 30.0)
+    assert (state.limit_tokens, state.remaining_tokens, state.reset_tokens_s) == (
+        40000,
+        39000,
+        30.0,
+    )
     assert state.retry_after_s == 7.0
 
 

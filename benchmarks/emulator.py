@@ -1,0 +1,142 @@
+"""Emulator throughput and latency, with the emulator in its own process.
+
+    python benchmarks/emulator.py [--requests 20000] [--concurrency 32] [--clients 1]
+
+Starts ``python -m api_model_management.emulator`` (fault-free) on a free port, then measures:
+- requests/s and p50/p99 latency of plain (non-streaming) OpenAI-format chat calls under
+  concurrency, from ``--clients`` load processes each running an ``httpx.AsyncClient``;
+- the latency of single direct httpx calls (concurrency 1): the floor under any router overhead.
+Prints a markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from api_model_management.emulator._client import chat_request  # noqa: E402
+
+PROMPT = "Summarise the main causes of the French Revolution in a few sentences"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_emulator(port: int) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen([sys.executable, "-m", "api_model_management.emulator", "--port", str(port)],
+                            stdout=subprocess.DEVNULL)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/api/version", timeout=0.5).status_code == 200:
+                return proc
+        except httpx.TransportError:
+            time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError("the emulator did not start")
+
+
+async def _load(base_url: str, requests: int, concurrency: int) -> list[float]:
+    path, headers, body = chat_request("openai", PROMPT)
+    latencies: list[float] = []
+    remaining = iter(range(requests))
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=30) as client:
+        async def worker() -> None:
+            for _ in remaining:
+                started = time.perf_counter()
+                response = await client.post(path, headers=headers, json=body)
+                response.raise_for_status()
+                latencies.append(time.perf_counter() - started)
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return latencies
+
+
+def _load_process(args: tuple[str, int, int]) -> list[float]:
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    return asyncio.run(_load(*args))
+
+
+def throughput(base_url: str, requests: int, concurrency: int, clients: int) -> dict[str, float]:
+    per_client = requests // clients
+    asyncio.run(_load(base_url, 500, concurrency))  # warm up the server
+    started = time.perf_counter()
+    if clients == 1:
+        latencies = _load_process((base_url, per_client, concurrency))
+    else:
+        with multiprocessing.get_context("spawn").Pool(clients) as pool:
+            parts = pool.map(_load_process, [(base_url, per_client, concurrency // clients)] * clients)
+        latencies = [x for part in parts for x in part]
+    elapsed = time.perf_counter() - started
+    return _summary(latencies, elapsed)
+
+
+def single_calls(base_url: str, requests: int) -> dict[str, float]:
+    path, headers, body = chat_request("openai", PROMPT)
+    latencies = []
+    with httpx.Client(base_url=base_url, timeout=30) as client:
+        for _ in range(50):
+            client.post(path, headers=headers, json=body)
+        started = time.perf_counter()
+        for _ in range(requests):
+            t0 = time.perf_counter()
+            client.post(path, headers=headers, json=body).raise_for_status()
+            latencies.append(time.perf_counter() - t0)
+    return _summary(latencies, time.perf_counter() - started)
+
+
+def _summary(latencies: list[float], elapsed_s: float) -> dict[str, float]:
+    ordered = sorted(latencies)
+    return {"requests": len(ordered), "rps": len(ordered) / elapsed_s,
+            "p50_ms": statistics.median(ordered) * 1000,
+            "p99_ms": ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--requests", type=int, default=20_000)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--clients", type=int, default=1, help="load-generating processes")
+    parser.add_argument("--single", type=int, default=1000, help="sequential calls for the floor")
+    args = parser.parse_args()
+    port = _free_port()
+    proc = start_emulator(port)
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        load = throughput(base_url, args.requests, args.concurrency, args.clients)
+        single = single_calls(base_url, args.single)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    print(f"Emulator benchmark ({os.cpu_count()} cores, emulator in its own process, fault-free, "
+          f"OpenAI non-streaming chat)\n")
+    print("| scenario | requests | requests/s | p50 ms | p99 ms |")
+    print("|---|---:|---:|---:|---:|")
+    print(f"| {args.clients} client process(es), concurrency {args.concurrency} | {load['requests']:.0f} | "
+          f"{load['rps']:,.0f} | {load['p50_ms']:.2f} | {load['p99_ms']:.2f} |")
+    print(f"| direct httpx call, concurrency 1 | {single['requests']:.0f} | {single['rps']:,.0f} | "
+          f"{single['p50_ms']:.2f} | {single['p99_ms']:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
