@@ -137,7 +137,7 @@ def main() -> None:
             print(f"generated {args.rows:,} RequestCompleted rows in {seconds:.1f} s")
         size_mb = sum(p.stat().st_size for p in data_dir.rglob("*.parquet")) / 1e6
         projections = Projections(data_dir)
-        threads = projections.connection.execute("SELECT current_setting('threads')").fetchone()
+        threads = projections.connection.execute("SELECT current_setting('threads')").fetchall()[0]
         print(f"data: {size_mb:.0f} MB Parquet; DuckDB threads: {threads[0]}; cpus: {os.cpu_count()}")
         rows = []
         for name in ("cost_by_model_day", "latency_by_model"):

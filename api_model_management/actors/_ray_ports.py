@@ -145,6 +145,8 @@ class RayBudget:
         self._refills: dict[SpendKey, asyncio.Future] = {}
         self._unreported: dict[SpendKey, Decimal] = defaultdict(Decimal)
         self._retired: list[SliceHolder] = []
+        self._size: dict[SpendKey, int] = {}
+        self._last_refill: dict[SpendKey, float] = {}
         self._limited_cache: dict[SpendKey, bool] = {}
 
     def _limited(self, key: SpendKey) -> bool:
@@ -163,12 +165,12 @@ class RayBudget:
     async def reserve(self, key: SpendKey, amount_usd: Decimal, request_id: str) -> BudgetTicket:
         if not self._limited(key):
             return BudgetTicket(key, amount_usd, None)
-        for _ in range(2):
+        for _ in range(_MAX_REFILLS):
             holder = self._slices.get(key)
             if holder is not None and holder.try_reserve(amount_usd):
                 return BudgetTicket(key, amount_usd, holder)
             try:
-                await self._refill(key, amount_usd)
+                granted = await self._refill(key, amount_usd)
             except RayActorError:
                 if self.strict:
                     raise ComponentUnavailable(
@@ -176,28 +178,37 @@ class RayBudget:
                         component="CostLedger",
                     ) from None
                 return BudgetTicket(key, amount_usd, _BEST_EFFORT)
+            if granted < amount_usd:
+                break
         raise BudgetExceeded(
-            f"the budget for agent type {key.agent_type!r} / model {key.model_id} has no room "
-            f"for a worst case of ${amount_usd}", scope_key=key.agent_type, requested_usd=amount_usd,
+            f"no budget left for a worst case of ${amount_usd} (agent type {key.agent_type!r}, "
+            f"model {key.model_id})", scope_key=key.agent_type, requested_usd=amount_usd,
         )
 
-    async def _refill(self, key: SpendKey, amount_usd: Decimal) -> None:
+    async def _refill(self, key: SpendKey, amount_usd: Decimal) -> Decimal:
+        """Replace the key's slice with a new one; returns the amount granted. Slices grow while
+        they run out fast (busy keys need fewer refills) and the ledger caps them at the headroom."""
         pending = self._refills.get(key)
         if pending is not None:
-            await asyncio.shield(pending)
-            return
+            return await asyncio.shield(pending)
         future = asyncio.get_running_loop().create_future()
         self._refills[key] = future
         try:
+            now = time.monotonic()
+            size = self._size.get(key, self.slice_requests)
+            if now - self._last_refill.get(key, -1e9) < _FAST_REFILL_S:
+                size = min(size * 2, _MAX_SLICE_REQUESTS)
+            self._size[key], self._last_refill[key] = size, now
             old = self._slices.get(key)
-            if old is None or old.in_flight_usd == 0:
+            if old is not None and old.in_flight_usd == 0:
                 self._return(key)
-            grant = await self.ledger.grant_slice.remote(key, amount_usd * self.slice_requests, self.holder)
+            grant = await self.ledger.grant_slice.remote(key, amount_usd * size, self.holder)
             if grant.slice_id is not None:
-                if key in self._slices:  # an old slice with calls in flight: give this one back later
+                if key in self._slices:  # the old slice has calls in flight: give it back later
                     self._retired.append(self._slices[key])
                 self._slices[key] = SliceHolder(grant, safety_margin_s=_SAFETY_MARGIN_S)
-            future.set_result(None)
+            future.set_result(grant.amount_usd)
+            return grant.amount_usd
         except BaseException as exc:
             future.set_exception(exc)
             future.exception()
@@ -251,6 +262,9 @@ class RayBudget:
 
 
 _BEST_EFFORT = object()
+_MAX_REFILLS = 64
+_FAST_REFILL_S = 1.0
+_MAX_SLICE_REQUESTS = 512
 _SAFETY_MARGIN_S = 0.5
 
 

@@ -15,6 +15,7 @@ log = logging.getLogger(__name__)
 
 _HOUSEKEEPING_S = 0.1
 _STATS_PUSH_S = 2.0
+_RESUBSCRIBE_S = 5.0
 
 
 class RouterShell:
@@ -64,8 +65,10 @@ class RouterShell:
             budget=self.budget, events=self.spool, cache=self.cache, outcomes=self.outcomes,
             replicas=settings.routers.replicas,
         )
+        self.health_actors = health
         self._task: asyncio.Task | None = None
         self._last_stats_push = 0.0
+        self._last_subscribe = time.monotonic()
 
     async def start(self) -> bool:
         if self._task is None:
@@ -90,9 +93,18 @@ class RouterShell:
             self.selector.update_stats(snapshot)
             if self.selector_actor is not None:
                 self.selector_actor.update_stats.remote(snapshot)
+        if now - self._last_subscribe >= _RESUBSCRIBE_S:
+            self._last_subscribe = now
+            import ray
+
+            me = ray.get_runtime_context().current_actor
+            for actor in self.health_actors.values():
+                actor.add_subscribers.remote([me, self.selector_actor])
 
     # -- the request path --------------------------------------------------------------------
     async def complete(self, request: ModelRequest):
+        if self._task is None:
+            await self.start()
         return await self.core.complete(request)
 
     async def stream(self, request: ModelRequest):
@@ -129,8 +141,13 @@ class RouterShell:
     def counters(self) -> dict:
         return dict(self.core.counters)
 
-    def ping(self) -> bool:
-        return True
+    async def ping(self) -> bool:
+        return await self.start()  # a restarted router resumes housekeeping on first contact
+
+    def pid(self) -> int:
+        import os
+
+        return os.getpid()
 
     async def aclose(self) -> bool:
         await self.flush_events()

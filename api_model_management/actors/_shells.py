@@ -59,6 +59,9 @@ class EventSinkShell:
             self._task = asyncio.get_running_loop().create_task(self._loop())
         return True
 
+    async def ping(self) -> bool:
+        return await self.start()  # a restarted sink resumes its loop on first contact
+
     async def _loop(self) -> None:
         interval_s = max(0.05, self.config.settings.events.flush_interval_ms / 1000)
         while True:
@@ -67,13 +70,11 @@ class EventSinkShell:
 
     async def flush(self) -> int:
         """Ingest every closed or orphaned segment now; returns events written."""
+        await self.start()
         return await asyncio.to_thread(self.ingestor.ingest)
 
     async def compact(self) -> dict:
         return await asyncio.to_thread(self.ingestor.compact)
-
-    def ping(self) -> bool:
-        return True
 
 
 class HealthCheckerShell:
@@ -98,6 +99,19 @@ class HealthCheckerShell:
     def subscribe(self, handles: list) -> bool:
         self.subscribers.set(handles)
         self._push(force=True)
+        return True
+
+    async def add_subscribers(self, handles: list) -> bool:
+        """Idempotent re-subscription (routers call it periodically, so a restarted checker
+        finds its subscribers again and resumes probing)."""
+        known = {h._actor_id for h in self.subscribers.handles}
+        new = [h for h in handles if h._actor_id not in known]
+        if new:
+            self.subscribers.set(self.subscribers.handles + new)
+            snap = self.snapshot()
+            for h in new:
+                h.update_health.remote(self.provider, snap["state"], snap["unavailable_models"])
+        await self.start()
         return True
 
     async def start(self) -> bool:

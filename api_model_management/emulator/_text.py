@@ -6,8 +6,8 @@ something real to measure. Token counts use the usual rule of thumb (characters 
 
 from __future__ import annotations
 
+import functools
 import hashlib
-import random
 import re
 from dataclasses import dataclass
 
@@ -69,22 +69,28 @@ def seed_of(model: str, conversation: str) -> int:
     return int.from_bytes(digest, "big")
 
 
+@functools.lru_cache(maxsize=8192)
 def compose_answer(model: str, conversation: str, prompt: str) -> str:
     """A few sentences, seeded by model + conversation, restating the prompt's key words."""
-    rng = random.Random(seed_of(model, conversation))
+    seed = seed_of(model, conversation)
     words = keywords(prompt)
     for filler in _FILLERS:
         if len(words) >= 3:
             break
         words.append(filler)
+    n = len(words)
 
-    def fill(template: str) -> str:
-        a, b, c = rng.sample(words, 3)
+    def fill(template: str, salt: int) -> str:
+        a = words[(seed + salt) % n]
+        b = words[(seed + salt + 1 + (seed >> 8) % (n - 1)) % n]
+        c = next(w for k in range(n) if (w := words[(seed + salt + k) % n]) not in (a, b))
         return template.format(a=a, b=b, c=c)
 
-    sentences = [fill(rng.choice(_OPENERS))]
-    sentences += [fill(t) for t in rng.sample(_BODY, rng.randint(2, 3))]
-    sentences.append(fill(rng.choice(_CLOSERS)))
+    first, step = (seed >> 16) % len(_BODY), 1 + (seed >> 24) % (len(_BODY) - 1)
+    body = [_BODY[(first + i * step) % len(_BODY)] for i in range(2 + (seed >> 32) % 2)]
+    sentences = [fill(_OPENERS[(seed >> 40) % len(_OPENERS)], 0)]
+    sentences += [fill(template, i + 1) for i, template in enumerate(body)]
+    sentences.append(fill(_CLOSERS[(seed >> 48) % len(_CLOSERS)], len(body) + 1))
     return " ".join(sentences)
 
 

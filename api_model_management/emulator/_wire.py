@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -53,9 +54,8 @@ def json_reply(status: int, payload: object, headers: list[tuple[bytes, bytes]] 
 
 
 def random_id(length: int = 24) -> str:
-    """Random base-62 text (not seeded: ids are unique, answers are deterministic)."""
-    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
-    return "".join(alphabet[b % 62] for b in os.urandom(length))
+    """Random alphanumeric text (not seeded: ids are unique, answers are deterministic)."""
+    return base64.b64encode(os.urandom(length), altchars=b"xZ")[:length].decode()
 
 
 def request_id() -> bytes:

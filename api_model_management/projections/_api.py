@@ -59,24 +59,25 @@ class Projections:
     def now(self) -> datetime:
         return self._clock.now()
 
-    def _cursor(self, name: str, since: datetime | None, agent_type: str | None
-                ) -> duckdb.DuckDBPyConnection:
+    def _select(self, name: str, since: datetime | None, agent_type: str | None
+                ) -> tuple[str, dict[str, Any]]:
         if name not in PROJECTIONS:
             raise InvalidInput(f"unknown projection {name!r}; known: {', '.join(PROJECTIONS)}",
                                field="name")
         if since is not None and since.tzinfo is None:
             raise InvalidInput("since must be a timezone-aware datetime", field="since")
-        return self.connection.execute(f"SELECT * FROM {name}_for($since, $agent)",
-                                       {"since": since, "agent": agent_type})
+        return f"SELECT * FROM {name}_for($since, $agent)", {"since": since, "agent": agent_type}
 
     def table(self, name: str, since: datetime | None = None,
               agent_type: str | None = None) -> pa.Table:
         """Projection ``name`` (one of ``PROJECTIONS``) as an Arrow table."""
-        return to_arrow(self._cursor(name, since, agent_type))
+        sql, params = self._select(name, since, agent_type)
+        return to_arrow(self.connection.sql(sql, params=params))
 
     def rows(self, name: str, since: datetime | None = None, agent_type: str | None = None) -> Rows:
         """Projection ``name`` as a list of dicts (money as ``Decimal``)."""
-        return fetch_dicts(self._cursor(name, since, agent_type))
+        sql, params = self._select(name, since, agent_type)
+        return fetch_dicts(self.connection.execute(sql, params))
 
     def query(self, sql: str, params: dict[str, Any] | None = None) -> Rows:
         """Any SQL over the event and projection views, with bound parameters."""
@@ -135,8 +136,8 @@ def fetch_dicts(cursor: duckdb.DuckDBPyConnection) -> Rows:
     return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
 
-def to_arrow(cursor: duckdb.DuckDBPyConnection) -> pa.Table:
-    """The result as an Arrow table (``to_arrow_table`` in DuckDB ≥ 1.4, ``fetch_arrow_table``
+def to_arrow(relation: duckdb.DuckDBPyRelation) -> pa.Table:
+    """A relation's rows as an Arrow table (``to_arrow_table`` in recent DuckDB, ``arrow``
     before)."""
-    method = getattr(cursor, "to_arrow_table", None) or cursor.fetch_arrow_table
+    method = getattr(relation, "to_arrow_table", None) or relation.arrow
     return method()

@@ -31,18 +31,19 @@ CREATE OR REPLACE MACRO amm_feedback(p_since, p_agent) AS TABLE
 -- Every spend, one row per event that carries cost_usd: the terminal events of requests and the
 -- FeedbackRecorded of judge calls. A judge call's cost belongs to the judge model (its provider
 -- is kept only when the judge is the rated model), as in the CostLedger's fold. Cache hits count
--- as requests but their token counts do not (no provider call was made).
+-- as requests but their token counts do not (no provider call was made). `date` is the log's
+-- partition: the UTC date of occurred_at.
 CREATE OR REPLACE MACRO amm_ledger(p_since, p_agent) AS TABLE
-    SELECT occurred_at, agent_type, model_id, provider, cost_usd,
+    SELECT occurred_at, date, agent_type, model_id, provider, cost_usd,
            CASE WHEN cache_hit THEN 0 ELSE input_tokens END AS input_tokens,
            CASE WHEN cache_hit THEN 0 ELSE output_tokens END AS output_tokens,
            1 AS requests, 0 AS failed_requests
     FROM amm_completed(p_since, p_agent)
     UNION ALL
-    SELECT occurred_at, agent_type, model_id, provider, cost_usd, 0, 0, 1, 1
+    SELECT occurred_at, date, agent_type, model_id, provider, cost_usd, 0, 0, 1, 1
     FROM amm_failed(p_since, p_agent)
     UNION ALL
-    SELECT occurred_at, agent_type,
+    SELECT occurred_at, date, agent_type,
            coalesce(judge_model_id, model_id) AS model_id,
            CASE WHEN judge_model_id IS NULL OR judge_model_id = model_id THEN provider END,
            cost_usd, 0, 0, 0, 0

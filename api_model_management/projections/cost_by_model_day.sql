@@ -2,7 +2,7 @@
 -- and judge calls), the same money the budgets count; requests counts terminal events (cache
 -- hits included), failed_requests those that ended in RequestFailed.
 CREATE OR REPLACE MACRO cost_by_model_day_for(p_since, p_agent) AS TABLE
-    SELECT CAST(timezone('UTC', occurred_at) AS DATE) AS date,
+    SELECT date,
            model_id,
            provider,
            CAST(sum(requests) AS BIGINT) AS requests,

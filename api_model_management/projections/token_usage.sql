@@ -1,6 +1,6 @@
 -- Tokens the providers billed, per UTC day and model (cache hits excluded: no call was made).
 CREATE OR REPLACE MACRO token_usage_for(p_since, p_agent) AS TABLE
-    SELECT CAST(timezone('UTC', occurred_at) AS DATE) AS date,
+    SELECT date,
            model_id, provider,
            count(*) AS requests,
            CAST(sum(input_tokens) AS BIGINT) AS input_tokens,

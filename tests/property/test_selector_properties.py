@@ -26,8 +26,18 @@ CAPS = ("text-generation", "code-generation", "analysis", "vision")
 STATES = ("healthy", "degraded", "unhealthy", "half_open", "unknown")
 TRAFFIC_ORDER = ("half_open", "degraded", "unknown", "healthy")  # increasing availability
 PRICES = [Decimal(p) for p in ("0", "0.0001", "0.0005", "0.001", "0.003", "0.01", "0.03", "0.06")]
-PROP_SETTINGS = settings(max_examples=120, deadline=None,
+PROP_SETTINGS = settings(max_examples=60, deadline=None,
                          suppress_health_check=[HealthCheck.too_slow])
+
+
+# strategies built once (building them inside a composite on every draw is slow)
+_CAP_SETS = st.sets(st.sampled_from(CAPS[1:])).map(lambda caps: {CAPS[0], *caps})
+_PROVIDER = st.sampled_from(PROVIDERS)
+_PRICE = st.sampled_from(PRICES)
+_CONTEXT = st.sampled_from([2048, 8192, 32_000, 128_000])
+_LATENCY = st.integers(100, 5000)
+_QUALITY = st.sampled_from([0.0, 0.3, 0.5, 0.7, 0.9, 1.0])
+_LIMITS = config.RateLimits(requests_per_minute=60, tokens_per_minute=10_000)
 
 
 @st.composite
@@ -35,39 +45,46 @@ def fleets(draw, min_models: int = 2) -> config.RegistryConfig:
     n = draw(st.integers(min_models, 10))
     models = []
     for i in range(n):
-        caps = draw(st.sets(st.sampled_from(CAPS), min_size=1))
         models.append(config.ModelConfig(
-            id=f"m{i}", provider=draw(st.sampled_from(PROVIDERS)), name=f"m{i}",
-            capabilities=sorted(caps),
-            cost_per_1k_input_tokens=draw(st.sampled_from(PRICES)),
-            cost_per_1k_output_tokens=draw(st.sampled_from(PRICES)),
-            rate_limits=config.RateLimits(requests_per_minute=60, tokens_per_minute=10_000),
-            context_window=draw(st.sampled_from([2048, 8192, 32_000, 128_000])),
-            average_response_time_ms=draw(st.floats(100, 5000)),
-            quality_prior=draw(st.floats(0, 1)),
+            id=f"m{i}", provider=draw(_PROVIDER), name=f"m{i}",
+            capabilities=sorted(draw(_CAP_SETS)),
+            cost_per_1k_input_tokens=draw(_PRICE),
+            cost_per_1k_output_tokens=draw(_PRICE),
+            rate_limits=_LIMITS,
+            context_window=draw(_CONTEXT),
+            average_response_time_ms=draw(_LATENCY),
+            quality_prior=draw(_QUALITY),
             enabled=draw(st.booleans()) if i else True,
         ))
     return config.RegistryConfig(models=models)
 
 
+_PROMPT_CHARS = st.integers(1, 20_000)
+_MAX_TOKENS = st.integers(1, 4096)
+_REQUIRED = st.sets(st.sampled_from(CAPS[1:]), max_size=1).map(lambda caps: {CAPS[0], *caps})
+_PRIORITY = st.sampled_from(["low", "normal", "medium", "high", "critical"])
+
+
 @st.composite
 def requests(draw) -> ModelRequest:
     return ModelRequest(
-        prompt="x" * draw(st.integers(1, 30_000)),
-        max_tokens=draw(st.integers(1, 4096)),
-        required_capabilities=tuple(sorted(draw(st.sets(st.sampled_from(CAPS), min_size=1,
-                                                        max_size=2)))),
-        priority=draw(st.sampled_from(["low", "normal", "medium", "high", "critical"])),
+        prompt="x" * draw(_PROMPT_CHARS),
+        max_tokens=draw(_MAX_TOKENS),
+        required_capabilities=tuple(sorted(draw(_REQUIRED))),
+        priority=draw(_PRIORITY),
     )
+
+
+_STATE = st.sampled_from(STATES + ("healthy", "unknown"))
 
 
 @st.composite
 def worlds(draw):
     cfg = draw(fleets())
     ids = [m.id for m in cfg.models]
-    health = {p: draw(st.sampled_from(STATES)) for p in PROVIDERS}
-    unavailable = draw(st.sets(st.sampled_from(ids)))
-    limited = draw(st.dictionaries(st.sampled_from(ids), st.integers(-5, 5)))
+    health = {p: draw(_STATE) for p in PROVIDERS}
+    unavailable = draw(st.sets(st.sampled_from(ids), max_size=2))
+    limited = draw(st.dictionaries(st.sampled_from(ids), st.integers(-5, 5), max_size=3))
     return cfg, health, unavailable, limited
 
 

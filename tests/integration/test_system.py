@@ -1,0 +1,219 @@
+"""The request path end to end: real Ray, the actors of design §3, the emulator over loopback.
+
+One system is started for the module (starting two dozen actor processes on 2 cores takes a
+while); each test drives it with a different workload.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from collections import Counter
+from decimal import Decimal
+
+import pytest
+
+from api_model_management import ModelRequest
+from api_model_management._config_load import demo_config, override, with_provider_base_urls
+from api_model_management.emulator import Profile
+from api_model_management.errors import AMMError, BudgetExceeded
+from api_model_management.events._ingest import read_all_events
+
+pytestmark = pytest.mark.integration
+
+KEYS = {
+    "AMM_DEMO_OPENAI_KEY": "sk-test-OPENAI-0123456789abcdefSECRET",
+    "AMM_DEMO_ANTHROPIC_KEY": "sk-ant-test-0123456789abcdefSECRET",
+    "AMM_DEMO_GOOGLE_KEY": "AIzaTEST0123456789abcdefSECRET",
+}
+SECRET_PROMPT = "zebra-quartz-7781 explain the tangerine protocol"
+BUDGETED = "budgeted"
+BUDGET_USD = Decimal("0.002")
+PINNED_RPM_MODEL = "gpt-4o-mini"  # 30 requests per minute in the demo registry
+
+
+@pytest.fixture(scope="module")
+def system(ray_session, emulator, tmp_path_factory):
+    from api_model_management._system import ModelManagement
+
+    data_dir = tmp_path_factory.mktemp("events")
+    config = demo_config()
+    config = with_provider_base_urls(config, {n: emulator.url_for(p.type) for n, p in config.providers.items()})
+    limits = [limit.model_dump() for limit in config.settings.budgets.limits]
+    limits.append({"scope": "agent_type", "key": BUDGETED, "window": "day", "limit_usd": str(BUDGET_USD)})
+    config = override(config, settings={
+        "data_dir": str(data_dir),
+        "routers": {"replicas": 3},
+        "budgets": {"limits": limits},
+        "health_check": {"interval_s": 0.5},
+    })
+    emulator.set_profile(Profile())
+    mm = ModelManagement.start(config, env=KEYS)
+    yield mm
+    mm.shutdown()
+    emulator.set_profile(Profile())
+
+
+def _request(i: int, agent: str = "research", **kw) -> ModelRequest:
+    return ModelRequest(prompt=f"{SECRET_PROMPT} number {i}", agent_type=agent, task_id=f"t-{i}",
+                        parameters={"temperature": 0.7}, max_tokens=128, **kw)
+
+
+async def _run_all(mm, requests):
+    async def one(r):
+        try:
+            return await mm.complete(r)
+        except AMMError as exc:
+            return exc
+    return await asyncio.gather(*(one(r) for r in requests))
+
+
+def _events(mm):
+    mm.flush()
+    return read_all_events(mm.config.settings.data_dir)
+
+
+def test_faults_every_request_succeeds_while_an_eligible_model_exists(system, emulator):
+    # a third of the providers fail hard, the others flake: there is always a healthy model
+    emulator.set_profile(Profile.model_validate({
+        "seed": 3,
+        "providers": {"ollama": {"error_rates": {"503": 1.0}},
+                      "openai": {"error_rates": {"500": 0.2}},
+                      "anthropic": {"error_rates": {"529": 0.2}}},
+    }))
+    try:
+        requests = [_request(i, agent="coder") for i in range(120)]
+        results = asyncio.run(_run_all(system, requests))
+    finally:
+        emulator.set_profile(Profile())
+    failures = [r for r in results if isinstance(r, BaseException)]
+    assert not failures, Counter(type(f).__name__ for f in failures)
+    assert {r.provider for r in results} - {"ollama"}, "requests were served by healthy providers"
+    ids = {r.request_id for r in results}
+    events = [e for e in _events(system) if e.request_id in ids]
+    failed_attempts = [e for e in events if e.event_type == "AttemptFailed"]
+    assert failed_attempts, "the injected faults were seen and failed over"
+    assert all(e.provider in ("ollama", "openai", "anthropic") for e in failed_attempts)
+
+
+def test_every_request_has_exactly_one_terminal_event(system, emulator):
+    emulator.set_profile(Profile.model_validate({"seed": 5, "defaults": {"error_rates": {"500": 0.3}}}))
+    try:
+        requests = [_request(1000 + i, agent="planner") for i in range(80)]
+        results = asyncio.run(_run_all(system, requests))
+    finally:
+        emulator.set_profile(Profile())
+    assert any(isinstance(r, BaseException) for r in results) or all(r.attempts >= 1 for r in results)
+    events = _events(system)
+    by_task = Counter(e.task_id for e in events
+                      if e.event_type in ("RequestCompleted", "RequestFailed") and e.task_id in {r.task_id for r in requests})
+    assert set(by_task) == {r.task_id for r in requests}
+    assert set(by_task.values()) == {1}
+
+
+def test_strict_budget_is_never_overspent_under_concurrent_load(system):
+    requests = [_request(2000 + i, agent=BUDGETED, max_tokens=256) for i in range(300)]
+    requests = [r.model_copy(update={"model_id": "claude-opus-4-5"}) for r in requests]  # the priciest
+    results = asyncio.run(_run_all(system, requests))
+    refused = [r for r in results if isinstance(r, BaseException)]
+    assert refused, "the budget ran out"
+    assert all(isinstance(r, BudgetExceeded) or "budget" in str(r) for r in refused), Counter(type(r).__name__ for r in refused)
+    spent = sum((e.cost_usd for e in _events(system)
+                 if e.event_type in ("RequestCompleted", "RequestFailed") and e.agent_type == BUDGETED), Decimal(0))
+    assert Decimal(0) < spent <= BUDGET_USD
+
+
+def test_rpm_is_never_exceeded_with_three_routers(system, emulator):
+    emulator.reset()
+    model = system.config.model(PINNED_RPM_MODEL)
+    rpm = model.rate_limits.requests_per_minute
+    requests = [_request(3000 + i, agent="reviewer", model_id=PINNED_RPM_MODEL) for i in range(rpm * 2)]
+    started = time.monotonic()
+    results = asyncio.run(_run_all(system, requests))
+    assert time.monotonic() - started < 60, "the whole burst fits in one window"
+    ok = [r for r in results if not isinstance(r, BaseException)]
+    assert 0 < len(ok) <= rpm
+    sent = emulator.stats()["models"].get(model.wire_name, {})
+    assert sum(sent.values()) <= rpm, sent  # what the provider actually received
+
+
+def test_kill_9_of_a_router_loses_no_returned_request(system):
+    import ray
+
+    router = system.handles.routers[0]
+    pid = ray.get(router.pid.remote())
+
+    async def load():
+        requests = [_request(4000 + i, agent="research") for i in range(150)]
+        returned = []
+
+        async def one(r):
+            try:
+                returned.append(await system.handles.routers[0].complete.remote(r))
+            except (AMMError, ray.exceptions.RayError):
+                pass
+
+        tasks = [asyncio.ensure_future(one(r)) for r in requests]
+        await asyncio.sleep(0.3)
+        os.kill(pid, signal.SIGKILL)
+        await asyncio.gather(*tasks)
+        return returned
+
+    returned = asyncio.run(load())
+    assert returned, "some requests returned before the kill"
+    ray.get(router.ping.remote())  # restarted
+    completed = {e.request_id for e in _events(system) if e.event_type == "RequestCompleted"}
+    missing = [r.request_id for r in returned if r.request_id not in completed]
+    assert not missing
+
+
+def test_no_key_and_no_prompt_text_in_the_log(system):
+    asyncio.run(_run_all(system, [_request(5000 + i) for i in range(10)]))
+    system.flush()
+    blob = b""
+    for root, _, files in os.walk(system.config.settings.data_dir):
+        for name in files:
+            with open(os.path.join(root, name), "rb") as fh:
+                blob += fh.read()
+    for key in KEYS.values():
+        assert key.encode() not in blob and key[-14:].encode() not in blob
+    assert b"zebra-quartz" not in blob and b"tangerine" not in blob
+
+
+def test_streaming_select_and_ray_tasks_as_agents(system):
+    import ray
+
+    async def stream():
+        chunks = [c async for c in system.stream(_request(6000, agent="coder"))]
+        return chunks
+
+    chunks = asyncio.run(stream())
+    assert chunks[-1].done and chunks[-1].result.output_tokens > 0
+    assert "".join(c.delta for c in chunks[:-1])
+    selection = asyncio.run(system.select(_request(6001)))
+    assert selection.model_id and selection.selection_reason
+
+    @ray.remote(num_cpus=0)
+    def agent(router, i):
+        response = ray.get(router.complete.remote(_request(7000 + i, agent="planner")))
+        return response.model_id
+
+    routers = system.handles.routers
+    models = ray.get([agent.remote(routers[i % len(routers)], i) for i in range(12)])
+    assert len(models) == 12 and all(models)
+
+
+def test_degrades_gracefully_when_cache_health_and_sink_die(system):
+    import ray
+
+    h = system.handles
+    for handle in (h.cache, h.sink, *h.health.values(), h.selector):
+        ray.kill(handle, no_restart=False)
+    results = asyncio.run(_run_all(system, [_request(8000 + i, agent="coder",
+                                                     parameters={"temperature": 0}) for i in range(30)]))
+    assert not [r for r in results if isinstance(r, BaseException)]
+    ray.get(h.sink.ping.remote())  # restarted, and it ingests what the routers spooled meanwhile
+    completed = {e.request_id for e in _events(system) if e.event_type == "RequestCompleted"}
+    assert {r.request_id for r in results} <= completed
