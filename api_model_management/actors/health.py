@@ -345,7 +345,7 @@ class HealthCore:
             self._open(now, at, f"{error_kind} failure")
         elif self._state == "half_open":
             self._open(now, at, f"trial failed ({error_kind})")
-        elif self._consecutive_failures > s.failure_threshold:
+        elif self._consecutive_failures >= s.failure_threshold:
             self._open(now, at, f"{self._consecutive_failures} consecutive failures")
         elif self._rate_tripped():
             rate = self._window_failures / len(self._window)

@@ -310,7 +310,7 @@ class RateLimiterCore:
         expires_at = now + self.settings.lease_ttl_s
         entry = EntryState(
             entry_id=self._new_id("l"), kind="lease", started_at=now,
-            until=expires_at + self.window_s, requests=granted_requests, tokens=granted_tokens,
+            until=now + self.window_s, requests=granted_requests, tokens=granted_tokens,
             lease_expires_at=expires_at, holder=holder,
         )
         self._record(Granted(now, entry))
@@ -558,7 +558,7 @@ class RateLimiterCore:
     def _change(self, entry_id: str, **changes: object) -> None:
         old = self._entries[entry_id]
         new = replace(old, **changes)
-        self._used_requests += _counted(new)[0] - _counted(old)[0] - (1 if new.pending != old.pending else 0)
+        self._used_requests += _counted(new)[0] - _counted(old)[0]
         self._used_tokens += _counted(new)[1] - _counted(old)[1]
         if new.until != old.until:
             heapq.heappush(self._expiry_heap, (new.until, entry_id))

@@ -41,10 +41,18 @@ class EmulatorApp:
         self.engine = engine
         self.hangs: set[asyncio.Future[None]] = set()
         self._starlette = Starlette(routes=self._routes())
+        #: The chat endpoints skip Starlette's routing (the hot path); everything else uses it.
+        self._hot = {"/v1/chat/completions": self.openai_chat, "/v1/messages": self.anthropic_messages,
+                     "/api/chat": self.ollama_chat}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             scope[TRANSPORT_KEY] = getattr(getattr(send, "__self__", None), "transport", None)
+            handler = self._hot.get(scope["path"]) if scope["method"] == "POST" else None
+            if handler is not None:
+                reply = await handler(Request(scope, receive))
+                await reply(scope, receive, send)
+                return
         await self._starlette(scope, receive, send)
 
     def release_hangs(self) -> None:

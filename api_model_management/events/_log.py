@@ -32,6 +32,7 @@ What a crash can lose
 
 from __future__ import annotations
 
+import functools
 import json
 import operator
 import os
@@ -40,6 +41,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC
+from datetime import date as Date
 from pathlib import Path
 from typing import Any, Literal
 
@@ -197,23 +199,33 @@ def _is_nested(arrow_type: pa.DataType) -> bool:
     return pa.types.is_list(arrow_type) or pa.types.is_struct(arrow_type)
 
 
-def events_to_table(events: Sequence[Event], cls: type[Event]) -> pa.Table:
-    """Events of one type as a table with the type's explicit schema (built column-wise: much
-    faster than ``to_row`` per event, and the round-trip tests hold it equal to ``to_row``)."""
+@functools.cache
+def _layout(cls: type[Event]) -> tuple[pa.Schema, tuple[str, ...]]:
+    """A type's schema and the names of its non-constant columns (cached: schemas are fixed)."""
     schema = cls.arrow_schema()
+    return schema, tuple(n for n in schema.names if n not in ("event_type", "schema_version"))
+
+
+def events_to_table(events: Sequence[Event], cls: type[Event]) -> pa.Table:
+    """Events of one type as a table with the type's explicit schema.
+
+    Built column-wise from the models' field values (one C-level transpose of ``vars``): several
+    times faster than ``to_row`` per event; the round-trip tests hold it equal to ``to_row``."""
+    schema, names = _layout(cls)
     n = len(events)
+    rows = list(map(operator.itemgetter(*names), map(vars, events)))
+    columns = dict(zip(names, zip(*rows, strict=True), strict=True)) if rows else {}
     arrays = []
     for field in schema:
         if field.name == "event_type":
             arrays.append(pa.array([cls.event_type] * n, field.type))
-            continue
-        if field.name == "schema_version":
+        elif field.name == "schema_version":
             arrays.append(pa.array([cls.schema_version] * n, field.type))
-            continue
-        values = list(map(operator.attrgetter(field.name), events))
-        if _is_nested(field.type):
-            values = [_plain(v) for v in values]
-        arrays.append(pa.array(values, field.type))
+        else:
+            values = columns.get(field.name, ())
+            if _is_nested(field.type):
+                values = [_plain(v) for v in values]
+            arrays.append(pa.array(values, field.type))
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
@@ -328,10 +340,14 @@ class EventLog:
             return self._append_groups(groups, file_stem)
 
     def _group(self, events: Sequence[Event]) -> dict[tuple[type[Event], str], list[Event]]:
-        groups: dict[tuple[type[Event], str], list[Event]] = {}
-        for event in events:
-            groups.setdefault((type(event), partition_date(event)), []).append(event)
-        return groups
+        by_day: dict[tuple[type[Event], Date], list[Event]] = {}
+        for event in events:  # occurred_at is UTC (the Event validator converts it)
+            key = (type(event), event.occurred_at.date())
+            group = by_day.get(key)
+            if group is None:
+                by_day[key] = group = []
+            group.append(event)
+        return {(cls, day.isoformat()): group for (cls, day), group in by_day.items()}
 
     def _append_groups(self, groups: dict, file_stem: str | None) -> list[str]:
         sync_now = self._sync_due()

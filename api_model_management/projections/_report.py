@@ -6,7 +6,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, field_validator
 from rich.console import Console
 from rich.table import Table
 
@@ -105,6 +105,11 @@ class Report(BaseModel):
     quality_by_model: list[QualityRow]
     budget_status: list[BudgetRow]
     alerts: list[AlertRow]
+
+    @field_validator("saved_cost_usd", "total_cost_usd")
+    @classmethod
+    def _plain_zero(cls, value: Decimal) -> Decimal:
+        return Decimal(0) if value == 0 else value  # not "0E-12"
 
 
 def build_report(p: Projections, *, since: datetime | None, agent_type: str | None,

@@ -81,7 +81,7 @@ def test_anthropic_sdk_sees_overload_mid_stream(fresh_emulator: EmulatorServer) 
     fresh_emulator.set_profile(parse_profile({"models": {"claude-haiku-4-5": {"midstream_error_rate": 1}}}))
     with anthropic.Anthropic(base_url=fresh_emulator.url_for("anthropic"), api_key=KEY,
                              max_retries=0) as client:
-        with pytest.raises(anthropic.APIStatusError) as caught:  # noqa: PT012
+        with pytest.raises(anthropic.APIStatusError) as caught:
             with client.messages.stream(model="claude-haiku-4-5", max_tokens=512,
                                         messages=[{"role": "user", "content": PROMPT}]) as stream:
                 list(stream.text_stream)

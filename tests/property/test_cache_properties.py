@@ -17,7 +17,7 @@ from api_model_management.actors.cache import ENTRY_OVERHEAD_BYTES, CacheCore, C
 
 pytestmark = pytest.mark.property
 
-PROMPTS = [f"question {i}" for i in range(8)]
+PROMPTS = [f"question {i}" for i in range(5)]
 REQUESTS = [ModelRequest(prompt=p, parameters={"temperature": 0}) for p in PROMPTS]
 
 
@@ -33,7 +33,7 @@ def size_of(r: ModelResponse) -> int:
 class CacheMachine(RuleBasedStateMachine):
     @initialize(
         max_entries=st.integers(1, 5),
-        max_bytes=st.integers(300, 1500),
+        max_bytes=st.integers(300, 2500),
         ttl_s=st.integers(1, 20),
     )
     def setup(self, max_entries, max_bytes, ttl_s):
@@ -48,7 +48,7 @@ class CacheMachine(RuleBasedStateMachine):
     def _find(self, i: int):
         return next((e for e in self.lru if e[0] == i), None)
 
-    @rule(i=st.integers(0, len(PROMPTS) - 1), length=st.integers(0, 1000),
+    @rule(i=st.integers(0, len(PROMPTS) - 1), length=st.integers(0, 400),
           cents=st.integers(0, 500))
     def put(self, i, length, cents):
         r, cost = response(length), Decimal(cents) / 100

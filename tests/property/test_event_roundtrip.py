@@ -17,7 +17,7 @@ from api_model_management.projections._duckdb import connect
 
 pytestmark = pytest.mark.property
 
-SETTINGS = settings(max_examples=50, deadline=None,
+SETTINGS = settings(max_examples=40, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 

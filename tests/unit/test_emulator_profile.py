@@ -12,7 +12,12 @@ from api_model_management.emulator import Engine, Profile, ProfileError, load_pr
 from api_model_management.emulator._data import ENV_VAR, shared_data_dir
 from api_model_management.emulator._engine import HeaderFaultError, plan_from_header
 from api_model_management.emulator._profile import effective_spec
-from api_model_management.emulator._text import compose_answer, count_tokens, make_answer, split_for_stream
+from api_model_management.emulator._text import (
+    compose_answer,
+    count_tokens,
+    make_answer,
+    split_for_stream,
+)
 from api_model_management.emulator._wire import go_duration, rfc3339
 
 pytestmark = pytest.mark.unit

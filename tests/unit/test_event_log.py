@@ -438,3 +438,22 @@ def test_compact_command_prints_a_summary(populated):
     assert len(log.read()) == 4
     missing = run("compact", "--data-dir", str(populated / "absent"))
     assert missing.exit_code == 2
+
+
+@pytest.mark.parametrize("given, expected", [
+    ("data", "data"),
+    ("/srv/amm/data", "/srv/amm/data"),
+    (Path("file:///srv/amm"), "file:///srv/amm"),  # Path squashes the slashes; they come back
+    (Path("mock:///amm"), "mock:///amm"),
+    (Path("s3://bucket/amm"), "s3://bucket/amm"),
+])
+def test_data_dir_uris_survive_the_cli_path_type(given, expected):
+    from api_model_management.events._query_cli import data_dir_text
+
+    assert data_dir_text(given) == expected
+
+
+def test_query_over_a_file_uri(populated):
+    result = run("query", "SELECT count(*) AS n FROM events", "--data-dir", f"file://{populated}",
+                 "--format", "csv")
+    assert result.exit_code == 0 and result.stdout.splitlines() == ["n", "3"]

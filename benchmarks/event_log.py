@@ -1,0 +1,115 @@
+"""Sustained append throughput of the Parquet event log, and bytes per event on disk.
+
+Appends realistic ``RequestCompleted`` events (every field filled) to a fresh temporary directory at
+several batch sizes, each for a bounded number of events or seconds, whichever comes first, and
+prints a markdown table. Event construction is excluded (events are built beforehand); the time
+covers grouping, Arrow conversion, Parquet encoding, the write, fsync (per policy) and the rename.
+"events per CPU-second" divides by this process's CPU time: on a machine shared with other work it
+shows what the append path costs, where wall-clock throughput shows what the share allowed.
+
+    python benchmarks/event_log.py
+    python benchmarks/event_log.py --batch-sizes 1,100,10000 --seconds 5 --compression snappy
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import random
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+from api_model_management.events import RequestCompleted
+from api_model_management.events._log import EventLog
+
+MODELS = [("openai", "gpt-4o-mini", "0.00000015", "0.0000006"),
+          ("anthropic", "claude-3-5-haiku", "0.0000008", "0.000004"),
+          ("gemini", "gemini-2.0-flash", "0.0000001", "0.0000004"),
+          ("ollama", "llama3.1:8b", "0", "0")]
+AGENTS = ["planner", "coder", "reviewer", "summarizer", "researcher"]
+FINISH = ["stop", "stop", "stop", "length", "tool_calls"]
+
+
+def realistic_events(n: int, seed: int = 7) -> list[RequestCompleted]:
+    """``n`` plausible completions over one busy hour, all fields filled."""
+    rng = random.Random(seed)
+    start = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
+    events = []
+    for i in range(n):
+        provider, model, price_in, price_out = rng.choice(MODELS)
+        input_tokens = rng.randint(50, 8000)
+        output_tokens = rng.randint(10, 2000)
+        cached = rng.randint(0, input_tokens // 2) if rng.random() < 0.3 else 0
+        cost = Decimal(price_in) * (input_tokens - cached) + Decimal(price_out) * output_tokens
+        cache_hit = rng.random() < 0.1
+        latency = rng.lognormvariate(6.5, 0.6)
+        prompt_chars = input_tokens * 4
+        events.append(RequestCompleted(
+            occurred_at=start + timedelta(microseconds=i * 3_600_000_000 // max(n, 1)),
+            request_id=f"req-{i:09d}", task_id=f"task-{i // 4:08d}",
+            agent_type=rng.choice(AGENTS), model_id=model, provider=provider,
+            attempts=1 if rng.random() < 0.95 else 2, latency_ms=round(latency, 3),
+            time_to_first_token_ms=round(latency * rng.uniform(0.1, 0.4), 3),
+            input_tokens=input_tokens, output_tokens=output_tokens, cached_tokens=cached,
+            reasoning_tokens=rng.randint(0, 500) if rng.random() < 0.2 else 0,
+            cost_usd=Decimal(0) if cache_hit else cost, finish_reason=rng.choice(FINISH),
+            cache_hit=cache_hit, saved_cost_usd=cost if cache_hit else Decimal(0),
+            streamed=rng.random() < 0.5, provider_request_id=f"chatcmpl-{rng.getrandbits(96):024x}",
+            prompt_hash=hashlib.sha256(f"prompt {i}".encode()).hexdigest(),
+            prompt_chars=prompt_chars, response_chars=output_tokens * 4,
+        ))
+    return events
+
+
+def run_one(batch_size: int, events: list[RequestCompleted], seconds: float, fsync: str,
+            compression: str) -> dict:
+    with tempfile.TemporaryDirectory(prefix="amm-bench-") as data_dir:
+        log = EventLog(data_dir, fsync=fsync, compression=compression)
+        written = 0
+        cpu_start = time.process_time()
+        start = time.perf_counter()
+        while written < len(events) and time.perf_counter() - start < seconds:
+            log.append(events[written:written + batch_size])
+            written += min(batch_size, len(events) - written)
+        log.sync()
+        elapsed = time.perf_counter() - start
+        cpu = time.process_time() - cpu_start
+        files = list(Path(data_dir, "events").rglob("*.parquet"))
+        size = sum(f.stat().st_size for f in files)
+    return {"batch": batch_size, "events": written, "seconds": elapsed, "rate": written / elapsed,
+            "cpu_rate": written / max(cpu, 1e-9),
+            "files": len(files), "bytes_per_event": size / max(written, 1)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--batch-sizes", default="1,100,10000",
+                        help="comma-separated events per append (default: 1,100,10000)")
+    parser.add_argument("--max-events", type=int, default=200_000,
+                        help="at most this many events per batch size (default: 200000)")
+    parser.add_argument("--seconds", type=float, default=5.0,
+                        help="at most this long per batch size (default: 5)")
+    parser.add_argument("--fsync", choices=["always", "interval", "never"], default="interval",
+                        help="the log's fsync policy (default: interval, 200 ms)")
+    parser.add_argument("--compression", default="zstd",
+                        help="Parquet codec: zstd, snappy, lz4, gzip or none (default: zstd)")
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.batch_sizes.split(",")]
+    events = realistic_events(args.max_events)
+    print(f"fsync={args.fsync} compression={args.compression} "
+          f"(at most {args.max_events} events or {args.seconds:g} s per row)\n")
+    print("| batch size | events | seconds | events/s (wall) | events per CPU-second | files |"
+          " bytes/event |")
+    print("|---:|---:|---:|---:|---:|---:|---:|")
+    for size in sizes:
+        r = run_one(size, events, args.seconds, args.fsync, args.compression)
+        print(f"| {r['batch']:,} | {r['events']:,} | {r['seconds']:.2f} | {r['rate']:,.0f} | "
+              f"{r['cpu_rate']:,.0f} | {r['files']:,} | {r['bytes_per_event']:.1f} |")
+
+
+if __name__ == "__main__":
+    main()
