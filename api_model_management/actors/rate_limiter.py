@@ -310,7 +310,7 @@ class RateLimiterCore:
         expires_at = now + self.settings.lease_ttl_s
         entry = EntryState(
             entry_id=self._new_id("l"), kind="lease", started_at=now,
-            until=now + self.window_s, requests=granted_requests, tokens=granted_tokens,
+            until=expires_at + self.window_s, requests=granted_requests, tokens=granted_tokens,
             lease_expires_at=expires_at, holder=holder,
         )
         self._record(Granted(now, entry))

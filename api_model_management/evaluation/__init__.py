@@ -1,7 +1,7 @@
 """Response quality scoring: a deterministic heuristic evaluator and the optional judge mode."""
 
 from ._evaluator import FINISH_FACTORS, Evaluation, ResponseEvaluator, request_text
-from ._judge import JUDGE_SYSTEM_PROMPT, JudgePrompt, parse_judge_score
+from ._judge import JUDGE_SYSTEM_PROMPT, JudgePrompt, build_judge_prompt, parse_judge_score
 from ._requirements import Requirements, extract
 
 __all__ = [
@@ -10,6 +10,7 @@ __all__ = [
     "Evaluation",
     "JudgePrompt",
     "Requirements",
+    "build_judge_prompt",
     "ResponseEvaluator",
     "extract",
     "parse_judge_score",

@@ -61,6 +61,14 @@ class JudgePrompt:
         return f"{text[:half]}\n[... {len(text) - 2 * half} characters omitted ...]\n{text[-half:]}"
 
 
+def build_judge_prompt(request_text: str, answer: str, *, max_chars: int = 6000) -> str:
+    """One self-contained judge message (instructions included) for callers that send no system
+    prompt: the text of the request and the answer, clipped to ``max_chars`` each."""
+    clip = JudgePrompt(max_chars=max_chars)._clip
+    body = _TEMPLATE.format(request=clip(request_text), answer=clip(answer))
+    return f"{JUDGE_SYSTEM_PROMPT}\n\n{body}"
+
+
 def parse_judge_score(text: str) -> float | None:
     """The judge's score as a share in [0, 1], or None when the reply holds no usable score.
 

@@ -33,8 +33,8 @@ def size_of(r: ModelResponse) -> int:
 class CacheMachine(RuleBasedStateMachine):
     @initialize(
         max_entries=st.integers(1, 5),
-        max_bytes=st.integers(300, 2500),
-        ttl_s=st.integers(1, 20),
+        max_bytes=st.integers(500, 5000),
+        ttl_s=st.integers(1, 60),
     )
     def setup(self, max_entries, max_bytes, ttl_s):
         self.s = config.CacheSettings(max_entries=max_entries, max_bytes=max_bytes, ttl_s=ttl_s)
@@ -48,7 +48,7 @@ class CacheMachine(RuleBasedStateMachine):
     def _find(self, i: int):
         return next((e for e in self.lru if e[0] == i), None)
 
-    @rule(i=st.integers(0, len(PROMPTS) - 1), length=st.integers(0, 400),
+    @rule(i=st.integers(0, len(PROMPTS) - 1), length=st.integers(0, 300),
           cents=st.integers(0, 500))
     def put(self, i, length, cents):
         r, cost = response(length), Decimal(cents) / 100
@@ -80,7 +80,7 @@ class CacheMachine(RuleBasedStateMachine):
         self.log.append(events.RequestCompleted(latency_ms=0.0, cache_hit=True,
                                                 saved_cost_usd=entry.cost_usd))
 
-    @rule(seconds=st.integers(0, 8))
+    @rule(seconds=st.integers(0, 5))
     def advance(self, seconds):
         self.clock.advance(seconds)
 

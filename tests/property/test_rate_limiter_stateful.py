@@ -115,8 +115,10 @@ class RateLimiterMachine(RuleBasedStateMachine):
         assert self.clock.monotonic() >= self.cooling_until
         return Held(LeaseHolder(lease, self.clock))
 
-    @rule(held=leases, tokens=st.integers(0, 80))
-    def take(self, held, tokens):
+    @rule(held=leases, tokens=st.integers(0, 80), wait_s=st.sampled_from([0.0, 0.5, 2.0, 4.5]))
+    def take(self, held, tokens, wait_s):
+        """After ``wait_s``, admit one request locally against a lease."""
+        self.clock.advance(wait_s)
         if held.holder.try_take(tokens):
             use = Use(self.clock.monotonic(), tokens)
             held.uses.append(use)

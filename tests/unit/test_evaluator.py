@@ -13,6 +13,7 @@ from api_model_management.evaluation import (
     Evaluation,
     JudgePrompt,
     ResponseEvaluator,
+    build_judge_prompt,
     extract,
     parse_judge_score,
 )
@@ -235,6 +236,13 @@ def test_judge_prompt_builds_a_deterministic_request() -> None:
     assert "Explain how async/await works in Python" in (built.prompt or "")
     assert "characters omitted" in (built.prompt or "")  # the long answer was clipped
     assert len(built.prompt or "") < 400
+
+
+def test_build_judge_prompt_is_self_contained() -> None:
+    text = build_judge_prompt("What is 2+2?", "4", max_chars=100)
+    assert text.startswith(JUDGE_SYSTEM_PROMPT)
+    assert "What is 2+2?" in text and "ANSWER:" in text
+    assert "characters omitted" in build_judge_prompt("q", "x" * 500, max_chars=100)
 
 
 @pytest.mark.parametrize(

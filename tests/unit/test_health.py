@@ -110,6 +110,19 @@ def test_old_calls_leave_the_window():
     assert core.state == "degraded"  # only 1 call in the window now
 
 
+def test_the_window_excludes_calls_exactly_window_s_old():
+    settings = SETTINGS.model_copy(update={"min_calls_in_window": 2, "failure_threshold": 3})
+    core, clock = make(settings)
+    core.record_outcome(False, "timeout")
+    core.record_outcome(True)
+    clock.advance(60)  # the first two calls are now exactly window_s old: out
+    core.record_outcome(False, "timeout")
+    snap = core.snapshot()
+    assert snap.state == "degraded" and snap.window_calls == 1
+    core.record_outcome(False, "timeout")  # 2 of 2 in the window failed
+    assert core.state == "unhealthy"
+
+
 def test_half_open_after_open_s_with_exact_since():
     core, clock = make()
     for _ in range(3):

@@ -116,6 +116,20 @@ def test_unhealthy_provider_and_unavailable_models_are_filtered():
     assert s.filtered["mid"] == "model unavailable (reported missing)"
 
 
+def test_health_snapshots_from_the_health_core_are_accepted():
+    from api_model_management.actors.health import HealthCore
+
+    clock = ManualClock()
+    health = HealthCore("anthropic", config.HealthSettings(), clock=clock, models=["mid"])
+    health.record_outcome(False, "model_not_found", model_id="mid")
+    sel = SelectorCore(FLEET, clock=clock)
+    sel.update_health("anthropic", health.snapshot())
+    assert sel.select(req()).filtered["mid"] == "model unavailable (reported missing)"
+    health.record_outcome(False, "auth")
+    sel.update_health("anthropic", health.snapshot())
+    assert sel.select(req()).filtered["mid"] == "provider anthropic unhealthy"
+
+
 @pytest.mark.parametrize(
     ("state", "factor"), [("healthy", 1.0), ("unknown", 0.9), ("degraded", 0.6), ("half_open", 0.3)]
 )
