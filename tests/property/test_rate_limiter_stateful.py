@@ -106,7 +106,7 @@ class RateLimiterMachine(RuleBasedStateMachine):
         self.uses.remove(use)  # not sent
 
     # -- leases ------------------------------------------------------------------------------
-    @rule(target=leases, requests=st.integers(1, 4), tokens=st.integers(0, 200))
+    @rule(target=leases, requests=st.integers(1, 4), tokens=st.integers(10, 200))
     def lease(self, requests, tokens):
         lease = self.core.lease("router", requests, tokens)
         assert lease.requests <= requests and lease.tokens <= tokens
@@ -115,10 +115,12 @@ class RateLimiterMachine(RuleBasedStateMachine):
         assert self.clock.monotonic() >= self.cooling_until
         return Held(LeaseHolder(lease, self.clock))
 
-    @rule(held=leases, tokens=st.integers(0, 80), wait_s=st.sampled_from([0.0, 0.5, 2.0, 4.5]))
-    def take(self, held, tokens, wait_s):
+    @rule(held=leases, data=st.data(), wait_s=st.sampled_from([0.0, 0.5, 1.0, 2.0]))
+    def take(self, held, data, wait_s):
         """After ``wait_s``, admit one request locally against a lease."""
         self.clock.advance(wait_s)
+        left = max(held.holder.remaining()[1], 0)
+        tokens = data.draw(st.integers(0, left + 5), label="tokens")
         if held.holder.try_take(tokens):
             use = Use(self.clock.monotonic(), tokens)
             held.uses.append(use)
