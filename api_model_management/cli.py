@@ -110,42 +110,17 @@ def demo(
 @app.command("report")
 def report(
     data_dir: DataDir = Path("data"),
-    since: Annotated[str | None, typer.Option(help="ISO time, e.g. 2026-11-26T00:00:00Z")] = None,
+    since: Annotated[str | None, typer.Option(help="24h, 7d or an ISO time such as 2026-11-26T00:00Z")] = None,
     agent_type: Annotated[str | None, typer.Option("--agent-type")] = None,
     fmt: Annotated[str, typer.Option("--format", help="table or json")] = "table",
     config: Annotated[Path | None, typer.Option(help="Registry, for budget limits.")] = None,
 ) -> None:
     """Cost, latency, success, quality, cache and budget report from the event log."""
-    from datetime import datetime
+    from .projections._cli import report_command
 
-    from rich.console import Console
-
-    if fmt not in ("table", "json"):
-        fail(f"unknown format {fmt!r}; use table or json")
     if not (data_dir / "events").is_dir():
-        fail(f"no event log under {data_dir} (expected {data_dir}/events/); run `amm demo --data-dir {data_dir}` first")
-    since_dt = None
-    if since:
-        try:
-            since_dt = datetime.fromisoformat(since.replace("Z", "+00:00"))
-        except ValueError:
-            fail(f"--since {since!r} is not an ISO time such as 2026-11-26T00:00:00Z")
-    budgets = None
-    if config is not None:
-        from ._config_load import load_config
-        from .errors import ConfigError
-
-        try:
-            budgets = load_config(config).settings.budgets
-        except ConfigError as exc:
-            fail(f"{config}: {exc}")
-    from .projections import open_projections, render_report
-
-    result = open_projections(str(data_dir)).report(since=since_dt, agent_type=agent_type, budgets=budgets)
-    if fmt == "json":
-        typer.echo(result.model_dump_json(indent=2))
-    else:
-        render_report(result, Console())
+        fail(f"no event log under {data_dir} (expected {data_dir}/events/); try `amm demo --data-dir {data_dir}`")
+    raise typer.Exit(report_command(data_dir, since, agent_type, fmt, config))
 
 
 def main() -> None:

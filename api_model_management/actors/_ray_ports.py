@@ -220,7 +220,7 @@ class RayBudget:
         holder = self._slices.pop(key, None)
         if holder is None or holder.slice_id is None:
             return None
-        return self.ledger.return_slice.remote(holder.slice_id, holder.spent_usd)
+        return self.ledger.return_slice.remote(holder.slice_id, holder.spent_usd, key)
 
     def settle(self, ticket: BudgetTicket, actual_usd: Decimal) -> None:
         if ticket.token is None or ticket.token is _BEST_EFFORT:
@@ -252,7 +252,7 @@ class RayBudget:
         for holder in list(self._retired):
             if holder.in_flight_usd == 0:
                 self._retired.remove(holder)
-                returns.append(self.ledger.return_slice.remote(holder.slice_id, holder.spent_usd))
+                returns.append(self.ledger.return_slice.remote(holder.slice_id, holder.spent_usd, holder.slice.key))
         for ref in returns:
             if ref is not None:
                 try:

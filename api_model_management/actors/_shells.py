@@ -294,8 +294,16 @@ class CostLedgerShell:
         finally:
             self._after()
 
-    def return_slice(self, slice_id: str, spent_usd: Decimal) -> bool:
-        self.core.return_slice(slice_id, spent_usd)
+    def return_slice(self, slice_id: str, spent_usd: Decimal, key=None) -> bool:
+        from ..errors import InvalidInput
+
+        try:
+            self.core.return_slice(slice_id, spent_usd)
+        except InvalidInput:
+            if key is None:
+                raise
+            # the ledger restarted and forgot the slice: the spend is real, record it
+            self.core.record(key, spent_usd)
         self._after()
         return True
 

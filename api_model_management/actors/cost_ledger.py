@@ -432,11 +432,11 @@ class CostLedgerCore:
             return
         del self._reservations[reservation.reservation_id]
         for scope_key in scope_keys(reservation.key):
-            left = self._reserved[scope_key] - reservation.amount_usd
+            left = self._reserved.get(scope_key, Decimal(0)) - reservation.amount_usd
             if left:
                 self._reserved[scope_key] = left
             else:
-                del self._reserved[scope_key]
+                self._reserved.pop(scope_key, None)
 
     def _add_spend(self, key: SpendKey, amount: Decimal, at: datetime) -> list[BudgetAlert]:
         self._add_to_buckets(key, amount, at)

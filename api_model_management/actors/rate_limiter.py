@@ -329,7 +329,7 @@ class RateLimiterCore:
         if used_requests > entry.requests:
             raise InvalidInput("used_requests exceeds the lease", field="used_requests")
         assert entry.lease_expires_at is not None
-        until = entry.started_at + self.window_s
+        until = min(now, entry.lease_expires_at) + self.window_s
         self._record(LeaseReturned(now, lease_id, used_requests, used_tokens, until))
         self._check_approaching(now)
 

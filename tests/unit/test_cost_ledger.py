@@ -365,3 +365,11 @@ def test_status_lists_every_limit_in_its_current_window():
     assert (month.key, month.window_start, month.share) == (
         "openai", datetime(2026, 3, 1, tzinfo=UTC), 0.02)
     assert month.window_start + timedelta(days=9) == day.window_start
+
+
+def test_zero_amount_holds_release_cleanly():
+    ledger, _ = make(GLOBAL_10)
+    first, second = ledger.reserve(KEY, D(0)), ledger.reserve(KEY, D(0))
+    ledger.release(first)
+    ledger.release(second)
+    assert ledger.reserved_usd() == 0 and ledger.status()[0].reserved_usd == 0
