@@ -15,7 +15,7 @@ import time
 from collections import defaultdict
 from decimal import Decimal
 
-from ray.exceptions import RayActorError
+from ray.exceptions import ActorUnavailableError, RayActorError
 
 from .._request import ModelRequest, ModelResponse, RateLimitState
 from ..config import RegistryConfig
@@ -24,6 +24,9 @@ from ._leases import LeaseHolder, SliceHolder
 from ._ports import BudgetTicket, RateTicket, SpendKey
 
 log = logging.getLogger(__name__)
+
+#: An actor that died, or is restarting: the path degrades instead of failing.
+_ACTOR_DOWN = (RayActorError, ActorUnavailableError)
 
 
 class RayAdmission:
@@ -37,9 +40,11 @@ class RayAdmission:
         self._leases: dict[str, LeaseHolder] = {}
         self._refills: dict[str, asyncio.Future] = {}
         self._cooling: dict[str, float] = {}
+        self._size: dict[str, int] = {}
+        self._last_refill: dict[str, float] = {}
 
     async def acquire(self, model_id: str, tokens: int) -> RateTicket | float:
-        for _ in range(3):
+        for _ in range(_MAX_REFILLS):
             now = time.monotonic()
             cooling = self._cooling.get(model_id, 0.0)
             if now < cooling:
@@ -60,11 +65,15 @@ class RayAdmission:
         self._refills[model_id] = future
         try:
             self._return(model_id)
+            now = time.monotonic()
+            size = self._size.get(model_id, 1)
+            size = min(size * 2, _MAX_LEASE_GROWTH) if now - self._last_refill.get(model_id, -1e9) < _FAST_REFILL_S else 1
+            self._size[model_id], self._last_refill[model_id] = size, now
             try:
                 lease = await self.limiters[model_id].lease.remote(
-                    self.holder, self.lease_requests, max(self.lease_tokens, tokens)
+                    self.holder, self.lease_requests * size, max(self.lease_tokens * size, tokens)
                 )
-            except RayActorError:  # restarting: refuse this model for now, never over-admit
+            except _ACTOR_DOWN:  # restarting: refuse this model for now, never over-admit
                 future.set_result(1.0)
                 return 1.0
             holder = LeaseHolder(lease, safety_margin_s=_SAFETY_MARGIN_S)
@@ -171,7 +180,7 @@ class RayBudget:
                 return BudgetTicket(key, amount_usd, holder)
             try:
                 granted = await self._refill(key, amount_usd)
-            except RayActorError:
+            except _ACTOR_DOWN:
                 if self.strict:
                     raise ComponentUnavailable(
                         "the CostLedger is unavailable and budgets are strict: request refused",
@@ -202,7 +211,7 @@ class RayBudget:
             old = self._slices.get(key)
             if old is not None and old.in_flight_usd == 0:
                 self._return(key)
-            grant = await self.ledger.grant_slice.remote(key, amount_usd * size, self.holder)
+            grant = await self.ledger.grant_slice.remote(key, amount_usd * size, self.holder, amount_usd)
             if grant.slice_id is not None:
                 if key in self._slices:  # the old slice has calls in flight: give it back later
                     self._retired.append(self._slices[key])
@@ -243,11 +252,13 @@ class RayBudget:
         for key, amount, ref in refs:
             try:
                 await ref
-            except RayActorError:  # ledger restarting: keep it for the next flush
+            except _ACTOR_DOWN:  # ledger restarting: keep it for the next flush
                 self._unreported[key] += amount
         returns = []
+        now = time.monotonic()
         for key, holder in list(self._slices.items()):
-            if holder.in_flight_usd == 0 and (everything or holder.expired()):
+            idle = now - self._last_refill.get(key, 0.0) > _IDLE_RETURN_S
+            if holder.in_flight_usd == 0 and (everything or idle or holder.expired()):
                 returns.append(self._return(key))
         for holder in list(self._retired):
             if holder.in_flight_usd == 0:
@@ -257,7 +268,7 @@ class RayBudget:
             if ref is not None:
                 try:
                     await ref
-                except RayActorError:
+                except _ACTOR_DOWN:
                     log.warning("a budget slice could not be returned; the ledger expires it")
 
 
@@ -265,6 +276,8 @@ _BEST_EFFORT = object()
 _MAX_REFILLS = 64
 _FAST_REFILL_S = 1.0
 _MAX_SLICE_REQUESTS = 512
+_MAX_LEASE_GROWTH = 16
+_IDLE_RETURN_S = 1.0
 _SAFETY_MARGIN_S = 0.5
 
 
@@ -281,7 +294,10 @@ class RayCache:
             return entry.response, entry.cost_usd
         if self.actor is None:
             return None
-        hit = await self.actor.get.remote(request)
+        try:
+            hit = await self.actor.get.remote(request)
+        except _ACTOR_DOWN:  # the shared tier is restarting: a miss
+            return None
         if hit is not None:
             self.local.put(request, hit[0], hit[1])
         return hit

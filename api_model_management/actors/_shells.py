@@ -288,7 +288,15 @@ class CostLedgerShell:
         self._after()
         return True
 
-    def grant_slice(self, key, amount_usd: Decimal, holder: str):
+    def grant_slice(self, key, amount_usd: Decimal, holder: str, minimum_usd: Decimal | None = None):
+        """A slice of at most ``share`` of the headroom (so that routers holding idle slices do
+        not starve each other), but at least ``minimum_usd`` when that much is left."""
+        room = self.core.headroom(key)
+        if room.is_finite():
+            cap = room * _SLICE_SHARE
+            if minimum_usd is not None:
+                cap = max(cap, min(minimum_usd, room))
+            amount_usd = min(amount_usd, cap)
         try:
             return self.core.grant_slice(key, amount_usd, holder)
         finally:
@@ -319,6 +327,9 @@ class CostLedgerShell:
     def flush_events(self) -> bool:
         self.spool.rotate()
         return True
+
+
+_SLICE_SHARE = Decimal("0.1")
 
 
 class CacheShell:

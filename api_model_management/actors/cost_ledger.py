@@ -398,6 +398,11 @@ class CostLedgerCore:
                     requested_usd=amount,
                 )
 
+    def headroom(self, key: SpendKey) -> Decimal:
+        """What could still be reserved for ``key`` under every applicable limit (Infinity when
+        no limit applies)."""
+        return self._headroom(_check_key(key))
+
     def _headroom(self, key: SpendKey) -> Decimal:
         room = None
         for limit, scope_key in self._applicable(key):

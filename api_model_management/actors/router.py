@@ -237,6 +237,8 @@ class RouterCore:
             reason=selection.selection_reason,
         ))
         order = [selection.model_id]
+        if state.request.model_id is not None:
+            return order  # a pinned model is never swapped for another
         for fallback in chosen.fallbacks:
             if fallback not in order:
                 order.append(fallback)
@@ -253,7 +255,7 @@ class RouterCore:
             if larger_than is not None and self.config.model(model_id).context_window <= larger_than:
                 continue
             return model_id
-        if larger_than is not None or len(state.tried) < len(order):
+        if larger_than is not None or len(state.tried) < len(order) or state.request.model_id is not None:
             return None
         try:  # the ranked list is exhausted: ask the selector for anything not tried yet
             selection = self.selector.select_for_failover(

@@ -21,11 +21,13 @@ WINDOW_S = 60.0
 #: Limits reported in headers for a model without configured limits (never enforced).
 NOMINAL_RPM = 10_000
 NOMINAL_TPM = 30_000_000
+#: What each provider lists on its models endpoint unless the profile says otherwise: the
+#: current public models (those of the shipped registries).
 DEFAULT_CATALOG: dict[str, list[str]] = {
-    "openai": ["gpt-4o-mini", "gpt-4o"],
-    "anthropic": ["claude-haiku-4-5", "claude-sonnet-4-5"],
-    "gemini": ["gemini-2.5-flash", "gemini-2.5-pro"],
-    "ollama": ["llama3.2"],
+    "openai": ["gpt-4.1", "gpt-4.1-mini", "gpt-4o", "gpt-4o-mini", "gpt-5", "gpt-5-mini", "o4-mini"],
+    "anthropic": ["claude-haiku-4-5", "claude-opus-4-1", "claude-opus-4-5", "claude-sonnet-4-5"],
+    "gemini": ["gemini-2.5-flash", "gemini-2.5-flash-lite", "gemini-2.5-pro"],
+    "ollama": ["llama3.2", "mistral", "qwen2.5"],
 }
 FAULT_HEADER = "x-emulator-fault"
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -29,12 +30,20 @@ class SpoolIngestor:
         self.settings = settings
         self.log = EventLog(data_dir, fsync=settings.fsync, fsync_interval_ms=settings.fsync_interval_ms)
         self.ingested_events = 0
+        self._lock = threading.Lock()
 
     def ingest(self) -> int:
         """Ingest every closed segment and every segment whose writer died; returns events written."""
+        with self._lock:
+            return self._ingest()
+
+    def _ingest(self) -> int:
         written = 0
         for segment in ingestible_segments(self.data_dir):
-            events = read_segment(segment)
+            try:
+                events = read_segment(segment)
+            except FileNotFoundError:
+                continue
             if events:
                 self.log.append(events, file_stem=segment.stem)
                 written += len(events)
@@ -50,9 +59,10 @@ class SpoolIngestor:
     def compact(self) -> dict:
         from ._compact import compact
 
-        self.ingest()
-        stats = compact(self.log, min_files=self.settings.compact_min_files)
-        return stats.__dict__ if hasattr(stats, "__dict__") else dict(stats)
+        with self._lock:
+            self._ingest()
+            stats = compact(self.log, min_files=self.settings.compact_min_files)
+            return stats.__dict__ if hasattr(stats, "__dict__") else dict(stats)
 
 
 def read_all_events(data_dir: str | Path, event_types: Iterable[str] | None = None) -> list[Event]:

@@ -100,8 +100,12 @@ class SpoolWriter:
     def _open(self) -> None:
         self._seq += 1
         self._path = self.dir / f"{time.time_ns():020d}-{self._seq:06d}{_OPEN}"
-        self._fd = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        # created under a name the sink ignores, locked, then renamed: a sink never sees an
+        # unlocked ``.open`` segment of a live writer (the lock belongs to the inode)
+        creating = self._path.with_suffix(".creating")
+        self._fd = os.open(creating, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a sink may take it only if we die
+        os.rename(creating, self._path)
         self._opened_at = time.monotonic()
         self._size = 0
 

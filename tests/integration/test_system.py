@@ -30,8 +30,16 @@ KEYS = {
 }
 SECRET_PROMPT = "zebra-quartz-7781 explain the tangerine protocol"
 BUDGETED = "budgeted"
-BUDGET_USD = Decimal("0.002")
-PINNED_RPM_MODEL = "gpt-4o-mini"  # 30 requests per minute in the demo registry
+BUDGET_USD = Decimal("0.05")
+PINNED_RPM_MODEL = "rpm-probe"  # a model only this test uses, 30 requests per minute
+
+
+CATALOG = {"openai": ["gpt-4.1", "gpt-4.1-mini", "gpt-4o-mini", PINNED_RPM_MODEL]}
+
+
+def _profile(**fields) -> Profile:
+    """A profile whose OpenAI model list includes the test-only model (health probes check it)."""
+    return Profile.model_validate({"catalog": CATALOG, **fields})
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +48,11 @@ def system(ray_session, emulator, tmp_path_factory):
 
     data_dir = tmp_path_factory.mktemp("events")
     config = demo_config()
+    probe = config.model("gpt-4o-mini").model_dump()
+    probe.update(id=PINNED_RPM_MODEL, name="RPM probe", provider_model=PINNED_RPM_MODEL,
+                 capabilities=["rpm-test"], fallbacks=[],
+                 rate_limits={"requests_per_minute": 30, "tokens_per_minute": 1_000_000})
+    config = override(config, models=[m.model_dump() for m in config.models] + [probe])
     config = with_provider_base_urls(config, {n: emulator.url_for(p.type) for n, p in config.providers.items()})
     limits = [limit.model_dump() for limit in config.settings.budgets.limits]
     limits.append({"scope": "agent_type", "key": BUDGETED, "window": "day", "limit_usd": str(BUDGET_USD)})
@@ -49,16 +62,31 @@ def system(ray_session, emulator, tmp_path_factory):
         "budgets": {"limits": limits},
         "health_check": {"interval_s": 0.5},
     })
-    emulator.set_profile(Profile())
+    emulator.set_profile(_profile())
     mm = ModelManagement.start(config, env=KEYS)
     yield mm
     mm.shutdown()
-    emulator.set_profile(Profile())
+    emulator.set_profile(_profile())
 
 
 def _request(i: int, agent: str = "research", **kw) -> ModelRequest:
-    return ModelRequest(prompt=f"{SECRET_PROMPT} number {i}", agent_type=agent, task_id=f"t-{i}",
-                        parameters={"temperature": 0.7}, max_tokens=128, **kw)
+    fields = {"prompt": f"{SECRET_PROMPT} number {i}", "agent_type": agent, "task_id": f"t-{i}",
+              "parameters": {"temperature": 0.7}, "max_tokens": 128, **kw}
+    return ModelRequest(**fields)
+
+
+def _wait_until_alive(handle, timeout_s: float = 60.0) -> None:
+    import ray
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            ray.get(handle.ping.remote(), timeout=10)
+            return
+        except (ray.exceptions.ActorUnavailableError, ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 async def _run_all(mm, requests):
@@ -77,7 +105,7 @@ def _events(mm):
 
 def test_faults_every_request_succeeds_while_an_eligible_model_exists(system, emulator):
     # a third of the providers fail hard, the others flake: there is always a healthy model
-    emulator.set_profile(Profile.model_validate({
+    emulator.set_profile(_profile(**{
         "seed": 3,
         "providers": {"ollama": {"error_rates": {"503": 1.0}},
                       "openai": {"error_rates": {"500": 0.2}},
@@ -87,7 +115,7 @@ def test_faults_every_request_succeeds_while_an_eligible_model_exists(system, em
         requests = [_request(i, agent="coder") for i in range(120)]
         results = asyncio.run(_run_all(system, requests))
     finally:
-        emulator.set_profile(Profile())
+        emulator.set_profile(_profile())
     failures = [r for r in results if isinstance(r, BaseException)]
     assert not failures, Counter(type(f).__name__ for f in failures)
     assert {r.provider for r in results} - {"ollama"}, "requests were served by healthy providers"
@@ -99,12 +127,12 @@ def test_faults_every_request_succeeds_while_an_eligible_model_exists(system, em
 
 
 def test_every_request_has_exactly_one_terminal_event(system, emulator):
-    emulator.set_profile(Profile.model_validate({"seed": 5, "defaults": {"error_rates": {"500": 0.3}}}))
+    emulator.set_profile(_profile(**{"seed": 5, "defaults": {"error_rates": {"500": 0.3}}}))
     try:
         requests = [_request(1000 + i, agent="planner") for i in range(80)]
         results = asyncio.run(_run_all(system, requests))
     finally:
-        emulator.set_profile(Profile())
+        emulator.set_profile(_profile())
     assert any(isinstance(r, BaseException) for r in results) or all(r.attempts >= 1 for r in results)
     events = _events(system)
     by_task = Counter(e.task_id for e in events
@@ -129,7 +157,8 @@ def test_rpm_is_never_exceeded_with_three_routers(system, emulator):
     emulator.reset()
     model = system.config.model(PINNED_RPM_MODEL)
     rpm = model.rate_limits.requests_per_minute
-    requests = [_request(3000 + i, agent="reviewer", model_id=PINNED_RPM_MODEL) for i in range(rpm * 2)]
+    requests = [_request(3000 + i, agent="reviewer", model_id=PINNED_RPM_MODEL,
+                         required_capabilities=("rpm-test",)) for i in range(rpm * 2)]
     started = time.monotonic()
     results = asyncio.run(_run_all(system, requests))
     assert time.monotonic() - started < 60, "the whole burst fits in one window"
@@ -156,14 +185,15 @@ def test_kill_9_of_a_router_loses_no_returned_request(system):
                 pass
 
         tasks = [asyncio.ensure_future(one(r)) for r in requests]
-        await asyncio.sleep(0.3)
+        while len(returned) < 20 and not all(t.done() for t in tasks):  # in the middle of the load
+            await asyncio.sleep(0.005)
         os.kill(pid, signal.SIGKILL)
         await asyncio.gather(*tasks)
         return returned
 
     returned = asyncio.run(load())
     assert returned, "some requests returned before the kill"
-    ray.get(router.ping.remote())  # restarted
+    _wait_until_alive(router)  # restarted
     completed = {e.request_id for e in _events(system) if e.event_type == "RequestCompleted"}
     missing = [r.request_id for r in returned if r.request_id not in completed]
     assert not missing
@@ -195,6 +225,12 @@ def test_streaming_select_and_ray_tasks_as_agents(system):
     selection = asyncio.run(system.select(_request(6001)))
     assert selection.model_id and selection.selection_reason
 
+    import sys
+
+    from ray import cloudpickle
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the test module is not on workers' path
+
     @ray.remote(num_cpus=0)
     def agent(router, i):
         response = ray.get(router.complete.remote(_request(7000 + i, agent="planner")))
@@ -214,6 +250,6 @@ def test_degrades_gracefully_when_cache_health_and_sink_die(system):
     results = asyncio.run(_run_all(system, [_request(8000 + i, agent="coder",
                                                      parameters={"temperature": 0}) for i in range(30)]))
     assert not [r for r in results if isinstance(r, BaseException)]
-    ray.get(h.sink.ping.remote())  # restarted, and it ingests what the routers spooled meanwhile
+    _wait_until_alive(h.sink)  # restarted, and it ingests what the routers spooled meanwhile
     completed = {e.request_id for e in _events(system) if e.event_type == "RequestCompleted"}
     assert {r.request_id for r in results} <= completed
