@@ -42,7 +42,22 @@ def demo_registry() -> dict:
 
 
 def demo_profile() -> dict:
-    return json.loads(resources.files("api_model_management").joinpath("_data/demo_profile.json").read_text())
+    """Faults of the demo: Ollama (the cheapest, so the most chosen) has an outage from 3 s to
+    12 s into the workload and drops 1% of connections; gpt-4o-mini is rate-limited by the
+    provider below our own configured RPM; Anthropic and Gemini latencies are replayed from real
+    llmperf traces (scaled down), with their recorded failures; a few 5xx and 529 everywhere."""
+    profile = json.loads(resources.files("api_model_management").joinpath("_data/demo_profile.json").read_text())
+    if not _shared_data_available():
+        for spec in profile["providers"].values():  # no traces beside the checkout: lognormal
+            if spec.get("latency", {}).get("kind") == "trace":
+                spec["latency"] = {"kind": "lognormal", "median_s": 0.05, "sigma": 0.5}
+    return profile
+
+
+def _shared_data_available() -> bool:
+    from .emulator._data import shared_data_dir
+
+    return shared_data_dir() is not None
 
 
 def build_workload(n: int, seed: int = 7) -> list[tuple[ModelRequest, bool]]:
@@ -64,12 +79,16 @@ def build_workload(n: int, seed: int = 7) -> list[tuple[ModelRequest, bool]]:
         caps = ["text-generation"]
         if agent == "coder":
             caps.append("code-generation")
-        if agent == "reviewer" and rng.random() < 0.5:
-            constraints = SelectionConstraints(max_cost_per_request="0.02")
+        if agent == "reviewer" and rng.random() < 0.5:  # reviews want a strong model
+            constraints = SelectionConstraints(min_quality=0.85, max_cost_per_request="0.05")
+        elif agent == "research" and rng.random() < 0.3:
+            constraints = SelectionConstraints(excluded_providers=("ollama",))
+        pinned = "gpt-4o-mini" if rng.random() < 0.08 else None  # a rate-limited model
         request = ModelRequest(
             prompt=_TEMPLATES[agent].format(t=topic), parameters={"temperature": temperature},
             task_id=f"task-{i:05d}", agent_type=agent, max_tokens=rng.choice((128, 256, 384)),
             required_capabilities=tuple(caps), priority=priority, constraints=constraints,
+            model_id=pinned,
         )
         if temperature == 0.0:
             deterministic.append(request)
@@ -116,6 +135,7 @@ def run_demo(requests: int = 600, data_dir: Path | None = None, concurrency: int
              console: Console | None = None) -> int:
     from ._config_load import config_from_dict, with_provider_base_urls
     from ._system import ModelManagement
+    from .emulator import parse_profile
     from .emulator.testing import EmulatorServer
     from .projections import open_projections, render_report
 
@@ -128,12 +148,15 @@ def run_demo(requests: int = 600, data_dir: Path | None = None, concurrency: int
     env = {p.api_key_env: f"demo-key-{name}" for name, p in config.providers.items() if p.api_key_env}
     console.print(f"[bold]amm demo[/]: {len(config.models)} models on {len(config.providers)} providers, "
                   f"{requests} requests, event log in {data_dir}")
-    with EmulatorServer(profile=demo_profile()) as emulator:
+    with EmulatorServer() as emulator:
         config = with_provider_base_urls(config, {name: emulator.url_for(p.type) for name, p in config.providers.items()})
-        console.print(f"emulator on {emulator.base_url} (faults: outage window, a rate-limited model, real latency traces)")
         mm = ModelManagement.start(config, env=env)
         try:
-            console.print(f"system started in {mm.startup_s:.1f} s ({len(mm.handles.all())} actors)")
+            console.print(f"system started in {mm.startup_s:.1f} s ({len(mm.handles.all())} actors); "
+                          f"emulator on {emulator.base_url}")
+            emulator.set_profile(parse_profile(demo_profile()))  # outage windows count from now
+            console.print("faults: Ollama outage 3-12 s into the run, gpt-4o-mini rate-limited by the "
+                          "provider, real latency traces (llmperf), 5xx/529/dropped connections")
             workload = build_workload(requests)
             t_run = time.monotonic()
             outcomes = asyncio.run(run_workload(mm, workload, concurrency=concurrency, console=console))

@@ -172,7 +172,7 @@ class RayBudget:
         return hit
 
     async def reserve(self, key: SpendKey, amount_usd: Decimal, request_id: str) -> BudgetTicket:
-        if not self._limited(key):
+        if amount_usd <= 0 or not self._limited(key):  # free models need no budget
             return BudgetTicket(key, amount_usd, None)
         for _ in range(_MAX_REFILLS):
             holder = self._slices.get(key)

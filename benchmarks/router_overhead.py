@@ -1,0 +1,427 @@
+"""Router overhead and throughput against a direct call and LiteLLM's Router (design §10).
+
+    python benchmarks/router_overhead.py [--requests 2000] [--concurrency 1,32,128]
+                                         [--replicas 2] [--skip-litellm] [--skip-local]
+
+One run, one emulator (its own process, fault-free, zero latency: what is measured is overhead),
+one pinned model (``gpt-4o-mini``, OpenAI protocol, limits too large to bind), temperature 0.7 (so
+the cache is bypassed) and a budget limit on the agent type (so the CostLedger path runs). Clients:
+
+- ``direct``: ``httpx.AsyncClient`` POST to ``/v1/chat/completions`` with the same body and
+  headers our OpenAI adapter sends, JSON decoded: the floor;
+- ``amm``: ``await mm.complete(request)``: the driver calls a Router actor (Ray), which selects,
+  admits (rate-limit lease, budget slice), calls, evaluates, settles and spools the events;
+- ``amm local``: the same RouterCore in this process (``build_local_router``, no Ray): the path's
+  own cost, so ``amm`` minus ``amm local`` is the Ray hop;
+- ``litellm``: LiteLLM's ``Router`` with one deployment pointing at the emulator,
+  ``await router.acompletion(...)``.
+
+Measured: p50/p99 latency at concurrency 1 with the clients interleaved in rounds (each round
+calls every client once, in a shuffled order, so they share the noise), the ADDED latency over
+``direct`` (per-client percentile minus direct's), requests/s at each ``--concurrency``, the CPU
+each request cost the system's processes and the emulator, and the memory of every process.
+Prints markdown tables and writes ``benchmarks/results/router_overhead.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # LiteLLM: no fetch from the internet
+
+import httpx  # noqa: E402
+import orjson  # noqa: E402
+from _common import (  # noqa: E402
+    cpu_seconds,
+    fmt,
+    machine_line,
+    markdown_table,
+    memory_summary,
+    memory_table,
+    process_memory,
+    start_emulator,
+    summarize,
+    write_json,
+)
+
+from api_model_management._request import ModelRequest  # noqa: E402
+
+MODEL = "gpt-4o-mini"
+AGENT = "bench"
+MAX_TOKENS = 128
+TEMPERATURE = 0.7
+PROMPT = "Summarise the main causes of the French Revolution in a few sentences"
+KEY = "sk-bench-0123456789abcdef"
+KEYS = {"AMM_DEMO_OPENAI_KEY": KEY, "AMM_DEMO_ANTHROPIC_KEY": KEY, "AMM_DEMO_GOOGLE_KEY": KEY}
+WARMUP_SEQUENTIAL = 100
+WARMUP_CONCURRENT = 300
+
+
+# --------------------------------------------------------------------------------------------
+# configuration
+
+
+def bench_config(emulator_port: int, data_dir: Path, replicas: int):
+    """The demo registry, every provider on the emulator, the benchmark model's limits too large
+    to bind, and a budget on the benchmark's agent type (the ledger path runs)."""
+    from api_model_management._config_load import demo_config, override, with_emulator_port
+
+    config = with_emulator_port(demo_config(), emulator_port)
+    models = [m.model_dump() for m in config.models]
+    for m in models:
+        if m["id"] == MODEL:
+            m["rate_limits"] = {"requests_per_minute": 10_000_000, "tokens_per_minute": 10_000_000_000}
+    limits = [{"scope": "global", "key": "*", "window": "day", "limit_usd": "10000"},
+              {"scope": "agent_type", "key": AGENT, "window": "day", "limit_usd": "5000"}]
+    return override(config, models=models, settings={
+        "data_dir": str(data_dir), "routers": {"replicas": replicas},
+        "budgets": {"limits": limits},
+    })
+
+
+def amm_request() -> ModelRequest:
+    return ModelRequest(prompt=PROMPT, agent_type=AGENT, model_id=MODEL, max_tokens=MAX_TOKENS,
+                        parameters={"temperature": TEMPERATURE})
+
+
+# --------------------------------------------------------------------------------------------
+# clients: each has ``call()`` (one request, raises on failure), ``errors`` (what counts as a
+# failed request) and ``aclose()``
+
+
+@dataclass
+class Client:
+    name: str
+    call: Callable[[], Awaitable[None]]
+    errors: tuple[type[BaseException], ...]
+    aclose: Callable[[], Awaitable[None]]
+    failures: dict[str, int] = field(default_factory=dict)
+
+
+def direct_client(base_url: str, max_connections: int) -> Client:
+    http = httpx.AsyncClient(
+        base_url=base_url, timeout=60,
+        limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+    )
+    headers = {"accept": "application/json", "authorization": f"Bearer {KEY}",
+               "content-type": "application/json"}
+    body = {"model": MODEL, "messages": [{"role": "user", "content": PROMPT}],
+            "max_completion_tokens": MAX_TOKENS, "temperature": TEMPERATURE, "stream": False}
+
+    async def call() -> None:
+        response = await http.post("/v1/chat/completions", content=orjson.dumps(body), headers=headers)
+        if response.status_code != 200:
+            raise httpx.HTTPStatusError(str(response.status_code), request=response.request,
+                                        response=response)
+        orjson.loads(response.content)["choices"][0]["message"]["content"]
+
+    return Client("direct httpx", call, (httpx.HTTPError,), http.aclose)
+
+
+def amm_client(mm) -> Client:
+    from api_model_management.errors import AMMError
+
+    async def call() -> None:
+        response = await mm.complete(amm_request())
+        if response.model_id != MODEL or response.cache_hit:
+            raise AssertionError(f"unexpected response: {response.model_id}, cache_hit={response.cache_hit}")
+
+    async def aclose() -> None:
+        return None
+
+    return Client("amm (Ray router)", call, (AMMError,), aclose)
+
+
+def local_client(config) -> Client:
+    from api_model_management.actors.local import build_local_router
+    from api_model_management.errors import AMMError
+
+    router = build_local_router(config, env=KEYS)
+
+    async def call() -> None:
+        response = await router.complete(amm_request())
+        if response.model_id != MODEL or response.cache_hit:
+            raise AssertionError(f"unexpected response: {response.model_id}, cache_hit={response.cache_hit}")
+
+    async def aclose() -> None:
+        for adapter in router.adapters.values():
+            await adapter.aclose()
+        router.events.close()
+
+    return Client("amm local (no Ray)", call, (AMMError,), aclose)
+
+
+def litellm_client(base_url: str) -> Client:
+    import litellm
+    import openai
+
+    litellm.telemetry = False
+    litellm.suppress_debug_info = True
+    router = litellm.Router(model_list=[{
+        "model_name": MODEL,
+        "litellm_params": {"model": f"openai/{MODEL}", "api_base": f"{base_url}/v1", "api_key": KEY},
+    }])
+    messages = [{"role": "user", "content": PROMPT}]
+
+    async def call() -> None:
+        response = await router.acompletion(model=MODEL, messages=messages, temperature=TEMPERATURE,
+                                            max_tokens=MAX_TOKENS)
+        response.choices[0].message.content  # noqa: B018 - the caller reads the answer
+
+    async def aclose() -> None:
+        return None
+
+    return Client(f"litellm {litellm_version()} Router", call, (openai.OpenAIError,), aclose)
+
+
+def litellm_version() -> str:
+    from importlib.metadata import version
+
+    return version("litellm")
+
+
+# --------------------------------------------------------------------------------------------
+# measurement
+
+
+async def timed(client: Client) -> float | None:
+    """Seconds one call took, or None (and the failure counted) when it failed."""
+    started = time.perf_counter()
+    try:
+        await client.call()
+    except client.errors as exc:
+        client.failures[type(exc).__name__] = client.failures.get(type(exc).__name__, 0) + 1
+        return None
+    return time.perf_counter() - started
+
+
+async def load(client: Client, requests: int, concurrency: int) -> tuple[list[float], float]:
+    """``requests`` calls from ``concurrency`` workers; the successful latencies and wall time."""
+    latencies: list[float] = []
+    remaining = iter(range(requests))
+
+    async def worker() -> None:
+        for _ in remaining:
+            seconds = await timed(client)
+            if seconds is not None:
+                latencies.append(seconds)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return latencies, time.perf_counter() - started
+
+
+async def interleaved(clients: list[Client], rounds: int, seed: int = 1) -> dict[str, list[float]]:
+    """Concurrency 1: each round calls every client once, in a shuffled order."""
+    rng = random.Random(seed)
+    out: dict[str, list[float]] = {c.name: [] for c in clients}
+    order = list(clients)
+    for _ in range(rounds):
+        rng.shuffle(order)
+        for client in order:
+            seconds = await timed(client)
+            if seconds is not None:
+                out[client.name].append(seconds)
+    return out
+
+
+class CpuMeter:
+    """CPU seconds used by the system's processes (this one and its children, the emulator
+    excluded) and by the emulator, between :meth:`start` and :meth:`stop`."""
+
+    def __init__(self, emulator_pid: int) -> None:
+        self.emulator_pid = emulator_pid
+
+    def _sample(self) -> tuple[float, float]:
+        import psutil
+
+        system = 0.0
+        for proc in [psutil.Process(), *psutil.Process().children(recursive=True)]:
+            if proc.pid == self.emulator_pid:
+                continue
+            try:
+                system += cpu_seconds(proc.pid)
+            except psutil.NoSuchProcess:
+                continue
+        return system, cpu_seconds(self.emulator_pid)
+
+    def start(self) -> None:
+        self._before = self._sample()
+
+    def stop(self) -> tuple[float, float]:
+        after = self._sample()
+        return after[0] - self._before[0], after[1] - self._before[1]
+
+
+async def warm_up(client: Client) -> None:
+    for _ in range(WARMUP_SEQUENTIAL):
+        await timed(client)
+    await load(client, WARMUP_CONCURRENT, 32)
+
+
+async def run(args, clients: list[Client], emulator) -> dict:
+    for client in clients:
+        await warm_up(client)
+    latency = await interleaved(clients, args.requests)
+    results: dict = {"latency_c1": {name: summarize(values) for name, values in latency.items()}}
+    meter = CpuMeter(emulator.pid)
+    throughput: dict = {}
+    for concurrency in args.concurrency:
+        for client in clients:
+            await load(client, min(WARMUP_CONCURRENT, args.requests), concurrency)
+            meter.start()
+            values, elapsed = await load(client, args.requests, concurrency)
+            system_cpu, emulator_cpu = meter.stop()
+            row = summarize(values, elapsed)
+            row["system_cpu_ms_per_request"] = system_cpu / max(1, len(values)) * 1000
+            row["emulator_cpu_ms_per_request"] = emulator_cpu / max(1, len(values)) * 1000
+            throughput.setdefault(client.name, {})[concurrency] = row
+    results["throughput"] = throughput
+    results["failures"] = {c.name: c.failures for c in clients}
+    return results
+
+
+# --------------------------------------------------------------------------------------------
+# report
+
+
+def latency_table(results: dict) -> str:
+    lat = results["latency_c1"]
+    base = lat["direct httpx"]
+    rows = []
+    for name, r in lat.items():
+        added50 = r["p50_ms"] - base["p50_ms"] if name != "direct httpx" else None
+        added99 = r["p99_ms"] - base["p99_ms"] if name != "direct httpx" else None
+        rows.append((name, r["requests"], fmt(r["p50_ms"]), fmt(r["p99_ms"]), fmt(added50), fmt(added99)))
+    return markdown_table(["client (concurrency 1, interleaved)", "requests", "p50 ms", "p99 ms",
+                           "added p50 ms", "added p99 ms"], rows)
+
+
+def throughput_table(results: dict, levels: list[int]) -> str:
+    rows = []
+    for name, per_level in results["throughput"].items():
+        cells = []
+        for level in levels:
+            r = per_level[level]
+            cells += [fmt(r["rps"], 0), fmt(r["p50_ms"]), fmt(r["system_cpu_ms_per_request"])]
+        rows.append((name, *cells))
+    headers = ["client"]
+    for level in levels:
+        headers += [f"req/s @{level}", f"p50 ms @{level}", f"CPU ms/req @{level}"]
+    return markdown_table(headers, rows)
+
+
+def verdict(results: dict) -> list[str]:
+    lines = []
+    lat = results["latency_c1"]
+    ours = lat.get("amm (Ray router)")
+    if ours is not None:
+        added = ours["p50_ms"] - lat["direct httpx"]["p50_ms"]
+        lines.append(f"- p50 added latency {added:.2f} ms (target ≤ 2 ms): {'met' if added <= 2 else 'MISSED'}")
+    thr = results["throughput"]
+    lite = next((n for n in thr if n.startswith("litellm")), None)
+    if lite and "amm (Ray router)" in thr and 32 in thr[lite]:
+        ratio = thr["amm (Ray router)"][32]["rps"] / thr[lite][32]["rps"]
+        lines.append(f"- requests/s at 32: {ratio:.2f}× LiteLLM's (target ≥ 2×): {'met' if ratio >= 2 else 'MISSED'}")
+    return lines
+
+
+# --------------------------------------------------------------------------------------------
+# main
+
+
+def parse_args(argv: list[str] | None = None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--requests", type=int, default=2000,
+                        help="calls per client: interleaved rounds at concurrency 1, and per throughput level")
+    parser.add_argument("--concurrency", type=lambda s: [int(x) for x in s.split(",")], default=[1, 32, 128],
+                        help="comma-separated throughput levels (default 1,32,128)")
+    parser.add_argument("--replicas", type=int, default=2, help="Router actor replicas")
+    parser.add_argument("--num-cpus", type=int, default=None, help="CPUs Ray may schedule (default: all)")
+    parser.add_argument("--skip-litellm", action="store_true")
+    parser.add_argument("--skip-local", action="store_true", help="skip the in-process RouterCore column")
+    parser.add_argument("--keep-data", action="store_true", help="keep the event log's temporary folder")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    from api_model_management._system import ModelManagement
+
+    load_before = machine_line()
+    data_dir = Path(tempfile.mkdtemp(prefix="amm-bench-"))
+    emulator = start_emulator()
+    mm = None
+    try:
+        config = bench_config(emulator.port, data_dir / "ray", args.replicas)
+        started = time.perf_counter()
+        mm = ModelManagement.start(config, env=KEYS, num_cpus=args.num_cpus)
+        startup_s = time.perf_counter() - started
+        local_config = config.model_copy(update={"settings": config.settings.model_copy(
+            update={"data_dir": str(data_dir / "local")})})
+
+        async def session() -> tuple[dict, dict]:
+            clients = [direct_client(emulator.url, max(args.concurrency))]
+            clients.append(amm_client(mm))
+            if not args.skip_local:
+                clients.append(local_client(local_config))
+            if not args.skip_litellm:
+                clients.append(litellm_client(emulator.url))
+            try:
+                results = await run(args, clients, emulator)
+                processes = process_memory(exclude=[emulator.pid])
+                results["memory_processes"] = processes
+                return results, memory_summary(processes)
+            finally:
+                for client in clients:
+                    await client.aclose()
+
+        results, memory = asyncio.run(session())
+        emulator_memory = process_memory(emulator.pid)
+        counters = mm.counters()
+    finally:
+        if mm is not None:
+            mm.shutdown()
+        emulator.stop()
+        if not args.keep_data:
+            shutil.rmtree(data_dir, ignore_errors=True)
+
+    load_after = machine_line()
+    levels = args.concurrency
+    print(f"# Router overhead: {MODEL} on the emulator (own process, fault-free, zero latency), "
+          f"{args.replicas} router replica(s), {args.requests} requests per client and level\n")
+    print(f"Machine: {load_before} before; {load_after} after. System start-up {startup_s:.1f} s.\n")
+    print(latency_table(results) + "\n")
+    print(throughput_table(results, levels) + "\n")
+    print("CPU ms/req: CPU time of the driver and Ray's processes (emulator excluded) per request.\n")
+    print("Memory at steady state (driver + Ray processes, after the runs):\n")
+    print(memory_table(memory) + "\n")
+    emu_rss = sum(p["rss_mb"] for p in emulator_memory)
+    print(f"Emulator process: {emu_rss:.0f} MB RSS.\n")
+    for line in verdict(results):
+        print(line)
+    failures = {name: f for name, f in results["failures"].items() if f}
+    if failures:
+        print(f"\nFailed requests (excluded from latencies): {failures}")
+    results.update({
+        "machine_before": load_before, "machine_after": load_after, "startup_s": startup_s,
+        "args": vars(args), "model": MODEL, "memory": memory, "emulator_memory": emulator_memory,
+        "router_counters": counters,
+    })
+    path = write_json("router_overhead", results)
+    print(f"\nJSON: {path}")
+
+
+if __name__ == "__main__":
+    main()
