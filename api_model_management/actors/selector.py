@@ -49,6 +49,7 @@ from .. import config, events
 from .._clock import Clock
 from .._request import ModelRequest
 from ..errors import InvalidInput, NoEligibleModel
+from ..providers.cost import worst_case_cost_usd
 from .health import TRAFFIC_STATES, HealthSnapshot
 from .stats import ModelStatsSnapshot
 
@@ -153,7 +154,7 @@ class _Model:
 
     __slots__ = ("id", "provider", "caps", "enabled", "context_window", "max_output", "in_price",
                  "out_price", "in_per_token", "out_per_token", "prior_latency_ms", "quality_prior",
-                 "fallbacks", "order", "n_caps")
+                 "fallbacks", "order", "n_caps", "config")
 
     def __init__(self, m: config.ModelConfig, order: int) -> None:
         self.id, self.provider, self.order = m.id, m.provider, order
@@ -168,6 +169,7 @@ class _Model:
         self.prior_latency_ms = m.average_response_time_ms
         self.quality_prior = m.quality_prior
         self.fallbacks = tuple(m.fallbacks)
+        self.config = m
 
 
 @dataclass(frozen=True, slots=True)
@@ -412,7 +414,7 @@ class SelectorCore:
             return f"max_tokens {request.max_tokens} > max output {m.max_output}"
         max_cost = request.constraints.max_cost_per_request
         if max_cost is not None:
-            worst = worst_case_cost_usd(m, est_in, request.max_tokens)
+            worst = worst_case_cost_usd(m.config, est_in, request.max_tokens)
             if worst > max_cost:
                 return f"worst-case cost ${worst:.6f} > max ${max_cost}"
         return None
@@ -580,15 +582,6 @@ def _shape_reason(
     if not required <= m.caps:
         return "missing capabilities: " + ", ".join(sorted(required - m.caps))
     return None
-
-
-def worst_case_cost_usd(m: _Model | config.ModelConfig, input_tokens: int, max_tokens: int) -> Decimal:
-    """Input estimate × input price + ``max_tokens`` × output price, prices per 1k tokens."""
-    if isinstance(m, config.ModelConfig):
-        in_price, out_price = m.cost_per_1k_input_tokens, m.cost_per_1k_output_tokens
-    else:
-        in_price, out_price = m.in_price, m.out_price
-    return (Decimal(input_tokens) * in_price + Decimal(max_tokens) * out_price) / _THOUSAND
 
 
 def _shrink(prior: float, observed: float, n: int) -> float:

@@ -15,10 +15,10 @@ from api_model_management._clock import ManualClock
 from api_model_management.actors.selector import (
     SelectorCore,
     adjust_for_priority,
-    worst_case_cost_usd,
 )
 from api_model_management.actors.stats import ModelStatsSnapshot, StatsCore
 from api_model_management.errors import InvalidInput, NoEligibleModel
+from api_model_management.providers.cost import worst_case_cost_usd
 
 pytestmark = pytest.mark.unit
 
