@@ -32,6 +32,7 @@ from ..errors import (
     StreamInterrupted,
     error_kind_of,
 )
+from ..evaluation import ResponseEvaluator
 from ..events import (
     AttemptFailed,
     CandidateScore,
@@ -46,7 +47,6 @@ from ..events import (
     ResponseEvaluated,
     uuid7,
 )
-from ..evaluation import ResponseEvaluator
 from ..providers.cost import cost_usd as price_usd
 from ..providers.cost import worst_case_cost_usd
 from ._concurrency import ConcurrencyLimits
