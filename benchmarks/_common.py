@@ -175,7 +175,7 @@ def cpu_seconds(pid: int) -> float:
     return times.user + times.system
 
 
-def _role(proc) -> str:
+def process_role(proc) -> str:
     """A short role for a process of the system: ``driver``, ``gcs_server``, ``raylet``,
     ``ray::RouterShell`` (an actor: Ray sets its title), ``ray::IDLE`` (a pooled worker), ..."""
     if proc.pid == os.getpid():
@@ -219,7 +219,7 @@ def process_memory(root_pid: int | None = None, *, exclude: Iterable[int] = ()) 
             info = proc.memory_full_info()
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
-        out.append({"pid": proc.pid, "role": _role(proc), "rss_mb": info.rss / 2**20,
+        out.append({"pid": proc.pid, "role": process_role(proc), "rss_mb": info.rss / 2**20,
                     "pss_mb": getattr(info, "pss", info.rss) / 2**20})
     return out
 

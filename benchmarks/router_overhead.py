@@ -30,6 +30,7 @@ import asyncio
 import os
 import random
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -43,6 +44,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # LiteLLM: no fet
 import httpx  # noqa: E402
 import orjson  # noqa: E402
 from _common import (  # noqa: E402
+    RESULTS_DIR,
     cpu_seconds,
     fmt,
     machine_line,
@@ -50,6 +52,7 @@ from _common import (  # noqa: E402
     memory_summary,
     memory_table,
     process_memory,
+    process_role,
     start_emulator,
     summarize,
     write_json,
@@ -237,31 +240,122 @@ async def interleaved(clients: list[Client], rounds: int, seed: int = 1) -> dict
 
 
 class CpuMeter:
-    """CPU seconds used by the system's processes (this one and its children, the emulator
-    excluded) and by the emulator, between :meth:`start` and :meth:`stop`."""
+    """CPU seconds used between :meth:`start` and :meth:`stop` by each process of the system
+    (this one and its descendants), grouped by role; the emulator is its own role."""
 
     def __init__(self, emulator_pid: int) -> None:
         self.emulator_pid = emulator_pid
 
-    def _sample(self) -> tuple[float, float]:
+    def _sample(self) -> dict[int, tuple[str, float]]:
         import psutil
 
-        system = 0.0
+        out = {}
         for proc in [psutil.Process(), *psutil.Process().children(recursive=True)]:
-            if proc.pid == self.emulator_pid:
-                continue
             try:
-                system += cpu_seconds(proc.pid)
+                role = "emulator" if proc.pid == self.emulator_pid else process_role(proc)
+                out[proc.pid] = (role, cpu_seconds(proc.pid))
             except psutil.NoSuchProcess:
                 continue
-        return system, cpu_seconds(self.emulator_pid)
+        return out
 
     def start(self) -> None:
         self._before = self._sample()
 
-    def stop(self) -> tuple[float, float]:
-        after = self._sample()
-        return after[0] - self._before[0], after[1] - self._before[1]
+    def stop(self) -> dict[str, float]:
+        """CPU seconds by role."""
+        by_role: dict[str, float] = {}
+        for pid, (role, seconds) in self._sample().items():
+            used = seconds - self._before.get(pid, (role, 0.0))[1]
+            by_role[role] = by_role.get(role, 0.0) + used
+        return by_role
+
+
+# --------------------------------------------------------------------------------------------
+# profiling (--py-spy): sampled stacks of the driver and one Router actor under load
+
+
+async def load_for(client: Client, seconds: float, concurrency: int) -> int:
+    """Calls from ``concurrency`` workers until ``seconds`` have passed; returns calls made."""
+    deadline = time.perf_counter() + seconds
+    done = 0
+
+    async def worker() -> None:
+        nonlocal done
+        while time.perf_counter() < deadline:
+            await timed(client)
+            done += 1
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return done
+
+
+def start_py_spy(pid: int, seconds: float, out: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        ["py-spy", "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", "250",
+         "--format", "raw", "--nonblocking", "--output", str(out)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+
+
+def _frame_name(frame: str) -> str:
+    """``function (path/file.py:123)`` → ``function (file.py)``."""
+    name, _, where = frame.partition(" (")
+    return f"{name} ({Path(where.rstrip(')').rsplit(':', 1)[0]).name})" if where else name
+
+
+def top_frames(collapsed: Path, limit: int = 25) -> dict:
+    """Self and inclusive sample shares per function from py-spy's collapsed stacks."""
+    self_counts: dict[str, int] = {}
+    incl_counts: dict[str, int] = {}
+    total = 0
+    for line in collapsed.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack:
+            continue
+        n = int(count)
+        total += n
+        frames = [_frame_name(f) for f in stack.split(";")]
+        self_counts[frames[-1]] = self_counts.get(frames[-1], 0) + n
+        for frame in set(frames):
+            incl_counts[frame] = incl_counts.get(frame, 0) + n
+
+    def top(counts: dict[str, int]) -> list[tuple[str, float]]:
+        ranked = sorted(counts.items(), key=lambda kv: -kv[1])[:limit]
+        return [(name, 100 * n / max(1, total)) for name, n in ranked]
+
+    return {"samples": total, "self": top(self_counts), "inclusive": top(incl_counts)}
+
+
+async def profile_amm(mm, client: Client, seconds: float, concurrency: int) -> dict:
+    """py-spy on the driver and on router 0 while ``client`` runs at ``concurrency``."""
+    router_pid = await mm.handles.routers[0].pid.remote()
+    outputs = {"driver": RESULTS_DIR / "pyspy_driver.txt", "router": RESULTS_DIR / "pyspy_router.txt"}
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    spies = [start_py_spy(os.getpid(), seconds, outputs["driver"]),
+             start_py_spy(router_pid, seconds, outputs["router"])]
+    calls = await load_for(client, seconds + 1, concurrency)
+    for spy in spies:
+        await asyncio.to_thread(spy.wait, 30)
+    report = {"calls": calls, "seconds": seconds, "concurrency": concurrency}
+    for name, path in outputs.items():
+        report[name] = top_frames(path) if path.exists() else {"error": "py-spy wrote nothing"}
+    return report
+
+
+def profile_tables(report: dict) -> str:
+    parts = [f"py-spy, {report['seconds']:.0f} s at concurrency {report['concurrency']} "
+             f"({report['calls']} calls); share of samples (stacks of non-idle threads):\n"]
+    for name in ("driver", "router"):
+        data = report[name]
+        if "error" in data:
+            parts.append(f"{name}: {data['error']}\n")
+            continue
+        rows = [(f"`{frame}`", f"{share:.1f}%") for frame, share in data["inclusive"]]
+        parts.append(f"**{name}** ({data['samples']} samples), inclusive:\n\n"
+                     + markdown_table(["function", "share"], rows) + "\n")
+        rows = [(f"`{frame}`", f"{share:.1f}%") for frame, share in data["self"][:15]]
+        parts.append(f"**{name}**, self:\n\n" + markdown_table(["function", "share"], rows) + "\n")
+    return "\n".join(parts)
 
 
 async def warm_up(client: Client) -> None:
@@ -270,7 +364,20 @@ async def warm_up(client: Client) -> None:
     await load(client, WARMUP_CONCURRENT, 32)
 
 
-async def run(args, clients: list[Client], emulator) -> dict:
+async def throughput_run(client: Client, concurrency: int, requests: int, meter: CpuMeter) -> dict:
+    await load(client, min(WARMUP_CONCURRENT, requests), concurrency)
+    meter.start()
+    values, elapsed = await load(client, requests, concurrency)
+    cpu_by_role = meter.stop()
+    row = summarize(values, elapsed)
+    done = max(1, len(values))
+    row["cpu_ms_per_request"] = {role: s / done * 1000 for role, s in sorted(cpu_by_role.items())}
+    row["system_cpu_ms_per_request"] = sum(s for r, s in cpu_by_role.items() if r != "emulator") / done * 1000
+    row["emulator_cpu_ms_per_request"] = cpu_by_role.get("emulator", 0.0) / done * 1000
+    return row
+
+
+async def run(args, clients: list[Client], emulator, mm) -> dict:
     for client in clients:
         await warm_up(client)
     latency = await interleaved(clients, args.requests)
@@ -278,17 +385,17 @@ async def run(args, clients: list[Client], emulator) -> dict:
     meter = CpuMeter(emulator.pid)
     throughput: dict = {}
     for concurrency in args.concurrency:
-        for client in clients:
-            await load(client, min(WARMUP_CONCURRENT, args.requests), concurrency)
-            meter.start()
-            values, elapsed = await load(client, args.requests, concurrency)
-            system_cpu, emulator_cpu = meter.stop()
-            row = summarize(values, elapsed)
-            row["system_cpu_ms_per_request"] = system_cpu / max(1, len(values)) * 1000
-            row["emulator_cpu_ms_per_request"] = emulator_cpu / max(1, len(values)) * 1000
-            throughput.setdefault(client.name, {})[concurrency] = row
+        for repeat in range(args.repeats):
+            for client in clients if repeat % 2 == 0 else clients[::-1]:
+                row = await throughput_run(client, concurrency, args.requests, meter)
+                best = throughput.setdefault(client.name, {}).get(concurrency)
+                if best is None or row["rps"] > best["rps"]:
+                    throughput[client.name][concurrency] = row
     results["throughput"] = throughput
     results["failures"] = {c.name: c.failures for c in clients}
+    if args.py_spy:
+        ours = next(c for c in clients if c.name == "amm (Ray router)")
+        results["profile"] = await profile_amm(mm, ours, args.py_spy, 32)
     return results
 
 
@@ -322,6 +429,18 @@ def throughput_table(results: dict, levels: list[int]) -> str:
     return markdown_table(headers, rows)
 
 
+def cpu_table(results: dict, levels: list[int]) -> str:
+    """CPU ms per request by process role, for each client at the highest level."""
+    level = max(levels)
+    per_client = {name: per_level[level]["cpu_ms_per_request"] for name, per_level in results["throughput"].items()}
+    roles = sorted({r for cpu in per_client.values() for r in cpu},
+                   key=lambda r: -max(cpu.get(r, 0.0) for cpu in per_client.values()))
+    rows = [(role, *(fmt(per_client[name].get(role, 0.0)) for name in per_client)) for role in roles
+            if max(per_client[name].get(role, 0.0) for name in per_client) >= 0.01]
+    return (f"CPU ms per request by process at concurrency {level}:\n\n"
+            + markdown_table(["process (role)", *per_client], rows))
+
+
 def verdict(results: dict) -> list[str]:
     lines = []
     lat = results["latency_c1"]
@@ -349,8 +468,12 @@ def parse_args(argv: list[str] | None = None):
                         help="comma-separated throughput levels (default 1,32,128)")
     parser.add_argument("--replicas", type=int, default=2, help="Router actor replicas")
     parser.add_argument("--num-cpus", type=int, default=None, help="CPUs Ray may schedule (default: all)")
+    parser.add_argument("--repeats", type=int, default=2,
+                        help="throughput runs per client and level, in alternating client order; the best counts")
     parser.add_argument("--skip-litellm", action="store_true")
     parser.add_argument("--skip-local", action="store_true", help="skip the in-process RouterCore column")
+    parser.add_argument("--py-spy", type=float, default=0, metavar="SECONDS",
+                        help="after the runs, sample the driver and router 0 with py-spy for SECONDS at concurrency 32")
     parser.add_argument("--keep-data", action="store_true", help="keep the event log's temporary folder")
     return parser.parse_args(argv)
 
@@ -379,7 +502,7 @@ def main(argv: list[str] | None = None) -> None:
             if not args.skip_litellm:
                 clients.append(litellm_client(emulator.url))
             try:
-                results = await run(args, clients, emulator)
+                results = await run(args, clients, emulator, mm)
                 processes = process_memory(exclude=[emulator.pid])
                 results["memory_processes"] = processes
                 return results, memory_summary(processes)
@@ -405,12 +528,15 @@ def main(argv: list[str] | None = None) -> None:
     print(latency_table(results) + "\n")
     print(throughput_table(results, levels) + "\n")
     print("CPU ms/req: CPU time of the driver and Ray's processes (emulator excluded) per request.\n")
+    print(cpu_table(results, levels) + "\n")
     print("Memory at steady state (driver + Ray processes, after the runs):\n")
     print(memory_table(memory) + "\n")
     emu_rss = sum(p["rss_mb"] for p in emulator_memory)
     print(f"Emulator process: {emu_rss:.0f} MB RSS.\n")
     for line in verdict(results):
         print(line)
+    if "profile" in results:
+        print("\n" + profile_tables(results["profile"]))
     failures = {name: f for name, f in results["failures"].items() if f}
     if failures:
         print(f"\nFailed requests (excluded from latencies): {failures}")

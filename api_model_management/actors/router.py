@@ -25,6 +25,7 @@ from ..errors import (
     BudgetExceeded,
     ConcurrencyLimitTimeout,
     ContextWindowExceeded,
+    MalformedResponse,
     NoEligibleModel,
     ProviderError,
     RateLimited,
@@ -239,9 +240,8 @@ class RouterCore:
         order = [selection.model_id]
         if state.request.model_id is not None:
             return order  # a pinned model is never swapped for another
-        for fallback in chosen.fallbacks:
-            if fallback not in order:
-                order.append(fallback)
+        # the selector's candidates already put the chosen model's configured fallbacks first, and
+        # only the eligible ones (constraints, capabilities, context window)
         for candidate in selection.candidates:
             c_id = candidate.model_id if isinstance(candidate, CandidateScore) else candidate
             if c_id not in order:
@@ -616,6 +616,9 @@ class RouterCore:
             raise
         if result is None:
             self._settle_failed(rate, budget, sent)
+            if not delivered:  # nothing reached the caller: a failure before the first token
+                raise MalformedResponse("the stream ended without text or a final chunk",
+                                        provider=model.provider, model_id=model.id)
             raise StreamInterrupted("the stream ended without a final chunk",
                                     partial_text="".join(delivered), model_id=model.id)
         self.admission.commit(rate, result.input_tokens + result.cached_tokens + result.output_tokens)
