@@ -194,5 +194,10 @@ class ComponentUnavailable(AMMError):
 
 
 def error_kind_of(exc: BaseException) -> str:
-    """The ``error_kind`` recorded in events for any exception."""
+    """The ``error_kind`` recorded in events for any exception (``cancelled`` when the caller
+    went away: an abandoned stream or a cancelled task)."""
+    import asyncio
+
+    if isinstance(exc, GeneratorExit | asyncio.CancelledError):
+        return "cancelled"
     return getattr(exc, "error_kind", type(exc).__name__)

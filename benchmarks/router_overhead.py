@@ -110,6 +110,8 @@ class Client:
     errors: tuple[type[BaseException], ...]
     aclose: Callable[[], Awaitable[None]]
     failures: dict[str, int] = field(default_factory=dict)
+    target: object = None  # the object under test, for the span breakdown
+    probe: bool = False  # latency rounds only (a part of a request, not a whole one)
 
 
 def direct_client(base_url: str, max_connections: int) -> Client:
@@ -130,6 +132,35 @@ def direct_client(base_url: str, max_connections: int) -> Client:
         orjson.loads(response.content)["choices"][0]["message"]["content"]
 
     return Client("direct httpx", call, (httpx.HTTPError,), http.aclose)
+
+
+def aiohttp_client(base_url: str, max_connections: int) -> Client:
+    """The same call with aiohttp (installed with ray[default]): a cheaper HTTP client, shown as a
+    reference for how much of every column is the client library."""
+    import aiohttp
+
+    session: aiohttp.ClientSession | None = None
+    headers = {"accept": "application/json", "authorization": f"Bearer {KEY}",
+               "content-type": "application/json"}
+    payload = orjson.dumps({"model": MODEL, "messages": [{"role": "user", "content": PROMPT}],
+                            "max_completion_tokens": MAX_TOKENS, "temperature": TEMPERATURE,
+                            "stream": False})
+
+    async def call() -> None:
+        nonlocal session
+        if session is None:
+            session = aiohttp.ClientSession(base_url, connector=aiohttp.TCPConnector(limit=max_connections))
+        async with session.post("/v1/chat/completions", data=payload, headers=headers) as response:
+            body = await response.read()
+            if response.status != 200:
+                raise aiohttp.ClientResponseError(response.request_info, (), status=response.status)
+        orjson.loads(body)["choices"][0]["message"]["content"]
+
+    async def aclose() -> None:
+        if session is not None:
+            await session.close()
+
+    return Client("direct aiohttp (reference)", call, (aiohttp.ClientError,), aclose)
 
 
 def amm_client(mm) -> Client:
@@ -162,7 +193,50 @@ def local_client(config) -> Client:
             await adapter.aclose()
         router.events.close()
 
-    return Client("amm local (no Ray)", call, (AMMError,), aclose)
+    return Client("amm local (no Ray)", call, (AMMError,), aclose, target=router)
+
+
+class _Echo:
+    """A bare async actor: the Ray hop with nothing behind it."""
+
+    async def echo(self, value):
+        return value
+
+
+async def ray_probes(mm) -> list[Client]:
+    """The Ray hop alone: an empty call to a router, and calls to a bare echo actor carrying a
+    ModelRequest in and a ModelResponse out, as pydantic objects (pickled) and as JSON bytes."""
+    import ray
+    from ray.exceptions import RayError
+
+    from api_model_management._request import ModelResponse
+
+    router = mm.handles.routers[0]
+    echo = ray.remote(num_cpus=0.01)(_Echo).remote()
+    request = amm_request()
+    response = await mm.complete(request)
+    request_json = orjson.dumps(request.model_dump(mode="json"))
+    response_json = orjson.dumps(response.model_dump(mode="json"))
+
+    async def ping() -> None:
+        await router.ping.remote()
+
+    async def pydantic_round_trip() -> None:
+        await echo.echo.remote(request)
+        await echo.echo.remote(response)
+
+    async def bytes_round_trip() -> None:
+        ModelRequest.model_validate_json(await echo.echo.remote(request_json))
+        ModelResponse.model_validate_json(await echo.echo.remote(response_json))
+
+    async def aclose() -> None:
+        ray.kill(echo)
+
+    return [Client("probe: Ray call to a router, no payload", ping, (RayError,), aclose, probe=True),
+            Client("probe: 2 echo calls, ModelRequest + ModelResponse (pickled)", pydantic_round_trip,
+                   (RayError,), aclose, probe=True),
+            Client("probe: 2 echo calls, same as JSON bytes (+ validate)", bytes_round_trip,
+                   (RayError,), aclose, probe=True)]
 
 
 def litellm_client(base_url: str) -> Client:
@@ -271,6 +345,95 @@ class CpuMeter:
 
 
 # --------------------------------------------------------------------------------------------
+# where the in-process path spends its time: timers wrapped around the RouterCore's steps
+
+
+class Spans:
+    """Wall time per named step, summed over calls (wrappers installed on one RouterCore)."""
+
+    def __init__(self) -> None:
+        self.total_s: dict[str, float] = {}
+
+    def _add(self, name: str, seconds: float) -> None:
+        self.total_s[name] = self.total_s.get(name, 0.0) + seconds
+
+    def wrap_sync(self, obj, attr: str, name: str) -> None:
+        inner = getattr(obj, attr)
+
+        def timed_call(*a, **kw):
+            t0 = time.perf_counter()
+            try:
+                return inner(*a, **kw)
+            finally:
+                self._add(name, time.perf_counter() - t0)
+
+        setattr(obj, attr, timed_call)
+
+    def wrap_async(self, obj, attr: str, name: str) -> None:
+        inner = getattr(obj, attr)
+
+        async def timed_call(*a, **kw):
+            t0 = time.perf_counter()
+            try:
+                return await inner(*a, **kw)
+            finally:
+                self._add(name, time.perf_counter() - t0)
+
+        setattr(obj, attr, timed_call)
+
+
+SPAN_ORDER = [
+    ("complete", "whole RouterCore.complete"),
+    ("selection", "selection (SelectorCore.select + ModelSelected event)"),
+    ("admit", "admission (rate-limit window ∥ budget reservation)"),
+    ("adapter", "provider adapter call (httpx + JSON + parse)"),
+    ("succeed", "evaluation + ResponseEvaluated + ModelResponse"),
+    ("evaluate", "  of which ResponseEvaluator.evaluate"),
+    ("finish", "RequestCompleted event, cache check, judge check"),
+    ("spool", "events: encode + os.write to the spool"),
+]
+
+
+async def span_breakdown(local: Client, direct: Client, calls: int) -> dict:
+    """Mean µs per request of each step of the in-process path, sequentially, against the mean
+    of a direct call measured alternately."""
+    router = local.target
+    spans = Spans()
+    spans.wrap_async(router, "complete", "complete")
+    spans.wrap_sync(router, "_selection", "selection")
+    spans.wrap_async(router, "_admit", "admit")
+    spans.wrap_async(router.adapters["openai"], "complete", "adapter")
+    spans.wrap_sync(router, "_succeed", "succeed")
+    spans.wrap_sync(router.evaluator, "evaluate", "evaluate")
+    spans.wrap_sync(router, "_finish", "finish")
+    spans.wrap_sync(router.events, "write", "spool")
+    direct_s = 0.0
+    for _ in range(calls):
+        t0 = time.perf_counter()
+        await direct.call()
+        direct_s += time.perf_counter() - t0
+        await local.call()
+    out = {name: spans.total_s.get(name, 0.0) / calls * 1e6 for name, _ in SPAN_ORDER}
+    named = sum(out[n] for n in ("selection", "admit", "adapter", "succeed", "finish", "spool"))
+    out["other"] = out["complete"] - named
+    out["direct_call"] = direct_s / calls * 1e6
+    out["adapter_over_direct"] = out["adapter"] - out["direct_call"]
+    out["calls"] = calls
+    return out
+
+
+def span_table(spans: dict) -> str:
+    rows = [(label, fmt(spans[name], 0)) for name, label in SPAN_ORDER]
+    rows += [("other (request state, counters, tasks)", fmt(spans["other"], 0)),
+             ("direct httpx call, same body (for comparison)", fmt(spans["direct_call"], 0)),
+             ("**adapter minus direct call**", fmt(spans["adapter_over_direct"], 0)),
+             ("**path without the provider call** (whole − adapter)",
+              fmt(spans["complete"] - spans["adapter"], 0))]
+    return (f"In-process path (no Ray), mean µs per request over {spans['calls']} sequential calls:\n\n"
+            + markdown_table(["step", "µs"], rows))
+
+
+# --------------------------------------------------------------------------------------------
 # profiling (--py-spy): sampled stacks of the driver and one Router actor under load
 
 
@@ -292,7 +455,7 @@ async def load_for(client: Client, seconds: float, concurrency: int) -> int:
 def start_py_spy(pid: int, seconds: float, out: Path) -> subprocess.Popen:
     return subprocess.Popen(
         ["py-spy", "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", "250",
-         "--format", "raw", "--nonblocking", "--output", str(out)],
+         "--format", "raw", "--nonblocking", "--gil", "--output", str(out)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
 
@@ -344,7 +507,7 @@ async def profile_amm(mm, client: Client, seconds: float, concurrency: int) -> d
 
 def profile_tables(report: dict) -> str:
     parts = [f"py-spy, {report['seconds']:.0f} s at concurrency {report['concurrency']} "
-             f"({report['calls']} calls); share of samples (stacks of non-idle threads):\n"]
+             f"({report['calls']} calls); share of samples taken while a thread held the GIL (Python work):\n"]
     for name in ("driver", "router"):
         data = report[name]
         if "error" in data:
@@ -377,11 +540,21 @@ async def throughput_run(client: Client, concurrency: int, requests: int, meter:
     return row
 
 
+async def idle_cpu(meter: CpuMeter, seconds: float) -> dict[str, float]:
+    """CPU ms per second used by each role while no request is sent (background work)."""
+    meter.start()
+    await asyncio.sleep(seconds)
+    return {role: used / seconds * 1000 for role, used in sorted(meter.stop().items())}
+
+
 async def run(args, clients: list[Client], emulator, mm) -> dict:
     for client in clients:
         await warm_up(client)
+    idle = await idle_cpu(CpuMeter(emulator.pid), args.idle_seconds) if args.idle_seconds else {}
     latency = await interleaved(clients, args.requests)
-    results: dict = {"latency_c1": {name: summarize(values) for name, values in latency.items()}}
+    clients = [c for c in clients if not c.probe]
+    results: dict = {"latency_c1": {name: summarize(values) for name, values in latency.items()},
+                     "idle_cpu_ms_per_s": idle}
     meter = CpuMeter(emulator.pid)
     throughput: dict = {}
     for concurrency in args.concurrency:
@@ -393,9 +566,12 @@ async def run(args, clients: list[Client], emulator, mm) -> dict:
                     throughput[client.name][concurrency] = row
     results["throughput"] = throughput
     results["failures"] = {c.name: c.failures for c in clients}
+    local = next((c for c in clients if c.target is not None), None)
+    if local is not None:
+        results["spans_us"] = await span_breakdown(local, clients[0], min(args.requests, 1000))
     if args.py_spy:
         ours = next(c for c in clients if c.name == "amm (Ray router)")
-        results["profile"] = await profile_amm(mm, ours, args.py_spy, 32)
+        results["profile"] = await profile_amm(mm, ours, args.py_spy, args.py_spy_concurrency)
     return results
 
 
@@ -408,8 +584,9 @@ def latency_table(results: dict) -> str:
     base = lat["direct httpx"]
     rows = []
     for name, r in lat.items():
-        added50 = r["p50_ms"] - base["p50_ms"] if name != "direct httpx" else None
-        added99 = r["p99_ms"] - base["p99_ms"] if name != "direct httpx" else None
+        whole = not name.startswith(("direct", "probe:"))
+        added50 = r["p50_ms"] - base["p50_ms"] if whole else None
+        added99 = r["p99_ms"] - base["p99_ms"] if whole else None
         rows.append((name, r["requests"], fmt(r["p50_ms"]), fmt(r["p99_ms"]), fmt(added50), fmt(added99)))
     return markdown_table(["client (concurrency 1, interleaved)", "requests", "p50 ms", "p99 ms",
                            "added p50 ms", "added p99 ms"], rows)
@@ -439,6 +616,13 @@ def cpu_table(results: dict, levels: list[int]) -> str:
             if max(per_client[name].get(role, 0.0) for name in per_client) >= 0.01]
     return (f"CPU ms per request by process at concurrency {level}:\n\n"
             + markdown_table(["process (role)", *per_client], rows))
+
+
+def idle_table(idle: dict[str, float]) -> str:
+    rows = [(role, fmt(ms, 1)) for role, ms in sorted(idle.items(), key=lambda kv: -kv[1]) if ms >= 0.5]
+    rows.append(("**total, emulator excluded**", fmt(sum(v for r, v in idle.items() if r != "emulator"), 1)))
+    return ("Background CPU with no traffic (after warm-up), CPU ms per second:\n\n"
+            + markdown_table(["process (role)", "CPU ms/s"], rows))
 
 
 def verdict(results: dict) -> list[str]:
@@ -471,9 +655,16 @@ def parse_args(argv: list[str] | None = None):
     parser.add_argument("--repeats", type=int, default=2,
                         help="throughput runs per client and level, in alternating client order; the best counts")
     parser.add_argument("--skip-litellm", action="store_true")
+    parser.add_argument("--skip-probes", action="store_true",
+                        help="skip the bare Ray actor calls in the latency rounds")
+    parser.add_argument("--skip-aiohttp", action="store_true", help="skip the direct aiohttp reference")
     parser.add_argument("--skip-local", action="store_true", help="skip the in-process RouterCore column")
     parser.add_argument("--py-spy", type=float, default=0, metavar="SECONDS",
-                        help="after the runs, sample the driver and router 0 with py-spy for SECONDS at concurrency 32")
+                        help="after the runs, sample the driver and router 0 with py-spy (GIL holders) for "
+                             "SECONDS at --py-spy-concurrency")
+    parser.add_argument("--py-spy-concurrency", type=int, default=32)
+    parser.add_argument("--idle-seconds", type=float, default=5,
+                        help="measure the background CPU of every process over this idle period (0: skip)")
     parser.add_argument("--keep-data", action="store_true", help="keep the event log's temporary folder")
     return parser.parse_args(argv)
 
@@ -496,7 +687,11 @@ def main(argv: list[str] | None = None) -> None:
 
         async def session() -> tuple[dict, dict]:
             clients = [direct_client(emulator.url, max(args.concurrency))]
+            if not args.skip_aiohttp:
+                clients.append(aiohttp_client(emulator.url, max(args.concurrency)))
             clients.append(amm_client(mm))
+            if not args.skip_probes:
+                clients.extend(await ray_probes(mm))
             if not args.skip_local:
                 clients.append(local_client(local_config))
             if not args.skip_litellm:
@@ -529,6 +724,10 @@ def main(argv: list[str] | None = None) -> None:
     print(throughput_table(results, levels) + "\n")
     print("CPU ms/req: CPU time of the driver and Ray's processes (emulator excluded) per request.\n")
     print(cpu_table(results, levels) + "\n")
+    if results.get("idle_cpu_ms_per_s"):
+        print(idle_table(results["idle_cpu_ms_per_s"]) + "\n")
+    if "spans_us" in results:
+        print(span_table(results["spans_us"]) + "\n")
     print("Memory at steady state (driver + Ray processes, after the runs):\n")
     print(memory_table(memory) + "\n")
     emu_rss = sum(p["rss_mb"] for p in emulator_memory)

@@ -20,7 +20,7 @@ from decimal import Decimal
 
 import ray
 
-from api_model_management import ModelManagement, ModelRequest
+from api_model_management import ModelManagement, ModelRequest, SelectionConstraints
 from api_model_management._config_load import demo_config, override, with_provider_base_urls
 from api_model_management.emulator.testing import EmulatorServer
 from api_model_management.errors import AMMError
@@ -32,17 +32,22 @@ DEMO_KEYS = {
     "AMM_DEMO_GOOGLE_KEY": "demo-google-key",
 }
 
+# What each agent asks for. Besides the prompt, a request can state the capabilities it needs,
+# a priority and constraints; the selector picks the best model that satisfies them.
 TASKS = {
-    "research": ["Explain how consistent hashing works.", "Summarise the CAP theorem."],
-    "coder": ["Write a Python function that merges two sorted lists.",
-              "Write a Python LRU cache class with a docstring."],
-    "reviewer": ["Review this idea: retry every failed HTTP call immediately, forever."],
-    "planner": ["Plan the steps to move a service from cron jobs to a message queue."],
+    "research": {"prompts": ["Explain how consistent hashing works.", "Summarise the CAP theorem."]},
+    "coder": {"prompts": ["Write a Python function that merges two sorted lists.",
+                          "Write a Python LRU cache class with a docstring."],
+              "options": {"required_capabilities": ("code-generation",)}},
+    "reviewer": {"prompts": ["Review this idea: retry every failed HTTP call immediately, forever."],
+                 "options": {"constraints": SelectionConstraints(allowed_providers=("anthropic",))}},
+    "planner": {"prompts": ["Plan the steps to move a service from cron jobs to a message queue."],
+                "options": {"priority": "high"}},
 }
 
 
 @ray.remote(num_cpus=0)
-def agent(agent_type: str, prompts: list[str], routers: list) -> list[dict]:
+def agent(agent_type: str, task: dict, routers: list) -> list[dict]:
     """One agent: sends all its prompts at once, spread over the routers, and waits for them.
 
     A Router handle works from any task or actor: ``complete.remote(request)`` returns an
@@ -52,7 +57,7 @@ def agent(agent_type: str, prompts: list[str], routers: list) -> list[dict]:
     async def run() -> list[dict]:
         async def one(i: int, prompt: str) -> dict:
             request = ModelRequest(prompt=prompt, agent_type=agent_type, task_id=f"{agent_type}-{i}",
-                                   max_tokens=200)
+                                   max_tokens=200, **task.get("options", {}))
             router = routers[i % len(routers)]  # any router will do; spread the load
             try:
                 response = await router.complete.remote(request)
@@ -61,7 +66,7 @@ def agent(agent_type: str, prompts: list[str], routers: list) -> list[dict]:
             return {"agent": agent_type, "model": response.model_id, "cost_usd": response.cost_usd,
                     "attempts": response.attempts, "quality": response.quality_score}
 
-        return await asyncio.gather(*(one(i, p) for i, p in enumerate(prompts)))
+        return await asyncio.gather(*(one(i, p) for i, p in enumerate(task["prompts"])))
 
     return asyncio.run(run())
 
@@ -95,7 +100,7 @@ def main() -> None:
         mm = ModelManagement.start(config, env=DEMO_KEYS)
         try:
             routers = mm.handles.routers  # plain Ray actor handles: pass them to tasks
-            agent_refs = [agent.remote(kind, prompts, routers) for kind, prompts in TASKS.items()]
+            agent_refs = [agent.remote(kind, task, routers) for kind, task in TASKS.items()]
             stream_ref = streaming_agent.remote(routers[0])
             results = [row for rows in ray.get(agent_refs) for row in rows]
             streamed = ray.get(stream_ref)

@@ -43,7 +43,9 @@ class ConcurrencyLimits:
     @asynccontextmanager
     async def slot(self, provider: str, model_id: str, *, timeout_s: float):
         """Hold one slot of each limit, or raise ConcurrencyLimitTimeout within ``timeout_s``."""
-        sems = (self._overall, self._provider(provider), self._model(model_id))
+        # most specific first: a request waiting for its model holds no provider or overall slot
+        # that another model's request could use
+        sems = (self._model(model_id), self._provider(provider), self._overall)
         taken: list[asyncio.Semaphore] = []
         try:
             for sem in sems:

@@ -66,6 +66,18 @@ from ._ports import (
 log = logging.getLogger(__name__)
 
 
+def _allows(request: ModelRequest, model: ModelConfig) -> bool:
+    """Whether the request's pin and provider/model constraints allow ``model``."""
+    c = request.constraints
+    return (
+        (request.model_id is None or request.model_id == model.id)
+        and (c.allowed_providers is None or model.provider in c.allowed_providers)
+        and model.provider not in c.excluded_providers
+        and (c.allowed_models is None or model.id in c.allowed_models)
+        and model.id not in c.excluded_models
+    )
+
+
 @dataclass
 class _Attempt:
     """The state of one request as it moves through candidates."""
@@ -204,6 +216,8 @@ class RouterCore:
             return None
         response, original_cost = hit
         model = self.config.model(response.model_id)
+        if not _allows(request, model):  # the key is model-agnostic; the constraints are not
+            return None
         latency_ms = (self._monotonic() - state.started) * 1000
         self.counters["cache_hits"] += 1
         self.counters["completed"] += 1
@@ -482,8 +496,8 @@ class RouterCore:
             provider_request_id=result.provider_request_id,
             **self._text_fields(state.request, result.text),
         ))
-        if self.cache is not None and self.settings.cache.enabled and state.request.is_cacheable(
-            self.settings.cache.deterministic_only
+        if self.cache is not None and self.settings.cache.enabled and not evaluation.low_quality and (
+            state.request.is_cacheable(self.settings.cache.deterministic_only)
         ):
             self.cache.put(state.request, response, state.cost_usd)
         self._maybe_judge(state, model, response)
@@ -593,6 +607,8 @@ class RouterCore:
 
     async def _attempt_stream(self, state: _Attempt, model: ModelConfig, delivered: list[str]):
         remaining = state.deadline - self._monotonic()
+        if remaining <= 0:
+            raise ConcurrencyLimitTimeout("the request's deadline passed", model_id=model.id)
         rate, budget = await self._admit(state, model)
         if not isinstance(rate, RateTicket):
             raise RateLimitExceeded(f"model {model.id} has no rate-limit headroom", model_id=model.id, retry_after_s=rate)

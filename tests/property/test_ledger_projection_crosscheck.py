@@ -13,8 +13,10 @@ zones; both must also equal a plain Python sum (a third, obvious implementation)
 from __future__ import annotations
 
 import tempfile
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from unittest import mock
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -25,8 +27,10 @@ from api_model_management._clock import ManualClock
 from api_model_management.actors.cost_ledger import SCOPES, WINDOWS, CostLedgerCore
 from api_model_management.config import BudgetLimit, BudgetSettings
 from api_model_management.events import EventLog, FeedbackRecorded, RequestCompleted, RequestFailed
+from api_model_management.projections import _budget
 from api_model_management.projections._budget import spend_by_scope, window_start
 from api_model_management.projections._duckdb import connect
+from api_model_management.projections._sql import install
 from strategies import TIMEZONES, ids
 
 pytestmark = pytest.mark.property
@@ -41,6 +45,7 @@ ZONES = ["UTC", "America/New_York", "Asia/Kathmandu", "Australia/Lord_Howe"]
 AGENTS = ["research", "coder", "reviewer", None, ""]
 MODELS = ["gpt-4.1", "claude-haiku-4-5", "qwen2.5", None, ""]
 PROVIDERS = ["openai", "anthropic", "ollama", None, ""]
+#: Not "": see test_an_empty_judge_model_id_is_keyed_alike.
 JUDGES = [None, "gpt-4.1-mini", "claude-haiku-4-5"]
 
 # Instants near boundaries that matter: new year, month ends (28, 30, 31 days; leap February),
@@ -99,15 +104,15 @@ def _settings(zone: str) -> BudgetSettings:
 
 
 def _query_instants(events, zone: str) -> list[datetime]:
-    """Each event's instant, and the first and last microsecond of its day and month windows."""
-    out = set()
-    for event in events:
-        out.add(event.occurred_at)
-        for window in WINDOWS:
-            start = window_start(window, event.occurred_at, zone)
-            out.add(start)
-            out.add(start - timedelta(microseconds=1))
-    return sorted(out)
+    """One instant per distinct (day, month) window pair: each event's instant, and the last
+    microsecond before its day and month windows start (the previous windows)."""
+    found: dict[tuple[datetime, datetime], datetime] = {}
+    candidates = [e.occurred_at for e in events]
+    candidates += [window_start(w, e.occurred_at, zone) - timedelta(microseconds=1)
+                   for e in events for w in WINDOWS]
+    for at in candidates:
+        found.setdefault((window_start("day", at, zone), window_start("month", at, zone)), at)
+    return sorted(found.values())
 
 
 def _python_global_spend(events, window: str, at: datetime, zone: str) -> Decimal:
@@ -123,29 +128,43 @@ def _ledger_keys(ledger: CostLedgerCore, at: datetime, zone: str) -> set[tuple[s
             if start == starts[window] and amount > 0}
 
 
-@pytest.mark.parametrize("zone", ZONES)
+@contextmanager
+def _projection_connection(data_dir: str):
+    """The event views of ``data_dir`` with the shipped projection SQL installed once.
+
+    ``spend_by_scope`` re-installs every projection file on each call (~0.1 s, 80% of this test's
+    time); the macros it would install are exactly the ones installed here, so installing them once
+    per connection changes no result."""
+    con = install(connect(data_dir))
+    try:
+        with mock.patch.object(_budget, "install", lambda c: c):
+            yield con
+    finally:
+        con.close()
+
+
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(events=st.lists(spend_events, min_size=1, max_size=25))
-def test_ledger_rebuilt_from_events_equals_the_sql_budget_projection(zone, events):
-    budget = _settings(zone)
-    ledger = CostLedgerCore.from_events(budget, events, clock=ManualClock(_ANCHORS[0]))
+@given(events=st.lists(spend_events, min_size=1, max_size=12))
+def test_ledger_rebuilt_from_events_equals_the_sql_budget_projection(events):
     with tempfile.TemporaryDirectory() as data_dir:
         EventLog(data_dir, fsync="never").append(events)
-        con = connect(data_dir)
-        try:
-            for at in _query_instants(events, zone):
-                sql = spend_by_scope(con, budget, at)
-                assert set(sql) == _ledger_keys(ledger, at, zone), at
-                keys = {(s, k, w) for s in SCOPES for k in {"*", *AGENTS, *MODELS, *PROVIDERS, *JUDGES}
-                        if k is not None for w in WINDOWS} | set(sql)
-                for scope, key, window in sorted(keys):
-                    expected = ledger.spend(scope, key, window, at)
-                    assert sql.get((scope, key, window), Decimal(0)) == expected, (scope, key, window, at)
-                for window in WINDOWS:
-                    assert ledger.spend("global", "*", window, at) == _python_global_spend(
-                        events, window, at, zone)
-        finally:
-            con.close()
+        with _projection_connection(data_dir) as con:
+            for zone in ZONES:  # the log is the same; only the windows move
+                _check_zone(con, events, zone)
+
+
+def _check_zone(con, events, zone: str) -> None:
+    budget = _settings(zone)
+    ledger = CostLedgerCore.from_events(budget, events, clock=ManualClock(_ANCHORS[0]))
+    names = {"*", *AGENTS, *MODELS, *PROVIDERS, *JUDGES} - {None}
+    for at in _query_instants(events, zone):
+        sql = spend_by_scope(con, budget, at)
+        assert set(sql) == _ledger_keys(ledger, at, zone), (zone, at)
+        for scope, key, window in sorted({(s, k, w) for s in SCOPES for k in names for w in WINDOWS}):
+            expected = ledger.spend(scope, key, window, at)
+            assert sql.get((scope, key, window), Decimal(0)) == expected, (zone, scope, key, window, at)
+        for window in WINDOWS:
+            assert ledger.spend("global", "*", window, at) == _python_global_spend(events, window, at, zone)
 
 
 def test_windows_in_new_york_start_at_local_midnight():
@@ -171,3 +190,16 @@ def test_windows_in_new_york_start_at_local_midnight():
     assert next_day == {}
     assert ledger.spend("global", "*", "day", datetime(2026, 3, 1, 5, 0, tzinfo=UTC)) == 0
     assert ZoneInfo("America/New_York").utcoffset(at.replace(tzinfo=None)) == timedelta(hours=-5)
+
+
+@pytest.mark.xfail(strict=True, reason="known discrepancy: an empty judge_model_id is 'no judge' to "
+                   "the ledger (falsy) but a judge named '' to the SQL (coalesce keeps '')")
+def test_an_empty_judge_model_id_is_keyed_alike():
+    at = datetime(2026, 1, 5, 12, tzinfo=UTC)
+    events = [FeedbackRecorded(occurred_at=at, score=0.5, source="judge", judge_model_id="",
+                               model_id="gpt-4.1", provider="openai", agent_type="coder",
+                               cost_usd=Decimal("0.1"))]
+    with tempfile.TemporaryDirectory() as data_dir:
+        EventLog(data_dir, fsync="never").append(events)
+        with _projection_connection(data_dir) as con:
+            _check_zone(con, events, "UTC")

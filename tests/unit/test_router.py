@@ -437,6 +437,25 @@ def test_failed_requests_are_not_cached():
     assert not asyncio.run(router.complete(request)).cache_hit
 
 
+def test_a_cached_answer_from_a_model_the_request_does_not_allow_is_a_miss():
+    router, _, _, _ = make_router()
+    asyncio.run(router.complete(req(MINI, parameters={"temperature": 0})))
+    assert asyncio.run(router.complete(req(MINI, GPT41, parameters={"temperature": 0}))).cache_hit
+    no_openai = ModelRequest(prompt=GOOD_PROMPT, parameters={"temperature": 0},
+                             constraints=SelectionConstraints(excluded_providers=("openai",)))
+    response = asyncio.run(router.complete(no_openai))
+    assert not response.cache_hit and response.provider != "openai"
+
+
+def test_a_low_quality_answer_is_not_cached():
+    router, _, _, _ = make_router()
+    scripted(router, MINI, ok(""))
+    request = req(MINI, parameters={"temperature": 0})
+    assert asyncio.run(router.complete(request)).text == ""
+    second = asyncio.run(router.complete(request))
+    assert not second.cache_hit and second.text == GOOD_ANSWER
+
+
 # ---------------------------------------------------------------------------------------------
 # budgets and rate limits
 
@@ -688,3 +707,25 @@ def test_every_event_is_written_before_complete_returns():
     kinds = [type(e) for e in of_request(events, response.request_id)]
     assert kinds[0] is ModelSelected and kinds[-1] is RequestCompleted
 
+
+
+def test_a_request_waiting_for_its_model_does_not_block_other_models():
+    # one slot for gpt-4.1-mini, two for the provider: a second gpt-4.1-mini request must wait
+    # without holding a provider slot, so that gpt-4.1 still gets the other one
+    config = config_with(concurrency={"per_model": {MINI: 1}, "per_provider": {"openai": 2}})
+    router, _, _, _ = make_router(config)
+    openai = router.adapters["openai"]
+    openai.hold = asyncio.Event()
+
+    async def scenario():
+        first = asyncio.create_task(router.complete(req(model_id=MINI)))
+        waiting = asyncio.create_task(router.complete(req(model_id=MINI)))
+        other = asyncio.create_task(router.complete(req(model_id=GPT41)))
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert [c.model_id for c in openai.calls] == [MINI, GPT41]
+        openai.hold.set()
+        return await asyncio.gather(first, waiting, other)
+
+    assert [r.model_id for r in asyncio.run(scenario())] == [MINI, MINI, GPT41]
+    assert openai.max_in_flight == 2

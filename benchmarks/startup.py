@@ -1,0 +1,176 @@
+"""Start-up time and memory of the whole system (design §10: ≤ 20 s, memory of all processes stated).
+
+    python benchmarks/startup.py [--runs 3] [--replicas 2] [--num-cpus N]
+
+Each run is a fresh Python process (nothing cached in memory, no Ray running) that times, with the
+demo registry (4 providers, 12 models) pointed at one emulator (its own process, started once):
+
+- ``import``: importing ray and the package;
+- ``ray.init``: a local Ray (GCS, raylet, helper processes), as ``ModelManagement.start`` does it;
+- ``ModelManagement.start``: with Ray running, every actor (one HealthChecker per provider, one
+  RateLimiter per model, Selector, CostLedger, Cache, EventSink, the routers) started, wired and
+  answering;
+- ``first request``: one ``complete()`` right after start (connections, leases and budget slices
+  are still cold);
+
+then the memory (RSS and PSS) of every process of the run. Prints the median of the runs and writes
+``benchmarks/results/startup.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from _common import (  # noqa: E402
+    fmt,
+    machine_line,
+    markdown_table,
+    memory_summary,
+    memory_table,
+    process_memory,
+    start_emulator,
+    write_json,
+)
+
+KEY = "sk-bench-0123456789abcdef"
+KEYS = {"AMM_DEMO_OPENAI_KEY": KEY, "AMM_DEMO_ANTHROPIC_KEY": KEY, "AMM_DEMO_GOOGLE_KEY": KEY}
+TARGET_S = 20.0
+PHASES = ("import_s", "ray_init_s", "start_s", "first_request_s")
+
+
+# --------------------------------------------------------------------------------------------
+# one run (in a fresh process)
+
+
+def child(port: int, replicas: int | None, num_cpus: int | None, out: Path) -> None:
+    """Time the phases of one start-up and write them, with the memory, to ``out`` as JSON."""
+    t0 = time.perf_counter()
+    import asyncio
+
+    import ray
+
+    from api_model_management._config_load import demo_config, override, with_emulator_port
+    from api_model_management._request import ModelRequest
+    from api_model_management._system import ModelManagement
+
+    timings = {"import_s": time.perf_counter() - t0}
+    with tempfile.TemporaryDirectory(prefix="amm-startup-") as data_dir:
+        settings: dict = {"data_dir": data_dir}
+        if replicas is not None:
+            settings["routers"] = {"replicas": replicas}
+        config = override(with_emulator_port(demo_config(), port), settings=settings)
+        t0 = time.perf_counter()
+        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        timings["ray_init_s"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        mm = ModelManagement.start(config, env=KEYS)
+        timings["start_s"] = time.perf_counter() - t0
+        try:
+            request = ModelRequest(prompt="Say hello", agent_type="research", max_tokens=32,
+                                   parameters={"temperature": 0.7})
+            t0 = time.perf_counter()
+            response = asyncio.run(mm.complete(request))
+            timings["first_request_s"] = time.perf_counter() - t0
+            processes = process_memory()
+            result = {
+                **timings,
+                "actors": len(mm.handles.all()),
+                "providers": len(config.providers),
+                "models": len(config.models),
+                "routers": len(mm.handles.routers),
+                "first_model": response.model_id,
+                "memory": memory_summary(processes),
+                "memory_processes": processes,
+            }
+        finally:
+            mm.shutdown()
+            ray.shutdown()
+    out.write_text(json.dumps(result), encoding="utf-8")
+
+
+def run_once(port: int, args, scratch: Path, index: int) -> dict:
+    out = scratch / f"run-{index}.json"
+    cmd = [sys.executable, __file__, "--child", "--port", str(port), "--out", str(out)]
+    if args.replicas is not None:
+        cmd += ["--replicas", str(args.replicas)]
+    if args.num_cpus is not None:
+        cmd += ["--num-cpus", str(args.num_cpus)]
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                   timeout=args.timeout_s)
+    result = json.loads(out.read_text(encoding="utf-8"))
+    result["process_s"] = time.perf_counter() - t0
+    return result
+
+
+# --------------------------------------------------------------------------------------------
+# report
+
+
+def runs_table(runs: list[dict]) -> str:
+    rows = []
+    for i, r in enumerate(runs, 1):
+        total = r["ray_init_s"] + r["start_s"]
+        rows.append((i, fmt(r["import_s"]), fmt(r["ray_init_s"]), fmt(r["start_s"]), fmt(total),
+                     fmt(r["first_request_s"] * 1000, 0), r["actors"], fmt(r["memory"]["rss_mb"], 0),
+                     fmt(r["memory"]["pss_mb"], 0)))
+    med = {k: statistics.median(r[k] for r in runs) for k in PHASES}
+    med_total = statistics.median(r["ray_init_s"] + r["start_s"] for r in runs)
+    rows.append(("**median**", fmt(med["import_s"]), fmt(med["ray_init_s"]), fmt(med["start_s"]),
+                 f"**{fmt(med_total)}**", fmt(med["first_request_s"] * 1000, 0), "", "", ""))
+    return markdown_table(["run", "import s", "ray.init s", "ModelManagement.start s",
+                           "ray.init + start s", "first request ms", "actors", "RSS MB", "PSS MB"], rows)
+
+
+def parse_args(argv: list[str] | None = None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--replicas", type=int, default=None, help="Router replicas (default: the demo's)")
+    parser.add_argument("--num-cpus", type=int, default=None, help="CPUs Ray may schedule (default: all)")
+    parser.add_argument("--timeout-s", type=float, default=300)
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--out", type=Path, default=None, help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    if args.child:
+        child(args.port, args.replicas, args.num_cpus, args.out)
+        return
+    load_before = machine_line()
+    runs = []
+    with start_emulator() as emulator, tempfile.TemporaryDirectory(prefix="amm-startup-runs-") as scratch:
+        for i in range(args.runs):
+            runs.append(run_once(emulator.port, args, Path(scratch), i))
+        emulator_rss = sum(p["rss_mb"] for p in process_memory(emulator.pid))
+    load_after = machine_line()
+    last = runs[-1]
+    median_total = statistics.median(r["ray_init_s"] + r["start_s"] for r in runs)
+    print(f"# Start-up: demo registry ({last['providers']} providers, {last['models']} models), "
+          f"{last['actors']} actors ({last['routers']} routers), {args.runs} fresh processes\n")
+    print(f"Machine: {load_before} before; {load_after} after.\n")
+    print(runs_table(runs) + "\n")
+    print(f"Memory of every process after start (last run; the emulator, {emulator_rss:.0f} MB RSS, "
+          f"not included):\n")
+    print(memory_table(last["memory"]) + "\n")
+    verdict = "met" if median_total <= TARGET_S else "MISSED"
+    print(f"- ray.init + ModelManagement.start, median {median_total:.1f} s (target ≤ {TARGET_S:.0f} s): {verdict}")
+    path = write_json("startup", {"runs": runs, "median_total_s": median_total, "args": vars(args),
+                                  "machine_before": load_before, "machine_after": load_after,
+                                  "emulator_rss_mb": emulator_rss})
+    print(f"\nJSON: {path}")
+
+
+if __name__ == "__main__":
+    main()
