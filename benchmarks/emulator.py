@@ -14,10 +14,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import multiprocessing
-import os
-import socket
-import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -26,29 +22,11 @@ import httpx
 import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from _common import cpu_seconds, machine_line, markdown_table, start_emulator, summarize  # noqa: E402
+
 from api_model_management.emulator._client import chat_request  # noqa: E402
 
 PROMPT = "Summarise the main causes of the French Revolution in a few sentences"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_emulator(port: int) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen([sys.executable, "-m", "api_model_management.emulator", "--port", str(port)],
-                            stdout=subprocess.DEVNULL)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/api/version", timeout=0.5).status_code == 200:
-                return proc
-        except httpx.TransportError:
-            time.sleep(0.05)
-    proc.kill()
-    raise RuntimeError("the emulator did not start")
 
 
 async def _load(base_url: str, requests: int, concurrency: int) -> list[float]:
@@ -110,17 +88,11 @@ def _load_process(args: tuple[str, str, int, int]) -> list[float]:
     return asyncio.run((_raw_load if kind == "raw" else _load)(*rest))
 
 
-def _cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a process (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def throughput(kind: str, base_url: str, pid: int, requests: int, concurrency: int,
                clients: int) -> dict[str, float]:
     per_client = requests // clients
     asyncio.run(_load(base_url, 300, concurrency))  # warm up the server
-    cpu_before = _cpu_s(pid)
+    cpu_before = cpu_seconds(pid)
     started = time.perf_counter()
     if clients == 1:
         latencies = _load_process((kind, base_url, per_client, concurrency))
@@ -129,8 +101,8 @@ def throughput(kind: str, base_url: str, pid: int, requests: int, concurrency: i
             parts = pool.map(_load_process, [(kind, base_url, per_client, concurrency // clients)] * clients)
         latencies = [x for part in parts for x in part]
     elapsed = time.perf_counter() - started
-    summary = _summary(latencies, elapsed)
-    summary["server_cpu_us"] = (_cpu_s(pid) - cpu_before) / len(latencies) * 1e6
+    summary = summarize(latencies, elapsed)
+    summary["server_cpu_us"] = (cpu_seconds(pid) - cpu_before) / len(latencies) * 1e6
     return summary
 
 
@@ -145,14 +117,7 @@ def single_calls(base_url: str, requests: int) -> dict[str, float]:
             t0 = time.perf_counter()
             client.post(path, headers=headers, json=body).raise_for_status()
             latencies.append(time.perf_counter() - t0)
-    return _summary(latencies, time.perf_counter() - started)
-
-
-def _summary(latencies: list[float], elapsed_s: float) -> dict[str, float]:
-    ordered = sorted(latencies)
-    return {"requests": len(ordered), "rps": len(ordered) / elapsed_s,
-            "p50_ms": statistics.median(ordered) * 1000,
-            "p99_ms": ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000}
+    return summarize(latencies, time.perf_counter() - started)
 
 
 def main() -> None:
@@ -162,27 +127,21 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=1, help="load-generating processes")
     parser.add_argument("--single", type=int, default=1000, help="sequential calls for the floor")
     args = parser.parse_args()
-    port = _free_port()
-    proc = start_emulator(port)
-    base_url = f"http://127.0.0.1:{port}"
     rows = []
-    try:
+    with start_emulator() as emulator:
         for kind, label in (("raw", "raw asyncio HTTP/1.1 client"), ("httpx", "httpx.AsyncClient")):
-            load = throughput(kind, base_url, proc.pid, args.requests, args.concurrency, args.clients)
+            load = throughput(kind, emulator.url, emulator.pid, args.requests, args.concurrency, args.clients)
             rows.append((f"{label}, {args.clients} process(es), concurrency {args.concurrency}", load))
-        rows.append(("direct httpx.Client call, concurrency 1", single_calls(base_url, args.single)))
-    finally:
-        proc.terminate()
-        proc.wait(10)
-    load_avg = os.getloadavg()[0]
-    print(f"Emulator benchmark: {os.cpu_count()} cores (1-min load average {load_avg:.1f} at the end), "
-          f"emulator in its own process, fault-free, OpenAI non-streaming chat\n")
-    print("| scenario | requests | requests/s | p50 ms | p99 ms | emulator CPU µs/request |")
-    print("|---|---:|---:|---:|---:|---:|")
+        rows.append(("direct httpx.Client call, concurrency 1", single_calls(emulator.url, args.single)))
+    print(f"Emulator benchmark: {machine_line()} at the end; emulator in its own process, fault-free, "
+          f"OpenAI non-streaming chat\n")
+    table = []
     for label, r in rows:
         cpu = f"{r['server_cpu_us']:.0f}" if "server_cpu_us" in r else "-"
-        print(f"| {label} | {r['requests']:.0f} | {r['rps']:,.0f} | {r['p50_ms']:.2f} | "
-              f"{r['p99_ms']:.2f} | {cpu} |")
+        table.append((label, f"{r['requests']:.0f}", f"{r['rps']:,.0f}", f"{r['p50_ms']:.2f}",
+                      f"{r['p99_ms']:.2f}", cpu))
+    print(markdown_table(["scenario", "requests", "requests/s", "p50 ms", "p99 ms",
+                          "emulator CPU µs/request"], table))
 
 
 if __name__ == "__main__":

@@ -31,12 +31,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _common import (  # noqa: E402
+    cpu_seconds,
     fmt,
     machine_line,
     markdown_table,
     memory_summary,
     memory_table,
     process_memory,
+    process_role,
     start_emulator,
     write_json,
 )
@@ -81,6 +83,7 @@ def child(port: int, replicas: int | None, num_cpus: int | None, out: Path) -> N
             response = asyncio.run(mm.complete(request))
             timings["first_request_s"] = time.perf_counter() - t0
             processes = process_memory()
+            cpu_by_role = startup_cpu()
             result = {
                 **timings,
                 "actors": len(mm.handles.all()),
@@ -90,11 +93,37 @@ def child(port: int, replicas: int | None, num_cpus: int | None, out: Path) -> N
                 "first_model": response.model_id,
                 "memory": memory_summary(processes),
                 "memory_processes": processes,
+                "cpu_s_by_role": cpu_by_role,
             }
         finally:
             mm.shutdown()
             ray.shutdown()
     out.write_text(json.dumps(result), encoding="utf-8")
+
+
+def startup_cpu() -> dict[str, dict]:
+    """CPU seconds each role's processes have used since they started (this process included):
+    what starting them cost, on a machine where every process competes for 2 cores."""
+    import psutil
+
+    out: dict[str, dict] = {}
+    for proc in [psutil.Process(), *psutil.Process().children(recursive=True)]:
+        try:
+            role, used = process_role(proc), cpu_seconds(proc.pid)
+        except psutil.NoSuchProcess:
+            continue
+        entry = out.setdefault(role, {"count": 0, "cpu_s": 0.0})
+        entry["count"] += 1
+        entry["cpu_s"] += used
+    return out
+
+
+def cpu_table(cpu_by_role: dict[str, dict]) -> str:
+    rows = [(role, v["count"], fmt(v["cpu_s"]), fmt(v["cpu_s"] / v["count"]))
+            for role, v in sorted(cpu_by_role.items(), key=lambda kv: -kv[1]["cpu_s"])]
+    total = sum(v["cpu_s"] for v in cpu_by_role.values())
+    rows.append(("**total**", sum(v["count"] for v in cpu_by_role.values()), fmt(total), ""))
+    return markdown_table(["process (role)", "count", "CPU s", "CPU s each"], rows)
 
 
 def run_once(port: int, args, scratch: Path, index: int) -> dict:
@@ -164,6 +193,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"Memory of every process after start (last run; the emulator, {emulator_rss:.0f} MB RSS, "
           f"not included):\n")
     print(memory_table(last["memory"]) + "\n")
+    print("CPU used by every process from its start to the end of the first request (last run):\n")
+    print(cpu_table(last["cpu_s_by_role"]) + "\n")
     verdict = "met" if median_total <= TARGET_S else "MISSED"
     print(f"- ray.init + ModelManagement.start, median {median_total:.1f} s (target ≤ {TARGET_S:.0f} s): {verdict}")
     path = write_json("startup", {"runs": runs, "median_total_s": median_total, "args": vars(args),

@@ -46,6 +46,8 @@ TASKS = {
 }
 
 
+# Agents spend their time waiting for models, not computing: num_cpus=0 lets them all run at once
+# on a small machine (the system's actors also reserve almost no CPU).
 @ray.remote(num_cpus=0)
 def agent(agent_type: str, task: dict, routers: list) -> list[dict]:
     """One agent: sends all its prompts at once, spread over the routers, and waits for them.

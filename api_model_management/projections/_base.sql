@@ -44,7 +44,7 @@ CREATE OR REPLACE MACRO amm_ledger(p_since, p_agent) AS TABLE
     FROM amm_failed(p_since, p_agent)
     UNION ALL
     SELECT occurred_at, date, agent_type,
-           coalesce(judge_model_id, model_id) AS model_id,
-           CASE WHEN judge_model_id IS NULL OR judge_model_id = model_id THEN provider END,
+           coalesce(nullif(judge_model_id, ''), model_id) AS model_id,
+           CASE WHEN nullif(judge_model_id, '') IS NULL OR judge_model_id = model_id THEN provider END,
            cost_usd, 0, 0, 0, 0
     FROM amm_feedback(p_since, p_agent);

@@ -29,8 +29,13 @@ def sql_text(name: str) -> str:
     return resources.files(__package__).joinpath(f"{name}.sql").read_text(encoding="utf-8")
 
 
-def install(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
-    """Create (or replace) every projection macro and view on ``con``; returns ``con``."""
+def install(con: duckdb.DuckDBPyConnection, *, force: bool = False) -> duckdb.DuckDBPyConnection:
+    """Create every projection macro and view on ``con`` (once per connection unless ``force``);
+    returns ``con``."""
+    if not force and con.execute(
+        "SELECT count(*) FROM duckdb_functions() WHERE function_name = 'budget_spend_for'"
+    ).fetchall()[0][0]:
+        return con
     for name in _FILES:
         con.execute(sql_text(name))
     return con
