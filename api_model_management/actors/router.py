@@ -368,6 +368,12 @@ class RouterCore:
             if budget is not None:
                 self.budget.release(budget)
             raise
+        self._settle_success(state, model, rate, budget, result)
+        return result
+
+    def _settle_success(self, state: _Attempt, model: ModelConfig, rate: RateTicket,
+                        budget: BudgetTicket | None, result: ProviderResult) -> None:
+        """Commit the tokens used, adopt the provider's rate-limit view, settle the cost."""
         self.admission.commit(rate, result.input_tokens + result.cached_tokens + result.output_tokens)
         if result.rate_limit is not None:
             self.admission.observe(model.id, result.rate_limit)
@@ -375,7 +381,6 @@ class RouterCore:
         state.cost_usd += cost
         if budget is not None:
             self.budget.settle(budget, cost)
-        return result
 
     def _after_failure(self, state, model, attempt, exc, larger_than):
         transient = bool(getattr(exc, "transient", True))
@@ -637,11 +642,7 @@ class RouterCore:
                                         provider=model.provider, model_id=model.id)
             raise StreamInterrupted("the stream ended without a final chunk",
                                     partial_text="".join(delivered), model_id=model.id)
-        self.admission.commit(rate, result.input_tokens + result.cached_tokens + result.output_tokens)
-        cost = price_usd(model, result.input_tokens, result.output_tokens, result.cached_tokens)
-        state.cost_usd += cost
-        if budget is not None:
-            self.budget.settle(budget, cost)
+        self._settle_success(state, model, rate, budget, result)
         yield StreamChunk(done=True, result=result, model_id=model.id)
 
     def _settle_failed(self, rate: RateTicket, budget: BudgetTicket | None, sent: bool) -> None:

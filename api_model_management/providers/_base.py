@@ -465,3 +465,11 @@ class ProviderAdapter(ABC):
         state.output_tokens = usage.output_tokens
         state.cached_tokens = usage.cached_tokens
         state.reasoning_tokens = usage.reasoning_tokens
+
+
+def ids_of_data_list(body: Any) -> tuple[str, ...] | None:
+    """The ``id`` of each entry of a ``{"data": [...]}`` model list (OpenAI and Anthropic)."""
+    data = body.get("data") if isinstance(body, dict) else None
+    if not isinstance(data, list):
+        return None
+    return tuple(str(m["id"]) for m in data if isinstance(m, dict) and "id" in m)

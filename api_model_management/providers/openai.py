@@ -13,7 +13,7 @@ from typing import Any
 from .. import errors
 from .._request import ModelRequest, RateLimitState
 from ..config import ModelConfig
-from ._base import ProviderAdapter, StreamState, Usage, api_root, count
+from ._base import ProviderAdapter, StreamState, Usage, api_root, count, ids_of_data_list
 from ._errors import generic_kind, malformed, mentions_context_overflow, safe_token, status_error
 from ._sse import iter_sse
 from .ratelimit import openai_rate_limit_state, suggested_wait_s
@@ -108,10 +108,7 @@ class OpenAIAdapter(ProviderAdapter):
         return openai_rate_limit_state(headers, self._clock.now())
 
     def _probe_models(self, body: Any) -> tuple[str, ...] | None:
-        data = body.get("data") if isinstance(body, dict) else None
-        if not isinstance(data, list):
-            return None
-        return tuple(str(m["id"]) for m in data if isinstance(m, dict) and "id" in m)
+        return ids_of_data_list(body)
 
     # -- replies -------------------------------------------------------------------------------
     def _parse_reply(self, body: Any, model: ModelConfig) -> tuple[str, StreamState]:
