@@ -12,11 +12,12 @@ import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
-from strategies import small_event
 
 from api_model_management.events._compact import compact
 from api_model_management.events._log import EventLog
 from api_model_management.projections._duckdb import connect
+
+from strategies import small_event
 
 pytestmark = pytest.mark.property
 

@@ -9,11 +9,12 @@ import duckdb
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from strategies import any_event
 
 from api_model_management.events import EVENT_TYPES, snake_case
 from api_model_management.events._log import EventLog, events_to_table, partition_date
 from api_model_management.projections._duckdb import connect
+
+from strategies import any_event
 
 pytestmark = pytest.mark.property
 
