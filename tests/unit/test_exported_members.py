@@ -22,10 +22,12 @@ INCLUDED_PRIVATE = {"__version__"}
 
 
 def public_names() -> list[str]:
-    """Names bound in the package that are not submodules and not private."""
+    """Names the package offers (``dir``: bound or lazily exported) that are not submodules and not
+    private."""
     return [
-        name for name, value in vars(amm).items()
-        if (not name.startswith("_") or name in INCLUDED_PRIVATE) and not isinstance(value, types.ModuleType)
+        name for name in dir(amm)
+        if (not name.startswith("_") or name in INCLUDED_PRIVATE)
+        and not isinstance(getattr(amm, name), types.ModuleType)
     ]
 
 
