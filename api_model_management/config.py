@@ -81,6 +81,9 @@ class ProviderConfig(_Strict):
     health_check: HealthCheckEndpoint = HealthCheckEndpoint()
     timeouts: Timeouts = Timeouts()
     max_connections: int = Field(default=100, gt=0)
+    #: The connection pool under the adapters' httpx API: ``aiohttp`` (faster under load) or
+    #: ``httpx`` (httpcore's own pool).
+    http_client: Literal["aiohttp", "httpx"] = "aiohttp"
 
     @field_validator("base_url")
     @classmethod

@@ -65,6 +65,11 @@ from ._ports import (
 
 log = logging.getLogger(__name__)
 
+#: Errors that say the whole provider is failing (not just one model of it).
+_PROVIDER_WIDE = frozenset({"auth", "quota"})
+#: Candidates looked at for one request, local refusals included (a bound on the loop).
+_MAX_CANDIDATES = 32
+
 
 def _allows(request: ModelRequest, model: ModelConfig) -> bool:
     """Whether the request's pin and provider/model constraints allow ``model``."""
@@ -93,6 +98,8 @@ class _Attempt:
     cost_usd: Decimal = Decimal(0)
     selection_reason: str = ""
     pending: tuple | None = None  # a low-quality answer kept while a stronger model is tried
+    sent: int = 0  # attempts that reached a provider (local refusals do not count)
+    failed_providers: set = field(default_factory=set)  # providers that failed for this request
 
     def common(self, model: ModelConfig | None = None) -> dict:
         return {
@@ -263,12 +270,18 @@ class RouterCore:
         return order
 
     def _next_candidate(self, state: _Attempt, order: list[str], larger_than: int | None) -> str | None:
-        for model_id in order:
-            if model_id in state.tried:
-                continue
-            if larger_than is not None and self.config.model(model_id).context_window <= larger_than:
-                continue
-            return model_id
+        """The best untried candidate, preferring providers that have not failed this request
+        (a provider that is down fails all its models alike)."""
+        fits = [
+            m for m in order
+            if m not in state.tried
+            and (larger_than is None or self.config.model(m).context_window > larger_than)
+        ]
+        for model_id in fits:
+            if self.config.model(model_id).provider not in state.failed_providers:
+                return model_id
+        if fits:
+            return fits[0]
         if larger_than is not None or len(state.tried) < len(order) or state.request.model_id is not None:
             return None
         try:  # the ranked list is exhausted: ask the selector for anything not tried yet
@@ -356,6 +369,7 @@ class RouterCore:
         try:
             async with self.limits.slot(model.provider, model.id, timeout_s=remaining):
                 sent = True
+                state.sent += 1
                 adapter = self.adapters[model.provider]
                 result = await adapter.complete(
                     state.request, model, timeout_s=max(0.001, state.deadline - self._monotonic())
@@ -393,6 +407,8 @@ class RouterCore:
             retry_after_s=retry_after,
         ))
         if isinstance(exc, ProviderError):
+            if exc.transient or exc.error_kind in _PROVIDER_WIDE:
+                state.failed_providers.add(model.provider)
             self.outcomes.outcome(model.provider, model.id, False, exc.error_kind, 0.0)
             if isinstance(exc, RateLimited):
                 self.admission.cool_down(model.id, retry_after or 1.0)
@@ -403,7 +419,9 @@ class RouterCore:
         return larger_than
 
     async def _failover(self, state, order, model, exc, attempt, larger_than) -> str | None:
-        if attempt >= self.settings.failover.max_attempts:
+        """The next model to try, after backoff; None when attempts (calls that reached a
+        provider), candidates or the deadline are exhausted."""
+        if state.sent >= self.settings.failover.max_attempts or attempt >= _MAX_CANDIDATES:
             return None
         next_id = self._next_candidate(state, order, larger_than)
         if next_id is None:
@@ -622,6 +640,7 @@ class RouterCore:
         try:
             async with self.limits.slot(model.provider, model.id, timeout_s=remaining):
                 sent = True
+                state.sent += 1
                 adapter = self.adapters[model.provider]
                 async for chunk in adapter.stream(
                     state.request, model, timeout_s=max(0.001, state.deadline - self._monotonic())

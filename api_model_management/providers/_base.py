@@ -114,6 +114,10 @@ class ProviderAdapter(ABC):
         self._api_key = api_key
         self._clock = clock
         self._owns_client = client is None
+        if transport is None and client is None and config.http_client == "aiohttp":
+            from ._aiohttp import AiohttpTransport
+
+            transport = AiohttpTransport(max_connections=config.max_connections)
         self._client = client or httpx.AsyncClient(
             transport=transport,
             timeout=self._httpx_timeout(config.timeouts.total_s),

@@ -60,7 +60,7 @@ def system(ray_session, emulator, tmp_path_factory):
         "data_dir": str(data_dir),
         "routers": {"replicas": 3},
         "budgets": {"limits": limits},
-        "health_check": {"interval_s": 0.5},
+        "health_check": {"interval_s": 0.5, "open_s": 1.0},
     })
     emulator.set_profile(_profile())
     mm = ModelManagement.start(config, env=KEYS)
@@ -154,6 +154,15 @@ def test_strict_budget_is_never_overspent_under_concurrent_load(system):
 
 
 def test_rpm_is_never_exceeded_with_three_routers(system, emulator):
+    import ray
+
+    def openai_healthy() -> bool:  # earlier tests injected OpenAI faults; wait for recovery
+        return ray.get(system.handles.health["openai"].snapshot.remote())["state"] == "healthy"
+
+    deadline = time.monotonic() + 30
+    while not openai_healthy() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(1.0)  # the push reaches the routers
     emulator.reset()
     model = system.config.model(PINNED_RPM_MODEL)
     rpm = model.rate_limits.requests_per_minute

@@ -1018,7 +1018,16 @@ def test_make_adapter_by_type_and_injected_client_is_not_closed():
 
 
 def test_connection_pool_size_from_config():
-    a = make_adapter("openai", provider_config("openai", max_connections=7), None)
+    a = make_adapter("openai", provider_config("openai", max_connections=7, http_client="httpx"), None)
     pool = a._client._transport._pool
     assert pool._max_connections == 7
+    run(a.aclose())
+
+
+def test_aiohttp_pool_size_from_config():
+    from api_model_management.providers._aiohttp import AiohttpTransport
+
+    a = make_adapter("openai", provider_config("openai", max_connections=7), None)
+    transport = a._client._transport
+    assert isinstance(transport, AiohttpTransport) and transport._max_connections == 7
     run(a.aclose())
