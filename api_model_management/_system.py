@@ -96,12 +96,11 @@ class ModelManagement:
 
     def flush(self) -> int:
         """Make every event so far visible in the Parquet log; returns events ingested."""
-        import ray
 
         h = self.handles
-        ray.get([r.flush_events.remote() for r in h.routers])
-        ray.get([a.flush_events.remote() for a in [*h.health.values(), *h.limiters.values(), h.ledger]])
-        return ray.get(h.sink.flush.remote())
+        _call_all("flush_events", h.routers)
+        _call_all("flush_events", [*h.health.values(), *h.limiters.values(), h.ledger])
+        return _call_all("flush", [h.sink])[0] or 0
 
     def __enter__(self) -> ModelManagement:
         return self
@@ -162,3 +161,30 @@ class ModelManagement:
             if "ray::" in cmd or "raylet" in cmd or "gcs_server" in cmd or proc.info["name"].startswith("ray::"):
                 out[f"{proc.info['name']}:{proc.pid}"] = proc.info["memory_info"].rss / 2**20
         return out
+
+
+def _call_all(method: str, handles: list, *, timeout_s: float = 60.0) -> list:
+    """Call ``method`` on every actor and wait; an actor that is restarting is waited for (up to
+    ``timeout_s``), one that is gone for good is skipped (its spool is ingested as a dead
+    writer's)."""
+    import time
+
+    import ray
+    from ray.exceptions import ActorUnavailableError, RayActorError
+
+    deadline = time.monotonic() + timeout_s
+    results: list = []
+    for handle in handles:
+        while True:
+            try:
+                results.append(ray.get(getattr(handle, method).remote(), timeout=timeout_s))
+                break
+            except ActorUnavailableError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+            except RayActorError:
+                log.warning("an actor is gone; its events are ingested from its spool")
+                results.append(None)
+                break
+    return results
