@@ -104,6 +104,14 @@ def demo(
     workload from several agent types, then a report."""
     from ._demo import run_demo
 
+    if data_dir is not None:
+        try:
+            data_dir.mkdir(parents=True, exist_ok=True)
+            probe = data_dir / ".amm-write-check"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            fail(f"--data-dir {data_dir} is not a writable directory ({exc.strerror or type(exc).__name__})")
     raise typer.Exit(run_demo(requests=requests, data_dir=data_dir, concurrency=concurrency))
 
 
