@@ -29,11 +29,13 @@ log = logging.getLogger(__name__)
 class ModelManagement:
     """A started system. Create it with :meth:`start`."""
 
-    def __init__(self, config: RegistryConfig, handles, *, owns_ray: bool, started_s: float) -> None:
+    def __init__(self, config: RegistryConfig, handles, *, owns_ray: bool, started_s: float,
+                 embedded=None) -> None:
         self.config = config
         self.handles = handles
         self.owns_ray = owns_ray
         self.startup_s = started_s
+        self.embedded = embedded
         self._round_robin = itertools.cycle(range(len(handles.routers)))
         self._closed = False
 
@@ -76,7 +78,13 @@ class ModelManagement:
             owns_ray = address is None
         handles = start_actors(config, api_keys, name_prefix=name_prefix)
         ray.get([r.ping.remote() for r in handles.routers])
-        return cls(config, handles, owns_ray=owns_ray, started_s=time.monotonic() - t0)
+        embedded = None
+        if config.settings.routers.embedded:
+            from .actors._embedded import EmbeddedRouter
+
+            embedded = EmbeddedRouter(config, handles, api_keys)
+        return cls(config, handles, owns_ray=owns_ray, started_s=time.monotonic() - t0,
+                   embedded=embedded)
 
     def shutdown(self) -> None:
         """Flush every actor's events into the log, stop the actors (and Ray, if we started it)."""
@@ -89,6 +97,8 @@ class ModelManagement:
             self.flush()
         except ray.exceptions.RayError as exc:
             log.warning("shutdown: could not flush all events (%s); they stay in the spool", type(exc).__name__)
+        if self.embedded is not None:
+            self.embedded.close()
         for handle in self.handles.all():
             ray.kill(handle)
         if self.owns_ray:
@@ -98,6 +108,8 @@ class ModelManagement:
         """Make every event so far visible in the Parquet log; returns events ingested."""
 
         h = self.handles
+        if self.embedded is not None:
+            self.embedded.flush()
         _call_all("flush_events", h.routers)
         _call_all("flush_events", [*h.health.values(), *h.limiters.values(), h.ledger])
         return _call_all("flush", [h.sink])[0] or 0
@@ -113,11 +125,19 @@ class ModelManagement:
         return self.handles.routers[next(self._round_robin)]
 
     async def complete(self, request: ModelRequest) -> ModelResponse:
-        """Select, admit, call, evaluate and account one request; typed errors on failure."""
+        """Select, admit, call, evaluate and account one request; typed errors on failure.
+        Runs on the embedded router (this process) unless ``settings.routers.embedded`` is off,
+        then on a Router actor."""
+        if self.embedded is not None:
+            return await self.embedded.complete(request)
         return await self._router().complete.remote(request)
 
     async def stream(self, request: ModelRequest) -> AsyncIterator[StreamChunk]:
         """Text deltas as they arrive, then a final chunk with the result."""
+        if self.embedded is not None:
+            async for chunk in self.embedded.stream(request):
+                yield chunk
+            return
         router = self._router()
         async for ref in router.stream.options(num_returns="streaming").remote(request):
             yield await ref
@@ -144,7 +164,8 @@ class ModelManagement:
         import ray
 
         totals: dict[str, int] = {}
-        for counters in ray.get([r.counters.remote() for r in self.handles.routers]):
+        embedded = [self.embedded.counters()] if self.embedded is not None else []
+        for counters in [*embedded, *ray.get([r.counters.remote() for r in self.handles.routers])]:
             for key, value in counters.items():
                 totals[key] = totals.get(key, 0) + value
         return totals

@@ -261,6 +261,14 @@ class EventSettings(_Strict):
 class RouterSettings(_Strict):
     replicas: int = Field(default=2, gt=0)
     num_cpus: float = Field(default=0.25, gt=0)
+    #: ``ModelManagement`` runs one more router replica inside the caller's process, on the same
+    #: leases, slices and spool as the actors, so a request costs no actor round trip. Off: every
+    #: ``complete()`` goes to a Router actor.
+    embedded: bool = True
+
+    def count(self) -> int:
+        """Router replicas sharing the system-wide concurrency limits."""
+        return self.replicas + int(self.embedded)
 
 
 class Settings(_Strict):

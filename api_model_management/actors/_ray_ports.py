@@ -123,6 +123,11 @@ class RayAdmission:
         else:
             self._cooling[model_id] = until_monotonic
 
+    def extend_cooling(self, model_id: str, until_monotonic: float) -> None:
+        """A cool-down heard of late (polled): never shortens one this router set itself."""
+        if until_monotonic > self._cooling.get(model_id, 0.0):
+            self._cooling[model_id] = until_monotonic
+
     def observe(self, model_id: str, state: RateLimitState) -> None:
         if state.remaining_requests == 0 or state.remaining_tokens == 0:
             self.limiters[model_id].observe.remote(state)

@@ -22,7 +22,7 @@ class RouterShell:
     def __init__(
         self,
         config: RegistryConfig,
-        index: int,
+        index: int | str,
         *,
         limiters: dict,
         ledger,
@@ -63,7 +63,7 @@ class RouterShell:
         self.core = RouterCore(
             config, adapters=self.adapters, selector=self.selector, admission=self.admission,
             budget=self.budget, events=self.spool, cache=self.cache, outcomes=self.outcomes,
-            replicas=settings.routers.replicas,
+            replicas=settings.routers.count(),
         )
         self.health_actors = health
         self._task: asyncio.Task | None = None
@@ -76,9 +76,14 @@ class RouterShell:
         return True
 
     async def _housekeeping(self) -> None:
+        from ray.exceptions import RayError
+
         while True:
             await asyncio.sleep(_HOUSEKEEPING_S)
-            await self._tick()
+            try:
+                await self._tick()
+            except (RayError, OSError) as exc:  # one bad tick must not end housekeeping
+                log.warning("router housekeeping: %s; retrying next tick", type(exc).__name__)
 
     async def _tick(self, *, everything: bool = False) -> None:
         self.outcomes.flush()
@@ -95,11 +100,15 @@ class RouterShell:
                 self.selector_actor.update_stats.remote(snapshot)
         if now - self._last_subscribe >= _RESUBSCRIBE_S:
             self._last_subscribe = now
-            import ray
+            self._resubscribe()
 
-            me = ray.get_runtime_context().current_actor
-            for actor in self.health_actors.values():
-                actor.add_subscribers.remote([me, self.selector_actor])
+    def _resubscribe(self) -> None:
+        """Make sure every HealthChecker (a restarted one too) pushes to this router."""
+        import ray
+
+        me = ray.get_runtime_context().current_actor
+        for actor in self.health_actors.values():
+            actor.add_subscribers.remote([me, self.selector_actor])
 
     # -- the request path --------------------------------------------------------------------
     async def complete(self, request: ModelRequest):

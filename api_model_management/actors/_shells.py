@@ -379,6 +379,10 @@ class SelectorShell:
         self.core.update_stats(snapshot)
         return True
 
+    def live_state(self):
+        """Health, cool-downs and weights as pushed here (polled by the embedded router)."""
+        return self.core.live_state()
+
     def set_weights(self, weights, version: str) -> bool:
         self.core.set_weights(weights, version)
         self.subscribers.call("set_weights", weights, version)

@@ -195,6 +195,16 @@ class _Ranking:
     greedy: Selection | None = None
 
 
+@dataclass(frozen=True)
+class LiveState:
+    """The pushed inputs of a :class:`SelectorCore` (see ``live_state``)."""
+
+    health: tuple[tuple[str, str, tuple[str, ...]], ...]
+    limited_until: tuple[tuple[str, float], ...]
+    weights: config.SelectionWeights
+    weights_version: str
+
+
 class SelectorCore:
     """The selection policy and the live state it reads (health, rate limits, stats, weights)."""
 
@@ -288,6 +298,27 @@ class SelectorCore:
         self._stats = dict(snapshot)
         for m in self._models:
             self._dynamic[m.id] = self._compute_dynamic(m)
+
+    def live_state(self) -> LiveState:
+        """What was pushed to this selector (health, rate-limit cool-downs, weights), for a
+        router that cannot be pushed to and polls instead (the embedded router)."""
+        return LiveState(
+            health=tuple((p, s, tuple(sorted(self._unavailable.get(p, ()))))
+                         for p, s in sorted(self._provider_state.items())),
+            limited_until=tuple(sorted(self._limited_until.items())),
+            weights=self._weights, weights_version=self._weights_version,
+        )
+
+    def apply_live_state(self, state: LiveState) -> list[tuple[str, float]]:
+        """Take over a polled :meth:`live_state`; returns the cool-downs that are new here."""
+        for provider, health, unavailable in state.health:
+            self.update_health(provider, health, unavailable)
+        fresh = [(m, until) for m, until in state.limited_until if self._limited_until.get(m) != until]
+        for model_id, until in fresh:
+            self.update_rate_limited(model_id, until)
+        if state.weights_version != self._weights_version:
+            self.set_weights(state.weights, state.weights_version)
+        return fresh
 
     def clear_assignment_cache(self) -> None:
         self._assignments.clear()

@@ -1,0 +1,171 @@
+"""A router replica inside the caller's process: no actor round trip per request.
+
+``ModelManagement`` runs one (``settings.routers.embedded``, on by default). It is a
+:class:`RouterShell` like the Router actors: the same RouterCore on the same Ray ports (leases
+from the RateLimiter actors, budget slices from the CostLedger, outcomes batched to the
+HealthCheckers, its own write-ahead spool that the EventSink ingests), so every exactness argument
+of the actors holds for it too. What differs is how it hears about slow-changing state: nothing
+can push to a plain process, so it polls the Selector actor (which receives every health,
+cool-down and weights push) every ``_POLL_S`` seconds.
+
+It runs on its own event loop in a daemon thread. Callers on any event loop (or several in turn,
+as with ``asyncio.run`` per call) hand requests over with ``run_coroutine_threadsafe``, which costs
+about 0.15 ms; in exchange the router's leases, slices, connection pools and housekeeping live on
+one loop for the life of the system, whatever the caller does with its loops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import os
+import threading
+import time
+from collections.abc import AsyncIterator
+
+from .._request import ModelRequest, ModelResponse, StreamChunk
+from ..config import RegistryConfig
+from ._router_shell import RouterShell
+
+log = logging.getLogger(__name__)
+
+_POLL_S = 0.25
+_POLL_TIMEOUT_S = 1.0
+_END = object()
+
+
+class EmbeddedShell(RouterShell):
+    """A RouterShell that polls the Selector actor instead of being pushed to."""
+
+    def __init__(self, config: RegistryConfig, **ports) -> None:
+        super().__init__(config, f"embedded-{os.getpid()}", **ports)
+        self._last_poll = 0.0
+
+    async def _tick(self, *, everything: bool = False) -> None:
+        await super()._tick(everything=everything)
+        now = time.monotonic()
+        if now - self._last_poll >= _POLL_S:
+            self._last_poll = now
+            await self.poll()
+
+    async def poll(self) -> bool:
+        """Take over the health, cool-downs and weights the Selector actor has been pushed.
+        False when the Selector did not answer (it is restarting): the state stays as it was."""
+        from ._ray_ports import _ACTOR_DOWN
+
+        if self.selector_actor is None:
+            return False
+        try:
+            state = await asyncio.wait_for(self.selector_actor.live_state.remote(), _POLL_TIMEOUT_S)
+        except (TimeoutError, *_ACTOR_DOWN):
+            return False
+        for model_id, until in self.selector.apply_live_state(state):
+            self.admission.extend_cooling(model_id, until)
+        return True
+
+    def _resubscribe(self) -> None:
+        """Keep the Selector subscribed to every HealthChecker (a restarted one too)."""
+        if self.selector_actor is None:
+            return
+        for actor in self.health_actors.values():
+            actor.add_subscribers.remote([self.selector_actor])
+
+
+class EmbeddedRouter:
+    """Owns an :class:`EmbeddedShell` and the thread its event loop runs on."""
+
+    def __init__(self, config: RegistryConfig, handles, api_keys: dict) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run, name="amm-embedded-router", daemon=True)
+        self._thread.start()
+        self.shell = EmbeddedShell(
+            config, limiters=handles.limiters, ledger=handles.ledger, cache=handles.cache,
+            health=handles.health, selector=handles.selector, api_keys=api_keys,
+        )
+        self._closed = False
+        self._wait(self._first_contact())
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._loop.run_forever()
+
+    async def _first_contact(self) -> None:
+        await self.shell.start()
+        await self.shell.poll()
+
+    def _submit(self, coro) -> concurrent.futures.Future:
+        if self._closed:
+            coro.close()
+            from ..errors import ComponentUnavailable
+
+            raise ComponentUnavailable("the system was shut down", component="Router")
+        return asyncio.run_coroutine_threadsafe(coro, self._loop)
+
+    def _wait(self, coro, timeout_s: float = 60.0):
+        return self._submit(coro).result(timeout_s)
+
+    # -- the request path (from any event loop) ----------------------------------------------
+    async def complete(self, request: ModelRequest) -> ModelResponse:
+        return await asyncio.wrap_future(self._submit(self.shell.core.complete(request)))
+
+    async def stream(self, request: ModelRequest) -> AsyncIterator[StreamChunk]:
+        """The chunks of ``shell.core.stream`` handed over one by one; closing this generator
+        early cancels the stream on the router's loop (its events are still written)."""
+        caller = asyncio.get_running_loop()
+        queue: asyncio.Queue = asyncio.Queue()
+
+        def post(item) -> None:
+            try:
+                caller.call_soon_threadsafe(queue.put_nowait, item)
+            except RuntimeError:  # the caller's loop is closed: nobody is listening any more
+                pass
+
+        async def pump() -> None:
+            try:
+                async for chunk in self.shell.core.stream(request):
+                    post((chunk, None))
+            except Exception as exc:  # noqa: BLE001 - relayed: raised again in the caller
+                post((None, exc))
+            else:
+                post((_END, None))
+
+        future = self._submit(pump())
+        try:
+            while True:
+                chunk, error = await queue.get()
+                if error is not None:
+                    raise error
+                if chunk is _END:
+                    return
+                yield chunk
+        finally:
+            future.cancel()
+
+    def select(self, request: ModelRequest):
+        return self.shell.select(request)
+
+    # -- operations ----------------------------------------------------------------------------
+    def flush(self) -> None:
+        """Hand back leases and slices and close the spool segment (the sink then ingests it)."""
+        self._wait(self.shell.flush_events())
+
+    def counters(self) -> dict:
+        return self.shell.counters()
+
+    def close(self) -> None:
+        """Flush, close the connection pools and stop the loop thread. Idempotent."""
+        if self._closed:
+            return
+        from ray.exceptions import RayError
+
+        try:
+            self._wait(self.shell.aclose())
+        except (concurrent.futures.TimeoutError, RuntimeError, RayError) as exc:
+            log.warning("embedded router: close did not finish (%s)", type(exc).__name__)
+        finally:
+            self._closed = True
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=10)
+            if not self._thread.is_alive():
+                self._loop.close()
