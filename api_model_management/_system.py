@@ -13,6 +13,7 @@ Pipelines that pass handles between Ray tasks use ``mm.handles`` (see ``ActorHan
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import os
@@ -135,8 +136,9 @@ class ModelManagement:
     async def stream(self, request: ModelRequest) -> AsyncIterator[StreamChunk]:
         """Text deltas as they arrive, then a final chunk with the result."""
         if self.embedded is not None:
-            async for chunk in self.embedded.stream(request):
-                yield chunk
+            async with contextlib.aclosing(self.embedded.stream(request)) as chunks:
+                async for chunk in chunks:
+                    yield chunk
             return
         router = self._router()
         async for ref in router.stream.options(num_returns="streaming").remote(request):

@@ -9,10 +9,14 @@ the cache is bypassed) and a budget limit on the agent type (so the CostLedger p
 
 - ``direct``: ``httpx.AsyncClient`` POST to ``/v1/chat/completions`` with the same body and
   headers our OpenAI adapter sends, JSON decoded: the floor;
-- ``amm``: ``await mm.complete(request)``: the driver calls a Router actor (Ray), which selects,
-  admits (rate-limit lease, budget slice), calls, evaluates, settles and spools the events;
-- ``amm local``: the same RouterCore in this process (``build_local_router``, no Ray): the path's
-  own cost, so ``amm`` minus ``amm local`` is the Ray hop;
+- ``amm``: ``await mm.complete(request)``: the embedded router (a router replica in this
+  process, on its own event-loop thread) selects, admits from a rate-limit lease and a budget
+  slice granted by the RateLimiter and CostLedger actors, calls, evaluates, settles and spools the
+  events; no actor round trip per request;
+- ``amm actor``: ``await mm.handles.routers[i].complete.remote(request)`` (round robin): what a Ray
+  pipeline holding the handles gets, one actor hop per request;
+- ``amm local``: the same RouterCore on local cores (``build_local_router``, no Ray, no thread):
+  the path's own cost, so ``amm`` minus ``amm local`` is the thread handoff;
 - ``litellm``: LiteLLM's ``Router`` with one deployment pointing at the emulator,
   ``await router.acompletion(...)``.
 
@@ -27,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import os
 import random
 import shutil
@@ -168,18 +173,39 @@ def aiohttp_client(base_url: str, max_connections: int) -> Client:
     return Client("direct aiohttp (reference)", call, (aiohttp.ClientError,), aclose)
 
 
+AMM = "amm mm.complete() (embedded router)"
+AMM_ACTOR = "amm via a Router actor handle"
+
+
 def amm_client(mm) -> Client:
     from api_model_management.errors import AMMError
 
     async def call() -> None:
-        response = await mm.complete(amm_request())
-        if response.model_id != MODEL or response.cache_hit:
-            raise AssertionError(f"unexpected response: {response.model_id}, cache_hit={response.cache_hit}")
+        check(await mm.complete(amm_request()))
 
     async def aclose() -> None:
         return None
 
-    return Client("amm (Ray router)", call, (AMMError,), aclose)
+    return Client(AMM, call, (AMMError,), aclose)
+
+
+def actor_client(mm) -> Client:
+    from api_model_management.errors import AMMError
+
+    routers = itertools.cycle(mm.handles.routers)
+
+    async def call() -> None:
+        check(await next(routers).complete.remote(amm_request()))
+
+    async def aclose() -> None:
+        return None
+
+    return Client(AMM_ACTOR, call, (AMMError,), aclose)
+
+
+def check(response) -> None:
+    if response.model_id != MODEL or response.cache_hit:
+        raise AssertionError(f"unexpected response: {response.model_id}, cache_hit={response.cache_hit}")
 
 
 def local_client(config) -> Client:
@@ -189,9 +215,7 @@ def local_client(config) -> Client:
     router = build_local_router(config, env=KEYS)
 
     async def call() -> None:
-        response = await router.complete(amm_request())
-        if response.model_id != MODEL or response.cache_hit:
-            raise AssertionError(f"unexpected response: {response.model_id}, cache_hit={response.cache_hit}")
+        check(await router.complete(amm_request()))
 
     async def aclose() -> None:
         for adapter in router.adapters.values():
@@ -575,7 +599,7 @@ async def run(args, clients: list[Client], emulator, mm) -> dict:
     if local is not None:
         results["spans_us"] = await span_breakdown(local, clients[0], min(args.requests, 1000))
     if args.py_spy:
-        ours = next(c for c in clients if c.name == "amm (Ray router)")
+        ours = next(c for c in clients if c.name == AMM)
         results["profile"] = await profile_amm(mm, ours, args.py_spy, args.py_spy_concurrency)
     return results
 
@@ -633,14 +657,14 @@ def idle_table(idle: dict[str, float]) -> str:
 def verdict(results: dict) -> list[str]:
     lines = []
     lat = results["latency_c1"]
-    ours = lat.get("amm (Ray router)")
+    ours = lat.get(AMM)
     if ours is not None:
         added = ours["p50_ms"] - lat["direct httpx"]["p50_ms"]
         lines.append(f"- p50 added latency {added:.2f} ms (target ≤ 2 ms): {'met' if added <= 2 else 'MISSED'}")
     thr = results["throughput"]
     lite = next((n for n in thr if n.startswith("litellm")), None)
-    if lite and "amm (Ray router)" in thr and 32 in thr[lite]:
-        ratio = thr["amm (Ray router)"][32]["rps"] / thr[lite][32]["rps"]
+    if lite and AMM in thr and 32 in thr[lite]:
+        ratio = thr[AMM][32]["rps"] / thr[lite][32]["rps"]
         lines.append(f"- requests/s at 32: {ratio:.2f}× LiteLLM's (target ≥ 2×): {'met' if ratio >= 2 else 'MISSED'}")
     return lines
 
@@ -664,6 +688,7 @@ def parse_args(argv: list[str] | None = None):
                         help="skip the bare Ray actor calls in the latency rounds")
     parser.add_argument("--skip-aiohttp", action="store_true", help="skip the direct aiohttp reference")
     parser.add_argument("--skip-local", action="store_true", help="skip the in-process RouterCore column")
+    parser.add_argument("--skip-actor", action="store_true", help="skip the Router actor handle column")
     parser.add_argument("--py-spy", type=float, default=0, metavar="SECONDS",
                         help="after the runs, sample the driver and router 0 with py-spy (GIL holders) for "
                              "SECONDS at --py-spy-concurrency")
@@ -697,6 +722,8 @@ def main(argv: list[str] | None = None) -> None:
             if not args.skip_aiohttp:
                 clients.append(aiohttp_client(emulator.url, max(args.concurrency)))
             clients.append(amm_client(mm))
+            if not args.skip_actor:
+                clients.append(actor_client(mm))
             if not args.skip_probes:
                 clients.extend(await ray_probes(mm))
             if not args.skip_local:

@@ -64,6 +64,13 @@ class EmbeddedShell(RouterShell):
             self.admission.extend_cooling(model_id, until)
         return True
 
+    async def stop(self) -> None:
+        """End housekeeping (before the loop stops, so no task is left pending)."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
     def _resubscribe(self) -> None:
         """Keep the Selector subscribed to every HealthChecker (a restarted one too)."""
         if self.selector_actor is None:
@@ -76,7 +83,7 @@ class EmbeddedRouter:
     """Owns an :class:`EmbeddedShell` and the thread its event loop runs on."""
 
     def __init__(self, config: RegistryConfig, handles, api_keys: dict) -> None:
-        self._loop = asyncio.new_event_loop()
+        self._loop = _new_loop()
         self._thread = threading.Thread(target=self._run, name="amm-embedded-router", daemon=True)
         self._thread.start()
         self.shell = EmbeddedShell(
@@ -85,6 +92,12 @@ class EmbeddedRouter:
         )
         self._closed = False
         self._wait(self._first_contact())
+
+    async def _shutdown(self) -> None:
+        try:
+            await self.shell.aclose()
+        finally:
+            await self.shell.stop()
 
     def _run(self) -> None:
         asyncio.set_event_loop(self._loop)
@@ -160,7 +173,7 @@ class EmbeddedRouter:
         from ray.exceptions import RayError
 
         try:
-            self._wait(self.shell.aclose())
+            self._wait(self._shutdown())
         except (concurrent.futures.TimeoutError, RuntimeError, RayError) as exc:
             log.warning("embedded router: close did not finish (%s)", type(exc).__name__)
         finally:
@@ -169,3 +182,13 @@ class EmbeddedRouter:
             self._thread.join(timeout=10)
             if not self._thread.is_alive():
                 self._loop.close()
+
+
+def _new_loop() -> asyncio.AbstractEventLoop:
+    """uvloop where it exists (a dependency except on Windows): its wake-ups and socket I/O are
+    cheaper, and this loop is private to the router, so the caller's choice of loop is untouched."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()

@@ -39,6 +39,9 @@ class BudgetTicket:
 
 
 class AdmissionPort(Protocol):
+    def try_acquire(self, model_id: str, tokens: int) -> RateTicket | None:
+        """A ticket when one can be had at once (no round trip); None: call ``acquire``."""
+
     async def acquire(self, model_id: str, tokens: int) -> RateTicket | float:
         """A ticket, or the seconds after which to retry."""
 
@@ -52,6 +55,9 @@ class AdmissionPort(Protocol):
 
 
 class BudgetPort(Protocol):
+    def try_reserve(self, key: SpendKey, amount_usd: Decimal) -> BudgetTicket | None:
+        """A ticket when one can be had at once (no round trip); None: call ``reserve``."""
+
     async def reserve(self, key: SpendKey, amount_usd: Decimal, request_id: str) -> BudgetTicket:
         """Raises ``BudgetExceeded``."""
 
@@ -86,6 +92,9 @@ class LocalAdmission:
     def __init__(self, limiters: dict) -> None:
         self.limiters = limiters
 
+    def try_acquire(self, model_id: str, tokens: int) -> RateTicket | None:
+        return None  # ``acquire`` is just as immediate here (and a refusal is recorded once)
+
     async def acquire(self, model_id: str, tokens: int) -> RateTicket | float:
         decision = self.limiters[model_id].reserve(tokens)
         if not decision.granted:
@@ -110,6 +119,9 @@ class LocalBudget:
 
     def __init__(self, ledger) -> None:
         self.ledger = ledger
+
+    def try_reserve(self, key: SpendKey, amount_usd: Decimal) -> BudgetTicket | None:
+        return None  # ``reserve`` is just as immediate here, and raises the typed error itself
 
     async def reserve(self, key: SpendKey, amount_usd: Decimal, request_id: str) -> BudgetTicket:
         rid = self.ledger.reserve(key, amount_usd, request_id=request_id)

@@ -43,6 +43,13 @@ class RayAdmission:
         self._size: dict[str, int] = {}
         self._last_refill: dict[str, float] = {}
 
+    def try_acquire(self, model_id: str, tokens: int) -> RateTicket | None:
+        """From the current lease, when it has room and the model is not cooling down."""
+        lease = self._leases.get(model_id)
+        if lease is None or time.monotonic() < self._cooling.get(model_id, 0.0):
+            return None
+        return RateTicket(model_id, tokens, lease) if lease.try_take(tokens) else None
+
     async def acquire(self, model_id: str, tokens: int) -> RateTicket | float:
         for _ in range(_MAX_REFILLS):
             now = time.monotonic()
@@ -175,6 +182,15 @@ class RayBudget:
             )
             self._limited_cache[key] = hit
         return hit
+
+    def try_reserve(self, key: SpendKey, amount_usd: Decimal) -> BudgetTicket | None:
+        """From the key's current slice (or no reservation at all for unlimited keys)."""
+        if amount_usd <= 0 or not self._limited(key):
+            return BudgetTicket(key, amount_usd, None)
+        holder = self._slices.get(key)
+        if holder is not None and holder.try_reserve(amount_usd):
+            return BudgetTicket(key, amount_usd, holder)
+        return None
 
     async def reserve(self, key: SpendKey, amount_usd: Decimal, request_id: str) -> BudgetTicket:
         if amount_usd <= 0 or not self._limited(key):  # free models need no budget

@@ -299,13 +299,20 @@ class RouterCore:
         tokens = est_in + request.max_tokens
         worst = worst_case_cost_usd(model, est_in, request.max_tokens)
         key = SpendKey(model.provider, model.id, request.agent_type)
-        rate_call = self.admission.acquire(model.id, tokens)
+        # the fast path: both taken locally from a lease and a slice, nothing awaited
+        rate = self.admission.try_acquire(model.id, tokens)
         if self.budget is None:
-            return await rate_call, None
-        results = await asyncio.gather(
-            rate_call, self.budget.reserve(key, worst, state.request_id), return_exceptions=True
-        )
-        rate, budget = results
+            return (rate if rate is not None else await self.admission.acquire(model.id, tokens)), None
+        budget = self.budget.try_reserve(key, worst)
+        if rate is None and budget is None:  # both need a round trip: run them concurrently
+            rate, budget = await asyncio.gather(
+                self.admission.acquire(model.id, tokens),
+                self.budget.reserve(key, worst, state.request_id), return_exceptions=True,
+            )
+        elif rate is None:
+            rate = await _settled(self.admission.acquire(model.id, tokens))
+        elif budget is None:
+            budget = await _settled(self.budget.reserve(key, worst, state.request_id))
         if isinstance(budget, BaseException):
             if isinstance(rate, RateTicket):
                 self.admission.release(rate)
@@ -671,3 +678,11 @@ class RouterCore:
             self.admission.release(rate)
         if budget is not None:
             self.budget.release(budget)
+
+
+async def _settled(awaitable):
+    """The awaitable's result, or the exception it raised (as ``gather(return_exceptions=True)``)."""
+    try:
+        return await awaitable
+    except Exception as exc:  # noqa: BLE001 - handed back to _admit, which releases and re-raises
+        return exc

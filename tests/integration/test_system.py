@@ -98,6 +98,18 @@ async def _run_all(mm, requests):
     return await asyncio.gather(*(one(r) for r in requests))
 
 
+async def _run_spread(mm, requests):
+    """Round robin over the embedded router and every Router actor."""
+    routes = [mm.complete, *(r.complete.remote for r in mm.handles.routers)]
+
+    async def one(i, r):
+        try:
+            return await routes[i % len(routes)](r)
+        except AMMError as exc:
+            return exc
+    return await asyncio.gather(*(one(i, r) for i, r in enumerate(requests)))
+
+
 def _events(mm):
     mm.flush()
     return read_all_events(mm.config.settings.data_dir)
@@ -153,7 +165,7 @@ def test_strict_budget_is_never_overspent_under_concurrent_load(system):
     assert Decimal(0) < spent <= BUDGET_USD
 
 
-def test_rpm_is_never_exceeded_with_three_routers(system, emulator):
+def test_rpm_is_never_exceeded_with_four_routers(system, emulator):
     import ray
 
     def openai_healthy() -> bool:  # earlier tests injected OpenAI faults; wait for recovery
@@ -169,7 +181,7 @@ def test_rpm_is_never_exceeded_with_three_routers(system, emulator):
     requests = [_request(3000 + i, agent="reviewer", model_id=PINNED_RPM_MODEL,
                          required_capabilities=("rpm-test",)) for i in range(rpm * 2)]
     started = time.monotonic()
-    results = asyncio.run(_run_all(system, requests))
+    results = asyncio.run(_run_spread(system, requests))  # the embedded router and 3 actors
     assert time.monotonic() - started < 60, "the whole burst fits in one window"
     ok = [r for r in results if not isinstance(r, BaseException)]
     assert 0 < len(ok) <= rpm
@@ -262,3 +274,88 @@ def test_degrades_gracefully_when_cache_health_and_sink_die(system):
     _wait_until_alive(h.sink)  # restarted, and it ingests what the routers spooled meanwhile
     completed = {e.request_id for e in _events(system) if e.event_type == "RequestCompleted"}
     assert {r.request_id for r in results} <= completed
+
+
+# -- the embedded router: mm.complete() in the caller's process ---------------------------------
+
+
+def _wait_for(predicate, timeout_s: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def test_complete_runs_on_the_embedded_router_from_any_loop_and_thread(system):
+    import threading
+
+    import ray
+
+    actor_before = ray.get([r.counters.remote() for r in system.handles.routers])
+    embedded_before = system.embedded.counters()["requests"]
+    returned = []
+    returned += asyncio.run(_run_all(system, [_request(9000 + i) for i in range(5)]))
+    returned += asyncio.run(_run_all(system, [_request(9010 + i) for i in range(5)]))  # a new loop
+
+    def in_a_thread(base: int) -> None:  # each thread with its own loop, all at once
+        returned.extend(asyncio.run(_run_all(system, [_request(base + i) for i in range(10)])))
+
+    threads = [threading.Thread(target=in_a_thread, args=(9100 + 100 * t,)) for t in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert len(returned) == 40 and not [r for r in returned if isinstance(r, BaseException)]
+    assert system.embedded.counters()["requests"] - embedded_before == 40
+    assert ray.get([r.counters.remote() for r in system.handles.routers]) == actor_before  # no hop
+    completed = {e.request_id for e in _events(system) if e.event_type == "RequestCompleted"}
+    assert {r.request_id for r in returned} <= completed
+
+
+def test_embedded_router_hears_health_and_weights_by_polling(system, emulator):
+    import ray
+
+    from api_model_management.config import SelectionWeights
+
+    embedded = system.embedded.shell.selector
+
+    def ollama_state(selector) -> str:
+        return {p: s for p, s, _ in selector.live_state().health}.get("ollama", "unknown")
+
+    emulator.set_profile(_profile(providers={"ollama": {"outages": [{"start_s": 0, "end_s": 600}]}}))
+    try:
+        checker = system.handles.health["ollama"]
+        assert _wait_for(lambda: ray.get(checker.snapshot.remote())["state"] == "unhealthy")
+        assert _wait_for(lambda: ollama_state(embedded) == "unhealthy", timeout_s=5)
+    finally:
+        emulator.set_profile(_profile())
+    assert _wait_for(lambda: ollama_state(embedded) == "healthy", timeout_s=60)
+
+    original = system.config.settings.selection
+    tuned = SelectionWeights(capability=0.1, cost=0.6, performance=0.2, availability=0.1)
+    ray.get(system.handles.selector.set_weights.remote(tuned, "polled-1"))
+    try:
+        assert _wait_for(lambda: embedded.weights_version == "polled-1", timeout_s=5)
+        response = asyncio.run(system.complete(_request(9500)))
+        selected = [e for e in _events(system)
+                    if e.event_type == "ModelSelected" and e.request_id == response.request_id]
+        assert selected and selected[0].weights_version == "polled-1"
+    finally:
+        ray.get(system.handles.selector.set_weights.remote(original.weights, original.weights_version))
+    assert _wait_for(lambda: embedded.weights_version == original.weights_version, timeout_s=5)
+
+
+def test_a_stream_closed_early_ends_in_exactly_one_terminal_event(system):
+    request = _request(9600, agent="coder", max_tokens=512)
+
+    async def first_chunk_only():
+        async for chunk in system.stream(request):
+            return chunk
+
+    chunk = asyncio.run(first_chunk_only())
+    assert chunk is not None and not chunk.done
+    mine = [e for e in _events(system) if e.task_id == request.task_id]
+    terminal = [e for e in mine if e.event_type in ("RequestCompleted", "RequestFailed")]
+    assert len(terminal) == 1, [e.event_type for e in mine]

@@ -8,6 +8,7 @@ fail with ``RayActorError`` (a dead or restarting actor).
 from __future__ import annotations
 
 import asyncio
+import time
 from decimal import Decimal
 
 import pytest
@@ -406,3 +407,57 @@ def test_ray_cache_shares_through_the_actor_and_misses_while_it_is_down():
     handle.down = True
     assert asyncio.run(router_cache().get(request)) is None  # the shared tier is down: a miss
     assert asyncio.run(second.get(request)) == (response, D("0.01"))  # its local copy
+
+
+# ---------------------------------------------------------------------------------------------
+# the fast path: taken at once from a lease and a slice, or None when a round trip is needed
+
+
+def test_try_acquire_takes_from_the_lease_at_once_and_says_none_when_it_cannot():
+    admission, handle, core = admission_setup(lease_requests=2)
+    assert admission.try_acquire("m", 10) is None  # no lease yet: a round trip is needed
+    assert not handle.calls  # and try_acquire never makes one
+
+    async def scenario():
+        first = await admission.acquire("m", 10)
+        return first, admission.try_acquire("m", 10), admission.try_acquire("m", 10)
+
+    first, second, third = asyncio.run(scenario())
+    assert isinstance(first, RateTicket) and isinstance(second, RateTicket)
+    assert third is None  # the lease of two is used up
+    assert len(handle.calls_of("lease")) == 1
+    admission.release(second)
+    assert isinstance(admission.try_acquire("m", 10), RateTicket)  # given back, taken again
+    admission.cool_down("m", 5.0)
+    assert admission.try_acquire("m", 10) is None  # cooling down: acquire says for how long
+
+
+def test_a_polled_cool_down_never_shortens_one_set_here():
+    admission, handle, core = admission_setup()
+    admission.cool_down("m", 30.0)
+    until = time.monotonic() + 30.0
+    admission.extend_cooling("m", time.monotonic() + 1.0)  # older news from the Selector
+    retry = asyncio.run(admission.acquire("m", 10))
+    assert not isinstance(retry, RateTicket) and retry > 28
+    admission.extend_cooling("m", until + 60.0)  # a longer one is taken
+    assert asyncio.run(admission.acquire("m", 10)) > 80
+
+
+def test_try_reserve_spends_the_slice_at_once_and_never_past_it():
+    budget, handle, core = budget_setup(limit_usd="1")
+    assert budget.try_reserve(LIMITED, D("0.01")) is None  # no slice yet
+    free = budget.try_reserve(FREE_KEY, D("0.01"))  # no limit applies: nothing to reserve
+    assert free is not None and free.token is None
+    assert not handle.calls
+
+    async def scenario():
+        first = await budget.reserve(LIMITED, D("0.01"), "r0")  # a slice of four worst cases
+        rest = [budget.try_reserve(LIMITED, D("0.01")) for _ in range(4)]
+        return first, rest
+
+    first, rest = asyncio.run(scenario())
+    assert all(t is not None for t in rest[:3]) and rest[3] is None
+    for ticket in [first, *rest[:3]]:
+        budget.settle(ticket, D("0.01"))
+    asyncio.run(budget.flush(everything=True))
+    assert spent(core) == D("0.04") and len(handle.calls_of("grant_slice")) == 1

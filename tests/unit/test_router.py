@@ -11,6 +11,7 @@ from decimal import Decimal
 import pytest
 
 from api_model_management import ModelRequest, SelectionConstraints
+from api_model_management.actors._ports import BudgetTicket, LocalAdmission, LocalBudget, RateTicket
 from api_model_management.errors import (
     AllCandidatesFailed,
     AuthenticationError,
@@ -729,3 +730,61 @@ def test_a_request_waiting_for_its_model_does_not_block_other_models():
 
     assert [r.model_id for r in asyncio.run(scenario())] == [MINI, MINI, GPT41]
     assert openai.max_in_flight == 2
+
+
+# -- admission: the fast path (taken at once) and the round-trip path, in every combination ----
+
+
+class _FastAdmission(LocalAdmission):
+    """Takes at once when ``fast`` (as a Ray router does from a lease), else needs ``acquire``."""
+
+    def __init__(self, limiters, fast: bool) -> None:
+        super().__init__(limiters)
+        self.fast, self.slow_calls = fast, 0
+
+    def try_acquire(self, model_id, tokens):
+        if not self.fast:
+            return None
+        decision = self.limiters[model_id].reserve(tokens)
+        return RateTicket(model_id, tokens, decision.reservation_id) if decision.granted else None
+
+    async def acquire(self, model_id, tokens):
+        self.slow_calls += 1
+        return await super().acquire(model_id, tokens)
+
+
+class _FastBudget(LocalBudget):
+    def __init__(self, ledger, fast: bool) -> None:
+        super().__init__(ledger)
+        self.fast, self.slow_calls = fast, 0
+
+    def try_reserve(self, key, amount_usd):
+        if not self.fast:
+            return None
+        try:
+            return BudgetTicket(key, amount_usd, self.ledger.reserve(key, amount_usd))
+        except BudgetExceeded:
+            return None
+
+    async def reserve(self, key, amount_usd, request_id):
+        self.slow_calls += 1
+        return await super().reserve(key, amount_usd, request_id)
+
+
+@pytest.mark.parametrize("rate_fast", [True, False])
+@pytest.mark.parametrize("budget_fast", [True, False])
+def test_admission_fast_and_slow_paths_settle_everything_they_take(rate_fast, budget_fast):
+    router, _, _, _ = make_router(_budget("0.01"))
+    router.admission = _FastAdmission(router.limiters, rate_fast)
+    router.budget = _FastBudget(router.ledger, budget_fast)
+    response = asyncio.run(router.complete(req(MINI)))
+    assert response.model_id == MINI
+    with pytest.raises(BudgetExceeded):  # its worst case does not fit: whatever was taken goes back
+        asyncio.run(router.complete(req(model_id=GPT41, max_tokens=4096)))
+    assert router.ledger.reserved_usd() == 0
+    assert router.ledger.spend("global", "*", "day") == response.cost_usd
+    assert all(lim.status().pending_reservations == 0 for lim in router.limiters.values())
+    if rate_fast and budget_fast:  # the success needed no round trip at all
+        assert router.admission.slow_calls == 0 and router.budget.slow_calls == 1  # the refusal's
+    if not rate_fast:
+        assert router.admission.slow_calls == 2

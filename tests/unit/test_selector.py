@@ -447,3 +447,24 @@ def test_stats_bad_input():
     with pytest.raises(InvalidInput):
         StatsCore(alpha=0)
     assert stats.snapshot() == {}
+
+
+def test_live_state_carries_health_cool_downs_and_weights_to_a_polling_router():
+    source, clock = make(rng=random.Random(1))
+    source.update_health("openai", "degraded")
+    source.update_health("anthropic", "healthy", ["mid"])
+    source.update_rate_limited("local", clock.monotonic() + 30)
+    new = config.SelectionWeights(capability=0.1, cost=0.6, performance=0.2, availability=0.1)
+    source.set_weights(new, "tuned-1")
+    state = pickle.loads(pickle.dumps(source.live_state()))  # it travels through Ray
+
+    polled, _ = make(rng=random.Random(1))
+    fresh = polled.apply_live_state(state)
+    assert fresh == [("local", clock.monotonic() + 30)]
+    assert polled.live_state() == state
+    assert polled.weights_version == "tuned-1"
+    for pinned in ("mid", "local"):  # "mid" reported unavailable, "local" cooling down
+        with pytest.raises(NoEligibleModel):
+            polled.select(req(model_id=pinned))
+    assert polled.select(req()).candidates == source.select(req()).candidates
+    assert polled.apply_live_state(state) == []  # nothing new the second time
