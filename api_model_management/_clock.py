@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import socket
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
@@ -16,6 +18,12 @@ class Clock(Protocol):
 
 
 class SystemClock:
+    @property
+    def domain(self) -> str:
+        """Which monotonic clock this is: one per host boot. Deadlines from another domain are
+        meaningless here (see the lease and slice holders)."""
+        return _boot_id()
+
     def monotonic(self) -> float:
         return time.monotonic()
 
@@ -25,6 +33,8 @@ class SystemClock:
 
 class ManualClock:
     """A clock that only moves when told to."""
+
+    domain = ""  # shared by everything a test hands it to
 
     def __init__(self, start: datetime | None = None, monotonic_start: float = 1000.0) -> None:
         self._mono = monotonic_start
@@ -44,3 +54,12 @@ class ManualClock:
 
 
 SYSTEM_CLOCK = SystemClock()
+
+
+@functools.cache
+def _boot_id() -> str:
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as fh:
+            return fh.read().strip()
+    except OSError:  # not Linux: the host name stands for the boot
+        return socket.gethostname()

@@ -5,8 +5,9 @@ A router asks the RateLimiter for a :class:`~.rate_limiter.Lease` and the CostLe
 holder is exhausted or expired, the router returns the used part (``usage()`` / ``spent_usd``) and
 asks for a new one.
 
-Expiry is read on the holder's clock against the granter's ``expires_at_monotonic``: both must
-share a monotonic clock domain (the same host); ``safety_margin_s`` stops local use that much
+Expiry is read on the holder's clock against the granter's ``expires_at_monotonic`` when both share
+a monotonic clock (the same host boot, ``Clock.domain``), and counted from receipt with the granted
+``ttl_s`` when they do not (a router on another node); ``safety_margin_s`` stops local use that much
 earlier to absorb call latency.
 """
 
@@ -26,7 +27,7 @@ class LeaseHolder:
     def __init__(self, lease: Lease, clock: Clock = SYSTEM_CLOCK, *, safety_margin_s: float = 0.0):
         self.lease = lease
         self._clock = clock
-        self._stop_at = lease.expires_at_monotonic - safety_margin_s
+        self._stop_at = _stop_at(lease, clock, safety_margin_s)
         self._used_requests = 0
         self._used_tokens = 0
 
@@ -81,7 +82,7 @@ class SliceHolder:
     ):
         self.slice = budget_slice
         self._clock = clock
-        self._stop_at = budget_slice.expires_at_monotonic - safety_margin_s
+        self._stop_at = _stop_at(budget_slice, clock, safety_margin_s)
         self._reserved = Decimal(0)
         self._spent = Decimal(0)
 
@@ -128,3 +129,13 @@ class SliceHolder:
     @property
     def in_flight_usd(self) -> Decimal:
         return self._reserved
+
+
+def _stop_at(grant: Lease | Slice, clock: Clock, safety_margin_s: float) -> float:
+    """When local use must stop, on the holder's clock. A grant from another host (another
+    monotonic clock) counts its TTL from receipt: later than the granter's deadline by the one-way
+    delivery time, which the safety margin must cover, as it covers call latency."""
+    domain = getattr(clock, "domain", "")
+    if grant.clock_domain and domain and grant.clock_domain != domain:
+        return clock.monotonic() + grant.ttl_s - safety_margin_s
+    return grant.expires_at_monotonic - safety_margin_s

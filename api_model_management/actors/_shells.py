@@ -8,6 +8,7 @@ subscribers (routers, the selector) with fire-and-forget calls.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from decimal import Decimal
@@ -198,7 +199,7 @@ class RateLimiterShell:
             retry = getattr(status, "retry_after_s", None)
             if retry is None:
                 retry = 0.25
-            lease = _LeaseReply(lease, retry)
+            lease = dataclasses.replace(lease, retry_after_s=retry)
         self._after()
         return lease
 
@@ -239,18 +240,6 @@ class RateLimiterShell:
     def flush_events(self) -> bool:
         self.spool.rotate()
         return True
-
-
-class _LeaseReply:
-    """A lease of zero capacity with the time after which to ask again."""
-
-    def __init__(self, lease, retry_after_s: float) -> None:
-        self.lease_id = lease.lease_id
-        self.model_id = getattr(lease, "model_id", None)
-        self.requests = lease.requests
-        self.tokens = lease.tokens
-        self.expires_at_monotonic = lease.expires_at_monotonic
-        self.retry_after_s = retry_after_s
 
 
 class CostLedgerShell:

@@ -73,6 +73,8 @@ class Slice:
     key: SpendKey
     amount_usd: Decimal
     expires_at_monotonic: float
+    ttl_s: float = 0.0  # how long it was granted for
+    clock_domain: str = ""  # the granter's clock (``Clock.domain``); "" shared with the holder
 
 
 @dataclass(frozen=True)
@@ -284,7 +286,8 @@ class CostLedgerCore:
             created_at=now, drop_at=expires_at + self.settings.reservation_ttl_s, holder=holder,
         )
         self._hold(reservation)
-        return Slice(reservation.reservation_id, key, amount, expires_at)
+        return Slice(reservation.reservation_id, key, amount, expires_at, ttl_s=float(ttl),
+                     clock_domain=getattr(self._clock, "domain", ""))
 
     def return_slice(
         self, slice_id: str, spent_usd: Decimal, *, occurred_at: datetime | None = None

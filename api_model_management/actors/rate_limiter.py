@@ -71,6 +71,8 @@ class Lease:
     tokens: int
     expires_at_monotonic: float
     retry_after_s: float = 0.0
+    ttl_s: float = 0.0  # how long it was granted for
+    clock_domain: str = ""  # the granter's clock (``Clock.domain``); "" shared with the holder
 
 
 @dataclass(frozen=True)
@@ -315,7 +317,8 @@ class RateLimiterCore:
         )
         self._record(Granted(now, entry))
         self._check_approaching(now)
-        return Lease(entry.entry_id, self.model_id, granted_requests, granted_tokens, expires_at)
+        return Lease(entry.entry_id, self.model_id, granted_requests, granted_tokens, expires_at,
+                     ttl_s=self.settings.lease_ttl_s, clock_domain=getattr(self._clock, "domain", ""))
 
     def return_lease(self, lease_id: str, used_requests: int, used_tokens: int) -> None:
         """Give back the unused part of a lease. The used part stays counted until it slides out

@@ -302,6 +302,29 @@ def test_lease_holder_stops_at_expiry_minus_margin():
     assert LeaseHolder(Lease(None, "m", 0, 0, clock.monotonic() + 9), clock).expired()
 
 
+
+class _HostClock(ManualClock):
+    """A manual clock that says which host's monotonic clock it is."""
+
+    def __init__(self, domain: str, monotonic_start: float) -> None:
+        super().__init__(monotonic_start=monotonic_start)
+        self.domain = domain
+
+
+def test_a_lease_from_another_host_counts_its_ttl_from_receipt():
+    granter, holder_clock = _HostClock("host-a", 50_000.0), _HostClock("host-b", 7.0)
+    core = RateLimiterCore("m", 100, 10_000, settings=RateLimitSettings(lease_ttl_s=10.0), clock=granter)
+    lease = core.lease("router-1", 5, 500)
+    assert lease.clock_domain == "host-a" and lease.ttl_s == 10.0
+    holder = LeaseHolder(lease, holder_clock, safety_margin_s=0.5)  # 50,010 means nothing on host b
+    assert holder.try_take(1)
+    holder_clock.advance(9.4)
+    assert holder.try_take(1)
+    holder_clock.advance(0.1)
+    assert holder.expired()
+    same_host = LeaseHolder(lease, _HostClock("host-a", 50_009.6), safety_margin_s=0.5)
+    assert same_host.expired()  # the same clock: the granter's deadline itself
+
 # -- cool-down and provider feedback ---------------------------------------------------------------
 
 
