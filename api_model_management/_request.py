@@ -70,7 +70,7 @@ class ModelRequest(BaseModel):
         """The conversation as messages (without the system prompt)."""
         if self.messages:
             return [m for m in self.messages if m.role != "system"]
-        return [Message(role="user", content=self.prompt or "")]
+        return [Message.model_construct(role="user", content=self.prompt or "")]  # valid by construction
 
     def system_prompt(self) -> str | None:
         if self.system:
@@ -82,8 +82,14 @@ class ModelRequest(BaseModel):
 
     def prompt_text(self) -> str:
         """All text sent, for estimates and hashing (never logged)."""
-        parts = [self.system_prompt() or ""] + [m.content for m in self.chat_messages()]
+        parts = [self.system_prompt() or "", *self._chat_contents()]
         return "\n".join(p for p in parts if p)
+
+    def _chat_contents(self) -> list[str]:
+        """The contents of :meth:`chat_messages`, without building Message objects (hot path)."""
+        if self.messages:
+            return [m.content for m in self.messages if m.role != "system"]
+        return [self.prompt or ""]
 
     @property
     def temperature(self) -> float:
@@ -91,7 +97,7 @@ class ModelRequest(BaseModel):
 
     def estimated_input_tokens(self) -> int:
         """A conservative token estimate (about 4 characters a token, rounded up, plus framing)."""
-        return len(self.prompt_text()) // 3 + 4 * len(self.chat_messages()) + 8
+        return len(self.prompt_text()) // 3 + 4 * len(self._chat_contents()) + 8
 
     def is_cacheable(self, deterministic_only: bool = True) -> bool:
         if self.cacheable is not None:

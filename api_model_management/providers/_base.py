@@ -113,6 +113,8 @@ class ProviderAdapter(ABC):
         self.config = config
         self._api_key = api_key
         self._clock = clock
+        self._header_cache: dict[bool, dict[str, str]] = {}
+        self._url_cache: dict[str, httpx.URL] = {}
         self._owns_client = client is None
         if transport is None and client is None and config.http_client == "aiohttp":
             from ._aiohttp import AiohttpTransport
@@ -196,8 +198,9 @@ class ProviderAdapter(ABC):
             text, state = self._parse_reply(payload, model)
         except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
             raise malformed(self.name, model.id, type(exc).__name__, response.status_code) from exc
-        state.provider_request_id = state.provider_request_id or self._request_id(response.headers)
-        result = self._result(text, state, response.headers, start, ttft_ms=None)
+        headers = _header_map(response)
+        state.provider_request_id = state.provider_request_id or self._request_id(headers)
+        result = self._result(text, state, headers, start, ttft_ms=None)
         self._check_refusal(result, model.id)
         logger.debug(
             "%s %s completed: status=%d latency_ms=%.1f finish=%s",
@@ -245,10 +248,9 @@ class ProviderAdapter(ABC):
                     http_status=response.status_code,
                     raw_type="incomplete_stream",
                 )
-            state.provider_request_id = state.provider_request_id or self._request_id(
-                response.headers
-            )
-            result = self._result("".join(delivered), state, response.headers, start, ttft_ms)
+            headers = _header_map(response)
+            state.provider_request_id = state.provider_request_id or self._request_id(headers)
+            result = self._result("".join(delivered), state, headers, start, ttft_ms)
             self._check_refusal(result, model.id)
         except errors.ProviderError as exc:
             if not delivered:
@@ -313,14 +315,33 @@ class ProviderAdapter(ABC):
     def _build(
         self, method: str, url: str, body: dict | None, total_s: float, headers: dict | None
     ) -> httpx.Request:
-        merged = {"accept": "application/json", **self._auth_headers(), **(headers or {})}
-        content = None
-        if body is not None:
-            merged["content-type"] = "application/json"
-            content = orjson.dumps(body)
+        merged = self._base_headers(body is not None)
+        if headers:
+            merged = {**merged, **headers}
+        content = None if body is None else orjson.dumps(body)
         return self._client.build_request(
-            method, url, content=content, headers=merged, timeout=self._httpx_timeout(total_s)
+            method, self._url(url), content=content, headers=merged,
+            timeout=self._httpx_timeout(total_s),
         )
+
+    def _base_headers(self, with_body: bool) -> dict[str, str]:
+        """Accept, auth and content type: the same for every call, so built once (httpx copies)."""
+        cached = self._header_cache.get(with_body)
+        if cached is None:
+            cached = {"accept": "application/json", **self._auth_headers()}
+            if with_body:
+                cached["content-type"] = "application/json"
+            self._header_cache[with_body] = cached
+        return cached
+
+    def _url(self, url: str) -> httpx.URL:
+        """Parsed once per URL (a handful per provider: one or two per model)."""
+        parsed = self._url_cache.get(url)
+        if parsed is None:
+            if len(self._url_cache) >= _URL_CACHE_MAX:
+                self._url_cache.clear()
+            parsed = self._url_cache[url] = httpx.URL(url)
+        return parsed
 
     async def _send(
         self,
@@ -477,3 +498,12 @@ def ids_of_data_list(body: Any) -> tuple[str, ...] | None:
     if not isinstance(data, list):
         return None
     return tuple(str(m["id"]) for m in data if isinstance(m, dict) and "id" in m)
+
+
+_URL_CACHE_MAX = 256
+
+
+def _header_map(response: httpx.Response) -> dict[str, str]:
+    """The response headers as a plain dict with lower-case names, read once: every lookup on
+    ``httpx.Headers`` decodes and scans all of them, and the rate-limit parsers make a dozen."""
+    return dict(response.headers.items())
