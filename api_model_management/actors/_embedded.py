@@ -120,7 +120,28 @@ class EmbeddedRouter:
 
     # -- the request path (from any event loop) ----------------------------------------------
     async def complete(self, request: ModelRequest) -> ModelResponse:
-        return await asyncio.wrap_future(self._submit(self.shell.core.complete(request)))
+        """Run ``core.complete`` on the router's loop. The hand-over is two ``call_soon_threadsafe``
+        (there, and the result back), without the ``concurrent.futures`` layer of
+        ``run_coroutine_threadsafe``; cancelling the caller cancels the router's task."""
+        if self._closed:
+            from ..errors import ComponentUnavailable
+
+            raise ComponentUnavailable("the system was shut down", component="Router")
+        caller = asyncio.get_running_loop()
+        done = caller.create_future()
+        tasks: list[asyncio.Task] = []
+
+        def start() -> None:
+            task = self._loop.create_task(self.shell.core.complete(request))
+            task.add_done_callback(lambda t: _post(caller, _hand_back, t, done))
+            tasks.append(task)
+
+        self._loop.call_soon_threadsafe(start)
+        try:
+            return await done
+        except asyncio.CancelledError:
+            self._loop.call_soon_threadsafe(lambda: [t.cancel() for t in tasks])
+            raise
 
     async def stream(self, request: ModelRequest) -> AsyncIterator[StreamChunk]:
         """The chunks of ``shell.core.stream`` handed over one by one; closing this generator
@@ -129,10 +150,7 @@ class EmbeddedRouter:
         queue: asyncio.Queue = asyncio.Queue()
 
         def post(item) -> None:
-            try:
-                caller.call_soon_threadsafe(queue.put_nowait, item)
-            except RuntimeError:  # the caller's loop is closed: nobody is listening any more
-                pass
+            _post(caller, queue.put_nowait, item)
 
         async def pump() -> None:
             try:
@@ -182,6 +200,27 @@ class EmbeddedRouter:
             self._thread.join(timeout=10)
             if not self._thread.is_alive():
                 self._loop.close()
+
+
+def _post(loop: asyncio.AbstractEventLoop, callback, *args) -> None:
+    try:
+        loop.call_soon_threadsafe(callback, *args)
+    except RuntimeError:  # that loop is closed: its caller is gone, nobody waits for this
+        pass
+
+
+def _hand_back(task: asyncio.Task, done: asyncio.Future) -> None:
+    """On the caller's loop: the router task's outcome into the caller's future."""
+    if done.done():  # the caller was cancelled meanwhile
+        if not task.cancelled():
+            task.exception()  # retrieved: no "never retrieved" warning
+        return
+    if task.cancelled():
+        done.cancel()
+    elif (error := task.exception()) is not None:
+        done.set_exception(error)
+    else:
+        done.set_result(task.result())
 
 
 def _new_loop() -> asyncio.AbstractEventLoop:

@@ -359,3 +359,19 @@ def test_a_stream_closed_early_ends_in_exactly_one_terminal_event(system):
     mine = [e for e in _events(system) if e.task_id == request.task_id]
     terminal = [e for e in mine if e.event_type in ("RequestCompleted", "RequestFailed")]
     assert len(terminal) == 1, [e.event_type for e in mine]
+
+
+def test_a_caller_that_gives_up_cancels_the_request_on_the_embedded_router(system, emulator):
+    emulator.set_profile(_profile(defaults={"latency": {"kind": "fixed", "latency_s": 0.4}}))
+    request = _request(9700)
+    try:
+        with pytest.raises(TimeoutError):
+            asyncio.run(asyncio.wait_for(system.complete(request), timeout=0.1))
+    finally:
+        emulator.set_profile(_profile())
+    assert _wait_for(lambda: any(e.task_id == request.task_id and e.event_type == "RequestFailed"
+                                 for e in _events(system)), timeout_s=10)
+    terminal = [e for e in _events(system) if e.task_id == request.task_id
+                and e.event_type in ("RequestCompleted", "RequestFailed")]
+    assert len(terminal) == 1 and terminal[0].error_kind == "cancelled"
+    assert asyncio.run(system.complete(_request(9701))).output_tokens > 0  # and it carries on
