@@ -83,14 +83,14 @@ class EmbeddedRouter:
     """Owns an :class:`EmbeddedShell` and the thread its event loop runs on."""
 
     def __init__(self, config: RegistryConfig, handles, api_keys: dict) -> None:
-        self._loop = _new_loop()
-        self._thread = threading.Thread(target=self._run, name="amm-embedded-router", daemon=True)
-        self._thread.start()
         self.shell = EmbeddedShell(
             config, limiters=handles.limiters, ledger=handles.ledger, cache=handles.cache,
             health=handles.health, selector=handles.selector, api_keys=api_keys,
         )
         self._closed = False
+        self._loop = _new_loop()
+        self._thread = threading.Thread(target=self._run, name="amm-embedded-router", daemon=True)
+        self._thread.start()
         self._wait(self._first_contact())
 
     async def _shutdown(self) -> None:
@@ -107,12 +107,18 @@ class EmbeddedRouter:
         await self.shell.start()
         await self.shell.poll()
 
-    def _submit(self, coro) -> concurrent.futures.Future:
+    def _check_open(self) -> None:
         if self._closed:
-            coro.close()
             from ..errors import ComponentUnavailable
 
             raise ComponentUnavailable("the system was shut down", component="Router")
+
+    def _submit(self, coro) -> concurrent.futures.Future:
+        try:
+            self._check_open()
+        except BaseException:
+            coro.close()
+            raise
         return asyncio.run_coroutine_threadsafe(coro, self._loop)
 
     def _wait(self, coro, timeout_s: float = 60.0):
@@ -123,10 +129,7 @@ class EmbeddedRouter:
         """Run ``core.complete`` on the router's loop. The hand-over is two ``call_soon_threadsafe``
         (there, and the result back), without the ``concurrent.futures`` layer of
         ``run_coroutine_threadsafe``; cancelling the caller cancels the router's task."""
-        if self._closed:
-            from ..errors import ComponentUnavailable
-
-            raise ComponentUnavailable("the system was shut down", component="Router")
+        self._check_open()
         caller = asyncio.get_running_loop()
         done = caller.create_future()
         tasks: list[asyncio.Task] = []

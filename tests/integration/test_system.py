@@ -89,6 +89,16 @@ def _wait_until_alive(handle, timeout_s: float = 60.0) -> None:
             time.sleep(0.2)
 
 
+def _wait_for(predicate, timeout_s: float = 30.0) -> bool:
+    """Poll a condition across processes (real Ray actors, the emulator): no clock to inject."""
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
 async def _run_all(mm, requests):
     async def one(r):
         try:
@@ -171,10 +181,8 @@ def test_rpm_is_never_exceeded_with_four_routers(system, emulator):
     def openai_healthy() -> bool:  # earlier tests injected OpenAI faults; wait for recovery
         return ray.get(system.handles.health["openai"].snapshot.remote())["state"] == "healthy"
 
-    deadline = time.monotonic() + 30
-    while not openai_healthy() and time.monotonic() < deadline:
-        time.sleep(0.2)
-    time.sleep(1.0)  # the push reaches the routers
+    _wait_for(openai_healthy, timeout_s=30)
+    time.sleep(1.0)  # the push reaches the routers (and the embedded router's poll)
     emulator.reset()
     model = system.config.model(PINNED_RPM_MODEL)
     rpm = model.rate_limits.requests_per_minute
@@ -277,15 +285,6 @@ def test_degrades_gracefully_when_cache_health_and_sink_die(system):
 
 
 # -- the embedded router: mm.complete() in the caller's process ---------------------------------
-
-
-def _wait_for(predicate, timeout_s: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.1)
-    return True
 
 
 def test_complete_runs_on_the_embedded_router_from_any_loop_and_thread(system):
