@@ -148,6 +148,29 @@ class ModelManagement:
         """A dry run of selection: the ranked candidates, sub-scores and the reason."""
         return await self.handles.selector.select.remote(request)
 
+    def set_weights(self, weights, version: str) -> None:
+        """Switch every router to new selection weights (``SelectionWeights``), under ``version``
+        (recorded in each ``ModelSelected`` event). The Selector actor pushes them to the Router
+        actors; the embedded router takes them at once."""
+        import ray
+
+        from .config import SelectionWeights
+        from .errors import InvalidInput
+
+        if not isinstance(weights, SelectionWeights) or not isinstance(version, str) or not version:
+            raise InvalidInput("set_weights needs SelectionWeights and a non-empty version")
+        ray.get(self.handles.selector.set_weights.remote(weights, version))
+        if self.embedded is not None:
+            self.embedded.set_weights(weights, version)
+
+    def load_weights(self, path: str | Path) -> str:
+        """Apply a weights file written by ``amm tune``; returns its version."""
+        from .replay import read_weights_file
+
+        weights_file = read_weights_file(path)
+        self.set_weights(weights_file.weights, weights_file.weights_version)
+        return weights_file.weights_version
+
     # -- reporting -----------------------------------------------------------------------------
     def report(self, *, since=None, agent_type: str | None = None):
         from .projections import open_projections

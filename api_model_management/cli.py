@@ -131,6 +131,55 @@ def report(
     raise typer.Exit(report_command(data_dir, since, agent_type, fmt, config))
 
 
+_COST = typer.Option("--cost-per-usd", min=0.0, help="Reward lost per USD spent (reward = quality - this x cost - latency term).")
+_LATENCY = typer.Option("--latency-per-s", min=0.0, help="Reward lost per second of latency.")
+_EPSILON = typer.Option(min=0.0, max=1.0, help="Exploration of the target policy (as the Selector's).")
+
+
+@app.command("replay")
+def replay(
+    weights: Annotated[Path, typer.Option("--weights", help="A weights file (as written by `amm tune`).")],
+    data_dir: DataDir = Path("data"),
+    fmt: Annotated[str, typer.Option("--format", help="table or json")] = "table",
+    epsilon: Annotated[float, _EPSILON] = 0.0,
+    cost_per_usd: Annotated[float, _COST] = 10.0,
+    latency_per_s: Annotated[float, _LATENCY] = 0.01,
+) -> None:
+    """Estimate offline what these weights would have achieved on the logged requests (IPS,
+    self-normalised IPS, direct method, doubly robust): quality, cost, latency, failures."""
+    from .replay._cli import replay_command
+
+    raise typer.Exit(replay_command(weights, data_dir, fmt, epsilon=epsilon, cost_per_usd=cost_per_usd,
+                                    latency_per_s=latency_per_s))
+
+
+@app.command("tune")
+def tune(
+    out: Annotated[Path, typer.Option("--out", help="Where to write the weights file.")],
+    data_dir: DataDir = Path("data"),
+    fmt: Annotated[str, typer.Option("--format", help="table or json")] = "table",
+    version: Annotated[str | None, typer.Option(help="Weights version (default: tuned-<UTC time>).")] = None,
+    estimator: Annotated[str, typer.Option(help="dr, snips, ips or dm")] = "dr",
+    grid_step: Annotated[float, typer.Option(help="Grid step on the weight simplex.")] = 0.1,
+    samples: Annotated[int, typer.Option(min=0, help="Random weight vectors tried besides the grid.")] = 100,
+    seed: Annotated[int, typer.Option(help="Seed of the random search.")] = 0,
+    per_agent_type: Annotated[bool, typer.Option("--per-agent-type", help="Also tune weights per agent type.")] = False,
+    baseline: Annotated[Path | None, typer.Option(help="A weights file to compare against.")] = None,
+    epsilon: Annotated[float, _EPSILON] = 0.0,
+    cost_per_usd: Annotated[float, _COST] = 10.0,
+    latency_per_s: Annotated[float, _LATENCY] = 0.01,
+) -> None:
+    """Search selection weights that maximise the estimated reward on the logged requests and
+    write them as a weights file (apply with `ModelManagement.load_weights(path)`)."""
+    from .replay._cli import tune_command
+
+    raise typer.Exit(tune_command(
+        out, data_dir, fmt, version=version, estimator=estimator, grid_step=grid_step, samples=samples,
+        seed=seed, epsilon=epsilon, per_agent_type=per_agent_type, baseline_file=baseline,
+        cost_per_usd=cost_per_usd, latency_per_s=latency_per_s,
+    ))
+
+
 def main() -> None:
     app()
 

@@ -187,6 +187,14 @@ class EmbeddedRouter:
     def counters(self) -> dict:
         return self.shell.counters()
 
+    def set_weights(self, weights, version: str) -> None:
+        """New selection weights, applied on the router's loop (its only thread of state)."""
+
+        async def apply() -> None:
+            self.shell.set_weights(weights, version)
+
+        self._wait(apply())
+
     def close(self) -> None:
         """Flush, close the connection pools and stop the loop thread. Idempotent."""
         if self._closed:

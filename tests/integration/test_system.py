@@ -374,3 +374,29 @@ def test_a_caller_that_gives_up_cancels_the_request_on_the_embedded_router(syste
                 and e.event_type in ("RequestCompleted", "RequestFailed")]
     assert len(terminal) == 1 and terminal[0].error_kind == "cancelled"
     assert asyncio.run(system.complete(_request(9701))).output_tokens > 0  # and it carries on
+
+
+def test_a_tuned_weights_file_is_loaded_by_every_router(system, tmp_path):
+    import ray
+
+    from api_model_management.config import SelectionWeights
+    from api_model_management.replay import write_weights_file
+
+    path = write_weights_file(tmp_path / "w.json", SelectionWeights(
+        capability=0.2, cost=0.5, performance=0.2, availability=0.1), "tuned-test")
+    original = system.config.settings.selection
+    try:
+        assert system.load_weights(path) == "tuned-test"
+        assert system.embedded.shell.selector.weights_version == "tuned-test"  # at once
+        response = asyncio.run(system.complete(_request(9800)))
+        selected = [e for e in _events(system) if e.event_type == "ModelSelected"
+                    and e.request_id == response.request_id]
+        assert selected[0].weights_version == "tuned-test"
+
+        def actors_have_it() -> bool:
+            versions = ray.get([r.select.remote(_request(9801)) for r in system.handles.routers])
+            return all(v.weights_version == "tuned-test" for v in versions)
+
+        assert _wait_for(actors_have_it, timeout_s=10)  # pushed by the Selector actor
+    finally:
+        system.set_weights(original.weights, original.weights_version)

@@ -1,0 +1,209 @@
+"""Off-policy estimates of what a target policy would have achieved on the logged decisions.
+
+For decision ``i`` the logging policy chose candidate ``a_i`` with probability ``p_i`` (the logged
+propensity) and observed value ``v_i``; the target policy gives candidate ``a`` probability
+``π_i(a)``; the importance weight is ``w_i = π_i(a_i) / p_i``. With ``N`` decisions:
+
+- **IPS** ``Σ w_i v_i / N`` — unbiased when every action the target may take had ``p > 0``;
+- **SNIPS** ``Σ w_i v_i / Σ w_i`` — self-normalised, within the range of the logged values
+  (None when every weight is 0);
+- **DM** ``Σ_i Σ_a π_i(a) q(a) / N`` — ``q`` is the outcome model: the mean logged value of each
+  model when it was chosen (the overall mean for a model never chosen);
+- **DR** ``DM + Σ w_i (v_i − q(a_i)) / N`` — doubly robust: unbiased if either the propensities or
+  the outcome model are right.
+
+Zero support: when the logging policy was deterministic (``p_i = 1``) and the target picks another
+model, nothing was logged for the target's choice. Such decisions (``n_unsupported``) contribute
+weight 0 to IPS/SNIPS (biased towards 0 / towards the supported decisions); DM and DR still
+estimate them through the outcome model.
+
+Every metric (``reward``, ``quality``, ``cost_usd``, ``latency_ms``, ``failure_rate``) gets all four
+estimates, the logged mean, and standard errors for IPS, SNIPS (delta method) and DR. Estimates are
+statistics, so cost is a float here (the logged costs themselves stay ``Decimal``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from math import sqrt
+
+from ._decisions import LoggedDecision
+from ._errors import NoDecisions
+from ._policy import TargetPolicy, greedy_index, probabilities
+
+METRICS = ("reward", "quality", "cost_usd", "latency_ms", "failure_rate")
+ESTIMATORS = ("ips", "snips", "dm", "dr")
+_DETERMINISTIC = 1.0 - 1e-9
+
+
+@dataclass(frozen=True)
+class Objective:
+    """The reward of one request: ``quality − cost_per_usd · cost_usd − latency_per_s · latency_s``.
+
+    Quality is in [0, 1] and 0 for a failed request (its cost and latency still count). Defaults: a
+    dollar costs 10 quality points (a 1-cent request loses 0.1), a second of latency 0.01."""
+
+    cost_per_usd: float = 10.0
+    latency_per_s: float = 0.01
+
+    def reward(self, quality: float, cost_usd: float, latency_ms: float) -> float:
+        """The reward of one outcome."""
+        return quality - self.cost_per_usd * cost_usd - self.latency_per_s * latency_ms / 1000.0
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """One metric under the target policy, by each estimator, beside its logged mean."""
+
+    logged: float
+    ips: float
+    snips: float | None
+    dm: float
+    dr: float
+    ips_se: float
+    snips_se: float | None
+    dr_se: float
+
+    def get(self, estimator: str) -> float | None:
+        """The estimate of ``estimator`` (one of ``ESTIMATORS``)."""
+        return getattr(self, estimator)
+
+
+@dataclass(frozen=True)
+class ReplayReport:
+    """A replay: the metrics' estimates and how well the log supports the target policy."""
+
+    n_decisions: int
+    n_agree: int
+    n_unsupported: int
+    n_quality_observed: int
+    effective_sample_size: float
+    epsilon: float
+    objective: Objective
+    metrics: dict[str, Estimate]
+
+    def value(self, estimator: str = "dr") -> float | None:
+        """The estimated mean reward (the tuning objective) by ``estimator``."""
+        return self.metrics["reward"].get(estimator)
+
+    def to_dict(self) -> dict:
+        """Plain JSON-ready data."""
+        return asdict(self)
+
+
+class PreparedLog:
+    """Decisions with their per-metric values and outcome model, computed once for many replays."""
+
+    def __init__(self, decisions: Sequence[LoggedDecision], objective: Objective | None = None
+                 ) -> None:
+        if not decisions:
+            raise NoDecisions("no logged decisions to replay")
+        self.decisions = list(decisions)
+        self.objective = objective or Objective()
+        self.chosen = [d.chosen_index for d in self.decisions]
+        self.n_quality_observed = sum(
+            1 for d in self.decisions if d.outcome.success and d.outcome.quality is not None)
+        self.values = _values(self.decisions, self.objective)
+        self.predicted = {m: _predicted(self.decisions, v) for m, v in self.values.items()}
+
+    def replay(self, policy: TargetPolicy, metrics: Sequence[str] = METRICS) -> ReplayReport:
+        """Estimate ``metrics`` under ``policy``."""
+        weights_cache: dict = {}
+        probs, n_agree, n_unsupported = [], 0, 0
+        for d, chosen in zip(self.decisions, self.chosen, strict=True):
+            key = (d.agent_type, d.priority)
+            w = weights_cache.get(key)
+            if w is None:
+                w = weights_cache[key] = policy.weights_for(d.agent_type, d.priority)
+            g = greedy_index(d, w)
+            n_agree += g == chosen
+            n_unsupported += g != chosen and d.propensity >= _DETERMINISTIC
+            probs.append(probabilities(g, len(d.candidates), policy.epsilon))
+        iw = [p[c] / d.propensity for p, c, d in zip(probs, self.chosen, self.decisions,
+                                                     strict=True)]
+        sum_w, sum_w2 = sum(iw), sum(x * x for x in iw)
+        ess = sum_w * sum_w / sum_w2 if sum_w2 > 0 else 0.0
+        estimates = {m: self._estimate(m, probs, iw) for m in metrics}
+        return ReplayReport(
+            n_decisions=len(self.decisions), n_agree=n_agree, n_unsupported=n_unsupported,
+            n_quality_observed=self.n_quality_observed, effective_sample_size=ess,
+            epsilon=policy.epsilon, objective=self.objective, metrics=estimates,
+        )
+
+    def _estimate(self, metric: str, probs: list[list[float]], iw: list[float]) -> Estimate:
+        values, predicted = self.values[metric], self.predicted[metric]
+        n = len(values)
+        ips_terms, dr_terms, dm_sum = [], [], 0.0
+        for chosen, p, w, v, q in zip(self.chosen, probs, iw, values, predicted, strict=True):
+            dm_i = sum(pa * qa for pa, qa in zip(p, q, strict=True))
+            dm_sum += dm_i
+            ips_terms.append(w * v)
+            dr_terms.append(dm_i + w * (v - q[chosen]))
+        sum_w = sum(iw)
+        snips = sum(ips_terms) / sum_w if sum_w > 0 else None
+        snips_se = None
+        if snips is not None:
+            spread = sum(w * w * (v - snips) ** 2 for w, v in zip(iw, values, strict=True))
+            snips_se = sqrt(spread) / sum_w
+        return Estimate(
+            logged=sum(values) / n, ips=sum(ips_terms) / n, snips=snips, dm=dm_sum / n,
+            dr=sum(dr_terms) / n, ips_se=_se(ips_terms), snips_se=snips_se, dr_se=_se(dr_terms),
+        )
+
+
+def replay(decisions: Sequence[LoggedDecision], policy: TargetPolicy,
+           objective: Objective | None = None) -> ReplayReport:
+    """Estimate quality, cost, latency, failure rate and reward of ``policy`` on ``decisions``.
+
+    Raises :class:`NoDecisions` when ``decisions`` is empty."""
+    return PreparedLog(decisions, objective).replay(policy)
+
+
+def _values(decisions: Sequence[LoggedDecision], objective: Objective) -> dict[str, list[float]]:
+    quality = _imputed_quality(decisions)
+    cost = [float(d.outcome.cost_usd) for d in decisions]
+    latency = [d.outcome.latency_ms for d in decisions]
+    return {
+        "reward": [objective.reward(q, c, t) for q, c, t in zip(quality, cost, latency,
+                                                                strict=True)],
+        "quality": quality,
+        "cost_usd": cost,
+        "latency_ms": latency,
+        "failure_rate": [0.0 if d.outcome.success else 1.0 for d in decisions],
+    }
+
+
+def _imputed_quality(decisions: Sequence[LoggedDecision]) -> list[float]:
+    """Quality per decision; an unscored success gets its model's mean scored quality (else the
+    mean over all scored successes, else 0)."""
+    by_model: dict[str, list[float]] = {}
+    for d in decisions:
+        if d.outcome.success and d.outcome.quality is not None:
+            by_model.setdefault(d.chosen, []).append(d.outcome.quality)
+    every = [q for qs in by_model.values() for q in qs]
+    fallback = sum(every) / len(every) if every else 0.0
+    means = {m: sum(qs) / len(qs) for m, qs in by_model.items()}
+    return [d.outcome.quality if d.outcome.quality is not None else means.get(d.chosen, fallback)
+            for d in decisions]
+
+
+def _predicted(decisions: Sequence[LoggedDecision], values: list[float]) -> list[list[float]]:
+    """The outcome model's value of each candidate of each decision: the mean value when that
+    model was chosen (the overall mean for a model never chosen)."""
+    sums: dict[str, list[float]] = {}
+    for d, v in zip(decisions, values, strict=True):
+        acc = sums.setdefault(d.chosen, [0.0, 0.0])
+        acc[0] += v
+        acc[1] += 1.0
+    overall = sum(values) / len(values)
+    means = {m: s / n for m, (s, n) in sums.items()}
+    return [[means.get(c.model_id, overall) for c in d.candidates] for d in decisions]
+
+
+def _se(terms: list[float]) -> float:
+    n = len(terms)
+    if n < 2:
+        return 0.0
+    mean = sum(terms) / n
+    return sqrt(sum((t - mean) ** 2 for t in terms) / (n - 1) / n)

@@ -1,0 +1,67 @@
+"""The target policy of a replay: what the Selector would pick with other weights.
+
+Over a decision's logged candidates (the eligible models), each candidate's score is the weighted
+sum of its four logged sub-scores with ``adjust_for_priority(weights, priority)`` — the Selector's
+own adjustment — where ``weights`` is ``agent_weights[agent_type]`` if given, else ``weights``. The
+greedy choice is the best score (ties: the higher cost sub-score, i.e. the cheaper model, then
+the smaller ``model_id``: the Selector breaks exact ties by configuration order, which the event
+does not record, and the logged order cannot be used because an explored choice is moved first). With ``epsilon`` ε > 0 the policy explores as the Selector does: the greedy model
+has probability ``1 − ε + ε/n``, every other ``ε/n``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from ..actors.selector import adjust_for_priority
+from ..config import SelectionWeights
+from ..errors import InvalidInput
+from ._decisions import LoggedDecision
+
+
+@dataclass(frozen=True)
+class TargetPolicy:
+    """Weights (and per-agent-type overrides) to replay, with an optional exploration rate."""
+
+    weights: SelectionWeights
+    agent_weights: Mapping[str, SelectionWeights] = field(default_factory=dict)
+    epsilon: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.epsilon <= 1.0:
+            raise InvalidInput("epsilon must be in [0, 1]", field="epsilon")
+
+    def weights_for(self, agent_type: str | None, priority: str) -> SelectionWeights:
+        """The weights the Selector would use for this agent type and priority."""
+        base = self.agent_weights.get(agent_type, self.weights) if agent_type else self.weights
+        return adjust_for_priority(base, priority)
+
+    def greedy_index(self, decision: LoggedDecision) -> int:
+        """Index (into ``decision.candidates``) of the model this policy's greedy choice picks."""
+        w = self.weights_for(decision.agent_type, decision.priority)
+        return greedy_index(decision, w)
+
+    def probabilities(self, decision: LoggedDecision) -> list[float]:
+        """This policy's probability of each candidate of ``decision`` (sums to 1)."""
+        return probabilities(self.greedy_index(decision), len(decision.candidates), self.epsilon)
+
+
+def greedy_index(decision: LoggedDecision, w: SelectionWeights) -> int:
+    """The best-scoring candidate under (already priority-adjusted) weights ``w``."""
+    best, best_key, best_id = 0, None, ""
+    for i, c in enumerate(decision.candidates):
+        score = (w.capability * c.capability + w.cost * c.cost + w.performance * c.performance
+                 + w.availability * c.availability)
+        key = (score, c.cost)
+        if best_key is None or key > best_key or (key == best_key and c.model_id < best_id):
+            best, best_key, best_id = i, key, c.model_id
+    return best
+
+
+def probabilities(greedy: int, n: int, epsilon: float) -> list[float]:
+    """Epsilon-greedy probabilities over ``n`` candidates."""
+    share = epsilon / n
+    probs = [share] * n
+    probs[greedy] += 1.0 - epsilon
+    return probs

@@ -1,0 +1,173 @@
+"""Properties of the off-policy estimators and the weight search (design §7)."""
+
+from __future__ import annotations
+
+import random
+from decimal import Decimal
+from itertools import product
+from math import isclose, prod
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from api_model_management.actors.selector import adjust_for_priority
+from api_model_management.config import SelectionWeights
+from api_model_management.events import CandidateScore
+from api_model_management.replay import (
+    LoggedDecision,
+    Objective,
+    Outcome,
+    PreparedLog,
+    TargetPolicy,
+    replay,
+    tune,
+)
+
+pytestmark = pytest.mark.property
+
+QUALITY_ONLY = Objective(cost_per_usd=0.0, latency_per_s=0.0)
+SUB = st.sampled_from([0.0, 0.25, 0.5, 0.75, 1.0]) | st.floats(0, 1)
+SUBS = st.tuples(SUB, SUB, SUB, SUB)
+PRIORITY = st.sampled_from(["low", "normal", "high", "critical"])
+
+
+@st.composite
+def simplex(draw) -> SelectionWeights:
+    raw = [draw(st.integers(0, 20)) for _ in range(4)]
+    if sum(raw) == 0:
+        raw[0] = 1
+    total = sum(raw)
+    return SelectionWeights(capability=raw[0] / total, cost=raw[1] / total,
+                            performance=raw[2] / total, availability=raw[3] / total)
+
+
+def _ranked(subs, weights: SelectionWeights, priority: str) -> list[CandidateScore]:
+    """The Selector's ranking: score desc, cheaper (higher cost sub-score) first, config order."""
+    w = adjust_for_priority(weights, priority)
+    rows = []
+    for order, (cap, cost, perf, avail) in enumerate(subs):
+        score = (w.capability * cap + w.cost * cost + w.performance * perf
+                 + w.availability * avail)
+        rows.append((score, cost, order, CandidateScore(
+            model_id=f"m{order}", score=score, capability=cap, cost=cost, performance=perf,
+            availability=avail)))
+    return [c for *_, c in sorted(rows, key=lambda t: (-t[0], -t[1], t[2]))]
+
+
+def _decision(i: int, ranked: list[CandidateScore], index: int, propensity: float,
+              priority: str, quality: float) -> LoggedDecision:
+    cands = tuple([ranked[index]] + ranked[:index] + ranked[index + 1:])
+    return LoggedDecision(
+        request_id=f"r{i}", agent_type=None, priority=priority, candidates=cands,
+        chosen=cands[0].model_id, propensity=propensity, weights_version="v", explored=False,
+        outcome=Outcome(success=True, cost_usd=Decimal(0), latency_ms=0.0, quality=quality))
+
+
+def _propensity(index: int, n: int, epsilon: float) -> float:
+    return (1.0 - epsilon if index == 0 else 0.0) + epsilon / n
+
+
+@st.composite
+def logged_world(draw, min_epsilon: float = 0.0):
+    """Decisions logged by an epsilon-greedy Selector with random weights, and that policy."""
+    weights = draw(simplex())
+    epsilon = draw(st.sampled_from([min_epsilon, 0.1, 0.3, 1.0]) | st.floats(min_epsilon, 1))
+    rng = random.Random(draw(st.integers(0, 2**32)))
+    decisions = []
+    for i in range(draw(st.integers(1, 25))):
+        subs = draw(st.lists(SUBS, min_size=1, max_size=4))
+        priority = draw(PRIORITY)
+        ranked = _ranked(subs, weights, priority)
+        index = rng.randrange(len(ranked)) if rng.random() < epsilon else 0
+        quality = draw(st.floats(0, 1))
+        decisions.append(_decision(i, ranked, index, _propensity(index, len(ranked), epsilon),
+                                   priority, quality))
+    return decisions, TargetPolicy(weights, epsilon=epsilon)
+
+
+@settings(max_examples=150, deadline=None)
+@given(logged_world())
+def test_target_equal_to_logging_policy_gives_the_logged_mean(world):
+    decisions, logging_policy = world
+    report = replay(decisions, logging_policy, QUALITY_ONLY)
+    reward = report.metrics["reward"]
+    mean = sum(d.outcome.quality for d in decisions) / len(decisions)
+    assert report.n_unsupported == 0
+    assert isclose(reward.snips, mean, rel_tol=1e-9, abs_tol=1e-12)
+    assert isclose(reward.ips, mean, rel_tol=1e-9, abs_tol=1e-12)
+    assert isclose(reward.logged, mean, rel_tol=1e-9, abs_tol=1e-12)
+    assert isclose(report.effective_sample_size, len(decisions), rel_tol=1e-9)
+
+
+@settings(max_examples=150, deadline=None)
+@given(logged_world(), simplex(), st.floats(0, 1))
+def test_snips_stays_within_the_logged_rewards_and_ess_within_n(world, target, epsilon):
+    decisions, _ = world
+    report = replay(decisions, TargetPolicy(target, epsilon=epsilon), QUALITY_ONLY)
+    qualities = [d.outcome.quality for d in decisions]
+    reward = report.metrics["reward"]
+    assert 0.0 <= report.effective_sample_size <= len(decisions) * (1 + 1e-9)
+    assert reward.ips >= 0.0 and reward.ips_se >= 0.0
+    if reward.snips is not None:
+        assert min(qualities) - 1e-9 <= reward.snips <= max(qualities) + 1e-9
+    assert min(qualities) - 1e-9 <= reward.dm <= max(qualities) + 1e-9
+
+
+@st.composite
+def enumerable_world(draw):
+    """Up to three contexts with up to three candidates, a fixed reward per (context, model)."""
+    contexts = []
+    for _ in range(draw(st.integers(1, 3))):
+        subs = draw(st.lists(SUBS, min_size=1, max_size=3))
+        rewards = [draw(st.sampled_from([0.0, 0.5, 1.0]) | st.floats(0, 1)) for _ in subs]
+        contexts.append((subs, draw(PRIORITY), rewards))
+    return contexts
+
+
+@settings(max_examples=100, deadline=None)
+@given(enumerable_world(), simplex(), st.floats(0.05, 1.0), simplex(), st.floats(0, 1))
+def test_ips_is_unbiased_over_every_logged_outcome(contexts, logging_w, log_eps, target_w,
+                                                   target_eps):
+    """E[IPS] over all joint logging outcomes equals the target policy's true value."""
+    target = TargetPolicy(target_w, epsilon=target_eps)
+    ranked = [_ranked(subs, logging_w, priority) for subs, priority, _ in contexts]
+    reward_of = [{f"m{k}": r for k, r in enumerate(rewards)} for _, _, rewards in contexts]
+    expected_ips = 0.0
+    for picks in product(*(range(len(r)) for r in ranked)):
+        probs = [_propensity(i, len(r), log_eps) for i, r in zip(picks, ranked, strict=True)]
+        decisions = [
+            _decision(c, r, i, p, contexts[c][1], reward_of[c][r[i].model_id])
+            for c, (r, i, p) in enumerate(zip(ranked, picks, probs, strict=True))
+        ]
+        expected_ips += prod(probs) * replay(decisions, target, QUALITY_ONLY).metrics["reward"].ips
+    # the truth: apply the target policy to every context
+    truth = 0.0
+    for c, r in enumerate(ranked):
+        d = _decision(c, r, 0, 1.0, contexts[c][1], 0.0)
+        pi = target.probabilities(d)
+        truth += sum(p * reward_of[c][cand.model_id] for p, cand in zip(pi, d.candidates,
+                                                                        strict=True))
+    truth /= len(contexts)
+    assert isclose(expected_ips, truth, rel_tol=1e-9, abs_tol=1e-9)
+
+
+@settings(max_examples=40, deadline=None)
+@given(logged_world(), st.sampled_from([0.5, 1 / 3, 0.25]), st.integers(0, 5),
+       st.integers(0, 1000), st.sampled_from(["ips", "snips", "dm", "dr"]))
+def test_tuning_returns_weights_on_the_simplex_and_the_best_candidate(world, step, n_random,
+                                                                      seed, estimator):
+    decisions, _ = world
+    result = tune(decisions, QUALITY_ONLY, estimator=estimator, grid_step=step,
+                  n_random=n_random, seed=seed)
+    w = result.weights
+    parts = (w.capability, w.cost, w.performance, w.availability)
+    assert all(0.0 <= x <= 1.0 for x in parts) and isclose(sum(parts), 1.0, abs_tol=1e-9)
+    SelectionWeights.model_validate(w.model_dump())
+    assert result.report.value(estimator) == result.value
+    # nothing on the grid scores better
+    prepared = PreparedLog(decisions, QUALITY_ONLY)
+    for corner in (SelectionWeights(capability=1, cost=0, performance=0, availability=0),
+                   SelectionWeights(capability=0, cost=1, performance=0, availability=0)):
+        other = prepared.replay(TargetPolicy(corner), metrics=("reward",)).value(estimator)
+        assert other is None or other <= result.value + 1e-12

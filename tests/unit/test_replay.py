@@ -1,0 +1,523 @@
+"""Replay and tuning (design §7): decisions from the log, off-policy estimates checked against a
+world built from real per-prompt correctness (RouteLLM) and real latency/failure traces (llmperf),
+the weights file, and the CLI commands."""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from api_model_management.actors.selector import adjust_for_priority
+from api_model_management.config import SelectionWeights
+from api_model_management.errors import AMMError, InvalidInput
+from api_model_management.events import (
+    CandidateScore,
+    EventLog,
+    FeedbackRecorded,
+    ModelSelected,
+    RequestCompleted,
+    RequestFailed,
+    ResponseEvaluated,
+)
+from api_model_management.replay import (
+    BadWeightsFile,
+    NoDecisions,
+    Objective,
+    TargetPolicy,
+    decisions_from_events,
+    load_decisions,
+    read_weights_file,
+    replay,
+    tune,
+    write_weights_file,
+)
+from api_model_management.replay._cli import replay_command, tune_command
+from tests.conftest import shared_data_or_skip
+
+pytestmark = pytest.mark.unit
+
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+MIXTRAL, GPT4 = "mistralai/Mixtral-8x7B-Instruct-v0.1", "gpt-4-1106-preview"
+# published list prices, USD per million tokens (../shared/data/README.md)
+PRICE_PER_M = {MIXTRAL: (Decimal("0.60"), Decimal("0.60")), GPT4: (Decimal("10"), Decimal("30"))}
+# real latency/failure traces standing in for each model: a flaky fast-ish one, a reliable one
+TRACE = {MIXTRAL: "bedrock_70b", GPT4: "perplexity_70b"}
+LOGGING = SelectionWeights()  # the configured defaults: 0.30 / 0.25 / 0.25 / 0.20
+TARGET = SelectionWeights(capability=0.6, cost=0.0, performance=0.3, availability=0.1)
+PRIORITIES = ("low", "normal", "normal", "high", "critical")
+
+
+# ------------------------------------------------------------------------------------------------
+# a logging policy written the way the Selector ranks and explores (independent of the package)
+
+def log_choice(subs: list[tuple[str, float, float, float, float]], weights: SelectionWeights,
+               priority: str, epsilon: float, rng: random.Random):
+    """Rank like the Selector (score desc, cheaper first, config order), explore like ``_choose``;
+    returns (candidates in logged order, chosen model, propensity, explored)."""
+    w = adjust_for_priority(weights, priority)
+    scored = []
+    for order, (model, cap, cost, perf, avail) in enumerate(subs):
+        score = (w.capability * cap + w.cost * cost + w.performance * perf
+                 + w.availability * avail)
+        scored.append((score, cost, order, CandidateScore(
+            model_id=model, score=score, capability=cap, cost=cost, performance=perf,
+            availability=avail)))
+    ranked = [c for *_, c in sorted(scored, key=lambda t: (-t[0], -t[1], t[2]))]
+    n, index, explored = len(ranked), 0, False
+    if epsilon > 0 and rng.random() < epsilon:
+        index, explored = rng.randrange(n), True
+        propensity = epsilon / n + (1.0 - epsilon if index == 0 else 0.0)
+    else:
+        propensity = 1.0 - epsilon + epsilon / n if epsilon > 0 else 1.0
+    ranked = [ranked[index]] + ranked[:index] + ranked[index + 1:]
+    return tuple(ranked), ranked[0].model_id, propensity, explored
+
+
+# ------------------------------------------------------------------------------------------------
+# the RouteLLM world
+
+@dataclass(frozen=True)
+class Result:
+    success: bool
+    quality: float
+    cost_usd: Decimal
+    latency_ms: float
+
+
+@dataclass(frozen=True)
+class Context:
+    request_id: str
+    priority: str
+    subs: list
+    results: dict[str, Result]
+
+
+def _read_csv(path: Path) -> list[dict]:
+    with path.open(newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _traces(data: Path) -> dict[str, list[dict]]:
+    return {m: json.loads((data / "llmperf" / f"{t}.json").read_text()) for m, t in TRACE.items()}
+
+
+def _result(model: str, correct: str, in_tokens: int, out_tokens: int, trace: dict) -> Result:
+    if trace.get("error_code") is not None:
+        return Result(False, 0.0, Decimal(0), float(trace.get("end_to_end_latency_s") or 0) * 1000)
+    in_price, out_price = PRICE_PER_M[model]
+    cost = (in_price * in_tokens + out_price * out_tokens) / Decimal(1_000_000)
+    return Result(True, 1.0 if correct == "True" else 0.0, cost,
+                  float(trace["end_to_end_latency_s"]) * 1000)
+
+
+def _subs(rng: random.Random) -> list:
+    """Sub-scores as the Selector computes them for two models: capability (versatility),
+    log-scaled cost (cheapest 1, dearest 0), performance from drifting live stats, availability
+    from rate-limit headroom rounded down to tenths."""
+    out = []
+    for model, cap, cost, quality_prior, latency_prior_ms in (
+        (MIXTRAL, 0.8 + 0.2 * 2 / 3, 1.0, 0.68, 3000.0), (GPT4, 1.0, 0.0, 0.80, 6000.0),
+    ):
+        quality = min(1.0, max(0.0, quality_prior + rng.gauss(0, 0.05)))
+        latency = latency_prior_ms * rng.uniform(0.5, 1.5)
+        perf = 0.4 * quality + 0.3 * rng.uniform(0.8, 1.0) + 0.3 / (1.0 + latency / 1000.0)
+        avail = 0.5 + 0.5 * int(rng.random() * 10) / 10
+        out.append((model, cap, cost, perf, avail))
+    return out
+
+
+def routellm_world(seed: int = 7) -> list[Context]:
+    """One context per prompt of GSM8K and ten MMLU subjects: each model's real correctness, its
+    cost at list price (tokens ≈ characters / 4; MMLU answers ≈ 5 tokens), a latency (or failure)
+    from its llmperf trace; random priority, and drifting sub-scores."""
+    data = shared_data_or_skip()
+    rng = random.Random(seed)
+    traces = _traces(data)
+    rows = [(r, (len(r[f"{MIXTRAL}_response"]) // 4, len(r[f"{GPT4}_response"]) // 4))
+            for r in _read_csv(data / "routellm" / "gsm8k" / "gsm8k_responses.csv")]
+    for path in sorted((data / "routellm" / "mmlu").glob("mmlu_*.csv"))[:10]:
+        rows.extend((r, (5, 5)) for r in _read_csv(path))
+    world = []
+    for i, (row, out_tokens) in enumerate(rows):
+        in_tokens = len(row["prompt"]) // 4
+        results = {m: _result(m, row[m], in_tokens, out_tokens[k],
+                              traces[m][rng.randrange(len(traces[m]))])
+                   for k, m in enumerate((MIXTRAL, GPT4))}
+        world.append(Context(f"req-{i}", rng.choice(PRIORITIES), _subs(rng), results))
+    return world
+
+
+def log_world(world: list[Context], weights: SelectionWeights, epsilon: float, seed: int):
+    """The events a Selector with ``weights`` and ``epsilon`` would have left in this world."""
+    rng = random.Random(seed)
+    events = []
+    for k, ctx in enumerate(world):
+        at = T0 + timedelta(milliseconds=k)
+        cands, chosen, propensity, explored = log_choice(ctx.subs, weights, ctx.priority,
+                                                          epsilon, rng)
+        events.append(ModelSelected(
+            occurred_at=at, request_id=ctx.request_id, agent_type="qa", model_id=chosen,
+            candidates=cands, propensity=propensity, priority=ctx.priority, explored=explored))
+        r = ctx.results[chosen]
+        later = at + timedelta(microseconds=500)
+        if r.success:
+            events.append(RequestCompleted(occurred_at=later, request_id=ctx.request_id,
+                                           model_id=chosen, latency_ms=r.latency_ms,
+                                           cost_usd=r.cost_usd))
+            events.append(FeedbackRecorded(occurred_at=later, request_id=ctx.request_id,
+                                           score=r.quality, source="ground_truth"))
+        else:
+            events.append(RequestFailed(occurred_at=later, request_id=ctx.request_id,
+                                        model_id=chosen, attempts=1, error_kind="server_error",
+                                        latency_ms=r.latency_ms))
+    return events
+
+
+def true_values(world: list[Context], weights: SelectionWeights, objective: Objective) -> dict:
+    """What the greedy policy with ``weights`` actually achieves in the world."""
+    rng = random.Random(0)  # unused at epsilon 0
+    picked = [ctx.results[log_choice(ctx.subs, weights, ctx.priority, 0.0, rng)[1]]
+              for ctx in world]
+    n = len(picked)
+    return {
+        "reward": sum(objective.reward(r.quality, float(r.cost_usd), r.latency_ms)
+                      for r in picked) / n,
+        "quality": sum(r.quality for r in picked) / n,
+        "cost_usd": sum(float(r.cost_usd) for r in picked) / n,
+        "latency_ms": sum(r.latency_ms for r in picked) / n,
+        "failure_rate": sum(not r.success for r in picked) / n,
+    }
+
+
+@pytest.fixture(scope="module")
+def world():
+    return routellm_world()
+
+
+@pytest.fixture(scope="module")
+def logged(world):
+    return decisions_from_events(log_world(world, LOGGING, epsilon=0.3, seed=11))
+
+
+def test_estimates_match_the_true_value_of_another_policy(world, logged):
+    objective = Objective()
+    truth = true_values(world, TARGET, objective)
+    report = replay(logged, TargetPolicy(TARGET), objective)
+    assert report.n_decisions == len(world) > 1000
+    assert report.n_unsupported == 0  # epsilon 0.3 gives every model support
+    assert 0 < report.n_agree < report.n_decisions
+    assert 0 < report.effective_sample_size < report.n_decisions
+    for metric in ("reward", "quality", "failure_rate", "cost_usd", "latency_ms"):
+        e = report.metrics[metric]
+        # unbiased estimators: within 4 standard errors (seeded, so not flaky); the standard error
+        # itself follows from the sample size and the importance weights
+        assert abs(e.ips - truth[metric]) <= 4 * e.ips_se, metric
+        assert abs(e.snips - truth[metric]) <= 4 * e.snips_se, metric
+        assert abs(e.dr - truth[metric]) <= 4 * e.dr_se, metric
+    reward = report.metrics["reward"]
+    # the estimates are informative: tighter than the gap between the two policies
+    assert reward.dr_se < 0.03 and reward.ips_se < 0.05
+    assert abs(reward.logged - truth["reward"]) > 4 * reward.dr_se
+    quality = report.metrics["quality"]
+    assert abs(quality.logged - truth["quality"]) > 4 * quality.dr_se
+
+
+def test_tuned_weights_do_better_than_the_logging_policy_in_the_world(world, logged):
+    objective = Objective(cost_per_usd=10.0, latency_per_s=0.01)
+    result = tune(logged, objective, grid_step=0.25, n_random=10, seed=3,
+                  baseline=TargetPolicy(LOGGING))
+    tuned = true_values(world, result.weights, objective)["reward"]
+    logging_greedy = true_values(world, LOGGING, objective)["reward"]
+    target = true_values(world, TARGET, objective)["reward"]
+    assert tuned > logging_greedy
+    assert tuned >= target - 2 * result.report.metrics["reward"].dr_se
+    assert result.baseline is not None and result.value > result.baseline.value("dr")
+
+
+def test_a_steep_cost_penalty_tunes_towards_the_cheap_model(world, logged):
+    result = tune(logged, Objective(cost_per_usd=1000.0, latency_per_s=0.0), grid_step=0.25,
+                  n_random=0)
+    picks = [log_choice(ctx.subs, result.weights, ctx.priority, 0.0, random.Random(0))[1]
+             for ctx in world]
+    assert picks.count(MIXTRAL) > 0.9 * len(picks)
+
+
+# ------------------------------------------------------------------------------------------------
+# decisions from a real event log
+
+def _selected(rid: str, at: datetime, chosen: str, propensity: float = 1.0, **kw) -> ModelSelected:
+    cands = tuple(CandidateScore(model_id=m, score=0.5, capability=0.8, cost=c, performance=0.6,
+                                 availability=1.0)
+                  for m, c in ((chosen, 0.2), ("other" if chosen != "other" else "m-a", 0.9)))
+    return ModelSelected(occurred_at=at, request_id=rid, agent_type="qa", model_id=chosen,
+                         candidates=cands, propensity=propensity, **kw)
+
+
+def test_load_decisions_from_the_parquet_log(tmp_path):
+    t = T0
+    events = [
+        _selected("r1", t, "m-a", 0.9, priority="high"),
+        _selected("r1", t + timedelta(seconds=1), "other"),  # a failover: not the decision
+        RequestCompleted(occurred_at=t + timedelta(seconds=2), request_id="r1", model_id="other",
+                         latency_ms=120.0, cost_usd=Decimal("0.001234")),
+        ResponseEvaluated(occurred_at=t + timedelta(seconds=3), request_id="r1", completeness=1,
+                          relevance=1, coherence=1, quality_score=0.9, low_quality=False),
+        FeedbackRecorded(occurred_at=t + timedelta(seconds=4), request_id="r1", score=0.2,
+                         source="judge"),
+        FeedbackRecorded(occurred_at=t + timedelta(seconds=5), request_id="r1", score=0.6,
+                         source="user"),
+        FeedbackRecorded(occurred_at=t + timedelta(seconds=6), request_id="r1", score=0.4,
+                         source="user"),
+        _selected("r2", t, "m-b"),
+        RequestFailed(occurred_at=t + timedelta(seconds=1), request_id="r2", attempts=3,
+                      error_kind="timeout", latency_ms=900.0, cost_usd=Decimal("0.5")),
+        _selected("r3", t, "m-c"),
+        RequestCompleted(occurred_at=t + timedelta(seconds=1), request_id="r3", model_id="m-c",
+                         latency_ms=50.0),
+        ResponseEvaluated(occurred_at=t + timedelta(seconds=2), request_id="r3", completeness=1,
+                          relevance=1, coherence=1, quality_score=0.7, low_quality=False),
+        _selected("r4", t, "m-d"),  # still in flight: no outcome, left out
+        _selected("r5", t, "m-e"),
+        RequestCompleted(occurred_at=t + timedelta(seconds=1), request_id="r5", model_id="m-e",
+                         latency_ms=10.0),
+    ]
+    EventLog(tmp_path, fsync="never").append(events)
+    by_id = {d.request_id: d for d in load_decisions(tmp_path)}
+    assert sorted(by_id) == ["r1", "r2", "r3", "r5"]
+    r1 = by_id["r1"]
+    assert (r1.chosen, r1.propensity, r1.priority, r1.agent_type) == ("m-a", 0.9, "high", "qa")
+    assert r1.chosen_index == 0 and len(r1.candidates) == 2
+    assert r1.outcome.success and r1.outcome.cost_usd == Decimal("0.001234")
+    assert r1.outcome.latency_ms == 120.0
+    assert r1.outcome.quality == pytest.approx(0.5)  # user feedback beats judge and evaluator
+    assert not by_id["r2"].outcome.success and by_id["r2"].outcome.quality == 0.0
+    assert by_id["r2"].outcome.cost_usd == Decimal("0.5")
+    assert by_id["r3"].outcome.quality == 0.7
+    assert by_id["r5"].outcome.quality is None
+
+
+def test_no_log_or_no_decisions_is_refused(tmp_path):
+    with pytest.raises(NoDecisions, match="no event log"):
+        load_decisions(tmp_path / "missing")
+    EventLog(tmp_path, fsync="never").append([_selected("r1", T0, "m-a")])  # no outcome
+    with pytest.raises(NoDecisions, match="no logged decision"):
+        load_decisions(tmp_path)
+    with pytest.raises(NoDecisions):
+        replay([], TargetPolicy(LOGGING))
+    with pytest.raises(NoDecisions):
+        tune([])
+    assert issubclass(NoDecisions, InvalidInput) and issubclass(NoDecisions, AMMError)
+
+
+def test_bad_propensity_or_chosen_model_is_left_out():
+    ok = _selected("r1", T0, "m-a", 0.5)
+    zero = _selected("r2", T0, "m-a", 0.5).model_copy(update={"propensity": 0.0})
+    stranger = _selected("r3", T0, "m-a").model_copy(update={"model_id": "nobody"})
+    done = [RequestCompleted(occurred_at=T0, request_id=r, latency_ms=1.0) for r in ("r1", "r2",
+                                                                                   "r3")]
+    assert [d.request_id for d in decisions_from_events([ok, zero, stranger, *done])] == ["r1"]
+
+
+# ------------------------------------------------------------------------------------------------
+# zero support
+
+def test_zero_support_gives_ips_no_weight_but_dm_and_dr_still_estimate():
+    # logged deterministically (propensity 1): "cheap" always; the target wants "strong"
+    events = []
+    for i in range(10):
+        cands = (CandidateScore(model_id="cheap", score=0.6, capability=0.5, cost=1.0,
+                                performance=0.5, availability=1.0),
+                 CandidateScore(model_id="strong", score=0.5, capability=1.0, cost=0.0,
+                                performance=0.9, availability=1.0))
+        events.append(ModelSelected(occurred_at=T0, request_id=f"r{i}", model_id="cheap",
+                                    candidates=cands, propensity=1.0))
+        events.append(RequestCompleted(occurred_at=T0, request_id=f"r{i}", latency_ms=100.0))
+        events.append(FeedbackRecorded(occurred_at=T0, request_id=f"r{i}", score=0.5,
+                                       source="ground_truth"))
+    decisions = decisions_from_events(events)
+    quality_first = SelectionWeights(capability=1.0, cost=0.0, performance=0.0, availability=0.0)
+    report = replay(decisions, TargetPolicy(quality_first), Objective(0.0, 0.0))
+    assert (report.n_agree, report.n_unsupported) == (0, 10)
+    assert report.effective_sample_size == 0.0
+    reward = report.metrics["reward"]
+    assert reward.ips == 0.0 and reward.snips is None and reward.snips_se is None
+    # the outcome model has never seen "strong": it falls back to the overall mean
+    assert reward.dm == pytest.approx(0.5) and reward.dr == pytest.approx(0.5)
+    # with target exploration the logged model keeps some weight
+    explore = replay(decisions, TargetPolicy(quality_first, epsilon=0.5), Objective(0.0, 0.0))
+    # π(cheap) = 0.5 / 2, propensity 1: weight 0.25 on a reward of 0.5
+    assert explore.metrics["reward"].ips == pytest.approx(0.125)
+    assert explore.metrics["reward"].snips == pytest.approx(0.5)
+
+
+def test_per_agent_weights_and_priority_are_applied():
+    cands = (CandidateScore(model_id="cheap", score=0, capability=0.0, cost=1.0, performance=0.0,
+                            availability=0.0),
+             CandidateScore(model_id="strong", score=0, capability=0.0, cost=0.0,
+                            performance=1.0, availability=0.0))
+    events = []
+    for i, (agent, priority) in enumerate((("a", "normal"), ("b", "normal"), ("b", "critical"))):
+        events.append(ModelSelected(occurred_at=T0, request_id=f"r{i}", agent_type=agent,
+                                    model_id="cheap", candidates=cands, priority=priority,
+                                    propensity=0.5))
+        events.append(RequestCompleted(occurred_at=T0, request_id=f"r{i}", latency_ms=1.0))
+    decisions = decisions_from_events(events)
+    base = SelectionWeights(capability=0.0, cost=0.6, performance=0.4, availability=0.0)
+    to_perf = SelectionWeights(capability=0.0, cost=0.4, performance=0.6, availability=0.0)
+    policy = TargetPolicy(base, {"a": to_perf})
+    # a: override prefers performance; b normal: base prefers cost; b critical: 80 % of cost moves
+    by_id = {d.request_id: policy.greedy_index(d) for d in decisions}
+    assert by_id == {"r0": 1, "r1": 0, "r2": 1}
+    assert replay(decisions, policy).n_agree == 1
+
+
+# ------------------------------------------------------------------------------------------------
+# the weights file
+
+def test_weights_file_round_trip(tmp_path):
+    agent = {"coder": SelectionWeights(capability=0.7, cost=0.1, performance=0.1,
+                                       availability=0.1)}
+    path = write_weights_file(tmp_path / "w.json", TARGET, "tuned-1", agent,
+                              estimated={"value": 0.5}, provenance={"seed": 3})
+    loaded = read_weights_file(path)
+    assert (loaded.weights, loaded.weights_version, loaded.agent_weights) == (TARGET, "tuned-1",
+                                                                              agent)
+    assert loaded.estimated == {"value": 0.5} and loaded.provenance == {"seed": 3}
+    assert sorted(json.loads(path.read_text())) == ["agent_weights", "estimated", "provenance",
+                                                    "weights", "weights_version"]
+    assert [p.name for p in tmp_path.iterdir()] == ["w.json"]  # no temp file left behind
+
+
+@pytest.mark.parametrize(("body", "reason"), [
+    ("{not json", "not JSON"),
+    ("[1, 2]", "expected a JSON object"),
+    ('{"weights_version": "v"}', "weights must be an object"),
+    ('{"weights": {"capability": 0.5, "cost": 0.5, "performance": 0.5, "availability": 0},'
+     ' "weights_version": "v"}', "sum to 1"),
+    ('{"weights": {"capability": 1.5, "cost": -0.5, "performance": 0, "availability": 0},'
+     ' "weights_version": "v"}', "weights.capability"),
+    ('{"weights": {"capability": 1, "cost": 0, "performance": 0, "availability": 0, "x": 0},'
+     ' "weights_version": "v"}', "weights.x"),
+    ('{"weights": {"capability": 1, "cost": 0, "performance": 0, "availability": 0}}',
+     "weights_version must be a non-empty string"),
+    ('{"weights": {"capability": 1, "cost": 0, "performance": 0, "availability": 0},'
+     ' "weights_version": "v", "agent_weights": {"a": {"cost": 2}}}', "agent_weights.a"),
+    ('{"weights": {}, "weights_version": "v", "wieghts": {}}', "unknown keys wieghts"),
+])
+def test_bad_weights_files_are_refused_with_the_reason(tmp_path, body, reason):
+    path = tmp_path / "w.json"
+    path.write_text(body)
+    with pytest.raises(BadWeightsFile, match=reason):
+        read_weights_file(path)
+
+
+def test_missing_weights_file(tmp_path):
+    with pytest.raises(BadWeightsFile, match="not found"):
+        read_weights_file(tmp_path / "nope.json")
+
+
+# ------------------------------------------------------------------------------------------------
+# the CLI commands
+
+def _small_log(tmp_path: Path) -> Path:
+    rng = random.Random(5)
+    events = []
+    for i in range(60):
+        subs = [("cheap", 0.8, 1.0, rng.uniform(0.4, 0.6), 1.0),
+                ("strong", 1.0, 0.0, rng.uniform(0.6, 0.9), 1.0)]
+        cands, chosen, propensity, explored = log_choice(subs, LOGGING, "normal", 0.5, rng)
+        rid = f"r{i}"
+        events.append(ModelSelected(occurred_at=T0, request_id=rid, agent_type="qa",
+                                    model_id=chosen, candidates=cands, propensity=propensity,
+                                    explored=explored))
+        events.append(RequestCompleted(occurred_at=T0, request_id=rid, latency_ms=100.0,
+                                       cost_usd=Decimal("0.01") if chosen == "strong" else 0))
+        events.append(FeedbackRecorded(occurred_at=T0, request_id=rid, source="user",
+                                       score=0.9 if chosen == "strong" else 0.4))
+    data = tmp_path / "data"
+    EventLog(data, fsync="never").append(events)
+    return data
+
+
+def _console() -> Console:
+    return Console(record=True, width=200, force_terminal=False)
+
+
+def test_replay_and_tune_commands(tmp_path, capsys):
+    data = _small_log(tmp_path)
+    out = tmp_path / "tuned.json"
+    console = _console()
+    assert tune_command(out, data, "table", version="v-test", grid_step=0.5, samples=5,
+                        console=console) == 0
+    assert "wrote" in console.export_text()
+    tuned = read_weights_file(out)
+    assert tuned.weights_version == "v-test" and tuned.provenance["decisions"] == 60
+    assert tuned.estimated["estimator"] == "dr"
+
+    console = _console()
+    assert replay_command(out, data, "table", console=console) == 0
+    text = console.export_text()
+    assert "Replay of weights v-test" in text and "60 decisions" in text and "failure_rate" in text
+
+    console = _console()
+    assert replay_command(out, data, "json", console=console) == 0
+    body = json.loads(console.export_text())
+    assert body["n_decisions"] == 60 and body["weights_version"] == "v-test"
+    assert body["metrics"]["reward"]["dr"] == pytest.approx(tuned.estimated["value"])
+    assert capsys.readouterr().err == ""
+
+
+def test_commands_fail_with_one_line_on_bad_input(tmp_path, capsys):
+    data = _small_log(tmp_path)
+    good = write_weights_file(tmp_path / "w.json", LOGGING, "v1")
+    bad = tmp_path / "bad.json"
+    bad.write_text("{")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    cases = [
+        lambda: replay_command(good, tmp_path / "no-such-dir", "table", console=_console()),
+        lambda: replay_command(bad, data, "table", console=_console()),
+        lambda: replay_command(tmp_path / "absent.json", data, "table", console=_console()),
+        lambda: replay_command(good, empty, "table", console=_console()),
+        lambda: replay_command(good, data, "yaml", console=_console()),
+        lambda: tune_command(tmp_path / "t.json", empty, "table", console=_console()),
+        lambda: tune_command(tmp_path / "t.json", data, "table", grid_step=0.3,
+                             console=_console()),
+        lambda: tune_command(tmp_path / "t.json", data, "table", estimator="best",
+                             console=_console()),
+        lambda: tune_command(tmp_path / "t.json", data, "table", baseline_file=bad,
+                             console=_console()),
+    ]
+    for case in cases:
+        assert case() == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and err.count("\n") == 1, err
+        assert "Traceback" not in err
+    assert not (tmp_path / "t.json").exists()
+
+
+def test_amm_tune_and_replay_from_the_command_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from api_model_management.cli import app
+
+    data = _small_log(tmp_path)
+    out = tmp_path / "new" / "dir" / "w.json"  # the folder is created
+    runner = CliRunner()
+    tuned = runner.invoke(app, ["tune", "--out", str(out), "--data-dir", str(data), "--version", "cli-1",
+                                "--grid-step", "0.5", "--samples", "3", "--cost-per-usd", "5"])
+    assert tuned.exit_code == 0, tuned.output
+    assert read_weights_file(out).weights_version == "cli-1"
+    replayed = runner.invoke(app, ["replay", "--weights", str(out), "--data-dir", str(data), "--format", "json"])
+    assert replayed.exit_code == 0, replayed.output
+    assert json.loads(replayed.output)["n_decisions"] == 60
+    missing = runner.invoke(app, ["replay", "--weights", str(tmp_path / "absent.json"), "--data-dir", str(data)])
+    assert missing.exit_code == 2 and "Traceback" not in missing.output
