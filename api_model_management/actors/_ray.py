@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import ray
 
 from ..config import RegistryConfig
+from ..events import uuid7
 from ._router_shell import RouterShell
 from ._shells import (
     CacheShell,
@@ -64,7 +65,7 @@ def start_actors(config: RegistryConfig, api_keys: dict, *, name_prefix: str | N
     sink = EventSinkActor.options(**_ASYNC, **opts("sink")).remote(config)
     ledger = CostLedgerActor.options(**opts("ledger")).remote(config)
     cache = CacheActor.options(**opts("cache")).remote(config)
-    selector = SelectorActor.options(**opts("selector")).remote(config)
+    selector = SelectorActor.options(**opts("selector")).remote(config, session=uuid7())
     health = {
         name: HealthCheckerActor.options(**_ASYNC, **opts(f"health:{name}")).remote(config, name, api_keys.get(name))
         for name in config.providers

@@ -109,6 +109,8 @@ class RouterShell:
         me = ray.get_runtime_context().current_actor
         for actor in self.health_actors.values():
             actor.add_subscribers.remote([me, self.selector_actor])
+        if self.selector_actor is not None:
+            self.selector_actor.add_subscribers.remote([me])
 
     # -- the request path --------------------------------------------------------------------
     async def complete(self, request: ModelRequest):

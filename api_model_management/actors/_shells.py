@@ -12,6 +12,7 @@ import dataclasses
 import logging
 import time
 from decimal import Decimal
+from pathlib import Path
 
 from .._clock import SYSTEM_CLOCK
 from .._request import ModelRequest
@@ -35,6 +36,13 @@ class _Subscribers:
 
     def set(self, handles: list) -> None:
         self.handles = list(handles)
+
+    def add(self, handles: list) -> list:
+        """Add the handles not known yet (by actor id); returns those."""
+        known = {h._actor_id for h in self.handles}
+        new = [h for h in handles if h._actor_id not in known]
+        self.handles = self.handles + new
+        return new
 
     def call(self, method: str, *args) -> None:
         for handle in self.handles:
@@ -105,10 +113,8 @@ class HealthCheckerShell:
     async def add_subscribers(self, handles: list) -> bool:
         """Idempotent re-subscription (routers call it periodically, so a restarted checker
         finds its subscribers again and resumes probing)."""
-        known = {h._actor_id for h in self.subscribers.handles}
-        new = [h for h in handles if h._actor_id not in known]
+        new = self.subscribers.add(handles)
         if new:
-            self.subscribers.set(self.subscribers.handles + new)
             snap = self.snapshot()
             for h in new:
                 h.update_health.remote(self.provider, snap["state"], snap["unavailable_models"])
@@ -343,14 +349,31 @@ class CacheShell:
 class SelectorShell:
     """Owns the selection policy and weights; serves dry runs and pushes weights to routers."""
 
-    def __init__(self, config: RegistryConfig) -> None:
+    def __init__(self, config: RegistryConfig, session: str | None = None) -> None:
         from .selector import SelectorCore
 
         self.core = SelectorCore(config, clock=SYSTEM_CLOCK)
         self.subscribers = _Subscribers()
+        # weights set while the system runs survive a restart of this actor (same session)
+        self._weights_path = (
+            Path(config.settings.data_dir) / "state" / f"selector-weights-{session}.json" if session else None
+        )
+        if self._weights_path is not None and self._weights_path.exists():
+            from ..replay import read_weights_file
+
+            saved = read_weights_file(self._weights_path)
+            self.core.set_weights(saved.weights, saved.weights_version)
 
     def subscribe(self, handles: list) -> bool:
         self.subscribers.set(handles)
+        return True
+
+    def add_subscribers(self, handles: list) -> bool:
+        """Idempotent re-subscription: routers call it periodically, so a restarted Selector
+        finds them again (and they get its weights)."""
+        weights, version = self.core.live_state().weights, self.core.weights_version
+        for handle in self.subscribers.add(handles):
+            handle.set_weights.remote(weights, version)
         return True
 
     def select(self, request: ModelRequest):
@@ -374,5 +397,9 @@ class SelectorShell:
 
     def set_weights(self, weights, version: str) -> bool:
         self.core.set_weights(weights, version)
+        if self._weights_path is not None:
+            from ..replay import write_weights_file
+
+            write_weights_file(self._weights_path, weights, version, provenance={"source": "set_weights"})
         self.subscribers.call("set_weights", weights, version)
         return True

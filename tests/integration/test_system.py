@@ -382,6 +382,17 @@ def test_a_tuned_weights_file_is_loaded_by_every_router(system, tmp_path):
     from api_model_management.config import SelectionWeights
     from api_model_management.replay import write_weights_file
 
+    def actors_have_it() -> bool:
+        versions = ray.get([r.select.remote(_request(9801)) for r in system.handles.routers])
+        return all(v.weights_version == "tuned-test" for v in versions)
+
+    def selector_version() -> str | None:
+        try:
+            return ray.get(system.handles.selector.live_state.remote(), timeout=10).weights_version
+        except (ray.exceptions.ActorUnavailableError, ray.exceptions.RayActorError,
+                ray.exceptions.GetTimeoutError):
+            return None
+
     path = write_weights_file(tmp_path / "w.json", SelectionWeights(
         capability=0.2, cost=0.5, performance=0.2, availability=0.1), "tuned-test")
     original = system.config.settings.selection
@@ -392,11 +403,11 @@ def test_a_tuned_weights_file_is_loaded_by_every_router(system, tmp_path):
         selected = [e for e in _events(system) if e.event_type == "ModelSelected"
                     and e.request_id == response.request_id]
         assert selected[0].weights_version == "tuned-test"
+        assert _wait_for(actors_have_it, timeout_s=20), "pushed by the Selector actor"
 
-        def actors_have_it() -> bool:
-            versions = ray.get([r.select.remote(_request(9801)) for r in system.handles.routers])
-            return all(v.weights_version == "tuned-test" for v in versions)
-
-        assert _wait_for(actors_have_it, timeout_s=10)  # pushed by the Selector actor
+        ray.kill(system.handles.selector, no_restart=False)  # a restart keeps them
+        assert _wait_for(lambda: selector_version() == "tuned-test", timeout_s=60), "kept on restart"
+        assert _wait_for(actors_have_it, timeout_s=20), "still on every router"
     finally:
+        assert _wait_for(lambda: selector_version() is not None, timeout_s=60)
         system.set_weights(original.weights, original.weights_version)
