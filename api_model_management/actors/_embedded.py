@@ -114,11 +114,9 @@ class EmbeddedRouter:
             raise ComponentUnavailable("the system was shut down", component="Router")
 
     def _submit(self, coro) -> concurrent.futures.Future:
-        try:
-            self._check_open()
-        except BaseException:
-            coro.close()
-            raise
+        if self._closed:
+            coro.close()  # never awaited: close it, then refuse
+        self._check_open()
         return asyncio.run_coroutine_threadsafe(coro, self._loop)
 
     def _wait(self, coro, timeout_s: float = 60.0):

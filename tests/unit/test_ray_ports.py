@@ -82,6 +82,18 @@ class _Method:
         return Ref(value=value, gate=handle.gates.get(self.name))
 
 
+async def _held_back(handle: FakeHandle, method: str, calls: list) -> list:
+    """Start ``calls`` while the actor's ``method`` is held back (a slow actor): none may finish
+    before it answers; then let it answer and return their results."""
+    gate = handle.gates[method] = asyncio.Event()
+    tasks = [asyncio.create_task(call()) for call in calls]
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert not any(t.done() for t in tasks)
+    gate.set()
+    return await asyncio.gather(*tasks)
+
+
 class LedgerTarget:
     """The CostLedger actor's methods on a core (the slice-granting policy of the real shell aside:
     ``grant_cap_usd`` caps every grant)."""
@@ -153,16 +165,8 @@ def test_a_released_reservation_frees_its_part_of_the_slice():
 def test_concurrent_reservations_share_one_refill():
     budget, handle, core = budget_setup()
 
-    async def scenario():
-        gate = handle.gates["grant_slice"] = asyncio.Event()
-        tasks = [asyncio.create_task(budget.reserve(LIMITED, D("0.01"), f"r{i}")) for i in range(3)]
-        for _ in range(10):
-            await asyncio.sleep(0)
-        assert not any(t.done() for t in tasks)
-        gate.set()
-        return await asyncio.gather(*tasks)
-
-    tickets = asyncio.run(scenario())
+    tickets = asyncio.run(_held_back(handle, "grant_slice",
+                                     [lambda i=i: budget.reserve(LIMITED, D("0.01"), f"r{i}") for i in range(3)]))
     assert len(tickets) == 3 and len(handle.calls_of("grant_slice")) == 1
 
 
@@ -274,16 +278,7 @@ def admission_setup(rpm: int = 100, tpm: int = 1_000_000, lease_requests: int = 
 def test_concurrent_waiters_share_one_lease_refill():
     admission, handle, core = admission_setup()
 
-    async def scenario():
-        gate = handle.gates["lease"] = asyncio.Event()
-        tasks = [asyncio.create_task(admission.acquire("m", 100)) for _ in range(3)]
-        for _ in range(10):
-            await asyncio.sleep(0)
-        assert not any(t.done() for t in tasks)
-        gate.set()
-        return await asyncio.gather(*tasks)
-
-    tickets = asyncio.run(scenario())
+    tickets = asyncio.run(_held_back(handle, "lease", [lambda: admission.acquire("m", 100)] * 3))
     assert all(isinstance(t, RateTicket) for t in tickets)
     assert len(handle.calls_of("lease")) == 1
 
