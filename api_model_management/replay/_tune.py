@@ -107,14 +107,22 @@ def tune(
 
 def _search(prepared: PreparedLog, candidates: list[SelectionWeights], estimator: str,
             epsilon: float, min_ess: float) -> SelectionWeights:
-    best, best_value = None, None
+    best, best_value, supported = None, None, False
     for w in candidates:
         report = prepared.replay(TargetPolicy(w, {}, epsilon), metrics=("reward",))
         value = report.value(estimator)
-        if value is None or report.effective_sample_size < min_ess:
+        if value is None:
+            continue
+        supported = True
+        if report.effective_sample_size < min_ess:
             continue
         if best_value is None or value > best_value:
             best, best_value = w, value
+    if not supported:
+        raise InvalidInput(
+            f"the log supports none of the candidate weights under {estimator} (every importance "
+            "weight is 0): use dr or dm, or log with exploration (selection.exploration_epsilon)",
+            field="estimator")
     if best is None:
         raise InvalidInput(f"no candidate weights reach an effective sample size of {min_ess}",
                            field="min_ess")

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from api_model_management.actors.selector import adjust_for_priority
 from api_model_management.config import SelectionWeights
+from api_model_management.errors import InvalidInput
 from api_model_management.events import CandidateScore
 from api_model_management.replay import (
     LoggedDecision,
@@ -20,7 +21,9 @@ from api_model_management.replay import (
     Outcome,
     PreparedLog,
     TargetPolicy,
+    random_simplex,
     replay,
+    simplex_grid,
     tune,
 )
 
@@ -158,6 +161,13 @@ def test_ips_is_unbiased_over_every_logged_outcome(contexts, logging_w, log_eps,
 def test_tuning_returns_weights_on_the_simplex_and_the_best_candidate(world, step, n_random,
                                                                       seed, estimator):
     decisions, _ = world
+    prepared = PreparedLog(decisions, QUALITY_ONLY)
+    searched = simplex_grid(step) + random_simplex(n_random, random.Random(seed))
+    if all(prepared.replay(TargetPolicy(c), metrics=("reward",)).value(estimator) is None
+           for c in searched):  # no support at all (SNIPS with every weight 0): a clear refusal
+        with pytest.raises(InvalidInput, match="supports none"):
+            tune(decisions, QUALITY_ONLY, estimator=estimator, grid_step=step, n_random=n_random, seed=seed)
+        return
     result = tune(decisions, QUALITY_ONLY, estimator=estimator, grid_step=step,
                   n_random=n_random, seed=seed)
     w = result.weights
@@ -166,7 +176,6 @@ def test_tuning_returns_weights_on_the_simplex_and_the_best_candidate(world, ste
     SelectionWeights.model_validate(w.model_dump())
     assert result.report.value(estimator) == result.value
     # nothing on the grid scores better
-    prepared = PreparedLog(decisions, QUALITY_ONLY)
     for corner in (SelectionWeights(capability=1, cost=0, performance=0, availability=0),
                    SelectionWeights(capability=0, cost=1, performance=0, availability=0)):
         other = prepared.replay(TargetPolicy(corner), metrics=("reward",)).value(estimator)

@@ -521,3 +521,18 @@ def test_amm_tune_and_replay_from_the_command_line(tmp_path):
     assert json.loads(replayed.output)["n_decisions"] == 60
     missing = runner.invoke(app, ["replay", "--weights", str(tmp_path / "absent.json"), "--data-dir", str(data)])
     assert missing.exit_code == 2 and "Traceback" not in missing.output
+
+
+def test_tuning_without_any_support_is_refused_clearly_but_dr_still_tunes():
+    from api_model_management.replay import LoggedDecision, Outcome
+
+    # the log chose m1 for sure-ish (0.5) but every greedy weight vector picks m0 (ties by id):
+    # SNIPS has no weight anywhere
+    tie = (CandidateScore(model_id="m1", score=0.0, capability=0.0, cost=0.0, performance=0.0, availability=0.0),
+           CandidateScore(model_id="m0", score=0.0, capability=0.0, cost=0.0, performance=0.0, availability=0.0))
+    decisions = [LoggedDecision(request_id="r0", agent_type=None, priority="low", candidates=tie, chosen="m1",
+                                propensity=0.5, weights_version="v", explored=False,
+                                outcome=Outcome(success=True, cost_usd=Decimal(0), latency_ms=0.0, quality=0.0))]
+    with pytest.raises(InvalidInput, match="supports none"):
+        tune(decisions, estimator="snips", grid_step=0.5, n_random=0)
+    assert tune(decisions, estimator="dr", grid_step=0.5, n_random=0).value is not None
