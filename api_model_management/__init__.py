@@ -1,16 +1,19 @@
 """API Model Management: model selection, failover, quality, caching, cost and budgets for
 API-hosted LLMs, as an event-sourced actor system on Ray.
 
-The public API is what this module exports; everything else is private.
+The public API is what this module exports (``_EXPORTS``, the one list; ``__all__`` is derived
+from it and a test checks the type-checking imports below against it); everything else is
+private.
 """
 
 from importlib import import_module as _import_module
 from typing import TYPE_CHECKING as _TYPE_CHECKING
+from typing import Any as _Any
 
 __version__ = "0.1.0"
 
-#: public name -> the private module that defines it. Imported on first use (PEP 562), so that a
-#: Ray worker importing one actor module does not pay for DuckDB, the evaluator or the facades.
+#: public name -> the module that defines it. Imported on first use (PEP 562), so that a Ray
+#: worker importing one actor module does not pay for DuckDB, the evaluator or the facades.
 _EXPORTS = {
     "Message": "._request",
     "ModelRequest": "._request",
@@ -19,10 +22,18 @@ _EXPORTS = {
     "RateLimitState": "._request",
     "SelectionConstraints": "._request",
     "StreamChunk": "._request",
-    "ModelManagement": "._system",
+    "BudgetLimit": ".config",
+    "BudgetSettings": ".config",
+    "config_from_dict": ".config",
+    "configure_logging": ".config",
+    "demo_config": ".config",
+    "load_config": ".config",
+    "load_secrets": ".config",
     "ModelConfig": ".config",
+    "override": ".config",
     "ProviderConfig": ".config",
     "RegistryConfig": ".config",
+    "SelectionWeights": ".config",
     "Settings": ".config",
     "AllCandidatesFailed": ".errors",
     "AMMError": ".errors",
@@ -50,19 +61,24 @@ _EXPORTS = {
     "StreamInterrupted": ".errors",
     "TransientProviderError": ".errors",
     "ResponseEvaluator": ".evaluation",
-    "CacheManager": ".facades",
-    "CostTracker": ".facades",
-    "FailoverManager": ".facades",
-    "HealthChecker": ".facades",
-    "ModelSelection": ".facades",
-    "ModelSelector": ".facades",
-    "RateLimiter": ".facades",
+    "CacheManager": ".compat",
+    "CostTracker": ".compat",
+    "FailoverManager": ".compat",
+    "HealthChecker": ".compat",
+    "ModelRegistry": ".compat",
+    "ModelSelection": ".compat",
+    "ModelSelector": ".compat",
+    "RateLimiter": ".compat",
     "PerformanceMonitor": ".projections",
-    "ModelRegistry": ".registry",
+    "Selection": ".selection",
+    "ActorHandles": ".runtime",
+    "ModelManagement": ".runtime",
 }
 
+__all__ = sorted([*_EXPORTS, "__version__"])
 
-def __getattr__(name: str):
+
+def __getattr__(name: str) -> _Any:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
@@ -75,7 +91,7 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_EXPORTS))
 
 
-if _TYPE_CHECKING:  # for type checkers and IDEs: the same names, eagerly
+if _TYPE_CHECKING:  # for type checkers and IDEs: the same names, eagerly (checked by a test)
     from ._request import (
         Message,
         ModelRequest,
@@ -85,8 +101,31 @@ if _TYPE_CHECKING:  # for type checkers and IDEs: the same names, eagerly
         SelectionConstraints,
         StreamChunk,
     )
-    from ._system import ModelManagement
-    from .config import ModelConfig, ProviderConfig, RegistryConfig, Settings
+    from .compat import (
+        CacheManager,
+        CostTracker,
+        FailoverManager,
+        HealthChecker,
+        ModelRegistry,
+        ModelSelection,
+        ModelSelector,
+        RateLimiter,
+    )
+    from .config import (
+        BudgetLimit,
+        BudgetSettings,
+        ModelConfig,
+        ProviderConfig,
+        RegistryConfig,
+        SelectionWeights,
+        Settings,
+        config_from_dict,
+        configure_logging,
+        demo_config,
+        load_config,
+        load_secrets,
+        override,
+    )
     from .errors import (
         AllCandidatesFailed,
         AMMError,
@@ -114,66 +153,16 @@ if _TYPE_CHECKING:  # for type checkers and IDEs: the same names, eagerly
         StreamInterrupted,
         TransientProviderError,
     )
-    from .evaluation import ResponseEvaluator
-    from .facades import (
-        CacheManager,
-        CostTracker,
-        FailoverManager,
-        HealthChecker,
-        ModelSelection,
-        ModelSelector,
-        RateLimiter,
+    from .evaluation import (
+        ResponseEvaluator,
     )
-    from .projections import PerformanceMonitor
-    from .registry import ModelRegistry
-
-__all__ = [
-    "AMMError",
-    "AllCandidatesFailed",
-    "AuthenticationError",
-    "BudgetExceeded",
-    "CacheManager",
-    "ComponentUnavailable",
-    "ConcurrencyLimitTimeout",
-    "ConfigError",
-    "ContentPolicyViolation",
-    "ContextWindowExceeded",
-    "CostTracker",
-    "FailoverManager",
-    "HealthChecker",
-    "InvalidInput",
-    "InvalidRequest",
-    "MalformedResponse",
-    "Message",
-    "ModelConfig",
-    "ModelManagement",
-    "ModelNotFound",
-    "ModelRegistry",
-    "ModelRequest",
-    "ModelResponse",
-    "ModelSelection",
-    "ModelSelector",
-    "NoEligibleModel",
-    "PerformanceMonitor",
-    "PermanentProviderError",
-    "ProviderConfig",
-    "ProviderConnectionError",
-    "ProviderError",
-    "ProviderOverloaded",
-    "ProviderResult",
-    "ProviderServerError",
-    "ProviderTimeout",
-    "QuotaExceeded",
-    "RateLimitExceeded",
-    "RateLimitState",
-    "RateLimited",
-    "RateLimiter",
-    "RegistryConfig",
-    "ResponseEvaluator",
-    "SelectionConstraints",
-    "Settings",
-    "StreamChunk",
-    "StreamInterrupted",
-    "TransientProviderError",
-    "__version__",
-]
+    from .projections import (
+        PerformanceMonitor,
+    )
+    from .runtime import (
+        ActorHandles,
+        ModelManagement,
+    )
+    from .selection import (
+        Selection,
+    )

@@ -1,7 +1,9 @@
-"""Injected time. Cores take a clock; tests move a ManualClock instead of sleeping."""
+"""Injected time, the one way: every core, port and policy takes a ``Clock``; tests move a
+``ManualClock`` instead of sleeping."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import socket
 import time
@@ -12,9 +14,15 @@ from typing import Protocol
 class Clock(Protocol):
     def monotonic(self) -> float:
         """Seconds on a monotonic scale (for windows, TTLs, backoff)."""
+        ...
 
     def now(self) -> datetime:
         """Wall-clock time, UTC, timezone-aware (for event timestamps and budget windows)."""
+        ...
+
+    async def sleep(self, seconds: float) -> None:
+        """Wait ``seconds`` on this clock (backoff)."""
+        ...
 
 
 class SystemClock:
@@ -30,15 +38,20 @@ class SystemClock:
     def now(self) -> datetime:
         return datetime.now(UTC)
 
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
 
 class ManualClock:
-    """A clock that only moves when told to."""
+    """A clock that only moves when told to. ``sleep`` moves it (and records the delay in
+    ``slept``) instead of waiting."""
 
     domain = ""  # shared by everything a test hands it to
 
     def __init__(self, start: datetime | None = None, monotonic_start: float = 1000.0) -> None:
         self._mono = monotonic_start
         self._wall = start or datetime(2026, 1, 1, tzinfo=UTC)
+        self.slept: list[float] = []
 
     def monotonic(self) -> float:
         return self._mono
@@ -51,6 +64,11 @@ class ManualClock:
             raise ValueError("a clock does not go backwards")
         self._mono += seconds
         self._wall += timedelta(seconds=seconds)
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.advance(seconds)
+        await asyncio.sleep(0)  # let others run, as a real sleep would
 
 
 SYSTEM_CLOCK = SystemClock()

@@ -9,6 +9,19 @@ from typing import Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from .ratelimit._state import RateLimitState
+
+__all__ = [
+    "Message",
+    "ModelRequest",
+    "ModelResponse",
+    "Priority",
+    "ProviderResult",
+    "RateLimitState",
+    "SelectionConstraints",
+    "StreamChunk",
+]
+
 Priority = Literal["low", "normal", "medium", "high", "critical"]
 
 
@@ -119,20 +132,6 @@ class ModelRequest(BaseModel):
 
     def prompt_hash(self) -> str:
         return hashlib.sha256(self.prompt_text().encode()).hexdigest()[:32]
-
-
-class RateLimitState(BaseModel):
-    """Rate-limit information a provider reported on a response (None where not reported)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    limit_requests: int | None = None
-    remaining_requests: int | None = None
-    reset_requests_s: float | None = None
-    limit_tokens: int | None = None
-    remaining_tokens: int | None = None
-    reset_tokens_s: float | None = None
-    retry_after_s: float | None = None
 
 
 class ProviderResult(BaseModel):

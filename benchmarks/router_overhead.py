@@ -88,7 +88,7 @@ WARMUP_CONCURRENT = 300
 def bench_config(emulator_port: int, data_dir: Path, replicas: int):
     """The demo registry, every provider on the emulator, the benchmark model's limits too large
     to bind, and a budget on the benchmark's agent type (the ledger path runs)."""
-    from api_model_management._config_load import demo_config, override, with_emulator_port
+    from api_model_management.config import demo_config, override, with_emulator_port
 
     config = with_emulator_port(demo_config(), emulator_port)
     models = [m.model_dump() for m in config.models]
@@ -209,8 +209,8 @@ def check(response) -> None:
 
 
 def local_client(config) -> Client:
-    from api_model_management.actors.local import build_local_router
     from api_model_management.errors import AMMError
+    from api_model_management.routing import build_local_router
 
     router = build_local_router(config, env=KEYS)
 
@@ -701,7 +701,7 @@ def parse_args(argv: list[str] | None = None):
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    from api_model_management._system import ModelManagement
+    from api_model_management import ModelManagement
 
     load_before = machine_line()
     data_dir = Path(tempfile.mkdtemp(prefix="amm-bench-"))

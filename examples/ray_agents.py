@@ -21,7 +21,7 @@ from decimal import Decimal
 import ray
 
 from api_model_management import ModelManagement, ModelRequest, SelectionConstraints
-from api_model_management._config_load import demo_config, override, with_provider_base_urls
+from api_model_management.config import demo_config, override, with_provider_base_urls
 from api_model_management.emulator.testing import EmulatorServer
 from api_model_management.errors import AMMError
 

@@ -13,12 +13,12 @@ import httpx
 from pydantic import SecretStr
 
 from .._clock import SYSTEM_CLOCK, Clock
+from ..budget._pricing import cost_usd, worst_case_cost_usd
 from ..config import ProviderConfig
 from ..errors import ConfigError
 from ._base import ProbeResult, ProviderAdapter
 from ._errors import redact, translate_transport_error
 from .anthropic import AnthropicAdapter
-from .cost import cost_usd, worst_case_cost_usd
 from .gemini import GeminiAdapter
 from .ollama import OllamaAdapter
 from .openai import OpenAIAdapter

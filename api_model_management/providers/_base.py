@@ -21,8 +21,9 @@ from pydantic import BaseModel, ConfigDict, SecretStr
 
 from .. import errors
 from .._clock import SYSTEM_CLOCK, Clock
-from .._request import ModelRequest, ProviderResult, RateLimitState, StreamChunk
+from .._request import ModelRequest, ProviderResult, StreamChunk
 from ..config import ModelConfig, ProviderConfig
+from ..ratelimit import RateLimitState
 from ._errors import malformed, translate_transport_error
 
 logger = logging.getLogger(__name__)

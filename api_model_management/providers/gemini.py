@@ -12,18 +12,19 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from .. import errors
-from .._request import ModelRequest, RateLimitState
+from .._request import ModelRequest
 from ..config import ModelConfig
-from ._base import ProviderAdapter, StreamState, Usage, api_root, count
-from ._errors import generic_kind, malformed, mentions_context_overflow, safe_token, status_error
-from ._sse import iter_sse
-from .openai import sampling
-from .ratelimit import (
+from ..ratelimit import RateLimitState
+from ..ratelimit._headers import (
     gemini_is_daily_quota,
     gemini_retry_delay_s,
     retry_after_from_headers,
     retry_only_state,
 )
+from ._base import ProviderAdapter, StreamState, Usage, api_root, count
+from ._errors import generic_kind, malformed, mentions_context_overflow, safe_token, status_error
+from ._sse import iter_sse
+from .openai import sampling
 
 _SAFETY = {
     "SAFETY",

@@ -7,13 +7,14 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from .. import errors
-from .._request import ModelRequest, RateLimitState
+from .._request import ModelRequest
 from ..config import ModelConfig
+from ..ratelimit import RateLimitState
+from ..ratelimit._headers import retry_after_from_headers, retry_only_state
 from ._base import ProviderAdapter, StreamState, Usage, count
 from ._errors import generic_kind, malformed, mentions_context_overflow, status_error
 from ._sse import iter_ndjson
 from .openai import chat_messages, sampling
-from .ratelimit import retry_after_from_headers, retry_only_state
 
 FINISH_REASONS = {"stop": "stop", "length": "length"}
 

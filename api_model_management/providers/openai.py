@@ -11,12 +11,13 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from .. import errors
-from .._request import ModelRequest, RateLimitState
+from .._request import ModelRequest
 from ..config import ModelConfig
+from ..ratelimit import RateLimitState
+from ..ratelimit._headers import openai_rate_limit_state, suggested_wait_s
 from ._base import ProviderAdapter, StreamState, Usage, api_root, count, ids_of_data_list
 from ._errors import generic_kind, malformed, mentions_context_overflow, safe_token, status_error
 from ._sse import iter_sse
-from .ratelimit import openai_rate_limit_state, suggested_wait_s
 
 logger = logging.getLogger(__name__)
 

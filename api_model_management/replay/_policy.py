@@ -14,9 +14,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from ..actors.selector import adjust_for_priority
 from ..config import SelectionWeights
 from ..errors import InvalidInput
+from ..selection._core import adjust_for_priority
 from ._decisions import LoggedDecision
 
 

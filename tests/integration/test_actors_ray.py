@@ -9,8 +9,8 @@ from decimal import Decimal
 
 import pytest
 
-from api_model_management._config_load import demo_config, override, with_provider_base_urls
-from api_model_management.actors._ports import SpendKey
+from api_model_management.budget import SpendKey
+from api_model_management.config._load import demo_config, override, with_provider_base_urls
 from api_model_management.emulator import Profile
 from api_model_management.errors import BudgetExceeded, NoEligibleModel
 
@@ -31,8 +31,8 @@ def _until(predicate, timeout_s: float = 30.0, what: str = "condition"):
 def test_actors_started_from_config_probe_the_emulator_and_push_health(ray_session, fresh_emulator, tmp_path):
     import ray
 
-    from api_model_management._secrets import load_secrets
-    from api_model_management.actors._ray import start_actors
+    from api_model_management.config._secrets import load_secrets
+    from api_model_management.runtime._actors import start_actors
 
     config = demo_config()
     config = with_provider_base_urls(config, {n: fresh_emulator.url_for(p.type) for n, p in config.providers.items()})
@@ -73,7 +73,7 @@ def test_actors_started_from_config_probe_the_emulator_and_push_health(ray_sessi
 def test_500_concurrent_reservations_from_ray_workers_stay_exact(ray_session, tmp_path):
     import ray
 
-    from api_model_management.actors._ray import CostLedgerActor, RateLimiterActor
+    from api_model_management.runtime._actors import CostLedgerActor, RateLimiterActor
 
     limit = Decimal("1.00")
     config = override(demo_config(), settings={

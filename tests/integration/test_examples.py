@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from api_model_management._config_load import demo_config
+from api_model_management.config._load import demo_config
 
 pytestmark = pytest.mark.integration
 

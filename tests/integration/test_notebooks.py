@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 
 from api_model_management import ModelRequest, SelectionConstraints
-from api_model_management._config_load import demo_config, with_provider_base_urls
-from api_model_management.actors.local import build_local_router
+from api_model_management.config._load import demo_config, with_provider_base_urls
 from api_model_management.emulator import Profile
 from api_model_management.errors import AMMError
 from api_model_management.events._ingest import SpoolIngestor, read_all_events
+from api_model_management.routing._factory import build_local_router
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from api_model_management._config_load import load_config, with_provider_base_urls
+from api_model_management.config._load import load_config, with_provider_base_urls
 from api_model_management.emulator import Profile
 
 pytestmark = pytest.mark.integration

@@ -16,7 +16,7 @@ from decimal import Decimal
 import pytest
 
 from api_model_management import ModelRequest
-from api_model_management._config_load import demo_config, override, with_provider_base_urls
+from api_model_management.config._load import demo_config, override, with_provider_base_urls
 from api_model_management.emulator import Profile
 from api_model_management.errors import AMMError, BudgetExceeded
 from api_model_management.events._ingest import read_all_events
@@ -44,7 +44,7 @@ def _profile(**fields) -> Profile:
 
 @pytest.fixture(scope="module")
 def system(ray_session, emulator, tmp_path_factory):
-    from api_model_management._system import ModelManagement
+    from api_model_management.runtime._system import ModelManagement
 
     data_dir = tmp_path_factory.mktemp("events")
     config = demo_config()

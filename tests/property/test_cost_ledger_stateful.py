@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, invariant, multiple, rule
 
 from api_model_management._clock import ManualClock
-from api_model_management.actors.cost_ledger import CostLedgerCore, SpendKey
+from api_model_management.budget._ledger import CostLedgerCore, SpendKey
 from api_model_management.config import BudgetLimit, BudgetSettings
 from api_model_management.errors import BudgetExceeded
 from api_model_management.events import BudgetAlert, Event, RequestCompleted

@@ -11,7 +11,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 
 from api_model_management import config, events
 from api_model_management._clock import ManualClock
-from api_model_management.actors.health import HealthCore
+from api_model_management.health._core import HealthCore
 
 pytestmark = pytest.mark.property
 

@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from api_model_management._clock import ManualClock
-from api_model_management.actors.cost_ledger import SCOPES, WINDOWS, CostLedgerCore
+from api_model_management.budget._ledger import SCOPES, WINDOWS, CostLedgerCore
 from api_model_management.config import BudgetLimit, BudgetSettings
 from api_model_management.events import EventLog, FeedbackRecorded, RequestCompleted, RequestFailed
 from api_model_management.projections._budget import spend_by_scope, window_start

@@ -23,11 +23,11 @@ from hypothesis.stateful import (
 
 from api_model_management._clock import ManualClock
 from api_model_management._request import RateLimitState
-from api_model_management.actors._leases import LeaseHolder
-from api_model_management.actors.rate_limiter import RateLimiterCore
 from api_model_management.config import RateLimitSettings
 from api_model_management.errors import InvalidInput
 from api_model_management.events import RateLimitHit
+from api_model_management.ratelimit import LeaseHolder
+from api_model_management.ratelimit._core import RateLimiterCore
 
 pytestmark = pytest.mark.property
 

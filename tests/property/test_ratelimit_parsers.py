@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from api_model_management.providers.ratelimit import (
+from api_model_management.ratelimit._headers import (
     anthropic_rate_limit_state,
     format_go_duration,
     gemini_is_daily_quota,

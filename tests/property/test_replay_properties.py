@@ -11,7 +11,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from api_model_management.actors.selector import adjust_for_priority
 from api_model_management.config import SelectionWeights
 from api_model_management.errors import InvalidInput
 from api_model_management.events import CandidateScore
@@ -26,6 +25,7 @@ from api_model_management.replay import (
     simplex_grid,
     tune,
 )
+from api_model_management.selection._core import adjust_for_priority
 
 pytestmark = pytest.mark.property
 

@@ -14,10 +14,10 @@ from hypothesis import strategies as st
 
 from api_model_management import ModelRequest, config, events
 from api_model_management._clock import ManualClock
-from api_model_management.actors.health import HealthCore
-from api_model_management.actors.selector import SelectorCore
-from api_model_management.actors.stats import StatsCore
 from api_model_management.errors import NoEligibleModel
+from api_model_management.health._core import HealthCore
+from api_model_management.selection._core import SelectorCore
+from api_model_management.selection._stats import StatsCore
 
 pytestmark = pytest.mark.property
 

@@ -20,12 +20,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from api_model_management._clock import ManualClock
-from api_model_management._config_load import demo_config, override
 from api_model_management._request import ModelRequest, ProviderResult, StreamChunk
-from api_model_management.actors._ports import ListEvents
-from api_model_management.actors.local import build_local_router
 from api_model_management.config import ModelConfig, RegistryConfig
+from api_model_management.config._load import demo_config, override
 from api_model_management.providers import ProbeResult
+from api_model_management.routing import ListEvents, build_local_router
 
 GOOD_PROMPT = "Explain what a hash map is and when to use one."
 GOOD_ANSWER = (
@@ -146,16 +145,14 @@ def _words(text: str) -> list[str]:
 
 
 class RecordingSleep:
-    """An async sleep that records each delay and moves a ManualClock instead of waiting."""
+    """The backoff sleeps of a router on a ManualClock (which moves instead of waiting)."""
 
     def __init__(self, clock: ManualClock) -> None:
         self.clock = clock
-        self.delays: list[float] = []
 
-    async def __call__(self, seconds: float) -> None:
-        self.delays.append(seconds)
-        self.clock.advance(seconds)
-        await asyncio.sleep(0)
+    @property
+    def delays(self) -> list[float]:
+        return self.clock.slept
 
 
 def fake_adapters(config: RegistryConfig, **scripted: FakeAdapter) -> dict[str, FakeAdapter]:
@@ -174,8 +171,7 @@ def make_router(config: RegistryConfig | None = None, *, adapters: dict | None =
     events = ListEvents()
     router = build_local_router(
         config, adapters=adapters if adapters is not None else fake_adapters(config),
-        events=events, clock=clock, sleep=sleep, monotonic=clock.monotonic,
-        rng=random.Random(seed), **router_kwargs,
+        events=events, clock=clock, rng=random.Random(seed), **router_kwargs,
     )
     return router, clock, sleep, events
 

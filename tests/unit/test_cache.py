@@ -9,7 +9,7 @@ import pytest
 
 from api_model_management import ModelRequest, ModelResponse, config, events
 from api_model_management._clock import ManualClock
-from api_model_management.actors.cache import ENTRY_OVERHEAD_BYTES, CacheCore, CacheStats
+from api_model_management.cache._core import ENTRY_OVERHEAD_BYTES, CacheCore, CacheStats
 from api_model_management.errors import InvalidInput
 
 pytestmark = pytest.mark.unit

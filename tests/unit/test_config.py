@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from api_model_management._config_load import (
+from api_model_management.config import RegistryConfig
+from api_model_management.config._load import (
     CAPABILITIES,
     ConfigIssue,
     config_from_dict,
@@ -22,7 +23,6 @@ from api_model_management._config_load import (
     with_emulator_port,
     with_provider_base_urls,
 )
-from api_model_management.config import RegistryConfig
 from api_model_management.errors import ConfigError
 
 pytestmark = pytest.mark.unit

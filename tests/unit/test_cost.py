@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from api_model_management.budget._pricing import cost_usd, worst_case_cost_usd
 from api_model_management.config import ModelConfig
 from api_model_management.errors import InvalidInput
-from api_model_management.providers.cost import cost_usd, worst_case_cost_usd
 
 pytestmark = pytest.mark.unit
 

@@ -9,8 +9,8 @@ from decimal import Decimal
 import pytest
 
 from api_model_management._clock import ManualClock
-from api_model_management.actors._leases import SliceHolder
-from api_model_management.actors.cost_ledger import CostLedgerCore, Slice, SpendKey
+from api_model_management.budget import SliceHolder
+from api_model_management.budget._ledger import CostLedgerCore, Slice, SpendKey
 from api_model_management.config import BudgetLimit, BudgetSettings, RegistryConfig
 from api_model_management.errors import BudgetExceeded, InvalidInput
 from api_model_management.events import (
@@ -242,7 +242,10 @@ def test_windows_follow_the_configured_time_zone():
 def test_slice_is_granted_up_to_the_headroom_and_holds_it():
     ledger, clock = make(GLOBAL_10)
     ledger.reserve(KEY, D(7))
-    piece = ledger.grant_slice(KEY, D(5), "router-1")
+    # a tenth of the headroom of $3 at most, but at least one worst case while that much is left
+    assert ledger.grant_slice(KEY, D(5), "router-0").amount_usd == D("0.3")
+    ledger.return_slice(ledger.reservations()[-1].reservation_id, D(0))
+    piece = ledger.grant_slice(KEY, D(5), "router-1", minimum_usd=D(5))
     assert piece.amount_usd == D(3) and piece.slice_id
     assert piece.expires_at_monotonic == clock.monotonic() + 30
     with pytest.raises(BudgetExceeded):

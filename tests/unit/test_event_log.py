@@ -448,7 +448,7 @@ def test_compact_command_prints_a_summary(populated):
     (Path("s3://bucket/amm"), "s3://bucket/amm"),
 ])
 def test_data_dir_uris_survive_the_cli_path_type(given, expected):
-    from api_model_management.events._query_cli import data_dir_text
+    from api_model_management.cli._query import data_dir_text
 
     assert data_dir_text(given) == expected
 

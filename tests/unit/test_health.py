@@ -10,8 +10,8 @@ import pytest
 
 from api_model_management import config, events
 from api_model_management._clock import ManualClock
-from api_model_management.actors.health import HealthCore, HealthSnapshot, OutcomeRecord
 from api_model_management.errors import InvalidInput
+from api_model_management.health._core import HealthCore, HealthSnapshot, OutcomeRecord
 
 pytestmark = pytest.mark.unit
 

@@ -389,7 +389,7 @@ def test_empty_log_gives_empty_results(tmp_path: Path) -> None:
 
 
 def test_report_command(log_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from api_model_management.projections._cli import parse_since, report_command
+    from api_model_management.cli._report import parse_since, report_command
 
     now = at(D2, 12)
     assert parse_since("24h", now) == at(D1, 12)

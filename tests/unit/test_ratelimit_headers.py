@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
-from api_model_management.providers.ratelimit import (
+from api_model_management.ratelimit._headers import (
     anthropic_rate_limit_state,
     format_go_duration,
     gemini_is_daily_quota,

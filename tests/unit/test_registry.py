@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from api_model_management._config_load import load_config
+from api_model_management.compat import ModelRegistry
+from api_model_management.config._load import load_config
 from api_model_management.errors import ConfigError
-from api_model_management.registry import ModelRegistry
 
 pytestmark = pytest.mark.unit
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from api_model_management.actors.selector import adjust_for_priority
+from api_model_management.cli._replay import replay_command, tune_command
 from api_model_management.config import SelectionWeights
 from api_model_management.errors import AMMError, InvalidInput
 from api_model_management.events import (
@@ -39,7 +39,7 @@ from api_model_management.replay import (
     tune,
     write_weights_file,
 )
-from api_model_management.replay._cli import replay_command, tune_command
+from api_model_management.selection._core import adjust_for_priority
 from tests.conftest import shared_data_or_skip
 
 pytestmark = pytest.mark.unit

@@ -11,7 +11,7 @@ from decimal import Decimal
 import pytest
 
 from api_model_management import ModelRequest, SelectionConstraints
-from api_model_management.actors._ports import BudgetTicket, LocalAdmission, LocalBudget, RateTicket
+from api_model_management.budget._pricing import cost_usd
 from api_model_management.errors import (
     AllCandidatesFailed,
     AuthenticationError,
@@ -40,7 +40,8 @@ from api_model_management.events import (
     RequestFailed,
     ResponseEvaluated,
 )
-from api_model_management.providers.cost import cost_usd
+from api_model_management.budget import BudgetTicket, LocalBudget
+from api_model_management.ratelimit import LocalAdmission, RateTicket
 
 from _fakes import (
     GOOD_ANSWER,

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from api_model_management._config_load import config_from_dict, load_config
-from api_model_management._logging import (
+from api_model_management.cli import app
+from api_model_management.config._load import config_from_dict, load_config
+from api_model_management.config._logging import (
     LEVEL_ENV,
     PACKAGE_LOGGER,
     REDACTED,
@@ -20,8 +21,7 @@ from api_model_management._logging import (
     redact,
     redaction_filter,
 )
-from api_model_management._secrets import load_secrets
-from api_model_management.cli import app
+from api_model_management.config._secrets import load_secrets
 from api_model_management.errors import ConfigError, ProviderError
 
 pytestmark = pytest.mark.unit

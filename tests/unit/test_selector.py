@@ -12,13 +12,13 @@ import pytest
 
 from api_model_management import ModelRequest, SelectionConstraints, config, events
 from api_model_management._clock import ManualClock
-from api_model_management.actors.selector import (
+from api_model_management.budget._pricing import worst_case_cost_usd
+from api_model_management.errors import InvalidInput, NoEligibleModel
+from api_model_management.selection._core import (
     SelectorCore,
     adjust_for_priority,
 )
-from api_model_management.actors.stats import ModelStatsSnapshot, StatsCore
-from api_model_management.errors import InvalidInput, NoEligibleModel
-from api_model_management.providers.cost import worst_case_cost_usd
+from api_model_management.selection._stats import ModelStatsSnapshot, StatsCore
 
 pytestmark = pytest.mark.unit
 
@@ -117,7 +117,7 @@ def test_unhealthy_provider_and_unavailable_models_are_filtered():
 
 
 def test_health_snapshots_from_the_health_core_are_accepted():
-    from api_model_management.actors.health import HealthCore
+    from api_model_management.health._core import HealthCore
 
     clock = ManualClock()
     health = HealthCore("anthropic", config.HealthSettings(), clock=clock, models=["mid"])

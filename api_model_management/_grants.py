@@ -1,0 +1,69 @@
+"""What rate-limit leases and budget slices share on the holder's side: when local use must stop
+(on the holder's clock) and how the size of the next grant grows while a holder runs out fast.
+
+A lease (``ratelimit``) and a slice (``budget``) are both capacity granted by one owner to one
+router, for local use until a deadline, so that steady-state admission needs no round trip.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from ._clock import Clock
+
+
+class Grant(Protocol):
+    """The timing fields of a lease or a slice."""
+
+    @property
+    def expires_at_monotonic(self) -> float: ...
+
+    @property
+    def ttl_s(self) -> float: ...
+
+    @property
+    def clock_domain(self) -> str: ...
+
+
+def local_deadline(grant: Grant, clock: Clock, safety_margin_s: float) -> float:
+    """When local use of ``grant`` must stop, on the holder's clock.
+
+    The granter's ``expires_at_monotonic`` is read directly when both share a monotonic clock (the
+    same host boot, ``Clock.domain``). A grant from another host counts its TTL from receipt:
+    later than the granter's deadline by the one-way delivery time, which the safety margin must
+    cover, as it covers call latency."""
+    domain = getattr(clock, "domain", "")
+    if grant.clock_domain and domain and grant.clock_domain != domain:
+        return clock.monotonic() + grant.ttl_s - safety_margin_s
+    return grant.expires_at_monotonic - safety_margin_s
+
+
+class Growth:
+    """The size (a multiple of the base grant) of a holder's next grant, per key.
+
+    A refill within ``fast_s`` of the previous one doubles the size, up to ``cap``: a busy key
+    needs fewer round trips. A slower refill starts again from ``start`` when ``reset`` is set
+    (leases: capacity held idle is capacity others cannot use), or keeps the size (slices)."""
+
+    def __init__(self, clock: Clock, *, start: int, cap: int, fast_s: float = 1.0,
+                 reset: bool = True) -> None:
+        self._clock = clock
+        self.start, self.cap, self.fast_s, self.reset = start, cap, fast_s, reset
+        self._size: dict[object, int] = {}
+        self._last: dict[object, float] = {}
+
+    def next(self, key: object) -> int:
+        """The size for a refill of ``key`` now (and remember this refill)."""
+        now = self._clock.monotonic()
+        size = self._size.get(key, self.start)
+        if now - self._last.get(key, -1e18) < self.fast_s:
+            size = min(size * 2, self.cap)
+        elif self.reset:
+            size = self.start
+        self._size[key], self._last[key] = size, now
+        return size
+
+    def idle_for(self, key: object) -> float:
+        """Seconds since the last refill of ``key`` (infinite when never refilled)."""
+        last = self._last.get(key)
+        return float("inf") if last is None else self._clock.monotonic() - last

@@ -1,0 +1,188 @@
+"""The ``amm`` command line (typer + rich).
+
+Every command prints a clear one-line error and exits 2 on bad input, never a traceback. Heavy
+imports (ray, duckdb, uvicorn) happen inside the commands so that ``amm --help`` is instant.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+
+app = typer.Typer(
+    name="amm",
+    help="API Model Management: select, fail over, evaluate, cache and account for LLM calls.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+config_app = typer.Typer(help="Validate the configuration and export its JSON Schema.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+DataDir = Annotated[Path, typer.Option("--data-dir", help="Where the event log lives.")]
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    """Print one line to stderr and exit (2 = bad input)."""
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code)
+
+
+# ---------------------------------------------------------------------------------------------
+# config  (owner: configuration)
+
+
+@config_app.command("validate")
+def config_validate(path: Annotated[Path, typer.Argument(help="The registry JSON file.")]) -> None:
+    """Validate a registry file: a short summary and exit 0, or every error with its JSON path."""
+    from ._config import validate_command
+
+    raise typer.Exit(validate_command(path))
+
+
+@config_app.command("schema")
+def config_schema() -> None:
+    """Print the JSON Schema of the registry file."""
+    from ._config import schema_command
+
+    raise typer.Exit(schema_command())
+
+
+# ---------------------------------------------------------------------------------------------
+# event log  (owner: event log)
+
+
+@app.command("query")
+def query(
+    sql: Annotated[str, typer.Argument(help="DuckDB SQL; one view per event type, e.g. request_completed.")],
+    data_dir: DataDir = Path("data"),
+    fmt: Annotated[str, typer.Option("--format", help="table, csv or json")] = "table",
+) -> None:
+    """Run SQL over the event log."""
+    from ._query import query_command
+
+    raise typer.Exit(query_command(sql, data_dir, fmt))
+
+
+@app.command("compact")
+def compact(data_dir: DataDir = Path("data")) -> None:
+    """Merge small Parquet files per partition, atomically."""
+    from ._query import compact_command
+
+    raise typer.Exit(compact_command(data_dir))
+
+
+# ---------------------------------------------------------------------------------------------
+# emulator  (owner: emulator)
+
+
+@app.command("emulator")
+def emulator(
+    host: Annotated[str, typer.Option(help="Loopback address only.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="0 picks a free port.")] = 8765,
+    profile: Annotated[Path | None, typer.Option(help="Fault profile (JSON).")] = None,
+) -> None:
+    """Serve the OpenAI, Anthropic, Gemini and Ollama wire protocols locally, with faults."""
+    from ..emulator._cli import emulator_command
+
+    raise typer.Exit(emulator_command(host, port, profile))
+
+
+# ---------------------------------------------------------------------------------------------
+# the main job and reports  (owner: lead)
+
+
+@app.command("demo")
+def demo(
+    requests: Annotated[int, typer.Option("--requests", "-n", min=1, max=100_000, help="Requests to run.")] = 600,
+    data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Event log directory (default: a new temp dir).")] = None,
+    concurrency: Annotated[int, typer.Option(min=1, max=1024, help="Requests in flight.")] = 32,
+) -> None:
+    """Run the whole system on embedded defaults: local Ray, the emulator with faults, a mixed
+    workload from several agent types, then a report."""
+    from ._demo import run_demo
+
+    if data_dir is not None:
+        try:
+            data_dir.mkdir(parents=True, exist_ok=True)
+            probe = data_dir / ".amm-write-check"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            fail(f"--data-dir {data_dir} is not a writable directory ({exc.strerror or type(exc).__name__})")
+    raise typer.Exit(run_demo(requests=requests, data_dir=data_dir, concurrency=concurrency))
+
+
+@app.command("report")
+def report(
+    data_dir: DataDir = Path("data"),
+    since: Annotated[str | None, typer.Option(help="24h, 7d or an ISO time such as 2026-11-26T00:00Z")] = None,
+    agent_type: Annotated[str | None, typer.Option("--agent-type")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="table or json")] = "table",
+    config: Annotated[Path | None, typer.Option(help="Registry, for budget limits.")] = None,
+) -> None:
+    """Cost, latency, success, quality, cache and budget report from the event log."""
+    from ._report import report_command
+
+    if not (data_dir / "events").is_dir():
+        fail(f"no event log under {data_dir} (expected {data_dir}/events/); try `amm demo --data-dir {data_dir}`")
+    raise typer.Exit(report_command(data_dir, since, agent_type, fmt, config))
+
+
+_COST = typer.Option("--cost-per-usd", min=0.0, help="Reward lost per USD spent (reward = quality - this x cost - latency term).")
+_LATENCY = typer.Option("--latency-per-s", min=0.0, help="Reward lost per second of latency.")
+_EPSILON = typer.Option(min=0.0, max=1.0, help="Exploration of the target policy (as the Selector's).")
+
+
+@app.command("replay")
+def replay(
+    weights: Annotated[Path, typer.Option("--weights", help="A weights file (as written by `amm tune`).")],
+    data_dir: DataDir = Path("data"),
+    fmt: Annotated[str, typer.Option("--format", help="table or json")] = "table",
+    epsilon: Annotated[float, _EPSILON] = 0.0,
+    cost_per_usd: Annotated[float, _COST] = 10.0,
+    latency_per_s: Annotated[float, _LATENCY] = 0.01,
+) -> None:
+    """Estimate offline what these weights would have achieved on the logged requests (IPS,
+    self-normalised IPS, direct method, doubly robust): quality, cost, latency, failures."""
+    from ._replay import replay_command
+
+    raise typer.Exit(replay_command(weights, data_dir, fmt, epsilon=epsilon, cost_per_usd=cost_per_usd,
+                                    latency_per_s=latency_per_s))
+
+
+@app.command("tune")
+def tune(
+    out: Annotated[Path, typer.Option("--out", help="Where to write the weights file.")],
+    data_dir: DataDir = Path("data"),
+    fmt: Annotated[str, typer.Option("--format", help="table or json")] = "table",
+    version: Annotated[str | None, typer.Option(help="Weights version (default: tuned-<UTC time>).")] = None,
+    estimator: Annotated[str, typer.Option(help="dr, snips, ips or dm")] = "dr",
+    grid_step: Annotated[float, typer.Option(help="Grid step on the weight simplex.")] = 0.1,
+    samples: Annotated[int, typer.Option(min=0, help="Random weight vectors tried besides the grid.")] = 100,
+    seed: Annotated[int, typer.Option(help="Seed of the random search.")] = 0,
+    per_agent_type: Annotated[bool, typer.Option("--per-agent-type", help="Also tune weights per agent type.")] = False,
+    baseline: Annotated[Path | None, typer.Option(help="A weights file to compare against.")] = None,
+    epsilon: Annotated[float, _EPSILON] = 0.0,
+    cost_per_usd: Annotated[float, _COST] = 10.0,
+    latency_per_s: Annotated[float, _LATENCY] = 0.01,
+) -> None:
+    """Search selection weights that maximise the estimated reward on the logged requests and
+    write them as a weights file (apply with `ModelManagement.load_weights(path)`)."""
+    from ._replay import tune_command
+
+    raise typer.Exit(tune_command(
+        out, data_dir, fmt, version=version, estimator=estimator, grid_step=grid_step, samples=samples,
+        seed=seed, epsilon=epsilon, per_agent_type=per_agent_type, baseline_file=baseline,
+        cost_per_usd=cost_per_usd, latency_per_s=latency_per_s,
+    ))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

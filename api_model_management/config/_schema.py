@@ -1,0 +1,330 @@
+"""Typed, validated configuration: models, providers and system settings.
+
+The file format is the original system's ``model_registry.json`` (a ``models`` list) extended with
+``providers`` and ``settings``. Everything is validated once, by pydantic, and passed in; nothing is
+read at import time. API keys are never part of the configuration: a provider names the environment
+variable that holds its key (``api_key_env``), and :func:`load_secrets` reads them as ``SecretStr``.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+
+ProviderType = Literal["openai", "anthropic", "google", "ollama"]
+Window = Literal["day", "month"]
+Scope = Literal["global", "provider", "model", "agent_type"]
+
+_WEIGHT_TOLERANCE = 1e-6
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --------------------------------------------------------------------------------------------
+# models and providers
+
+
+class RateLimits(_Strict):
+    requests_per_minute: int = Field(gt=0)
+    tokens_per_minute: int = Field(gt=0)
+
+
+class ModelConfig(_Strict):
+    """One model, in the original system's fields plus a few optional extensions."""
+
+    id: str = Field(min_length=1)
+    provider: str = Field(min_length=1)
+    name: str = Field(min_length=1)
+    capabilities: list[str] = Field(min_length=1)
+    cost_per_1k_input_tokens: Decimal = Field(ge=0, allow_inf_nan=False)
+    cost_per_1k_output_tokens: Decimal = Field(ge=0, allow_inf_nan=False)
+    #: Price of cached input tokens where the provider reports them; defaults to the input price.
+    cost_per_1k_cached_input_tokens: Decimal | None = Field(default=None, ge=0, allow_inf_nan=False)
+    rate_limits: RateLimits
+    context_window: int = Field(gt=0)
+    max_output_tokens: int | None = Field(default=None, gt=0)
+    average_response_time_ms: float = Field(gt=0)
+    enabled: bool = True
+    #: The model's name on the provider's wire, when it differs from ``id``.
+    provider_model: str | None = None
+    #: Prior quality in [0, 1] used until live evaluations exist.
+    quality_prior: float = Field(default=0.8, ge=0, le=1)
+    #: Models to try next, in order, before the selector's own ranking.
+    fallbacks: list[str] = Field(default_factory=list)
+
+    @property
+    def wire_name(self) -> str:
+        return self.provider_model or self.id
+
+
+class HealthCheckEndpoint(_Strict):
+    path: str | None = None  # default: the adapter's cheapest probe
+    interval_s: float | None = Field(default=None, gt=0)
+    timeout_s: float | None = Field(default=None, gt=0)
+
+
+class Timeouts(_Strict):
+    connect_s: float = Field(default=5.0, gt=0)
+    read_s: float = Field(default=60.0, gt=0)
+    total_s: float = Field(default=120.0, gt=0)
+
+
+class ProviderConfig(_Strict):
+    type: ProviderType
+    base_url: str = Field(min_length=1)
+    #: Environment variable holding the API key; None for providers that need none (local Ollama).
+    api_key_env: str | None = None
+    health_check: HealthCheckEndpoint = HealthCheckEndpoint()
+    timeouts: Timeouts = Timeouts()
+    max_connections: int = Field(default=100, gt=0)
+    #: The connection pool under the adapters' httpx API: ``aiohttp`` (faster under load) or
+    #: ``httpx`` (httpcore's own pool).
+    http_client: Literal["aiohttp", "httpx"] = "aiohttp"
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("base_url must start with http:// or https://")
+        return value.rstrip("/")
+
+
+# --------------------------------------------------------------------------------------------
+# settings
+
+
+class HealthSettings(_Strict):
+    interval_s: float = Field(default=30.0, gt=0)
+    timeout_s: float = Field(default=5.0, gt=0)
+    #: Consecutive failures that make a provider unhealthy.
+    failure_threshold: int = Field(default=3, gt=0)
+    #: Consecutive failures that make a provider degraded (must be below ``failure_threshold``).
+    degraded_threshold: int = Field(default=1, gt=0)
+    #: Failure rate over ``window_s`` that makes a provider unhealthy.
+    failure_rate_threshold: float = Field(default=0.5, gt=0, le=1)
+    window_s: float = Field(default=60.0, gt=0)
+    min_calls_in_window: int = Field(default=10, gt=0)
+    #: Seconds an unhealthy provider waits before a half-open probe.
+    open_s: float = Field(default=15.0, gt=0)
+    #: Successful probes in half-open needed to be healthy again.
+    recovery_probes: int = Field(default=1, gt=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> HealthSettings:
+        if self.degraded_threshold > self.failure_threshold:
+            raise ValueError("degraded_threshold must not exceed failure_threshold")
+        return self
+
+
+class RateLimitSettings(_Strict):
+    approaching_threshold: float = Field(default=0.8, gt=0, le=1)
+    window_s: float = Field(default=60.0, gt=0)
+    lease_requests: int = Field(default=4, ge=0)
+    lease_tokens: int = Field(default=8000, ge=0)
+    lease_ttl_s: float = Field(default=5.0, gt=0)
+
+
+class CacheSettings(_Strict):
+    enabled: bool = True
+    max_entries: int = Field(default=10_000, gt=0)
+    max_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
+    ttl_s: float = Field(default=3600.0, gt=0)
+    #: Cache only requests with temperature 0 unless the request opts in.
+    deterministic_only: bool = True
+
+
+class BudgetLimit(_Strict):
+    scope: Scope = "global"
+    #: The provider, model or agent type; ``*`` (or empty) for the global scope.
+    key: str = "*"
+    window: Window = "day"
+    limit_usd: Decimal = Field(gt=0, allow_inf_nan=False)
+
+
+class BudgetSettings(_Strict):
+    enforcement: Literal["strict", "best_effort"] = "strict"
+    timezone: str = "UTC"
+    alert_thresholds: list[float] = Field(default_factory=lambda: [0.5, 0.8, 1.0])
+    reservation_ttl_s: float = Field(default=120.0, gt=0)
+    limits: list[BudgetLimit] = Field(default_factory=list)
+
+    @field_validator("alert_thresholds")
+    @classmethod
+    def _ascending(cls, value: list[float]) -> list[float]:
+        if any(not (0 < t <= 1.5) for t in value):
+            raise ValueError("alert thresholds are shares of a budget, each in (0, 1.5]")
+        if any(b <= a for a, b in zip(value, value[1:], strict=False)):
+            raise ValueError("alert thresholds must be strictly ascending, e.g. [0.5, 0.8, 1.0]")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}; use an IANA name such as 'UTC'") from exc
+        return value
+
+
+def _check_sum_one(values: dict[str, float], what: str) -> None:
+    total = sum(values.values())
+    if abs(total - 1.0) > _WEIGHT_TOLERANCE:
+        raise ValueError(f"{what} must sum to 1 (they sum to {total:g})")
+
+
+class QualityWeights(_Strict):
+    completeness: float = Field(default=0.40, ge=0, le=1)
+    relevance: float = Field(default=0.35, ge=0, le=1)
+    coherence: float = Field(default=0.25, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _sum(self) -> QualityWeights:
+        _check_sum_one(self.model_dump(), "quality weights")
+        return self
+
+
+class JudgeSettings(_Strict):
+    enabled: bool = False
+    model_id: str | None = None
+    sample_rate: float = Field(default=0.05, ge=0, le=1)
+
+
+class QualitySettings(_Strict):
+    threshold: float = Field(default=0.6, ge=0, le=1)
+    weights: QualityWeights = QualityWeights()
+    reroute_on_low_quality: bool = False
+    judge: JudgeSettings = JudgeSettings()
+
+
+class SelectionWeights(_Strict):
+    capability: float = Field(default=0.30, ge=0, le=1)
+    cost: float = Field(default=0.25, ge=0, le=1)
+    performance: float = Field(default=0.25, ge=0, le=1)
+    availability: float = Field(default=0.20, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _sum(self) -> SelectionWeights:
+        _check_sum_one(self.model_dump(), "selection weights")
+        return self
+
+
+class SelectionSettings(_Strict):
+    weights: SelectionWeights = SelectionWeights()
+    #: Per-agent-type overrides of the weights.
+    agent_weights: dict[str, SelectionWeights] = Field(default_factory=dict)
+    exploration_epsilon: float = Field(default=0.0, ge=0, le=1)
+    weights_version: str = "default"
+    assignment_cache_ttl_s: float = Field(default=5.0, ge=0)
+
+
+class FailoverSettings(_Strict):
+    max_attempts: int = Field(default=4, gt=0)
+    backoff_base_s: float = Field(default=0.05, ge=0)
+    backoff_cap_s: float = Field(default=2.0, ge=0)
+    jitter: float = Field(default=0.5, ge=0, le=1)
+    deadline_s: float = Field(default=60.0, gt=0)
+    #: Failovers within ``alert_window_s`` that raise a PerformanceAlert.
+    alert_threshold: int = Field(default=20, gt=0)
+    alert_window_s: float = Field(default=60.0, gt=0)
+
+    @model_validator(mode="after")
+    def _cap(self) -> FailoverSettings:
+        if self.backoff_cap_s < self.backoff_base_s:
+            raise ValueError("backoff_cap_s must be at least backoff_base_s")
+        return self
+
+
+class ConcurrencySettings(_Strict):
+    max_in_flight: int = Field(default=512, gt=0)
+    per_provider: dict[str, int] = Field(default_factory=dict)
+    per_model: dict[str, int] = Field(default_factory=dict)
+    default_per_provider: int = Field(default=256, gt=0)
+    default_per_model: int = Field(default=128, gt=0)
+
+
+class EventSettings(_Strict):
+    fsync: Literal["always", "interval", "never"] = "interval"
+    fsync_interval_ms: int = Field(default=200, ge=0)
+    batch_max_events: int = Field(default=5000, gt=0)
+    flush_interval_ms: int = Field(default=50, ge=0)
+    max_buffered_events: int = Field(default=100_000, gt=0)
+    compact_min_files: int = Field(default=8, gt=1)
+
+
+class RouterSettings(_Strict):
+    replicas: int = Field(default=2, gt=0)
+    num_cpus: float = Field(default=0.25, gt=0)
+    #: ``ModelManagement`` runs one more router replica inside the caller's process, on the same
+    #: leases, slices and spool as the actors, so a request costs no actor round trip. Off: every
+    #: ``complete()`` goes to a Router actor.
+    embedded: bool = True
+
+    def count(self) -> int:
+        """Router replicas sharing the system-wide concurrency limits."""
+        return self.replicas + int(self.embedded)
+
+
+class Settings(_Strict):
+    health_check: HealthSettings = HealthSettings()
+    rate_limit: RateLimitSettings = RateLimitSettings()
+    cache: CacheSettings = CacheSettings()
+    budgets: BudgetSettings = BudgetSettings()
+    quality: QualitySettings = QualitySettings()
+    selection: SelectionSettings = SelectionSettings()
+    failover: FailoverSettings = FailoverSettings()
+    concurrency: ConcurrencySettings = ConcurrencySettings()
+    events: EventSettings = EventSettings()
+    routers: RouterSettings = RouterSettings()
+    data_dir: str = "./data"
+    store_prompts: bool = False
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+
+
+# --------------------------------------------------------------------------------------------
+# the whole registry
+
+
+class RegistryConfig(_Strict):
+    """The whole configuration file."""
+
+    version: str = "1"
+    updated: str | None = None
+    models: list[ModelConfig] = Field(min_length=1)
+    providers: dict[str, ProviderConfig] = Field(default_factory=dict)
+    settings: Settings = Settings()
+
+    @model_validator(mode="after")
+    def _cross_checks(self, info: ValidationInfo) -> RegistryConfig:
+        """Cross-field checks (unknown provider, duplicate id, unknown fallback, budget key, judge).
+
+        ``load_config`` / ``config_from_dict`` pass a context that defers these checks to the loader,
+        which reports each problem as its own issue with its JSON path; direct validation gets them
+        joined into one error here."""
+        from ._load import DEFER_CROSS_CHECKS, cross_field_issues
+
+        context = info.context or {}
+        if all(context.get(key) == value for key, value in DEFER_CROSS_CHECKS.items()):
+            return self
+        problems = cross_field_issues(self.model_dump(mode="python"))
+        if problems:
+            raise ValueError("; ".join(f"{issue.path}: {issue.message}" for issue in problems))
+        return self
+
+    # -- lookups -------------------------------------------------------------------------------
+    def model(self, model_id: str) -> ModelConfig:
+        for model in self.models:
+            if model.id == model_id:
+                return model
+        from ..errors import InvalidInput
+
+        raise InvalidInput(f"unknown model {model_id!r}", model_id=model_id)
+
+    def provider_of(self, model_id: str) -> ProviderConfig:
+        return self.providers[self.model(model_id).provider]

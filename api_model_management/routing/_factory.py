@@ -1,0 +1,146 @@
+"""The one factory that builds a router: the same RouterCore, selector, adapters and concurrency
+limits for every runtime; what differs is where admission, budget, the shared cache and outcomes
+go, given by a :class:`RouterBackend`:
+
+- :class:`LocalBackend` (here): the cores in this process, per-request reservations. Used by the
+  original system's ``FailoverManager``, by tests of the path and by benchmarks as a reference.
+- ``runtime.RayBackend``: leases from RateLimiter actors, slices from the CostLedger actor, a
+  per-router LRU in front of the Cache actor, outcomes batched to the HealthChecker actors.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Protocol, TypeVar
+
+from .._clock import SYSTEM_CLOCK, Clock
+from ..budget import BudgetPort, CostLedgerCore, LocalBudget
+from ..cache import CacheCore, CachePort, LocalCache
+from ..config import RegistryConfig
+from ..evaluation import ResponseEvaluator
+from ..ratelimit import AdmissionPort, LocalAdmission, RateLimiterCore
+from ..selection import SelectorCore, StatsCore
+from ._ports import AdapterPort, EventPort, NullOutcomes, OutcomePort
+from ._router import RouterCore
+
+
+class RouterBackend(Protocol):
+    """Where a router's admission, budget, shared cache and outcomes go, in one runtime."""
+
+    def admission(self, holder: str, clock: Clock) -> AdmissionPort: ...
+
+    def budget(self, holder: str, clock: Clock) -> BudgetPort | None: ...
+
+    def cache(self, clock: Clock) -> CachePort | None: ...
+
+    def outcomes(self, stats: StatsCore) -> OutcomePort: ...
+
+
+class LocalBackend:
+    """The cores of one process: a RateLimiter per model, a CostLedger, a cache."""
+
+    def __init__(self, config: RegistryConfig, clock: Clock = SYSTEM_CLOCK) -> None:
+        settings = config.settings
+        self.budgets_limited = bool(settings.budgets.limits)
+        self.limiters = {
+            m.id: RateLimiterCore(m.id, m.rate_limits.requests_per_minute,
+                                  m.rate_limits.tokens_per_minute, settings=settings.rate_limit,
+                                  clock=clock, provider=m.provider)
+            for m in config.models
+        }
+        self.ledger = CostLedgerCore(settings.budgets, clock=clock, registry=config)
+        self.cache_core = CacheCore(settings.cache, clock=clock)
+
+    def admission(self, holder: str, clock: Clock) -> AdmissionPort:
+        return LocalAdmission(self.limiters)
+
+    def budget(self, holder: str, clock: Clock) -> BudgetPort | None:
+        return LocalBudget(self.ledger) if self.budgets_limited else None
+
+    def cache(self, clock: Clock) -> CachePort | None:
+        return LocalCache(self.cache_core)
+
+    def outcomes(self, stats: StatsCore) -> OutcomePort:
+        return NullOutcomes()
+
+
+def make_adapters(config: RegistryConfig, api_keys: Mapping[str, object] | None = None, *,
+                  env: Mapping[str, str] | None = None) -> dict[str, AdapterPort]:
+    """One adapter per configured provider, with its key (from ``api_keys``, else the
+    environment)."""
+    from ..config import load_secrets
+    from ..providers import make_adapter
+
+    if api_keys is None:
+        secrets = load_secrets(config, env=dict(env) if env is not None else None)
+        api_keys = {name: secrets.key_for(name) for name in config.providers}
+    return {name: make_adapter(name, p, api_keys.get(name))  # type: ignore[arg-type]
+            for name, p in config.providers.items()}
+
+
+R = TypeVar("R", bound=RouterCore)
+
+
+def build_router(
+    config: RegistryConfig,
+    backend: RouterBackend,
+    *,
+    holder: str,
+    events: EventPort,
+    adapters: Mapping[str, AdapterPort],
+    clock: Clock = SYSTEM_CLOCK,
+    stats: StatsCore | None = None,
+    selector: SelectorCore | None = None,
+    replicas: int = 1,
+    rng: random.Random | None = None,
+    evaluator: ResponseEvaluator | None = None,
+    cls: type[R] = RouterCore,  # type: ignore[assignment]
+) -> R:
+    """A RouterCore (or ``cls``) wired to ``backend``; ``holder`` names this router to the
+    limiters and the ledger (its leases and slices)."""
+    stats = stats if stats is not None else StatsCore()
+    return cls(
+        config, adapters=adapters, selector=selector or SelectorCore(config, clock=clock),
+        admission=backend.admission(holder, clock), budget=backend.budget(holder, clock),
+        events=events, cache=backend.cache(clock), outcomes=backend.outcomes(stats),
+        evaluator=evaluator, replicas=replicas, rng=rng, clock=clock,
+    )
+
+
+class LocalRouter(RouterCore):
+    """A RouterCore on the cores of this process (see :func:`build_local_router`); its
+    ``limiters`` and ``ledger`` are those cores."""
+
+    limiters: dict[str, RateLimiterCore]
+    ledger: CostLedgerCore
+
+
+def build_local_router(
+    config: RegistryConfig,
+    *,
+    env: Mapping[str, str] | None = None,
+    data_dir: str | Path | None = None,
+    clock: Clock = SYSTEM_CLOCK,
+    events: EventPort | None = None,
+    adapters: Mapping[str, AdapterPort] | None = None,
+    rng: random.Random | None = None,
+    evaluator: ResponseEvaluator | None = None,
+) -> LocalRouter:
+    """An in-process router (no Ray): local cores, events to ``data_dir``'s spool (or
+    ``events``), adapters from the environment's keys (or ``adapters``)."""
+    from ..events._spool import SpoolWriter
+
+    settings = config.settings
+    backend = LocalBackend(config, clock)
+    if events is None:
+        events = SpoolWriter(data_dir or settings.data_dir, fsync=settings.events.fsync,
+                             fsync_interval_ms=settings.events.fsync_interval_ms)
+    router = build_router(
+        config, backend, holder="local", events=events,
+        adapters=adapters if adapters is not None else make_adapters(config, env=env),
+        clock=clock, rng=rng, evaluator=evaluator, cls=LocalRouter,
+    )
+    router.limiters, router.ledger = backend.limiters, backend.ledger
+    return router

@@ -1,0 +1,687 @@
+"""The Router core: the request path of design §4, without Ray.
+
+cache → select → admission (rate limit ∥ budget) → provider call → evaluate → settle → events.
+Every request ends in exactly one terminal event (``RequestCompleted`` or ``RequestFailed``), every
+failed attempt in ``AttemptFailed``, every move to another model in ``FailoverTriggered``. The
+events of a request are written to the spool (durable against process death) before ``complete``
+returns or raises.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Protocol, TypeVar
+
+from .._clock import SYSTEM_CLOCK, Clock
+from .._request import ModelRequest, ModelResponse, ProviderResult, StreamChunk
+from ..budget import BudgetPort, BudgetTicket, SpendKey, worst_case_cost_usd
+from ..budget import cost_usd as price_usd
+from ..cache import CachePort
+from ..config import ModelConfig, RegistryConfig
+from ..errors import (
+    AllCandidatesFailed,
+    BudgetExceeded,
+    ConcurrencyLimitTimeout,
+    ContextWindowExceeded,
+    MalformedResponse,
+    NoEligibleModel,
+    ProviderError,
+    RateLimited,
+    RateLimitExceeded,
+    StreamInterrupted,
+    error_kind_of,
+)
+from ..evaluation import Evaluation, ResponseEvaluator
+from ..events import (
+    AttemptFailed,
+    CandidateScore,
+    Event,
+    FailoverTriggered,
+    FeedbackRecorded,
+    ModelSelected,
+    PerformanceAlert,
+    QualityLow,
+    RequestCompleted,
+    RequestFailed,
+    ResponseEvaluated,
+    uuid7,
+)
+from ..ratelimit import AdmissionPort, RateTicket
+from ..selection import Selection
+from ._concurrency import ConcurrencyLimits
+from ._ports import AdapterPort, EventPort, NullOutcomes, OutcomePort
+
+log = logging.getLogger(__name__)
+_T = TypeVar("_T")
+
+#: Errors that say the whole provider is failing (not just one model of it).
+_PROVIDER_WIDE = frozenset({"auth", "quota"})
+#: Candidates looked at for one request, local refusals included (a bound on the loop).
+_MAX_CANDIDATES = 32
+
+
+def _allows(request: ModelRequest, model: ModelConfig) -> bool:
+    """Whether the request's pin and provider/model constraints allow ``model``."""
+    c = request.constraints
+    return (
+        (request.model_id is None or request.model_id == model.id)
+        and (c.allowed_providers is None or model.provider in c.allowed_providers)
+        and model.provider not in c.excluded_providers
+        and (c.allowed_models is None or model.id in c.allowed_models)
+        and model.id not in c.excluded_models
+    )
+
+
+class SelectorPort(Protocol):
+    """The selection policy as the request path uses it (``selection.SelectorCore``)."""
+
+    def select(self, request: ModelRequest) -> Selection: ...
+
+    def select_for_failover(self, request: ModelRequest, *, exclude: set[str],
+                            need_larger_context_than: int | None = None) -> Selection: ...
+
+
+#: A successful attempt kept aside (a low-quality answer while a stronger model is tried).
+_Kept = tuple[ModelConfig, ProviderResult, ModelResponse, Evaluation, int]
+
+
+@dataclass
+class _Attempt:
+    """The state of one request as it moves through candidates."""
+
+    request: ModelRequest
+    request_id: str
+    started: float
+    deadline: float
+    streaming: bool = False
+    events: list[Event] = field(default_factory=list)
+    tried: list[str] = field(default_factory=list)
+    error_kinds: list[str] = field(default_factory=list)
+    last_error: BaseException | None = None
+    cost_usd: Decimal = Decimal(0)
+    selection_reason: str = ""
+    kept: _Kept | None = None  # a low-quality answer kept while a stronger model is tried
+    sent: int = 0  # attempts that reached a provider (local refusals do not count)
+    failed_providers: set[str] = field(default_factory=set)  # providers that failed this request
+
+    def common(self, model: ModelConfig | None = None) -> dict[str, Any]:
+        return {
+            "request_id": self.request_id,
+            "task_id": self.request.task_id,
+            "agent_type": self.request.agent_type,
+            "model_id": model.id if model else None,
+            "provider": model.provider if model else None,
+        }
+
+
+class RouterCore:
+    """One router replica's request path. ``adapters`` maps provider name → ProviderAdapter.
+
+    Streamed and unstreamed requests go through one loop (:meth:`_run`); what differs is passed
+    in: a stream yields text as it arrives, cannot fail over once text was delivered (it raises
+    ``StreamInterrupted`` instead), is never re-routed for low quality and is not cached."""
+
+    def __init__(
+        self,
+        config: RegistryConfig,
+        *,
+        adapters: Mapping[str, AdapterPort],
+        selector: SelectorPort,
+        admission: AdmissionPort,
+        budget: BudgetPort | None,
+        events: EventPort,
+        cache: CachePort | None = None,
+        outcomes: OutcomePort | None = None,
+        evaluator: ResponseEvaluator | None = None,
+        replicas: int = 1,
+        rng: random.Random | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
+        self.config = config
+        self.settings = config.settings
+        self.adapters = adapters
+        self.selector = selector
+        self.admission = admission
+        self.budget = budget
+        self.events = events
+        self.cache = cache
+        self.outcomes: OutcomePort = outcomes or NullOutcomes()
+        self.evaluator = evaluator or ResponseEvaluator(config.settings.quality)
+        self.rng = rng or random.Random()
+        self._clock = clock
+        self.limits = ConcurrencyLimits(config.settings.concurrency, replicas=replicas)
+        self._failovers: deque[float] = deque()
+        self._failover_alerted_at = -1e18
+        self._background: set[asyncio.Task[None]] = set()
+        self.counters = {"requests": 0, "completed": 0, "failed": 0, "cache_hits": 0, "failovers": 0}
+
+    # -----------------------------------------------------------------------------------------
+    # public
+
+    async def complete(self, request: ModelRequest) -> ModelResponse:
+        """Select, admit, call, evaluate and account one request; typed errors on failure."""
+        state = self._begin(request, streaming=False)
+        try:
+            cached = await self._from_cache(state)
+            if cached is not None:
+                return cached
+            async with contextlib.aclosing(self._run(state)) as steps:
+                async for step in steps:
+                    if isinstance(step, ModelResponse):
+                        return step
+            raise AssertionError("the request loop ended without a response")  # pragma: no cover
+        except BaseException as exc:
+            self._fail(state, exc)
+            raise
+        finally:
+            self._flush(state)
+
+    async def stream(self, request: ModelRequest) -> AsyncIterator[StreamChunk]:
+        """Text deltas, then a final chunk (``done``) with the result. A failure before the first
+        token fails over invisibly; after it, ``StreamInterrupted`` with the partial text."""
+        state = self._begin(request, streaming=True)
+        try:
+            async with contextlib.aclosing(self._run(state)) as steps:
+                async for step in steps:
+                    if isinstance(step, StreamChunk):
+                        yield step
+        except BaseException as exc:
+            self._fail(state, exc)
+            raise
+        finally:
+            self._flush(state)
+
+    def select(self, request: ModelRequest) -> Selection:
+        """A dry run of selection (no events, no admission)."""
+        return self.selector.select(request)
+
+    # -----------------------------------------------------------------------------------------
+    # the path
+
+    def _begin(self, request: ModelRequest, *, streaming: bool) -> _Attempt:
+        self.counters["requests"] += 1
+        now = self._clock.monotonic()
+        budget_s = self.settings.failover.deadline_s
+        if request.timeout_s is not None:
+            budget_s = min(budget_s, request.timeout_s)
+        return _Attempt(request, request.request_id or uuid7(), now, now + budget_s, streaming)
+
+    def _flush(self, state: _Attempt) -> None:
+        if state.events:
+            self.events.write(state.events)
+            state.events = []
+
+    def _fail(self, state: _Attempt, exc: BaseException) -> None:
+        if any(isinstance(e, RequestCompleted | RequestFailed) for e in state.events):
+            return
+        self.counters["failed"] += 1
+        last = self.config.model(state.tried[-1]) if state.tried else None
+        state.events.append(RequestFailed(
+            **state.common(last),
+            attempts=max(1, len(state.tried)),
+            error_kind=error_kind_of(exc),
+            models_tried=tuple(state.tried),
+            latency_ms=self._elapsed_ms(state),
+            cost_usd=state.cost_usd,
+        ))
+
+    def _elapsed_ms(self, state: _Attempt) -> float:
+        return (self._clock.monotonic() - state.started) * 1000
+
+    async def _from_cache(self, state: _Attempt) -> ModelResponse | None:
+        request = state.request
+        if self.cache is None or not self.settings.cache.enabled:
+            return None
+        if not request.is_cacheable(self.settings.cache.deterministic_only):
+            return None
+        hit = await self.cache.get(request)
+        if hit is None:
+            return None
+        response, original_cost = hit
+        model = self.config.model(response.model_id)
+        if not _allows(request, model):  # the key is model-agnostic; the constraints are not
+            return None
+        latency_ms = self._elapsed_ms(state)
+        self.counters["cache_hits"] += 1
+        self.counters["completed"] += 1
+        state.events.append(RequestCompleted(
+            **state.common(model),
+            attempts=0,
+            latency_ms=latency_ms,
+            input_tokens=0,
+            output_tokens=0,
+            cost_usd=Decimal(0),
+            finish_reason=response.finish_reason,
+            cache_hit=True,
+            saved_cost_usd=original_cost,
+            **self._text_fields(request, response.text),
+        ))
+        return response.model_copy(update={
+            "request_id": state.request_id, "cache_hit": True, "cost_usd": Decimal(0),
+            "latency_ms": latency_ms, "attempts": 0,
+        })
+
+    def _selection(self, state: _Attempt) -> list[str]:
+        selection = self.selector.select(state.request)
+        state.selection_reason = selection.selection_reason
+        chosen = self.config.model(selection.model_id)
+        state.events.append(ModelSelected(
+            **state.common(chosen),
+            candidates=tuple(selection.candidates),
+            propensity=selection.propensity,
+            weights_version=selection.weights_version,
+            priority=state.request.priority,
+            explored=selection.explored,
+            reason=selection.selection_reason,
+        ))
+        order = [selection.model_id]
+        if state.request.model_id is not None:
+            return order  # a pinned model is never swapped for another
+        # the selector's candidates already put the chosen model's configured fallbacks first, and
+        # only the eligible ones (constraints, capabilities, context window)
+        for candidate in selection.candidates:
+            c_id = candidate.model_id if isinstance(candidate, CandidateScore) else candidate
+            if c_id not in order:
+                order.append(c_id)
+        return order
+
+    def _next_candidate(self, state: _Attempt, order: list[str], larger_than: int | None) -> str | None:
+        """The best untried candidate, preferring providers that have not failed this request
+        (a provider that is down fails all its models alike)."""
+        fits = [
+            m for m in order
+            if m not in state.tried
+            and (larger_than is None or self.config.model(m).context_window > larger_than)
+        ]
+        for model_id in fits:
+            if self.config.model(model_id).provider not in state.failed_providers:
+                return model_id
+        if fits:
+            return fits[0]
+        if larger_than is not None or len(state.tried) < len(order) or state.request.model_id is not None:
+            return None
+        try:  # the ranked list is exhausted: ask the selector for anything not tried yet
+            selection = self.selector.select_for_failover(
+                state.request, exclude=set(state.tried), need_larger_context_than=larger_than
+            )
+        except NoEligibleModel:
+            return None
+        order.append(selection.model_id)
+        return selection.model_id
+
+    async def _admit(self, state: _Attempt,
+                     model: ModelConfig) -> tuple[RateTicket | float, BudgetTicket | None]:
+        """A rate-limit ticket (or the seconds to wait for one) and a budget ticket."""
+        request = state.request
+        est_in = request.estimated_input_tokens()
+        tokens = est_in + request.max_tokens
+        # the fast path: both taken locally from a lease and a slice, nothing awaited
+        rate: RateTicket | float | BaseException | None = self.admission.try_acquire(model.id, tokens)
+        if self.budget is None:
+            if rate is None:
+                rate = await self.admission.acquire(model.id, tokens)
+            assert not isinstance(rate, BaseException)
+            return rate, None
+        worst = worst_case_cost_usd(model, est_in, request.max_tokens)
+        key = SpendKey(model.provider, model.id, request.agent_type)
+        budget: BudgetTicket | BaseException | None = self.budget.try_reserve(key, worst)
+        if rate is None and budget is None:  # both need a round trip: run them concurrently
+            rate, budget = await asyncio.gather(
+                self.admission.acquire(model.id, tokens),
+                self.budget.reserve(key, worst, state.request_id), return_exceptions=True,
+            )
+        elif rate is None:
+            rate = await _settled(self.admission.acquire(model.id, tokens))
+        elif budget is None:
+            budget = await _settled(self.budget.reserve(key, worst, state.request_id))
+        if isinstance(budget, BaseException):
+            if isinstance(rate, RateTicket):
+                self.admission.release(rate)
+            raise budget
+        if isinstance(rate, BaseException):
+            if budget is not None:
+                self.budget.release(budget)
+            raise rate
+        assert rate is not None and budget is not None
+        if not isinstance(rate, RateTicket):
+            self.budget.release(budget)
+            return rate, None
+        return rate, budget
+
+    # -----------------------------------------------------------------------------------------
+    # the request loop (streamed and unstreamed alike)
+
+    async def _run(self, state: _Attempt) -> AsyncIterator[StreamChunk | ModelResponse]:
+        """Try candidates in order until one answers well enough. Yields the text chunks of a
+        stream as they arrive, and last the final chunk (streams) or the response."""
+        order = self._selection(state)
+        larger_than: int | None = None
+        rerouted = False
+        attempt = 0
+        model_id: str | None = order[0]
+        while model_id is not None:
+            attempt += 1
+            model = self.config.model(model_id)
+            state.tried.append(model_id)
+            delivered: list[str] = []
+            result: ProviderResult | None = None
+            try:
+                async with contextlib.aclosing(self._attempt(state, model, delivered)) as chunks:
+                    async for chunk in chunks:
+                        if chunk.done:
+                            result = chunk.result
+                        else:
+                            yield chunk
+            except StreamInterrupted as exc:
+                self._note_failure(state, model, attempt, exc)
+                raise
+            except (ProviderError, BudgetExceeded, RateLimitExceeded, ConcurrencyLimitTimeout) as exc:
+                if delivered:  # never duplicate output: the caller already has text
+                    self._note_failure(state, model, attempt, exc)
+                    raise StreamInterrupted(
+                        "the stream failed after text was delivered",
+                        partial_text="".join(delivered), cause_kind=error_kind_of(exc),
+                        model_id=model.id, provider=model.provider,
+                    ) from exc
+                larger_than = self._after_failure(state, model, attempt, exc, larger_than)
+                model_id = await self._failover(state, order, model, exc, attempt, larger_than)
+                continue
+            assert result is not None
+            response, evaluation = self._succeed(state, model, result, attempt)
+            stronger = self._reroute_target(state, order, model, evaluation, rerouted)
+            if stronger is not None and self._clock.monotonic() >= state.deadline:
+                stronger = None  # no time left to try it: the event must not say it was
+            if evaluation.low_quality:
+                state.events.append(QualityLow(
+                    **state.common(model), quality_score=evaluation.quality_score,
+                    threshold=self.settings.quality.threshold, rerouted_to=stronger,
+                ))
+            if stronger is not None:
+                rerouted = True
+                model_id = stronger
+                state.kept = (model, result, response, evaluation, attempt)
+                continue
+            final = self._finish(state, model, result, response, evaluation, attempt)
+            yield StreamChunk(done=True, result=result, model_id=final.model_id) if state.streaming else final
+            return
+        # a re-route that failed still has the first (low-quality) answer to give
+        if state.kept is not None:
+            yield self._finish(state, *state.kept)
+            return
+        raise self._exhausted(state)
+
+    def _reroute_target(self, state: _Attempt, order: list[str], model: ModelConfig,
+                        evaluation: Evaluation, rerouted: bool) -> str | None:
+        """The stronger model a low-quality answer is re-routed to, if any (never for streams:
+        the caller already has the text)."""
+        quality = self.settings.quality
+        if not evaluation.low_quality or not quality.reroute_on_low_quality or rerouted or state.streaming:
+            return None
+        return self._stronger_than(state, order, model)
+
+    async def _attempt(self, state: _Attempt, model: ModelConfig,
+                       delivered: list[str]) -> AsyncIterator[StreamChunk]:
+        """One call to ``model``: admission, the provider call (streamed or not), settlement.
+        Yields text chunks (streams), then a final chunk with the result."""
+        remaining = state.deadline - self._clock.monotonic()
+        if remaining <= 0:
+            raise ConcurrencyLimitTimeout("the request's deadline passed", model_id=model.id)
+        rate, budget = await self._admit(state, model)
+        if not isinstance(rate, RateTicket):
+            raise RateLimitExceeded(
+                f"model {model.id} has no rate-limit headroom", model_id=model.id, retry_after_s=rate
+            )
+        sent = False
+        result: ProviderResult | None = None
+        try:
+            async with self.limits.slot(model.provider, model.id, timeout_s=remaining):
+                sent = True
+                state.sent += 1
+                adapter = self.adapters[model.provider]
+                timeout_s = max(0.001, state.deadline - self._clock.monotonic())
+                if not state.streaming:
+                    result = await adapter.complete(state.request, model, timeout_s=timeout_s)
+                else:
+                    async for chunk in adapter.stream(state.request, model, timeout_s=timeout_s):
+                        if chunk.done:
+                            result = chunk.result
+                            break
+                        if chunk.delta:
+                            delivered.append(chunk.delta)
+                            yield StreamChunk(delta=chunk.delta, model_id=model.id)
+        except BaseException:
+            self._settle_failed(rate, budget, sent)
+            raise
+        if result is None:
+            self._settle_failed(rate, budget, sent)
+            if not delivered:  # nothing reached the caller: a failure before the first token
+                raise MalformedResponse("the stream ended without text or a final chunk",
+                                        provider=model.provider, model_id=model.id)
+            raise StreamInterrupted("the stream ended without a final chunk",
+                                    partial_text="".join(delivered), model_id=model.id)
+        self._settle_success(state, model, rate, budget, result)
+        yield StreamChunk(done=True, result=result, model_id=model.id)
+
+    def _settle_success(self, state: _Attempt, model: ModelConfig, rate: RateTicket,
+                        budget: BudgetTicket | None, result: ProviderResult) -> None:
+        """Commit the tokens used, adopt the provider's rate-limit view, settle the cost."""
+        self.admission.commit(rate, result.input_tokens + result.cached_tokens + result.output_tokens)
+        if result.rate_limit is not None:
+            self.admission.observe(model.id, result.rate_limit)
+        cost = price_usd(model, result.input_tokens, result.output_tokens, result.cached_tokens)
+        state.cost_usd += cost
+        if budget is not None and self.budget is not None:
+            self.budget.settle(budget, cost)
+
+    def _settle_failed(self, rate: RateTicket, budget: BudgetTicket | None, sent: bool) -> None:
+        if sent:
+            self.admission.commit(rate, 0)  # a sent request counts against RPM
+        else:
+            self.admission.release(rate)
+        if budget is not None and self.budget is not None:
+            self.budget.release(budget)
+
+    def _note_failure(self, state: _Attempt, model: ModelConfig, attempt: int,
+                      exc: BaseException) -> None:
+        """Record a failed attempt: its event, the health signal, a provider's 429 cool-down."""
+        kind = error_kind_of(exc)
+        retry_after = getattr(exc, "retry_after_s", None)
+        state.error_kinds.append(kind)
+        state.last_error = exc
+        state.events.append(AttemptFailed(
+            **state.common(model), attempt=attempt, error_kind=kind,
+            transient=bool(getattr(exc, "transient", True)),
+            http_status=getattr(exc, "http_status", None), retry_after_s=retry_after,
+        ))
+        if isinstance(exc, ProviderError | StreamInterrupted):
+            self.outcomes.outcome(model.provider, model.id, False, kind, 0.0)
+        if isinstance(exc, ProviderError) and (exc.transient or exc.error_kind in _PROVIDER_WIDE):
+            state.failed_providers.add(model.provider)
+        if isinstance(exc, RateLimited):
+            self.admission.cool_down(model.id, retry_after or 1.0)
+
+    def _after_failure(self, state: _Attempt, model: ModelConfig, attempt: int,
+                       exc: BaseException, larger_than: int | None) -> int | None:
+        """Record the failure; raise it when no other model can help (the request is at fault);
+        returns the context size the next candidate must exceed, if any."""
+        self._note_failure(state, model, attempt, exc)
+        if isinstance(exc, ProviderError) and not exc.failover:
+            raise exc
+        if isinstance(exc, ContextWindowExceeded):
+            return max(larger_than or 0, model.context_window)
+        return larger_than
+
+    async def _failover(self, state: _Attempt, order: list[str], model: ModelConfig,
+                        exc: BaseException, attempt: int, larger_than: int | None) -> str | None:
+        """The next model to try, after backoff; None when attempts (calls that reached a
+        provider), candidates or the deadline are exhausted."""
+        if state.sent >= self.settings.failover.max_attempts or attempt >= _MAX_CANDIDATES:
+            return None
+        next_id = self._next_candidate(state, order, larger_than)
+        if next_id is None:
+            return None
+        backoff_s = self._backoff_s(attempt, exc, same_provider=self.config.model(next_id).provider == model.provider)
+        if self._clock.monotonic() + backoff_s >= state.deadline:
+            return None
+        self.counters["failovers"] += 1
+        state.events.append(FailoverTriggered(
+            **state.common(model), from_model_id=model.id, to_model_id=next_id,
+            reason=error_kind_of(exc), backoff_ms=backoff_s * 1000,
+        ))
+        self._note_failover(state, model)
+        if backoff_s > 0:
+            await self._clock.sleep(backoff_s)
+        return next_id
+
+    def _backoff_s(self, attempt: int, exc: BaseException, *, same_provider: bool) -> float:
+        """Exponential backoff with jitter; a retry hint counts when the next call goes to the
+        same provider (the hint is about that provider), capped by ``backoff_cap_s``."""
+        policy = self.settings.failover
+        if isinstance(exc, BudgetExceeded | RateLimitExceeded):
+            return 0.0  # nothing was sent; the next model is a different bucket
+        base = min(policy.backoff_cap_s, policy.backoff_base_s * (2 ** (attempt - 1)))
+        delay = base * (1 - policy.jitter * self.rng.random())
+        hint = getattr(exc, "retry_after_s", None)
+        if same_provider and hint:
+            delay = max(delay, min(hint, policy.backoff_cap_s))
+        return delay
+
+    def _note_failover(self, state: _Attempt, model: ModelConfig) -> None:
+        policy = self.settings.failover
+        now = self._clock.monotonic()
+        self._failovers.append(now)
+        while self._failovers and self._failovers[0] < now - policy.alert_window_s:
+            self._failovers.popleft()
+        if len(self._failovers) >= policy.alert_threshold and now - self._failover_alerted_at > policy.alert_window_s:
+            self._failover_alerted_at = now
+            state.events.append(PerformanceAlert(
+                **state.common(model), kind="excessive_failover", metric="failovers_per_window",
+                value=float(len(self._failovers)), threshold=float(policy.alert_threshold),
+                message=f"{len(self._failovers)} failovers in {policy.alert_window_s:g}s on this router",
+            ))
+
+    def _exhausted(self, state: _Attempt) -> BaseException:
+        last = state.last_error
+        if isinstance(last, BudgetExceeded) and all(k == "budget_exceeded" for k in state.error_kinds):
+            return last
+        return AllCandidatesFailed(
+            f"all {len(state.tried)} attempt(s) failed: {', '.join(state.error_kinds) or 'no candidate'}",
+            errors=list(state.error_kinds), models_tried=list(state.tried),
+        )
+
+    def _stronger_than(self, state: _Attempt, order: list[str], model: ModelConfig) -> str | None:
+        for model_id in order:
+            other = self.config.model(model_id)
+            if model_id not in state.tried and other.quality_prior > model.quality_prior:
+                return model_id
+        return None
+
+    # -----------------------------------------------------------------------------------------
+    # success
+
+    def _succeed(self, state: _Attempt, model: ModelConfig, result: ProviderResult,
+                 attempt: int) -> tuple[ModelResponse, Evaluation]:
+        evaluation = self.evaluator.evaluate(state.request, result.text, result.finish_reason)
+        self.outcomes.outcome(model.provider, model.id, True, None, result.latency_ms, evaluation.quality_score)
+        state.events.append(ResponseEvaluated(
+            **state.common(model), completeness=evaluation.completeness,
+            relevance=evaluation.relevance, coherence=evaluation.coherence,
+            quality_score=evaluation.quality_score, low_quality=evaluation.low_quality,
+            explanation=evaluation.explanation,
+        ))
+        response = ModelResponse(
+            request_id=state.request_id, model_id=model.id, provider=model.provider,
+            text=result.text, finish_reason=result.finish_reason,
+            input_tokens=result.input_tokens, output_tokens=result.output_tokens,
+            cached_tokens=result.cached_tokens, cost_usd=state.cost_usd,
+            latency_ms=self._elapsed_ms(state),
+            time_to_first_token_ms=result.time_to_first_token_ms, attempts=attempt,
+            quality_score=evaluation.quality_score, selection_reason=state.selection_reason,
+        )
+        return response, evaluation
+
+    def _finish(self, state: _Attempt, model: ModelConfig, result: ProviderResult,
+                response: ModelResponse, evaluation: Evaluation, attempt: int) -> ModelResponse:
+        response = response.model_copy(update={
+            "cost_usd": state.cost_usd, "latency_ms": self._elapsed_ms(state),
+        })
+        self.counters["completed"] += 1
+        state.events.append(RequestCompleted(
+            **state.common(model), attempts=attempt, latency_ms=response.latency_ms,
+            time_to_first_token_ms=result.time_to_first_token_ms,
+            input_tokens=result.input_tokens, output_tokens=result.output_tokens,
+            cached_tokens=result.cached_tokens, reasoning_tokens=result.reasoning_tokens,
+            cost_usd=state.cost_usd, finish_reason=result.finish_reason,
+            provider_request_id=result.provider_request_id, streamed=state.streaming,
+            **self._text_fields(state.request, result.text),
+        ))
+        if self.cache is not None and self.settings.cache.enabled and not evaluation.low_quality and (
+            state.request.is_cacheable(self.settings.cache.deterministic_only)
+        ):
+            self.cache.put(state.request, response, state.cost_usd)
+        self._maybe_judge(state, model, response)
+        return response
+
+    def _text_fields(self, request: ModelRequest, text: str) -> dict[str, Any]:
+        fields: dict[str, Any] = {
+            "prompt_hash": request.prompt_hash(),
+            "prompt_chars": len(request.prompt_text()),
+            "response_chars": len(text),
+        }
+        if self.settings.store_prompts:
+            fields["prompt_text"] = request.prompt_text()
+            fields["response_text"] = text
+        return fields
+
+    # -----------------------------------------------------------------------------------------
+    # judge mode
+
+    def _maybe_judge(self, state: _Attempt, model: ModelConfig, response: ModelResponse) -> None:
+        judge = self.settings.quality.judge
+        if not judge.enabled or judge.model_id is None or state.request.agent_type == "judge":
+            return
+        if self.rng.random() >= judge.sample_rate:
+            return
+        task = asyncio.get_running_loop().create_task(self._judge(state, model, response))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _judge(self, state: _Attempt, model: ModelConfig, response: ModelResponse) -> None:
+        from ..evaluation import build_judge_prompt, parse_judge_score
+
+        judge_id = self.settings.quality.judge.model_id
+        request = ModelRequest(
+            prompt=build_judge_prompt(state.request.prompt_text(), response.text),
+            agent_type="judge", max_tokens=64, parameters={"temperature": 0},
+            model_id=judge_id, task_id=state.request.task_id, cacheable=False,
+        )
+        try:
+            verdict = await self.complete(request)
+        except (ProviderError, AllCandidatesFailed, BudgetExceeded, NoEligibleModel) as exc:
+            log.info("judge call failed: %s", error_kind_of(exc))
+            return
+        score = parse_judge_score(verdict.text)
+        if score is None:
+            return
+        judge_model = self.config.model(verdict.model_id)
+        self.events.write([FeedbackRecorded(
+            request_id=state.request_id, task_id=state.request.task_id,
+            agent_type=state.request.agent_type, model_id=model.id, provider=model.provider,
+            score=score, source="judge", judge_model_id=judge_model.id,
+            cost_usd=Decimal(0),  # the judge call's own RequestCompleted carries its cost
+        )])
+
+
+async def _settled(awaitable: Awaitable[_T]) -> _T | BaseException:
+    """The awaitable's result, or the exception it raised (as ``gather(return_exceptions=True)``)."""
+    try:
+        return await awaitable
+    except Exception as exc:  # noqa: BLE001 - handed back to _admit, which releases and re-raises
+        return exc

@@ -1,0 +1,125 @@
+"""The Ray side of the router's ports: granters and tiers that call the actors, and the
+``RayBackend`` that hands them to the one router factory. No policy here: lease and slice
+sizing, refills and expiry are in ``ratelimit`` and ``budget``; these classes only forward."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from decimal import Decimal
+
+from .._clock import Clock
+from .._request import ModelRequest, ModelResponse
+from ..budget import BudgetPort, Slice, SliceBudget, SpendKey
+from ..cache import CacheCore, CachePort, TieredCache
+from ..config import RegistryConfig
+from ..ratelimit import AdmissionPort, Lease, LeaseAdmission, RateLimitState
+from ..routing import BatchedOutcomes, OutcomePort, OutcomeReport
+from ..selection import StatsCore
+from . import _ray
+from ._ray import Handle, Reply
+
+
+class RayLeaseGranter:
+    """Leases from one RateLimiter actor per model."""
+
+    def __init__(self, limiters: Mapping[str, Handle]) -> None:
+        self.limiters = limiters
+
+    async def lease(self, model_id: str, holder: str, requests: int, tokens: int) -> Lease:
+        lease: Lease = await _ray.send(self.limiters[model_id], "lease", holder, requests, tokens,
+                                       what=f"RateLimiter {model_id}")
+        return lease
+
+    def return_lease(self, model_id: str, lease_id: str, used_requests: int,
+                     used_tokens: int) -> Reply:
+        return _ray.send(self.limiters[model_id], "return_lease", lease_id, used_requests,
+                         used_tokens, what=f"RateLimiter {model_id}")
+
+    def cool_down(self, model_id: str, retry_after_s: float) -> None:
+        _ray.tell(self.limiters[model_id], "cool_down", retry_after_s)
+
+    def observe(self, model_id: str, state: RateLimitState) -> None:
+        _ray.tell(self.limiters[model_id], "observe", state)
+
+
+class RaySliceGranter:
+    """Budget slices from the CostLedger actor."""
+
+    def __init__(self, ledger: Handle) -> None:
+        self.ledger = ledger
+
+    async def grant_slice(self, key: SpendKey, amount_usd: Decimal, holder: str,
+                          minimum_usd: Decimal) -> Slice:
+        grant: Slice = await _ray.send(self.ledger, "grant_slice", key, amount_usd, holder,
+                                       minimum_usd, what="CostLedger")
+        return grant
+
+    def return_slice(self, slice_id: str, spent_usd: Decimal, key: SpendKey) -> Reply:
+        return _ray.send(self.ledger, "return_slice", slice_id, spent_usd, key, what="CostLedger")
+
+    async def record(self, key: SpendKey, amount_usd: Decimal) -> None:
+        await _ray.send(self.ledger, "record", key, amount_usd, what="CostLedger")
+
+
+class RaySharedCache:
+    """The shared Cache actor as a cache tier."""
+
+    def __init__(self, cache: Handle) -> None:
+        self.cache = cache
+
+    async def get(self, request: ModelRequest) -> tuple[ModelResponse, Decimal] | None:
+        hit: tuple[ModelResponse, Decimal] | None = await _ray.send(self.cache, "get", request,
+                                                                     what="Cache")
+        return hit
+
+    def put(self, request: ModelRequest, response: ModelResponse, cost_usd: Decimal) -> None:
+        _ray.tell(self.cache, "put", request, response, cost_usd)
+
+
+class RayHealthReporter:
+    """Outcome batches to the HealthChecker actor of each provider."""
+
+    def __init__(self, health: Mapping[str, Handle]) -> None:
+        self.health = health
+
+    def report(self, provider: str, batch: list[OutcomeReport]) -> Reply | None:
+        actor = self.health.get(provider)
+        if actor is None:
+            return None
+        return _ray.send(actor, "report_outcomes", batch, what=f"HealthChecker {provider}")
+
+
+class RayBackend:
+    """A router's ports on the system's actors (see ``routing.build_router``)."""
+
+    def __init__(self, config: RegistryConfig, *, limiters: Mapping[str, Handle], ledger: Handle,
+                 cache: Handle | None, health: Mapping[str, Handle]) -> None:
+        self.config = config
+        self.limiters, self.ledger, self.cache_actor, self.health = limiters, ledger, cache, health
+
+    def admission(self, holder: str, clock: Clock) -> AdmissionPort:
+        rate = self.config.settings.rate_limit
+        return LeaseAdmission(RayLeaseGranter(self.limiters), holder, clock=clock,
+                              lease_requests=rate.lease_requests, lease_tokens=rate.lease_tokens)
+
+    def budget(self, holder: str, clock: Clock) -> BudgetPort | None:
+        budgets = self.config.settings.budgets
+        if not budgets.limits:
+            return None
+        return SliceBudget(RaySliceGranter(self.ledger), budgets, holder, clock=clock)
+
+    def cache(self, clock: Clock) -> CachePort | None:
+        shared = RaySharedCache(self.cache_actor) if self.cache_actor is not None else None
+        return TieredCache(CacheCore(self.config.settings.cache, clock=clock), shared)
+
+    def outcomes(self, stats: StatsCore) -> OutcomePort:
+        return BatchedOutcomes(stats, RayHealthReporter(self.health))
+
+
+__all__: list[str] = [
+    "RayBackend",
+    "RayHealthReporter",
+    "RayLeaseGranter",
+    "RaySharedCache",
+    "RaySliceGranter",
+]

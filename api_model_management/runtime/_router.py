@@ -1,0 +1,178 @@
+"""The Router actor's shell: one router replica on the system's actors (built by the one router
+factory with a ``RayBackend``), plus its housekeeping: outcomes to the health checkers, idle
+leases and slices back, statistics to the Selector, re-subscription to restarted actors."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Awaitable, Mapping
+from typing import Any
+
+from .._clock import SYSTEM_CLOCK, Clock
+from .._request import ModelRequest, ModelResponse, StreamChunk
+from ..budget import SliceBudget
+from ..config import RegistryConfig, SelectionWeights
+from ..errors import ComponentUnavailable
+from ..events._spool import SpoolWriter
+from ..ratelimit import LeaseAdmission
+from ..routing import BatchedOutcomes, build_router, make_adapters
+from ..selection import Selection, SelectorCore, StatsCore
+from . import _ray
+from ._ports import RayBackend
+from ._ray import Handle
+
+log = logging.getLogger(__name__)
+
+HOUSEKEEPING_S = 0.1
+STATS_PUSH_S = 2.0
+RESUBSCRIBE_S = 5.0
+
+
+class Every:
+    """True once every ``period_s`` on the clock (a housekeeping timer, testable)."""
+
+    def __init__(self, period_s: float, clock: Clock, *, start_due: bool = True) -> None:
+        self.period_s = period_s
+        self._clock = clock
+        self._last = -1e18 if start_due else clock.monotonic()
+
+    def due(self) -> bool:
+        now = self._clock.monotonic()
+        if now - self._last < self.period_s:
+            return False
+        self._last = now
+        return True
+
+
+class RouterShell:
+    def __init__(
+        self,
+        config: RegistryConfig,
+        index: int | str,
+        *,
+        limiters: Mapping[str, Handle],
+        ledger: Handle,
+        cache: Handle | None,
+        health: Mapping[str, Handle],
+        selector: Handle | None,
+        api_keys: Mapping[str, Any],
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
+        self.config = config
+        self.index = index
+        self.holder = f"router-{index}-{int(time.time() * 1000)}"
+        settings = config.settings
+        self.clock = clock
+        self.adapters = make_adapters(config, api_keys)
+        self.selector = SelectorCore(config, clock=clock)
+        self.stats = StatsCore()
+        self.spool = SpoolWriter(
+            settings.data_dir, self.holder, fsync=settings.events.fsync,
+            fsync_interval_ms=settings.events.fsync_interval_ms,
+        )
+        backend = RayBackend(config, limiters=limiters, ledger=ledger, cache=cache, health=health)
+        self.core = build_router(
+            config, backend, holder=self.holder, events=self.spool, adapters=self.adapters,
+            clock=clock, stats=self.stats, selector=self.selector, replicas=settings.routers.count(),
+        )
+        assert isinstance(self.core.admission, LeaseAdmission)
+        assert isinstance(self.core.outcomes, BatchedOutcomes)
+        self.admission: LeaseAdmission = self.core.admission
+        self.outcomes: BatchedOutcomes = self.core.outcomes
+        self.budget = self.core.budget if isinstance(self.core.budget, SliceBudget) else None
+        self.selector_actor = selector
+        self.health_actors = health
+        self._task: asyncio.Task[None] | None = None
+        self._stats_push = Every(STATS_PUSH_S, clock, start_due=True)
+        self._resubscribe_timer = Every(RESUBSCRIBE_S, clock, start_due=False)
+
+    async def start(self) -> bool:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._housekeeping())
+        return True
+
+    async def _housekeeping(self) -> None:
+        while True:
+            await asyncio.sleep(HOUSEKEEPING_S)
+            try:
+                await self._tick()
+            except (ComponentUnavailable, _ray.RayError, OSError) as exc:
+                # one bad tick must not end housekeeping
+                log.warning("router housekeeping: %s; retrying next tick", type(exc).__name__)
+
+    async def _tick(self, *, everything: bool = False) -> None:
+        self.outcomes.flush()
+        self.admission.return_idle()
+        if self.budget is not None:
+            await self.budget.flush(everything=everything)
+        self.spool.tick()
+        if self._stats_push.due():
+            snapshot = self.stats.snapshot()
+            self.selector.update_stats(snapshot)
+            if self.selector_actor is not None:
+                _ray.tell(self.selector_actor, "update_stats", snapshot)
+        if self._resubscribe_timer.due():
+            self._resubscribe()
+
+    def _resubscribe(self) -> None:
+        """Make sure every HealthChecker (a restarted one too) pushes to this router."""
+        me = _ray.current_actor()
+        for actor in self.health_actors.values():
+            _ray.tell(actor, "add_subscribers", [me, self.selector_actor])
+        if self.selector_actor is not None:
+            _ray.tell(self.selector_actor, "add_subscribers", [me])
+
+    # -- the request path --------------------------------------------------------------------
+    async def complete(self, request: ModelRequest) -> ModelResponse:
+        if self._task is None:
+            await self.start()
+        return await self.core.complete(request)
+
+    async def stream(self, request: ModelRequest) -> AsyncIterator[StreamChunk]:
+        async for chunk in self.core.stream(request):
+            yield chunk
+
+    def select(self, request: ModelRequest) -> Selection:
+        return self.selector.select(request)
+
+    # -- pushed state ------------------------------------------------------------------------
+    def update_health(self, provider: str, state: str, unavailable_models: list[str]) -> bool:
+        self.selector.update_health(provider, state, unavailable_models)
+        return True
+
+    def update_rate_limited(self, model_id: str, until_monotonic: float | None) -> bool:
+        self.selector.update_rate_limited(model_id, until_monotonic)
+        self.admission.set_cooling(model_id, until_monotonic)
+        return True
+
+    def set_weights(self, weights: SelectionWeights, version: str) -> bool:
+        self.selector.set_weights(weights, version)
+        return True
+
+    # -- operations --------------------------------------------------------------------------
+    async def flush_events(self) -> bool:
+        """Close the spool segment and hand back leases and budget slices (end of a run)."""
+        await self._tick(everything=True)
+        returns: list[Awaitable[object]] = self.admission.return_all()
+        if returns:
+            await asyncio.gather(*returns)
+        self.spool.rotate()
+        return True
+
+    def counters(self) -> dict[str, int]:
+        return dict(self.core.counters)
+
+    async def ping(self) -> bool:
+        return await self.start()  # a restarted router resumes housekeeping on first contact
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    async def aclose(self) -> bool:
+        await self.flush_events()
+        for adapter in self.adapters.values():
+            await adapter.aclose()
+        return True

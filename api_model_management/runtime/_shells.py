@@ -1,0 +1,390 @@
+"""Thin Ray actor shells around the pure cores (design §3). ``ray.remote`` is applied in
+``_actors.py`` only, and every Ray call goes through ``_ray.py``; the shells decide nothing:
+they forward to their core, spool the events it produces and push state changes to their
+subscribers (routers, the selector) with fire-and-forget calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from .._clock import SYSTEM_CLOCK
+from .._request import ModelRequest, ModelResponse
+from ..budget import BudgetStatus, Slice, SpendKey
+from ..cache import CacheStats
+from ..config import RegistryConfig, SelectionWeights
+from ..events._spool import SpoolWriter
+from ..ratelimit import Admission, Lease, RateLimitState, RateLimitStatus
+from ..selection import LiveState, ModelStatsSnapshot, Selection
+from . import _ray
+from ._ray import Handle
+
+log = logging.getLogger(__name__)
+
+
+def _spool(config: RegistryConfig, name: str) -> SpoolWriter:
+    ev = config.settings.events
+    return SpoolWriter(
+        config.settings.data_dir, f"{name}-{int(time.time() * 1000)}",
+        fsync=ev.fsync, fsync_interval_ms=ev.fsync_interval_ms,
+    )
+
+
+class _Subscribers:
+    def __init__(self) -> None:
+        self.handles: list[Handle] = []
+
+    def set(self, handles: Sequence[Handle]) -> None:
+        self.handles = list(handles)
+
+    def add(self, handles: Sequence[Handle]) -> list[Handle]:
+        """Add the handles not known yet (by actor id); returns those."""
+        known = {_ray.actor_id(h) for h in self.handles}
+        new = [h for h in handles if h is not None and _ray.actor_id(h) not in known]
+        self.handles = self.handles + new
+        return new
+
+    def call(self, method: str, *args: Any) -> None:
+        for handle in self.handles:
+            _ray.tell(handle, method, *args)
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+class EventSinkShell:
+    """The only writer of the Parquet log: ingests spool segments in group commits, compacts."""
+
+    def __init__(self, config: RegistryConfig) -> None:
+        from ..events._ingest import SpoolIngestor
+
+        self.config = config
+        self.ingestor = SpoolIngestor(config.settings.data_dir, config.settings.events)
+        self.ingestor.ingest()  # recover what crashed writers left
+        self._task: asyncio.Task | None = None
+
+    async def start(self) -> bool:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._loop())
+        return True
+
+    async def ping(self) -> bool:
+        return await self.start()  # a restarted sink resumes its loop on first contact
+
+    async def _loop(self) -> None:
+        interval_s = max(0.05, self.config.settings.events.flush_interval_ms / 1000)
+        while True:
+            await asyncio.sleep(interval_s)
+            await asyncio.to_thread(self.ingestor.ingest)
+
+    async def flush(self) -> int:
+        """Ingest every closed or orphaned segment now; returns events written."""
+        await self.start()
+        return await asyncio.to_thread(self.ingestor.ingest)
+
+    async def compact(self) -> dict[str, Any]:
+        return await asyncio.to_thread(self.ingestor.compact)
+
+
+class HealthCheckerShell:
+    """One per provider: active probes on an interval, passive outcomes from routers."""
+
+    def __init__(self, config: RegistryConfig, provider: str, api_key: Any = None) -> None:
+        from ..health._core import HealthCore
+        from ..providers import make_adapter
+
+        self.config = config
+        self.provider = provider
+        settings = config.settings.health_check
+        models = [m.wire_name for m in config.models if m.provider == provider]
+        self.model_ids = {m.wire_name: m.id for m in config.models if m.provider == provider}
+        self.core = HealthCore(provider, settings, clock=SYSTEM_CLOCK, models=models)
+        self.adapter = make_adapter(provider, config.providers[provider], api_key)
+        self.spool = _spool(config, f"health-{provider}")
+        self.subscribers = _Subscribers()
+        self._task: asyncio.Task | None = None
+        self._last_state = None
+
+    def subscribe(self, handles: list[Handle]) -> bool:
+        self.subscribers.set(handles)
+        self._push(force=True)
+        return True
+
+    async def add_subscribers(self, handles: list[Handle]) -> bool:
+        """Idempotent re-subscription (routers call it periodically, so a restarted checker
+        finds its subscribers again and resumes probing)."""
+        new = self.subscribers.add(handles)
+        if new:
+            snap = self.snapshot()
+            for h in new:
+                _ray.tell(h, "update_health", self.provider, snap["state"], snap["unavailable_models"])
+        await self.start()
+        return True
+
+    async def start(self) -> bool:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._loop())
+        return True
+
+    async def _loop(self) -> None:
+        settings = self.config.settings.health_check
+        interval_s = self.config.providers[self.provider].health_check.interval_s or settings.interval_s
+        while True:
+            await self.probe_now()
+            await asyncio.sleep(interval_s)
+
+    async def probe_now(self) -> dict[str, Any]:
+        probe = await self.adapter.probe()
+        self.core.record_probe(
+            probe.ok, probe.latency_ms, http_status=probe.http_status,
+            error_kind=probe.error_kind, available_models=probe.models,
+        )
+        self._after()
+        return self.snapshot()
+
+    def report_outcomes(self, batch: list[tuple[bool, str | None, str]]) -> bool:
+        for ok, error_kind, model_id in batch:
+            model = self.config.model(model_id) if model_id else None
+            self.core.record_outcome(ok, error_kind=error_kind, model_id=model.wire_name if model else None)
+        self._after()
+        return True
+
+    def _after(self) -> None:
+        events = self.core.drain_events()
+        if events:
+            self.spool.write(events)
+            self.spool.tick()
+        self._push()
+
+    def _push(self, force: bool = False) -> None:
+        snap = self.snapshot()
+        key = (snap["state"], tuple(sorted(snap["unavailable_models"])))
+        if force or key != self._last_state:
+            self._last_state = key
+            self.subscribers.call("update_health", self.provider, snap["state"], snap["unavailable_models"])
+
+    def snapshot(self) -> dict[str, Any]:
+        snap = self.core.snapshot()
+        unavailable = [self.model_ids.get(m, m) for m in snap.unavailable_models]
+        return {"provider": self.provider, "state": snap.state, "unavailable_models": unavailable}
+
+    def flush_events(self) -> bool:
+        self.spool.rotate()
+        return True
+
+
+class RateLimiterShell:
+    """One per model: exact RPM/TPM windows, leases to routers, 429 cool-downs."""
+
+    def __init__(self, config: RegistryConfig, model_id: str) -> None:
+        from ..ratelimit._core import RateLimiterCore
+
+        model = config.model(model_id)
+        self.model_id = model_id
+        self.core = RateLimiterCore(
+            model_id, model.rate_limits.requests_per_minute, model.rate_limits.tokens_per_minute,
+            settings=config.settings.rate_limit, clock=SYSTEM_CLOCK, provider=model.provider,
+        )
+        self.spool = _spool(config, f"ratelimit-{model_id}")
+        self.subscribers = _Subscribers()
+
+    def subscribe(self, handles: list[Handle]) -> bool:
+        self.subscribers.set(handles)
+        return True
+
+    def _after(self) -> None:
+        events = self.core.drain_events()
+        if events:
+            self.spool.write(events)
+        self.spool.tick()
+
+    def lease(self, holder: str, requests: int, tokens: int) -> Lease:
+        try:
+            return self.core.lease(holder, requests, tokens)
+        finally:
+            self._after()
+
+    def return_lease(self, lease_id: str, used_requests: int, used_tokens: int) -> bool:
+        self.core.return_lease(lease_id, used_requests, used_tokens)
+        self._after()
+        return True
+
+    def reserve(self, tokens: int) -> Admission:
+        admission = self.core.reserve(tokens)
+        self._after()
+        return admission
+
+    def commit(self, reservation_id: str, actual_tokens: int) -> bool:
+        self.core.commit(reservation_id, actual_tokens)
+        self._after()
+        return True
+
+    def release(self, reservation_id: str) -> bool:
+        self.core.release(reservation_id)
+        self._after()
+        return True
+
+    def cool_down(self, retry_after_s: float) -> bool:
+        self.core.cool_down(retry_after_s)
+        self._after()
+        self.subscribers.call("update_rate_limited", self.model_id, time.monotonic() + retry_after_s)
+        return True
+
+    def observe(self, state: RateLimitState) -> bool:
+        self.core.observe(state)
+        self._after()
+        return True
+
+    def status(self) -> RateLimitStatus:
+        return self.core.status()
+
+    def flush_events(self) -> bool:
+        self.spool.rotate()
+        return True
+
+
+class CostLedgerShell:
+    """The one ledger: rebuilt from the event log on start, then reservations and slices."""
+
+    def __init__(self, config: RegistryConfig) -> None:
+        from ..budget._ledger import CostLedgerCore
+        from ..events._ingest import read_all_events
+
+        self.config = config
+        wanted = ("RequestCompleted", "RequestFailed", "FeedbackRecorded", "BudgetAlert")
+        events = read_all_events(config.settings.data_dir, wanted)
+        self.core = CostLedgerCore.from_events(config.settings.budgets, events, clock=SYSTEM_CLOCK, registry=config)
+        self.spool = _spool(config, "ledger")
+
+    def _after(self) -> None:
+        events = self.core.drain_events()
+        if events:
+            self.spool.write(events)
+        self.spool.tick()
+
+    def reserve(self, key: SpendKey, amount_usd: Decimal, request_id: str | None = None) -> str:
+        try:
+            return self.core.reserve(key, amount_usd, request_id=request_id)
+        finally:
+            self._after()
+
+    def settle(self, reservation_id: str, actual_usd: Decimal) -> bool:
+        self.core.settle(reservation_id, actual_usd)
+        self._after()
+        return True
+
+    def release(self, reservation_id: str) -> bool:
+        self.core.release(reservation_id)
+        self._after()
+        return True
+
+    def grant_slice(self, key: SpendKey, amount_usd: Decimal, holder: str,
+                    minimum_usd: Decimal | None = None) -> Slice:
+        try:
+            return self.core.grant_slice(key, amount_usd, holder, minimum_usd=minimum_usd)
+        finally:
+            self._after()
+
+    def return_slice(self, slice_id: str, spent_usd: Decimal, key: SpendKey | None = None) -> bool:
+        try:
+            self.core.return_slice(slice_id, spent_usd, key)
+        finally:
+            self._after()
+        return True
+
+    def record(self, key: SpendKey, amount_usd: Decimal) -> bool:
+        self.core.record(key, amount_usd)
+        self._after()
+        return True
+
+    def status(self) -> list[BudgetStatus]:
+        self.core.expire()
+        return self.core.status()
+
+    def flush_events(self) -> bool:
+        self.spool.rotate()
+        return True
+
+
+class CacheShell:
+    """The shared cache tier."""
+
+    def __init__(self, config: RegistryConfig) -> None:
+        from ..cache._core import CacheCore
+
+        self.core = CacheCore(config.settings.cache, clock=SYSTEM_CLOCK)
+
+    def get(self, request: ModelRequest) -> tuple[ModelResponse, Decimal] | None:
+        entry = self.core.get(request)
+        return None if entry is None else (entry.response, entry.cost_usd)
+
+    def put(self, request: ModelRequest, response: ModelResponse, cost_usd: Decimal) -> bool:
+        return self.core.put(request, response, cost_usd)
+
+    def stats(self) -> CacheStats:
+        return self.core.stats()
+
+
+class SelectorShell:
+    """Owns the selection policy and weights; serves dry runs and pushes weights to routers."""
+
+    def __init__(self, config: RegistryConfig, session: str | None = None) -> None:
+        from ..selection._core import SelectorCore
+
+        self.core = SelectorCore(config, clock=SYSTEM_CLOCK)
+        self.subscribers = _Subscribers()
+        # weights set while the system runs survive a restart of this actor (same session)
+        self._weights_path = (
+            Path(config.settings.data_dir) / "state" / f"selector-weights-{session}.json" if session else None
+        )
+        if self._weights_path is not None and self._weights_path.exists():
+            from ..replay import read_weights_file
+
+            saved = read_weights_file(self._weights_path)
+            self.core.set_weights(saved.weights, saved.weights_version)
+
+    def subscribe(self, handles: list[Handle]) -> bool:
+        self.subscribers.set(handles)
+        return True
+
+    def add_subscribers(self, handles: list[Handle]) -> bool:
+        """Idempotent re-subscription: routers call it periodically, so a restarted Selector
+        finds them again (and they get its weights)."""
+        weights, version = self.core.live_state().weights, self.core.weights_version
+        for handle in self.subscribers.add(handles):
+            _ray.tell(handle, "set_weights", weights, version)
+        return True
+
+    def select(self, request: ModelRequest) -> Selection:
+        return self.core.select(request)
+
+    def update_health(self, provider: str, state: str, unavailable_models: list[str]) -> bool:
+        self.core.update_health(provider, state, unavailable_models)
+        return True
+
+    def update_rate_limited(self, model_id: str, until_monotonic: float | None) -> bool:
+        self.core.update_rate_limited(model_id, until_monotonic)
+        return True
+
+    def update_stats(self, snapshot: dict[str, ModelStatsSnapshot]) -> bool:
+        self.core.update_stats(snapshot)
+        return True
+
+    def live_state(self) -> LiveState:
+        """Health, cool-downs and weights as pushed here (polled by the embedded router)."""
+        return self.core.live_state()
+
+    def set_weights(self, weights: SelectionWeights, version: str) -> bool:
+        self.core.set_weights(weights, version)
+        if self._weights_path is not None:
+            from ..replay import write_weights_file
+
+            write_weights_file(self._weights_path, weights, version, provenance={"source": "set_weights"})
+        self.subscribers.call("set_weights", weights, version)
+        return True

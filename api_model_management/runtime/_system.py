@@ -1,0 +1,241 @@
+"""``ModelManagement``: the facade over the running actor system.
+
+    mm = ModelManagement.start("config/model_registry.json")
+    response = await mm.complete(ModelRequest(prompt="...", agent_type="research"))
+    async for chunk in mm.stream(request): ...
+    selection = await mm.select(request)          # a dry run
+    report = mm.report()                          # DuckDB projections over the log
+    mm.shutdown()
+
+Pipelines that pass handles between Ray tasks use ``mm.handles`` (see ``ActorHandles``) directly:
+``await mm.handles.routers[0].complete.remote(request)``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import os
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from .._request import ModelRequest, ModelResponse, StreamChunk
+from ..budget import BudgetStatus
+from ..config import RegistryConfig, SelectionWeights
+from ..errors import ComponentUnavailable, InvalidInput
+from ..projections import Report
+from ..selection import Selection
+from . import _ray
+from ._actors import ActorHandles
+from ._embedded import EmbeddedRouter
+
+log = logging.getLogger(__name__)
+
+
+class ModelManagement:
+    """A started system. Create it with :meth:`start`."""
+
+    def __init__(self, config: RegistryConfig, handles: ActorHandles, *, owns_ray: bool,
+                 started_s: float, embedded: EmbeddedRouter | None = None) -> None:
+        self.config = config
+        self.handles = handles
+        self.owns_ray = owns_ray
+        self.startup_s = started_s
+        self.embedded = embedded
+        self._round_robin = itertools.cycle(range(len(handles.routers)))
+        self._closed = False
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    @classmethod
+    def start(
+        cls,
+        config_path: str | Path | RegistryConfig,
+        *,
+        address: str | None = None,
+        data_dir: str | Path | None = None,
+        env: dict[str, str] | None = None,
+        dotenv_path: str | Path | None = None,
+        num_cpus: int | None = None,
+        name_prefix: str | None = None,
+    ) -> ModelManagement:
+        """Start local Ray when none is running (or join ``address``), start the actors, wait
+        until they answer, and return the facade."""
+        from ..config import load_config, load_secrets
+        from ._actors import start_actors
+
+        t0 = time.monotonic()
+        if not isinstance(config_path, str | Path | RegistryConfig):
+            raise InvalidInput("start needs a config path or a RegistryConfig", field="config_path")
+        config = config_path if isinstance(config_path, RegistryConfig) else load_config(config_path)
+        if data_dir is not None:
+            config = config.model_copy(update={
+                "settings": config.settings.model_copy(update={"data_dir": str(data_dir)})
+            })
+        Path(config.settings.data_dir).mkdir(parents=True, exist_ok=True)
+        secrets = load_secrets(config, env=env, dotenv_path=dotenv_path)
+        api_keys = {name: secrets.key_for(name) for name in config.providers}
+        owns_ray = False
+        if not _ray.is_initialized():
+            _ray.init(
+                address=address, num_cpus=num_cpus, include_dashboard=False,
+                log_to_driver=False, configure_logging=False,
+            )
+            owns_ray = address is None
+        handles = start_actors(config, api_keys, name_prefix=name_prefix)
+        _ray.get([_ray.send(r, "ping", what="Router") for r in handles.routers])
+        embedded = EmbeddedRouter(config, handles, api_keys) if config.settings.routers.embedded else None
+        return cls(config, handles, owns_ray=owns_ray, started_s=time.monotonic() - t0,
+                   embedded=embedded)
+
+    def shutdown(self) -> None:
+        """Flush every actor's events into the log, stop the actors (and Ray, if we started it)."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self.flush()
+        except (ComponentUnavailable, TimeoutError) as exc:
+            log.warning("shutdown: could not flush all events (%s); they stay in the spool",
+                        type(exc).__name__)
+        if self.embedded is not None:
+            self.embedded.close()
+        for handle in self.handles.all():
+            _ray.kill(handle)
+        if self.owns_ray:
+            _ray.shutdown()
+
+    def flush(self) -> int:
+        """Make every event so far visible in the Parquet log; returns events ingested."""
+        h = self.handles
+        if self.embedded is not None:
+            self.embedded.flush()
+        _call_all("flush_events", h.routers)
+        _call_all("flush_events", [*h.health.values(), *h.limiters.values(), h.ledger])
+        ingested = _call_all("flush", [h.sink])[0]
+        return int(ingested or 0)
+
+    def __enter__(self) -> ModelManagement:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
+
+    # -- the request path ----------------------------------------------------------------------
+    def _router(self) -> _ray.Handle:
+        return self.handles.routers[next(self._round_robin)]
+
+    async def complete(self, request: ModelRequest) -> ModelResponse:
+        """Select, admit, call, evaluate and account one request; typed errors on failure.
+        Runs on the embedded router (this process) unless ``settings.routers.embedded`` is off,
+        then on a Router actor."""
+        _check_request(request)
+        if self.embedded is not None:
+            return await self.embedded.complete(request)
+        response: ModelResponse = await _ray.send(self._router(), "complete", request, what="Router")
+        return response
+
+    async def stream(self, request: ModelRequest) -> AsyncIterator[StreamChunk]:
+        """Text deltas as they arrive, then a final chunk with the result."""
+        _check_request(request)
+        if self.embedded is not None:
+            async with contextlib.aclosing(self.embedded.stream(request)) as chunks:
+                async for chunk in chunks:
+                    yield chunk
+            return
+        async for chunk in _ray.stream(self._router(), "stream", request, what="Router"):
+            yield chunk
+
+    async def select(self, request: ModelRequest) -> Selection:
+        """A dry run of selection: the ranked candidates, sub-scores and the reason."""
+        _check_request(request)
+        selection: Selection = await _ray.send(self.handles.selector, "select", request,
+                                               what="Selector")
+        return selection
+
+    def set_weights(self, weights: SelectionWeights, version: str) -> None:
+        """Switch every router to new selection weights (``SelectionWeights``), under ``version``
+        (recorded in each ``ModelSelected`` event). The Selector actor pushes them to the Router
+        actors; the embedded router takes them at once."""
+        if not isinstance(weights, SelectionWeights) or not isinstance(version, str) or not version:
+            raise InvalidInput("set_weights needs SelectionWeights and a non-empty version")
+        _ray.get(_ray.send(self.handles.selector, "set_weights", weights, version, what="Selector"))
+        if self.embedded is not None:
+            self.embedded.set_weights(weights, version)
+
+    def load_weights(self, path: str | Path) -> str:
+        """Apply a weights file written by ``amm tune``; returns its version."""
+        from ..replay import read_weights_file
+
+        weights_file = read_weights_file(path)
+        self.set_weights(weights_file.weights, weights_file.weights_version)
+        return weights_file.weights_version
+
+    # -- reporting -----------------------------------------------------------------------------
+    def report(self, *, since: Any = None, agent_type: str | None = None) -> Report:
+        """Cost, latency, reliability, quality, cache and budgets from the log (flushed first)."""
+        from ..projections import open_projections
+
+        self.flush()
+        return open_projections(self.config.settings.data_dir).report(
+            since=since, agent_type=agent_type, budgets=self.config.settings.budgets
+        )
+
+    def budget_status(self) -> list[BudgetStatus]:
+        """Every configured budget limit in its current window, from the CostLedger."""
+        status: list[BudgetStatus] = _ray.get(_ray.send(self.handles.ledger, "status",
+                                                        what="CostLedger"))
+        return status
+
+    def counters(self) -> dict[str, int]:
+        """Requests, completions, failures, cache hits and failovers over every router."""
+        totals: dict[str, int] = {}
+        embedded = [self.embedded.counters()] if self.embedded is not None else []
+        replies = [_ray.send(r, "counters", what="Router") for r in self.handles.routers]
+        for counters in [*embedded, *_ray.get(replies)]:
+            for key, value in counters.items():
+                totals[key] = totals.get(key, 0) + value
+        return totals
+
+    def memory_mb(self) -> dict[str, float]:
+        """Resident memory of this process and every Ray worker process of the session."""
+        try:
+            import psutil
+        except ImportError:
+            return {}
+        out = {"driver": psutil.Process(os.getpid()).memory_info().rss / 2**20}
+        for proc in psutil.process_iter(["name", "cmdline", "memory_info"]):
+            cmd = " ".join(proc.info.get("cmdline") or [])
+            if "ray::" in cmd or "raylet" in cmd or "gcs_server" in cmd or proc.info["name"].startswith("ray::"):
+                out[f"{proc.info['name']}:{proc.pid}"] = proc.info["memory_info"].rss / 2**20
+        return out
+
+
+def _check_request(request: object) -> None:
+    if not isinstance(request, ModelRequest):
+        raise InvalidInput(f"expected a ModelRequest, got {type(request).__name__}",
+                           field="request")
+
+
+def _call_all(method: str, handles: list[_ray.Handle], *, timeout_s: float = 60.0) -> list[Any]:
+    """Call ``method`` on every actor and wait; an actor that is restarting is waited for (up to
+    ``timeout_s``), one that is gone for good is skipped (its spool is ingested as a dead
+    writer's)."""
+    deadline = time.monotonic() + timeout_s
+    results: list[Any] = []
+    for handle in handles:
+        while True:
+            try:
+                results.append(_ray.get(_ray.send(handle, method), timeout_s=timeout_s))
+                break
+            except ComponentUnavailable as exc:
+                if not getattr(exc, "restarting", False):
+                    log.warning("an actor is gone; its events are ingested from its spool")
+                    results.append(None)
+                    break
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+    return results

@@ -1,0 +1,30 @@
+"""Model selection, in one place: the policy (filter, score, priority, choose, explore), its
+weights, and the live statistics it scores performance with."""
+
+from ._core import (
+    COST_FLOOR_USD,
+    HEALTH_FACTOR,
+    LATENCY_REF_MS,
+    PRIOR_STRENGTH,
+    PRIOR_SUCCESS_RATE,
+    LiveState,
+    Selection,
+    SelectorCore,
+    adjust_for_priority,
+)
+from ._stats import ModelStats, ModelStatsSnapshot, StatsCore
+
+__all__ = [
+    "COST_FLOOR_USD",
+    "HEALTH_FACTOR",
+    "LATENCY_REF_MS",
+    "PRIOR_STRENGTH",
+    "PRIOR_SUCCESS_RATE",
+    "LiveState",
+    "ModelStats",
+    "ModelStatsSnapshot",
+    "Selection",
+    "SelectorCore",
+    "StatsCore",
+    "adjust_for_priority",
+]

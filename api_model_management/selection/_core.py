@@ -1,0 +1,623 @@
+"""Selector core: which model serves a request, and the ranked list to fail over along.
+
+A pure class (no Ray, no I/O). The original algorithm:
+
+1. **Filter.** A model is eligible when it is the pinned ``request.model_id`` (if any), enabled,
+   allowed by ``request.constraints`` (providers, models), covers ``required_capabilities``, fits
+   ``estimated_input_tokens() + max_tokens`` in its context window (and ``max_tokens`` within its
+   ``max_output_tokens``), its provider allows traffic (``unknown`` counts as healthy), it is not
+   reported unavailable, not rate-limited, and meets the cost / latency / quality constraints
+   (worst-case cost = input estimate × input price + ``max_tokens`` × output price, per 1k tokens;
+   latency and quality are the expected values below). Every filtered model gets a reason.
+2. **Score.** ``suitability = w_cap·capability + w_cost·cost + w_perf·performance + w_avail·
+   availability``, each sub-score in [0, 1]:
+
+   - capability: ``0.8 · coverage of the required capabilities + 0.2 · min(1, extra / 3)``, where
+     ``extra`` counts capabilities beyond the required ones (versatility bonus, bounded);
+   - cost: log-scaled position of the worst-case request cost between the most expensive (0) and the
+     cheapest (1) eligible model, ``(ln(c_max+f) − ln(c+f)) / (ln(c_max+f) − ln(c_min+f))`` with
+     ``f = 1e-6`` USD (1.0 when all cost the same): a cheaper model never scores lower;
+   - performance: ``0.4 · quality + 0.3 · success_rate + 0.3 / (1 + latency_ms / 1000)``, where each
+     expected value shrinks the live EWMA towards the prior with 5 pseudo-observations
+     (priors: ``quality_prior``, success rate 0.95, ``average_response_time_ms``);
+   - availability: health factor (healthy 1.0, unknown 0.9, degraded 0.6, half_open 0.3) ×
+     ``(0.5 + 0.5 · headroom)`` with rate-limit headroom in [0, 1] (1.0 when unknown), rounded down to
+     tenths so that small headroom moves do not flush the assignment cache.
+3. **Priority.** Weights (``settings.selection.weights``, or ``agent_weights[agent_type]``) are
+   shifted by ``request.priority``: ``high`` moves 50 % of the cost weight, ``critical`` 80 %, to
+   performance (2/3) and capability (1/3); ``low`` moves 40 % of the performance weight and 20 % of
+   the capability weight to cost; ``normal`` / ``medium`` keep them. The weights still sum to 1.
+4. **Choose.** The highest score wins (ties: cheaper, then config order). With
+   ``exploration_epsilon`` ε > 0 a uniformly random eligible model is chosen with probability ε;
+   ``propensity`` is the policy's probability of the chosen model, ``1 − ε + ε/n`` for the greedy
+   one, ``ε/n`` for another. The fallback list (``candidates``) is the chosen model, then its
+   configured ``fallbacks`` that are eligible, then the rest by score.
+
+Ranked results are kept in an assignment cache (request signature → ranking) for
+``assignment_cache_ttl_s``, flushed when configuration, health, rate-limit state or weights change.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from math import isfinite, log
+
+from .. import config, events
+from .._clock import Clock
+from .._request import ModelRequest
+from ..budget._pricing import worst_case_cost_usd
+from ..errors import InvalidInput, NoEligibleModel
+from ..health._core import TRAFFIC_STATES, HealthSnapshot
+from ._stats import ModelStatsSnapshot
+
+HEALTH_FACTOR: dict[str, float] = {
+    "healthy": 1.0, "unknown": 0.9, "degraded": 0.6, "half_open": 0.3, "unhealthy": 0.0,
+}
+PRIOR_STRENGTH = 5.0
+PRIOR_SUCCESS_RATE = 0.95
+LATENCY_REF_MS = 1000.0
+COST_FLOOR_USD = 1e-6
+_ASSIGNMENT_CACHE_MAX = 4096
+_THOUSAND = Decimal(1000)
+
+
+class Selection:
+    """The outcome of a selection (picklable; treat as read-only).
+
+    ``candidates`` is the fallback list, chosen model first, as ``events.CandidateScore``;
+    ``filtered`` maps each model left out to the reason. ``candidates`` and ``selection_reason`` are
+    built on first access (building twelve pydantic objects would otherwise dominate ``select()``).
+    """
+
+    __slots__ = ("model_id", "provider", "suitability_score", "propensity", "explored",
+                 "weights_version", "filtered", "priority", "_raw", "_weights", "_n_models",
+                 "_candidates", "_reason")
+
+    def __init__(
+        self,
+        *,
+        raw: tuple[tuple[str, float, float, float, float, float], ...],
+        provider: str,
+        propensity: float,
+        explored: bool,
+        weights_version: str,
+        filtered: dict[str, str],
+        priority: str,
+        weights: config.SelectionWeights,
+        n_models: int,
+    ) -> None:
+        self.model_id, self.suitability_score = raw[0][0], raw[0][1]
+        self.provider, self.propensity, self.explored = provider, propensity, explored
+        self.weights_version, self.filtered, self.priority = weights_version, filtered, priority
+        self._raw, self._weights, self._n_models = raw, weights, n_models
+        self._candidates: tuple[events.CandidateScore, ...] | None = None
+        self._reason: str | None = None
+
+    @property
+    def candidates(self) -> tuple[events.CandidateScore, ...]:
+        """The ranked fallback list with sub-scores, chosen model first."""
+        if self._candidates is None:
+            self._candidates = tuple(
+                events.CandidateScore(model_id=r[0], score=r[1], capability=r[2], cost=r[3],
+                                      performance=r[4], availability=r[5])
+                for r in self._raw
+            )
+        return self._candidates
+
+    @property
+    def fallbacks(self) -> list[str]:
+        """The models to try next, in order."""
+        return [r[0] for r in self._raw[1:]]
+
+    @property
+    def selection_reason(self) -> str:
+        """Why this model: its sub-scores and weights, how many were eligible, what was filtered."""
+        if self._reason is None:
+            self._reason = _describe(self)
+        return self._reason
+
+    def to_event(self, request: ModelRequest) -> events.ModelSelected:
+        """The ``ModelSelected`` event of this selection (no prompt text)."""
+        return events.ModelSelected(
+            request_id=request.request_id, task_id=request.task_id, agent_type=request.agent_type,
+            model_id=self.model_id, provider=self.provider, candidates=self.candidates,
+            propensity=self.propensity, weights_version=self.weights_version,
+            priority=self.priority, explored=self.explored, reason=self.selection_reason,
+        )
+
+    def __repr__(self) -> str:
+        return (f"Selection(model_id={self.model_id!r}, score={self.suitability_score:.3f}, "
+                f"propensity={self.propensity:.3f}, explored={self.explored}, "
+                f"candidates={len(self._raw)}, filtered={len(self.filtered)})")
+
+
+def _describe(sel: Selection) -> str:
+    _, score, cap, cost, perf, avail = sel._raw[0]
+    w = sel._weights
+    how = "explored (random pick)" if sel.explored else "highest suitability"
+    text = (
+        f"{sel.model_id}: {how}, score {score:.3f} = capability {cap:.2f}×{w.capability:.2f} + "
+        f"cost {cost:.2f}×{w.cost:.2f} + performance {perf:.2f}×{w.performance:.2f} + "
+        f"availability {avail:.2f}×{w.availability:.2f} (priority {sel.priority}, weights "
+        f"{sel.weights_version}); {len(sel._raw)} of {sel._n_models} models eligible"
+    )
+    if sel.filtered:
+        text += "; filtered: " + "; ".join(f"{k} ({v})" for k, v in sel.filtered.items())
+    return text
+
+
+class _Model:
+    """The static, request-independent parts of one model, precomputed once per config."""
+
+    __slots__ = ("id", "provider", "caps", "enabled", "context_window", "max_output", "in_price",
+                 "out_price", "in_per_token", "out_per_token", "prior_latency_ms", "quality_prior",
+                 "fallbacks", "order", "n_caps", "config")
+
+    def __init__(self, m: config.ModelConfig, order: int) -> None:
+        self.id, self.provider, self.order = m.id, m.provider, order
+        self.caps = frozenset(m.capabilities)
+        self.n_caps = len(self.caps)
+        self.enabled = m.enabled
+        self.context_window = m.context_window
+        self.max_output = m.max_output_tokens
+        self.in_price, self.out_price = m.cost_per_1k_input_tokens, m.cost_per_1k_output_tokens
+        self.in_per_token = float(m.cost_per_1k_input_tokens) / 1000.0
+        self.out_per_token = float(m.cost_per_1k_output_tokens) / 1000.0
+        self.prior_latency_ms = m.average_response_time_ms
+        self.quality_prior = m.quality_prior
+        self.fallbacks = tuple(m.fallbacks)
+        self.config = m
+
+
+@dataclass(frozen=True, slots=True)
+class _Dynamic:
+    """Request-independent live values of one model, recomputed when health or stats change."""
+
+    performance: float
+    latency_ms: float
+    quality: float
+    availability: float
+
+
+_Raw = tuple[str, float, float, float, float, float]  # model_id, score, 4 sub-scores
+
+
+@dataclass(slots=True)
+class _Ranking:
+    raw: tuple[_Raw, ...]  # fallback order (greedy choice first)
+    providers: tuple[str, ...]
+    filtered: dict[str, str]
+    weights: config.SelectionWeights
+    expires_at: float
+    greedy: Selection | None = None
+
+
+@dataclass(frozen=True)
+class LiveState:
+    """The pushed inputs of a :class:`SelectorCore` (see ``live_state``)."""
+
+    health: tuple[tuple[str, str, tuple[str, ...]], ...]
+    limited_until: tuple[tuple[str, float], ...]
+    weights: config.SelectionWeights
+    weights_version: str
+
+
+class SelectorCore:
+    """The selection policy and the live state it reads (health, rate limits, stats, weights)."""
+
+    def __init__(
+        self, config: config.RegistryConfig, *, clock: Clock, rng: random.Random | None = None
+    ) -> None:
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self._provider_state: dict[str, str] = {}
+        self._unavailable: dict[str, frozenset[str]] = {}
+        self._limited_until: dict[str, float] = {}
+        self._headroom: dict[str, float] = {}
+        self._stats: dict[str, ModelStatsSnapshot] = {}
+        self._assignments: dict[tuple, _Ranking] = {}
+        self.set_config(config)
+
+    # -- inputs ------------------------------------------------------------------------------
+    def set_config(self, config: config.RegistryConfig) -> None:
+        """Load a (new) configuration: models, weights, exploration, cache TTL."""
+        self.config = config
+        self._models = [_Model(m, i) for i, m in enumerate(config.models)]
+        self._by_id = {m.id: m for m in self._models}
+        sel = config.settings.selection
+        self._weights, self._weights_version = sel.weights, sel.weights_version
+        self._agent_weights = dict(sel.agent_weights)
+        self._epsilon = sel.exploration_epsilon
+        self._ttl_s = sel.assignment_cache_ttl_s
+        self._dynamic: dict[str, _Dynamic] = {}
+        self._blocked: dict[str, str] = {}
+        self._shapes: dict[tuple, tuple[list[_Model], dict[str, str]]] = {}
+        self._refresh(self._models)
+
+    def set_weights(
+        self,
+        weights: config.SelectionWeights,
+        version: str,
+        agent_weights: Mapping[str, config.SelectionWeights] | None = None,
+    ) -> None:
+        """Replace the default weights (and, if given, the per-agent-type overrides)."""
+        if not isinstance(weights, config.SelectionWeights) or not version:
+            raise InvalidInput("set_weights needs SelectionWeights and a non-empty version")
+        self._weights, self._weights_version = weights, version
+        if agent_weights is not None:
+            self._agent_weights = dict(agent_weights)
+        self._invalidate()
+
+    def update_health(
+        self,
+        provider: str,
+        snapshot_or_state: HealthSnapshot | str,
+        unavailable_models: Iterable[str] = (),
+    ) -> None:
+        """A provider's health: a :class:`HealthSnapshot` or a state name plus unavailable models."""
+        if isinstance(snapshot_or_state, HealthSnapshot):
+            state, missing = snapshot_or_state.state, frozenset(snapshot_or_state.unavailable_models)
+        else:
+            state, missing = snapshot_or_state, frozenset(unavailable_models)
+        if state not in HEALTH_FACTOR:
+            raise InvalidInput(f"unknown health state {state!r}", provider=provider)
+        if self._provider_state.get(provider, "unknown") == state and self._unavailable.get(
+            provider, frozenset()
+        ) == missing:
+            return
+        self._provider_state[provider], self._unavailable[provider] = state, missing
+        self._refresh(m for m in self._models if m.provider == provider)
+
+    def update_rate_limited(self, model_id: str, until_monotonic: float | None) -> None:
+        """Mark ``model_id`` rate-limited until ``until_monotonic`` (None: not limited)."""
+        if until_monotonic is not None and not isfinite(until_monotonic):
+            raise InvalidInput("until_monotonic must be finite", model_id=model_id)
+        if until_monotonic is None:
+            if self._limited_until.pop(model_id, None) is not None:
+                self._invalidate()
+        elif self._limited_until.get(model_id) != until_monotonic:
+            self._limited_until[model_id] = until_monotonic
+            self._invalidate()
+
+    def update_headroom(self, model_id: str, headroom: float) -> None:
+        """Rate-limit headroom of ``model_id`` in [0, 1] (share of its limits still free)."""
+        if not (isfinite(headroom) and 0.0 <= headroom <= 1.0):
+            raise InvalidInput("headroom must be in [0, 1]", model_id=model_id)
+        if _tenths(self._headroom.get(model_id, 1.0)) != _tenths(headroom):
+            self._headroom[model_id] = headroom
+            self._refresh(m for m in self._models if m.id == model_id)
+        else:
+            self._headroom[model_id] = headroom
+
+    def update_stats(self, snapshot: Mapping[str, ModelStatsSnapshot]) -> None:
+        """Live statistics per model (from :class:`StatsCore.snapshot`). Not a cache flush: the
+        assignment cache's TTL bounds how stale scores get."""
+        self._stats = dict(snapshot)
+        for m in self._models:
+            self._dynamic[m.id] = self._compute_dynamic(m)
+
+    def live_state(self) -> LiveState:
+        """What was pushed to this selector (health, rate-limit cool-downs, weights), for a
+        router that cannot be pushed to and polls instead (the embedded router)."""
+        return LiveState(
+            health=tuple((p, s, tuple(sorted(self._unavailable.get(p, ()))))
+                         for p, s in sorted(self._provider_state.items())),
+            limited_until=tuple(sorted(self._limited_until.items())),
+            weights=self._weights, weights_version=self._weights_version,
+        )
+
+    def apply_live_state(self, state: LiveState) -> list[tuple[str, float]]:
+        """Take over a polled :meth:`live_state`; returns the cool-downs that are new here."""
+        for provider, health, unavailable in state.health:
+            self.update_health(provider, health, unavailable)
+        fresh = [(m, until) for m, until in state.limited_until if self._limited_until.get(m) != until]
+        for model_id, until in fresh:
+            self.update_rate_limited(model_id, until)
+        if state.weights_version != self._weights_version:
+            self.set_weights(state.weights, state.weights_version)
+        return fresh
+
+    def clear_assignment_cache(self) -> None:
+        self._assignments.clear()
+
+    # -- queries -----------------------------------------------------------------------------
+    @property
+    def weights_version(self) -> str:
+        return self._weights_version
+
+    def weights_for(self, agent_type: str, priority: str) -> config.SelectionWeights:
+        """The weights used for an agent type and priority (after the priority shift)."""
+        key = (agent_type, priority)
+        weights = self._resolved_weights.get(key)
+        if weights is None:
+            base = self._agent_weights.get(agent_type, self._weights)
+            weights = self._resolved_weights[key] = adjust_for_priority(base, priority)
+        return weights
+
+    def select(self, request: ModelRequest) -> Selection:
+        """The best eligible model for ``request`` (see the module docstring).
+
+        Raises :class:`NoEligibleModel` (with ``filtered``) when no model passes the filters."""
+        if not isinstance(request, ModelRequest):
+            raise InvalidInput("select needs a ModelRequest")
+        now = self._clock.monotonic()
+        est_in = request.estimated_input_tokens()
+        key = (request.model_id, request.required_capabilities, est_in, request.max_tokens,
+               request.priority, request.agent_type, request.constraints)
+        ranking = self._assignments.get(key)
+        if ranking is None or ranking.expires_at <= now:
+            ranking = self._rank(request, est_in, now, frozenset(), None)
+            if ranking.expires_at > now:
+                if len(self._assignments) >= _ASSIGNMENT_CACHE_MAX:
+                    self._assignments.clear()
+                self._assignments[key] = ranking
+        return self._choose(ranking, request.priority, explore=True)
+
+    def select_for_failover(
+        self,
+        request: ModelRequest,
+        exclude: set[str] | frozenset[str],
+        need_larger_context_than: int | None = None,
+    ) -> Selection:
+        """The best eligible model other than those in ``exclude`` (already tried), optionally
+        with a context window larger than ``need_larger_context_than``. Greedy: no exploration."""
+        if not isinstance(request, ModelRequest):
+            raise InvalidInput("select_for_failover needs a ModelRequest")
+        if need_larger_context_than is not None and need_larger_context_than < 0:
+            raise InvalidInput("need_larger_context_than must be >= 0")
+        ranking = self._rank(
+            request, request.estimated_input_tokens(), self._clock.monotonic(),
+            frozenset(exclude), need_larger_context_than,
+        )
+        return self._choose(ranking, request.priority, explore=False)
+
+    # -- filtering and scoring ---------------------------------------------------------------
+    def _rank(
+        self,
+        request: ModelRequest,
+        est_in: int,
+        now: float,
+        exclude: frozenset[str],
+        need_larger: int | None,
+    ) -> _Ranking:
+        shape_ok, filtered = self._shape_filter(request, exclude)
+        filtered = dict(filtered)
+        eligible: list[_Model] = []
+        expires_at = now + self._ttl_s
+        for m in shape_ok:
+            reason = self._size_reason(m, request, est_in, need_larger)
+            if reason is None:
+                reason = self._live_reason(m, request, now)
+                until = self._limited_until.get(m.id)
+                if until is not None and until > now:
+                    expires_at = min(expires_at, until)
+            if reason is None:
+                eligible.append(m)
+            else:
+                filtered[m.id] = reason
+        if not eligible:
+            detail = "; ".join(f"{k}: {v}" for k, v in filtered.items())
+            raise NoEligibleModel(f"no eligible model ({detail})", filtered=filtered)
+        weights = self.weights_for(request.agent_type, request.priority)
+        ordered = self._fallback_order(self._score(eligible, request, est_in, weights))
+        return _Ranking(
+            raw=tuple(r for r, _ in ordered), providers=tuple(m.provider for _, m in ordered),
+            filtered=filtered, weights=weights, expires_at=expires_at,
+        )
+
+    def _shape_filter(
+        self, request: ModelRequest, exclude: frozenset[str]
+    ) -> tuple[list[_Model], dict[str, str]]:
+        """The filters that depend on neither the prompt's size nor live state (memoized)."""
+        key = (request.model_id, request.required_capabilities, request.constraints, exclude)
+        hit = self._shapes.get(key)
+        if hit is not None:
+            return hit
+        if request.model_id is not None and request.model_id not in self._by_id:
+            raise InvalidInput(f"unknown model {request.model_id!r}", model_id=request.model_id)
+        required = frozenset(request.required_capabilities)
+        passed: list[_Model] = []
+        filtered: dict[str, str] = {}
+        for m in self._models:
+            reason = _shape_reason(m, request, required, exclude)
+            if reason is None:
+                passed.append(m)
+            else:
+                filtered[m.id] = reason
+        if len(self._shapes) >= _ASSIGNMENT_CACHE_MAX:
+            self._shapes.clear()
+        self._shapes[key] = (passed, filtered)
+        return passed, filtered
+
+    @staticmethod
+    def _size_reason(
+        m: _Model, request: ModelRequest, est_in: int, need_larger: int | None
+    ) -> str | None:
+        needed = est_in + request.max_tokens
+        if needed > m.context_window:
+            return f"context window {m.context_window} < {needed} tokens needed"
+        if need_larger is not None and m.context_window <= need_larger:
+            return f"context window {m.context_window} not larger than {need_larger}"
+        if m.max_output is not None and request.max_tokens > m.max_output:
+            return f"max_tokens {request.max_tokens} > max output {m.max_output}"
+        max_cost = request.constraints.max_cost_per_request
+        if max_cost is not None:
+            worst = worst_case_cost_usd(m.config, est_in, request.max_tokens)
+            if worst > max_cost:
+                return f"worst-case cost ${worst:.6f} > max ${max_cost}"
+        return None
+
+    def _live_reason(self, m: _Model, request: ModelRequest, now: float) -> str | None:
+        blocked = self._blocked.get(m.id)
+        if blocked is not None:
+            return blocked
+        until = self._limited_until.get(m.id)
+        if until is not None and until > now:
+            return f"rate-limited for {until - now:.1f} s"
+        c = request.constraints
+        if c.max_latency_ms is not None or c.min_quality is not None:
+            dyn = self._dynamic[m.id]
+            if c.max_latency_ms is not None and dyn.latency_ms > c.max_latency_ms:
+                return f"expected latency {dyn.latency_ms:.0f} ms > max {c.max_latency_ms:.0f} ms"
+            if c.min_quality is not None and dyn.quality < c.min_quality:
+                return f"expected quality {dyn.quality:.2f} < min {c.min_quality:.2f}"
+        return None
+
+    def _score(
+        self, eligible: list[_Model], request: ModelRequest, est_in: int, w: config.SelectionWeights
+    ) -> list[tuple[_Raw, _Model, float]]:
+        max_tokens = request.max_tokens
+        log_costs = [
+            log(est_in * m.in_per_token + max_tokens * m.out_per_token + COST_FLOOR_USD)
+            for m in eligible
+        ]
+        lo, hi = min(log_costs), max(log_costs)
+        span = hi - lo
+        n_required = len(request.required_capabilities)
+        wc, wk, wp, wa = w.capability, w.cost, w.performance, w.availability
+        dynamic = self._dynamic
+        out = []
+        for m, lc in zip(eligible, log_costs, strict=True):
+            capability = 0.8 + 0.2 * min(1.0, (m.n_caps - n_required) / 3.0)
+            cost = (hi - lc) / span if span > 0 else 1.0
+            dyn = dynamic[m.id]
+            perf, avail = dyn.performance, dyn.availability
+            score = wc * capability + wk * cost + wp * perf + wa * avail
+            out.append(((m.id, score, capability, cost, perf, avail), m, lc))
+        out.sort(key=lambda t: (-t[0][1], t[2], t[1].order))
+        return out
+
+    @staticmethod
+    def _fallback_order(scored: list[tuple[_Raw, _Model, float]]) -> list[tuple[_Raw, _Model]]:
+        """The greedy choice, then its configured fallbacks that are eligible, then by score."""
+        best_raw, best, _ = scored[0]
+        ordered = [(best_raw, best)]
+        if best.fallbacks:
+            by_id = {m.id: (r, m) for r, m, _ in scored}
+            for fallback in best.fallbacks:
+                if fallback in by_id and fallback != best.id:
+                    ordered.append(by_id.pop(fallback))
+            by_id.pop(best.id, None)
+            ordered.extend(by_id[m.id] for _, m, _ in scored if m.id in by_id)
+        else:
+            ordered.extend((r, m) for r, m, _ in scored[1:])
+        return ordered
+
+    def _choose(self, ranking: _Ranking, priority: str, *, explore: bool) -> Selection:
+        n = len(ranking.raw)
+        eps = self._epsilon if explore else 0.0
+        if eps > 0.0 and self._rng.random() < eps:
+            index = self._rng.randrange(n)
+            propensity = eps / n + (1.0 - eps if index == 0 else 0.0)
+            return self._selection(ranking, priority, index, propensity, explored=True)
+        if eps == 0.0:
+            if ranking.greedy is None:
+                ranking.greedy = self._selection(ranking, priority, 0, 1.0, explored=False)
+            return ranking.greedy
+        return self._selection(ranking, priority, 0, 1.0 - eps + eps / n, explored=False)
+
+    def _selection(
+        self, ranking: _Ranking, priority: str, index: int, propensity: float, *, explored: bool
+    ) -> Selection:
+        raw = ranking.raw
+        if index:
+            raw = (raw[index],) + raw[:index] + raw[index + 1:]
+        return Selection(
+            raw=raw, provider=ranking.providers[index], propensity=propensity, explored=explored,
+            weights_version=self._weights_version, filtered=ranking.filtered, priority=priority,
+            weights=ranking.weights, n_models=len(self._models),
+        )
+
+    # -- live values -------------------------------------------------------------------------
+    def _compute_dynamic(self, m: _Model) -> _Dynamic:
+        stats = self._stats.get(m.id)
+        latency, success, quality = m.prior_latency_ms, PRIOR_SUCCESS_RATE, m.quality_prior
+        if stats is not None:
+            if stats.latency_ms is not None:
+                latency = _shrink(m.prior_latency_ms, stats.latency_ms, stats.successes)
+            if stats.success_rate is not None:
+                success = _shrink(PRIOR_SUCCESS_RATE, stats.success_rate, stats.count)
+            if stats.quality is not None:
+                quality = _shrink(m.quality_prior, stats.quality, stats.quality_count)
+        performance = 0.4 * quality + 0.3 * success + 0.3 / (1.0 + latency / LATENCY_REF_MS)
+        health = HEALTH_FACTOR[self._provider_state.get(m.provider, "unknown")]
+        availability = health * (0.5 + 0.5 * _tenths(self._headroom.get(m.id, 1.0)))
+        return _Dynamic(performance, latency, quality, availability)
+
+    def _refresh(self, models: Iterable[_Model]) -> None:
+        for m in models:
+            self._dynamic[m.id] = self._compute_dynamic(m)
+            reason = self._health_reason(m)
+            if reason is None:
+                self._blocked.pop(m.id, None)
+            else:
+                self._blocked[m.id] = reason
+        self._invalidate()
+
+    def _health_reason(self, m: _Model) -> str | None:
+        state = self._provider_state.get(m.provider, "unknown")
+        if state not in TRAFFIC_STATES:
+            return f"provider {m.provider} {state}"
+        if m.id in self._unavailable.get(m.provider, ()):
+            return "model unavailable (reported missing)"
+        return None
+
+    def _invalidate(self) -> None:
+        self._assignments.clear()
+        self._resolved_weights: dict[tuple[str, str], config.SelectionWeights] = {}
+
+
+def adjust_for_priority(w: config.SelectionWeights, priority: str) -> config.SelectionWeights:
+    """Shift weights for a task priority (factors in the module docstring); sums stay 1."""
+    cap, cost, perf, avail = w.capability, w.cost, w.performance, w.availability
+    if priority in ("high", "critical"):
+        moved = cost * (0.5 if priority == "high" else 0.8)
+        cost -= moved
+        perf += moved * 2.0 / 3.0
+        cap += moved / 3.0
+    elif priority == "low":
+        from_perf, from_cap = perf * 0.4, cap * 0.2
+        perf, cap = perf - from_perf, cap - from_cap
+        cost += from_perf + from_cap
+    else:
+        return w
+    # re-normalize against float drift so the model validator's tolerance always holds
+    total = cap + cost + perf + avail
+    return config.SelectionWeights(
+        capability=cap / total, cost=cost / total, performance=perf / total,
+        availability=avail / total,
+    )
+
+
+def _shape_reason(
+    m: _Model, request: ModelRequest, required: frozenset[str], exclude: frozenset[str]
+) -> str | None:
+    c = request.constraints
+    if request.model_id is not None and m.id != request.model_id:
+        return "not the pinned model"
+    if m.id in exclude:
+        return "already tried"
+    if not m.enabled:
+        return "disabled"
+    if c.allowed_providers is not None and m.provider not in c.allowed_providers:
+        return f"provider {m.provider} not allowed"
+    if m.provider in c.excluded_providers:
+        return f"provider {m.provider} excluded"
+    if c.allowed_models is not None and m.id not in c.allowed_models:
+        return "model not allowed"
+    if m.id in c.excluded_models:
+        return "model excluded"
+    if not required <= m.caps:
+        return "missing capabilities: " + ", ".join(sorted(required - m.caps))
+    return None
+
+
+def _shrink(prior: float, observed: float, n: int) -> float:
+    return (PRIOR_STRENGTH * prior + n * observed) / (PRIOR_STRENGTH + n)
+
+
+def _tenths(x: float) -> float:
+    return int(x * 10.0 + 1e-9) / 10.0
