@@ -81,3 +81,19 @@ def _boot_id() -> str:
             return fh.read().strip()
     except OSError:  # not Linux: the host name stands for the boot
         return socket.gethostname()
+
+
+class Every:
+    """True once every ``period_s`` on the clock (a housekeeping timer, testable)."""
+
+    def __init__(self, period_s: float, clock: Clock, *, start_due: bool = True) -> None:
+        self.period_s = period_s
+        self._clock = clock
+        self._last = -1e18 if start_due else clock.monotonic()
+
+    def due(self) -> bool:
+        now = self._clock.monotonic()
+        if now - self._last < self.period_s:
+            return False
+        self._last = now
+        return True

@@ -178,7 +178,7 @@ class HealthChecker:
         if model.provider in self.unavailable_reasons:
             return False
         snap = self.cores[model.provider].snapshot()
-        return snap.allows_traffic() and model.wire_name not in snap.unavailable_models
+        return snap.allows_traffic and model.wire_name not in snap.unavailable_models
 
     def get_status(self) -> dict[str, dict]:
         out = {}
@@ -260,9 +260,9 @@ class ModelSelector:
                                         [wire_to_id.get(u, u) for u in unavailable])
         if self.rate_limiter is not None:
             for model_id, core in self.rate_limiter.cores.items():
-                status = core.status()
-                self.core.update_rate_limited(model_id, status.cooling_until if core.is_limited() else None)
-        if self.performance_monitor is not None and hasattr(self.performance_monitor, "model_stats"):
+                self.core.update_rate_limited(model_id, core.limited_until())
+                self.core.update_headroom(model_id, core.headroom())
+        if self.performance_monitor is not None:
             stats = self.performance_monitor.model_stats()
             if stats:
                 self.core.update_stats(stats)
@@ -321,7 +321,7 @@ class CostTracker:
         self.core = CostLedgerCore.from_events(self.config.settings.budgets, events, clock=clock, registry=self.config)
 
     def record_cost(self, model_id: str, agent_type: str, cost_usd: Decimal | str):
-        from .routing._ports import SpendKey
+        from .budget import SpendKey
 
         model = self.config.model(model_id)
         return self.core.record(SpendKey(model.provider, model.id, agent_type), Decimal(str(cost_usd)))

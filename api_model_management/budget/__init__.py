@@ -30,6 +30,7 @@ from ._limits import (
     is_limited,
     is_per_key,
     limit_keys,
+    per_key,
     scope_keys,
     window_start,
 )
@@ -58,6 +59,7 @@ __all__ = [
     "is_limited",
     "is_per_key",
     "limit_keys",
+    "per_key",
     "scope_keys",
     "slice_amount",
     "to_money",

@@ -51,9 +51,15 @@ def scope_keys(key: SpendKey) -> Iterator[tuple[ScopeName, str]]:
         yield "agent_type", key.agent_type
 
 
+def per_key(scope: str, key: str) -> bool:
+    """Whether a limit of ``scope`` with ``key`` applies to each key of its scope separately
+    (a non-global scope with key ``*`` or empty)."""
+    return scope != "global" and key in (GLOBAL_KEY, "")
+
+
 def is_per_key(limit: BudgetLimit) -> bool:
     """A non-global limit with key ``*`` (or empty): one limit per key of its scope."""
-    return limit.scope != "global" and limit.key in (GLOBAL_KEY, "")
+    return per_key(limit.scope, limit.key)
 
 
 def applicable_limits(limits: Sequence[BudgetLimit],

@@ -8,7 +8,8 @@ looked up (``request.is_cacheable(settings.deterministic_only)``), and only comp
 Bounds: at most ``max_entries`` entries and ``max_bytes`` bytes (an entry's size is its response
 serialized as JSON plus a fixed overhead); the least recently used entries go first. An entry older
 than ``ttl_s`` is never returned: it is dropped when met, and :meth:`CacheCore.purge_expired` drops
-all of them (the shell calls it on a timer).
+all of them (the shared Cache actor calls it at most once a minute, on writes; each router's
+local tier from its housekeeping, as often).
 
 Stats: ``hits``, ``misses``, ``bypassed`` (not cacheable or cache disabled), ``saved_cost_usd`` (the
 original cost of every response served from the cache), ``entries``, ``bytes``, ``evictions``,

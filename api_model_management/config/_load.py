@@ -381,18 +381,20 @@ def _judge_issues(settings: Mapping[str, Any], model_ids: set[str]) -> Iterable[
 
 
 def _budget_issues(settings: Mapping[str, Any], providers: Mapping, model_ids: set[str]) -> Iterable[ConfigIssue]:
+    from ..budget._limits import per_key
+
     limits = _section(settings, "budgets").get("limits")
     for i, limit in enumerate(limits if isinstance(limits, list) else []):
         if not isinstance(limit, Mapping):
             continue
         scope, key = limit.get("scope", "global"), limit.get("key", "*")
         path = f"settings.budgets.limits[{i}].key"
+        if isinstance(scope, str) and isinstance(key, str) and per_key(scope, key):
+            continue  # one limit for each key of the scope (budget.applicable_limits)
         if scope == "provider" and providers and key not in providers:
             yield ConfigIssue(path, f"budget names unknown provider {key!r}", _did_you_mean(str(key), providers) or _known(providers))
         elif scope == "model" and key not in model_ids:
             yield ConfigIssue(path, f"budget names unknown model {key!r}", _did_you_mean(str(key), model_ids) or "use a model id from models[]")
-        elif scope in ("provider", "model", "agent_type") and key in ("*", ""):
-            yield ConfigIssue(path, f"a {scope} budget needs a key naming the {scope.replace('_', ' ')}", 'or use "scope": "global"')
 
 
 def _concurrency_issues(settings: Mapping[str, Any], providers: Mapping, model_ids: set[str]) -> Iterable[ConfigIssue]:

@@ -139,7 +139,8 @@ class CacheSettings(_Strict):
 
 class BudgetLimit(_Strict):
     scope: Scope = "global"
-    #: The provider, model or agent type; ``*`` (or empty) for the global scope.
+    #: The provider, model or agent type; ``*`` (or empty): the global scope, or, for another
+    #: scope, each of its keys separately ("every agent type may spend $5 a day").
     key: str = "*"
     window: Window = "day"
     limit_usd: Decimal = Field(gt=0, allow_inf_nan=False)
@@ -252,9 +253,7 @@ class ConcurrencySettings(_Strict):
 class EventSettings(_Strict):
     fsync: Literal["always", "interval", "never"] = "interval"
     fsync_interval_ms: int = Field(default=200, ge=0)
-    batch_max_events: int = Field(default=5000, gt=0)
     flush_interval_ms: int = Field(default=50, ge=0)
-    max_buffered_events: int = Field(default=100_000, gt=0)
     compact_min_files: int = Field(default=8, gt=1)
 
 

@@ -47,14 +47,12 @@ __all__ = [
 # the durable Parquet log (owner: event log)
 from ._compact import CompactionInProgress, CompactStats, compact  # noqa: E402
 from ._log import ConcurrentModification, EventLog, LogFile  # noqa: E402
-from ._sink import EventSinkCore  # noqa: E402
 
 __all__ += [
     "CompactStats",
     "CompactionInProgress",
     "ConcurrentModification",
     "EventLog",
-    "EventSinkCore",
     "LogFile",
     "compact",
 ]

@@ -7,19 +7,19 @@ of the cross-check with ``CostLedgerCore.spend(scope, key, window, at)``.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Literal
-from zoneinfo import ZoneInfo
 
 import duckdb
 from pydantic import BaseModel, ConfigDict
 
+from ..budget import limit_keys
+from ..budget import window_start as _window_start
 from ..config import BudgetSettings, Scope, Window
 from ..errors import InvalidInput
 from ._sql import install
 
-GLOBAL_KEY = "*"
 SpendKey = tuple[str, str, str]  # scope, scope_key, window
 
 
@@ -42,11 +42,8 @@ class BudgetRow(BaseModel):
 
 
 def window_start(window: Window, at: datetime, timezone: str) -> datetime:
-    """Start (UTC) of the day or month containing ``at`` in ``timezone``."""
-    local = at.astimezone(ZoneInfo(timezone)).replace(hour=0, minute=0, second=0, microsecond=0)
-    if window == "month":
-        local = local.replace(day=1)
-    return local.astimezone(UTC)
+    """Start (UTC) of the day or month containing ``at`` in ``timezone`` (the ledger's rule)."""
+    return _window_start(window, at, timezone)
 
 
 def spend_by_scope(con: duckdb.DuckDBPyConnection, settings: BudgetSettings,
@@ -76,13 +73,8 @@ def budget_rows(spend: dict[SpendKey, Decimal], settings: BudgetSettings,
     """Each configured limit with its spend; a non-global ``*`` limit gives one row per key seen."""
     rows = []
     for limit in settings.limits:
-        if limit.scope == "global":
-            keys = [GLOBAL_KEY]
-        elif limit.key in (GLOBAL_KEY, ""):
-            keys = sorted(k for (s, k, w) in spend if s == limit.scope and w == limit.window)
-        else:
-            keys = [limit.key]
-        for key in keys:
+        seen = [k for (s, k, w) in spend if s == limit.scope and w == limit.window]
+        for key in limit_keys(limit, seen):
             spent = spend.get((limit.scope, key, limit.window), Decimal(0))
             rows.append(_row(limit.scope, key, limit.window, limit.limit_usd, spent, settings, at))
     return rows

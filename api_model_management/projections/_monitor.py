@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from .._clock import SYSTEM_CLOCK, Clock
+from ..errors import InvalidInput
+from ..selection import ModelStatsSnapshot
 from ._api import Projections
 from ._report import Report
 
@@ -29,9 +31,29 @@ class PerformanceMonitor:
         self._projections.close()
 
     def _report(self, agent_type: str | None, window_hours: float) -> Report:
+        _check_window(window_hours)
+        if agent_type is not None and not isinstance(agent_type, str):
+            raise InvalidInput("agent_type must be a string", field="agent_type")
         self._projections.refresh()
         since = self._projections.now() - timedelta(hours=window_hours)
         return self._projections.report(since=since, agent_type=agent_type)
+
+    def model_stats(self, window_hours: float = 24) -> dict[str, ModelStatsSnapshot]:
+        """Observed performance per model over the window, in the form the selector scores
+        (``SelectorCore.update_stats``): attempts, success rate, latency, quality."""
+        report = self._report(None, window_hours)
+        latency = {r.model_id: r.avg_latency_ms for r in report.latency_by_model if r.model_id}
+        quality = {r.model_id: r for r in report.quality_by_model if r.model_id}
+        out = {}
+        for row in report.success_by_model:
+            q = quality.get(row.model_id)
+            out[row.model_id] = ModelStatsSnapshot(
+                model_id=row.model_id, count=row.attempts, successes=row.successes,
+                failures=row.failures, latency_ms=latency.get(row.model_id),
+                success_rate=row.success_rate, quality=q.avg_quality if q else None,
+                quality_count=q.evaluations if q else 0,
+            )
+        return out
 
     def get_model_metrics(self, model_id: str, window_hours: float = 24) -> dict[str, Any]:
         """Requests, success rate, latency percentiles, cost and quality of one model."""
@@ -89,6 +111,13 @@ def _model_metrics(report: Report, model_id: str, window_hours: float) -> dict[s
         "average_quality": quality.avg_quality if quality else None,
         "low_quality_share": quality.low_quality_share if quality else None,
     }
+
+
+def _check_window(window_hours: object) -> None:
+    if isinstance(window_hours, bool) or not isinstance(window_hours, int | float) or not (
+        0 < window_hours < float("inf")
+    ):
+        raise InvalidInput("window_hours must be a positive number of hours", field="window_hours")
 
 
 def _per(total: Decimal, count: int) -> Decimal | None:

@@ -401,10 +401,25 @@ class RateLimiterCore:
             approaching_tpm=self._used_tokens >= threshold * self.tpm,
         )
 
+    def headroom(self) -> float:
+        """The share of the tighter limit (RPM or TPM) still free now, in [0, 1] (leased
+        capacity counts as used); 0 while cooling down."""
+        now = self._now()
+        if self._is_cooling(now):
+            return 0.0
+        used = max(self._used_requests / self.rpm, self._used_tokens / self.tpm)
+        return min(1.0, max(0.0, 1.0 - used))
+
     def is_limited(self) -> bool:
         """True when a one-request, one-token reservation would be refused now."""
+        return self.limited_until() is not None
+
+    def limited_until(self) -> float | None:
+        """Until when (monotonic) a one-request, one-token reservation would be refused; None
+        when it would be granted now."""
         now = self._now()
-        return self._refusal(1, min(1, self.tpm), now) is not None
+        refusal = self._refusal(1, min(1, self.tpm), now)
+        return None if refusal is None else now + refusal[1]
 
     def drain_events(self) -> list[Event]:
         """Take the events collected since the last drain (for the event sink)."""

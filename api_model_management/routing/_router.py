@@ -109,6 +109,7 @@ class _Attempt:
     selection_reason: str = ""
     kept: _Kept | None = None  # a low-quality answer kept while a stronger model is tried
     sent: int = 0  # attempts that reached a provider (local refusals do not count)
+    attempt_started: float = 0.0  # when the current attempt began (monotonic)
     failed_providers: set[str] = field(default_factory=set)  # providers that failed this request
 
     def common(self, model: ModelConfig | None = None) -> dict[str, Any]:
@@ -372,6 +373,7 @@ class RouterCore:
             state.tried.append(model_id)
             delivered: list[str] = []
             result: ProviderResult | None = None
+            state.attempt_started = self._clock.monotonic()
             try:
                 async with contextlib.aclosing(self._attempt(state, model, delivered)) as chunks:
                     async for chunk in chunks:
@@ -499,6 +501,7 @@ class RouterCore:
             **state.common(model), attempt=attempt, error_kind=kind,
             transient=bool(getattr(exc, "transient", True)),
             http_status=getattr(exc, "http_status", None), retry_after_s=retry_after,
+            latency_ms=(self._clock.monotonic() - state.attempt_started) * 1000,
         ))
         if isinstance(exc, ProviderError | StreamInterrupted):
             self.outcomes.outcome(model.provider, model.id, False, kind, 0.0)

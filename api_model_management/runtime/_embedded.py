@@ -24,13 +24,14 @@ import threading
 from collections.abc import AsyncIterator, Coroutine, Mapping
 from typing import Any, TypeVar
 
+from .._clock import Every
 from .._request import ModelRequest, ModelResponse, StreamChunk
 from ..config import RegistryConfig, SelectionWeights
 from ..errors import ComponentUnavailable
 from ..selection import Selection
 from . import _ray
 from ._actors import ActorHandles
-from ._router import Every, RouterShell
+from ._router import RouterShell
 
 _T = TypeVar("_T")
 

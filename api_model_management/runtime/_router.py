@@ -11,9 +11,10 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Mapping
 from typing import Any
 
-from .._clock import SYSTEM_CLOCK, Clock
+from .._clock import SYSTEM_CLOCK, Clock, Every
 from .._request import ModelRequest, ModelResponse, StreamChunk
 from ..budget import SliceBudget
+from ..cache import TieredCache
 from ..config import RegistryConfig, SelectionWeights
 from ..errors import ComponentUnavailable
 from ..events._spool import SpoolWriter
@@ -29,22 +30,7 @@ log = logging.getLogger(__name__)
 HOUSEKEEPING_S = 0.1
 STATS_PUSH_S = 2.0
 RESUBSCRIBE_S = 5.0
-
-
-class Every:
-    """True once every ``period_s`` on the clock (a housekeeping timer, testable)."""
-
-    def __init__(self, period_s: float, clock: Clock, *, start_due: bool = True) -> None:
-        self.period_s = period_s
-        self._clock = clock
-        self._last = -1e18 if start_due else clock.monotonic()
-
-    def due(self) -> bool:
-        now = self._clock.monotonic()
-        if now - self._last < self.period_s:
-            return False
-        self._last = now
-        return True
+CACHE_PURGE_S = 60.0
 
 
 class RouterShell:
@@ -88,6 +74,7 @@ class RouterShell:
         self._task: asyncio.Task[None] | None = None
         self._stats_push = Every(STATS_PUSH_S, clock, start_due=True)
         self._resubscribe_timer = Every(RESUBSCRIBE_S, clock, start_due=False)
+        self._cache_purge = Every(CACHE_PURGE_S, clock, start_due=False)
 
     async def start(self) -> bool:
         if self._task is None:
@@ -116,6 +103,8 @@ class RouterShell:
                 _ray.tell(self.selector_actor, "update_stats", snapshot)
         if self._resubscribe_timer.due():
             self._resubscribe()
+        if self._cache_purge.due() and isinstance(self.core.cache, TieredCache):
+            self.core.cache.local.purge_expired()
 
     def _resubscribe(self) -> None:
         """Make sure every HealthChecker (a restarted one too) pushes to this router."""
@@ -146,6 +135,10 @@ class RouterShell:
     def update_rate_limited(self, model_id: str, until_monotonic: float | None) -> bool:
         self.selector.update_rate_limited(model_id, until_monotonic)
         self.admission.set_cooling(model_id, until_monotonic)
+        return True
+
+    def update_headroom(self, model_id: str, headroom: float) -> bool:
+        self.selector.update_headroom(model_id, headroom)
         return True
 
     def set_weights(self, weights: SelectionWeights, version: str) -> bool:

@@ -14,7 +14,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from .._clock import SYSTEM_CLOCK
+from .._clock import SYSTEM_CLOCK, Every
 from .._request import ModelRequest, ModelResponse
 from ..budget import BudgetStatus, Slice, SpendKey
 from ..cache import CacheStats
@@ -26,6 +26,8 @@ from . import _ray
 from ._ray import Handle
 
 log = logging.getLogger(__name__)
+
+CACHE_PURGE_S = 60.0
 
 
 def _spool(config: RegistryConfig, name: str) -> SpoolWriter:
@@ -193,9 +195,11 @@ class RateLimiterShell:
         )
         self.spool = _spool(config, f"ratelimit-{model_id}")
         self.subscribers = _Subscribers()
+        self._pushed_headroom: float | None = None
 
     def subscribe(self, handles: list[Handle]) -> bool:
         self.subscribers.set(handles)
+        self._push_headroom(force=True)
         return True
 
     def _after(self) -> None:
@@ -203,6 +207,14 @@ class RateLimiterShell:
         if events:
             self.spool.write(events)
         self.spool.tick()
+        self._push_headroom()
+
+    def _push_headroom(self, force: bool = False) -> None:
+        """Tell the subscribers the headroom when it moved by a tenth (what selection sees)."""
+        headroom = self.core.headroom()
+        if force or self._pushed_headroom is None or int(headroom * 10) != int(self._pushed_headroom * 10):
+            self._pushed_headroom = headroom
+            self.subscribers.call("update_headroom", self.model_id, headroom)
 
     def lease(self, holder: str, requests: int, tokens: int) -> Lease:
         try:
@@ -313,18 +325,21 @@ class CostLedgerShell:
 
 
 class CacheShell:
-    """The shared cache tier."""
+    """The shared cache tier; expired entries are purged at most once a minute, on writes."""
 
     def __init__(self, config: RegistryConfig) -> None:
         from ..cache._core import CacheCore
 
         self.core = CacheCore(config.settings.cache, clock=SYSTEM_CLOCK)
+        self._purge = Every(CACHE_PURGE_S, SYSTEM_CLOCK, start_due=False)
 
     def get(self, request: ModelRequest) -> tuple[ModelResponse, Decimal] | None:
         entry = self.core.get(request)
         return None if entry is None else (entry.response, entry.cost_usd)
 
     def put(self, request: ModelRequest, response: ModelResponse, cost_usd: Decimal) -> bool:
+        if self._purge.due():
+            self.core.purge_expired()
         return self.core.put(request, response, cost_usd)
 
     def stats(self) -> CacheStats:
@@ -370,6 +385,10 @@ class SelectorShell:
 
     def update_rate_limited(self, model_id: str, until_monotonic: float | None) -> bool:
         self.core.update_rate_limited(model_id, until_monotonic)
+        return True
+
+    def update_headroom(self, model_id: str, headroom: float) -> bool:
+        self.core.update_headroom(model_id, headroom)
         return True
 
     def update_stats(self, snapshot: dict[str, ModelStatsSnapshot]) -> bool:

@@ -203,6 +203,7 @@ class LiveState:
     limited_until: tuple[tuple[str, float], ...]
     weights: config.SelectionWeights
     weights_version: str
+    headroom: tuple[tuple[str, float], ...] = ()
 
 
 class SelectorCore:
@@ -300,13 +301,15 @@ class SelectorCore:
             self._dynamic[m.id] = self._compute_dynamic(m)
 
     def live_state(self) -> LiveState:
-        """What was pushed to this selector (health, rate-limit cool-downs, weights), for a
-        router that cannot be pushed to and polls instead (the embedded router)."""
+        """What was pushed to this selector (health, rate-limit cool-downs and headroom,
+        weights), for a router that cannot be pushed to and polls instead (the embedded
+        router)."""
         return LiveState(
             health=tuple((p, s, tuple(sorted(self._unavailable.get(p, ()))))
                          for p, s in sorted(self._provider_state.items())),
             limited_until=tuple(sorted(self._limited_until.items())),
             weights=self._weights, weights_version=self._weights_version,
+            headroom=tuple(sorted(self._headroom.items())),
         )
 
     def apply_live_state(self, state: LiveState) -> list[tuple[str, float]]:
@@ -316,6 +319,8 @@ class SelectorCore:
         fresh = [(m, until) for m, until in state.limited_until if self._limited_until.get(m) != until]
         for model_id, until in fresh:
             self.update_rate_limited(model_id, until)
+        for model_id, headroom in state.headroom:
+            self.update_headroom(model_id, headroom)
         if state.weights_version != self._weights_version:
             self.set_weights(state.weights, state.weights_version)
         return fresh

@@ -170,7 +170,6 @@ BAD = [
     ("quality weights", "settings.quality.weights", {"completeness": 0.9}, "settings.quality.weights", "sum to 1"),
     ("budget unknown provider", "settings.budgets.limits.0", {"scope": "provider", "key": "gogle", "limit_usd": 1}, "settings.budgets.limits[0].key", "unknown provider 'gogle'"),
     ("budget unknown model", "settings.budgets.limits.0", {"scope": "model", "key": "m9", "limit_usd": 1}, "settings.budgets.limits[0].key", "unknown model 'm9'"),
-    ("agent budget without key", "settings.budgets.limits.0", {"scope": "agent_type", "limit_usd": 1}, "settings.budgets.limits[0].key", "needs a key"),
     ("zero budget", "settings.budgets.limits.0.limit_usd", 0, "settings.budgets.limits[0].limit_usd", "greater than 0"),
     ("bad window", "settings.budgets.limits.0.window", "week", "settings.budgets.limits[0].window", "'day' or 'month'"),
     ("judge unknown", "settings.quality.judge", {"enabled": True, "model_id": "gpt-judge"}, "settings.quality.judge.model_id", "not a known model"),
@@ -380,3 +379,18 @@ def test_config_readme_example_runs(monkeypatch) -> None:
     exec(compile(code, "config/README.md", "exec"), namespace)
     assert namespace["debug"].settings.log_level == "DEBUG"
     assert namespace["demo"].providers["openai"].base_url == "http://127.0.0.1:9000/v1"
+
+
+def test_a_per_key_budget_is_valid_and_applies_to_each_key_separately():
+    """One answer to "which limits apply": ``key: "*"`` on a non-global scope is one limit per
+    key, for validation as for the ledger and the routers (budget.applicable_limits)."""
+    from api_model_management.budget import SpendKey, applicable_limits
+
+    data = valid_data()
+    data["settings"]["budgets"]["limits"] = [{"scope": "agent_type", "limit_usd": 1}]
+    config = config_from_dict(data)
+    (limit,) = config.settings.budgets.limits
+    research = list(applicable_limits([limit], SpendKey("openai", "m0", "research")))
+    coder = list(applicable_limits([limit], SpendKey("openai", "m0", "coder")))
+    assert research == [(limit, "research")] and coder == [(limit, "coder")]
+    assert list(applicable_limits([limit], SpendKey("openai", "m0", None))) == []

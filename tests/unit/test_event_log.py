@@ -1,4 +1,4 @@
-"""The Parquet event log: layout, temp files, fsync policies, URIs, the sink core, views, the CLI."""
+"""The Parquet event log: layout, temp files, fsync policies, URIs, views, the CLI."""
 
 from __future__ import annotations
 
@@ -20,7 +20,6 @@ from typer.testing import CliRunner
 
 from api_model_management._clock import ManualClock
 from api_model_management.cli import app
-from api_model_management.config import EventSettings
 from api_model_management.errors import InvalidInput
 from api_model_management.events import (
     EVENT_TYPES,
@@ -32,7 +31,6 @@ from api_model_management.events import (
 from api_model_management.events import _log as log_module
 from api_model_management.events._compact import CompactionInProgress, compact
 from api_model_management.events._log import EventLog
-from api_model_management.events._sink import EventSinkCore
 from api_model_management.projections._duckdb import connect
 
 pytestmark = pytest.mark.unit
@@ -283,59 +281,6 @@ def test_one_compaction_at_a_time(tmp_path):
         assert result.exit_code == 1 and "another compaction" in result.stderr
     finally:
         os.close(fd)
-
-
-# ------------------------------------------------------------------------------------------------
-# the sink core
-
-
-def sink(tmp_path, clock, **settings) -> EventSinkCore:
-    log = EventLog(tmp_path, fsync="interval", fsync_interval_ms=100, clock=clock)
-    return EventSinkCore(log, EventSettings(**settings), clock=clock)
-
-
-def test_sink_flushes_one_group_commit_when_due_by_count(tmp_path):
-    core = sink(tmp_path, ManualClock(), batch_max_events=3, flush_interval_ms=1000)
-    core.add([completed(1), failed()])
-    assert not core.due() and core.tick() == 0
-    core.add([completed(2)])
-    assert core.due()
-    assert core.tick() == 3 and core.buffered == 0 and core.flushes == 1
-    assert len(list(core.log.iter_files())) == 2  # one file per (type, date), one append
-
-
-def test_sink_flushes_when_the_oldest_event_has_waited(tmp_path):
-    clock = ManualClock()
-    core = sink(tmp_path, clock, batch_max_events=100, flush_interval_ms=50)
-    core.add([completed(1)])
-    clock.advance(0.03)
-    core.add([completed(2)])
-    assert not core.due()
-    clock.advance(0.02)  # the first event has now waited 50 ms
-    assert core.due() and core.due(clock.monotonic() - 0.001) is False
-    assert core.tick() == 2 and core.log.read() != []
-
-
-def test_sink_never_drops_when_full(tmp_path):
-    core = sink(tmp_path, ManualClock(), batch_max_events=1000, max_buffered_events=5)
-    assert core.add([completed(i) for i in range(4)]) == 0
-    assert core.add([completed(4), completed(5)]) == 6  # full: flushed synchronously
-    assert core.buffered == 0 and len(core.log.read()) == 6
-
-
-def test_sink_keeps_its_buffer_when_a_flush_fails(tmp_path, monkeypatch):
-    core = sink(tmp_path, ManualClock())
-    core.add([completed(1)])
-
-    def full_disk(*args, **kwargs):
-        raise OSError(28, "No space left on device")
-
-    monkeypatch.setattr(core.log, "append", full_disk)
-    with pytest.raises(OSError):
-        core.flush()
-    assert core.buffered == 1
-    monkeypatch.undo()
-    assert core.close() == 1 and core.log.unsynced_files == 0
 
 
 # ------------------------------------------------------------------------------------------------

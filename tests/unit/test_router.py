@@ -11,6 +11,7 @@ from decimal import Decimal
 import pytest
 
 from api_model_management import ModelRequest, SelectionConstraints
+from api_model_management.budget import BudgetTicket, LocalBudget
 from api_model_management.budget._pricing import cost_usd
 from api_model_management.errors import (
     AllCandidatesFailed,
@@ -40,7 +41,6 @@ from api_model_management.events import (
     RequestFailed,
     ResponseEvaluated,
 )
-from api_model_management.budget import BudgetTicket, LocalBudget
 from api_model_management.ratelimit import LocalAdmission, RateTicket
 
 from _fakes import (
