@@ -22,11 +22,21 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
 from ._clock import SYSTEM_CLOCK, Clock
 from ._request import ModelRequest, ModelResponse
+from .budget import BudgetStatus
+from .cache import CacheStats
 from .config import ModelConfig, ProviderConfig, RegistryConfig, Settings, load_config
 from .errors import InvalidInput
+from .events import BudgetAlert, CandidateScore, Event
+from .events._spool import SpoolWriter
+from .ratelimit import Admission, RateLimiterCore, RateLimitStatus
+
+if TYPE_CHECKING:
+    from .projections import PerformanceMonitor
+    from .providers import ProviderAdapter
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +83,7 @@ class ModelRegistry:
 
     def get_model(self, model_id: str) -> ModelConfig | None:
         """The model with this id, or None."""
+        _text(model_id, "model_id")
         return next((m for m in self.config.models if m.id == model_id), None)
 
     def list_models(
@@ -83,6 +94,12 @@ class ModelRegistry:
     ) -> list[ModelConfig]:
         """Models in file order, filtered by capability (all given must be present), provider and
         ``enabled``."""
+        if provider is not None:
+            _text(provider, "provider")
+        if capability is not None and not isinstance(capability, str) and not all(
+            isinstance(c, str) for c in capability
+        ):
+            raise InvalidInput("capability must be a string or strings", field="capability")
         wanted = {capability} if isinstance(capability, str) else set(capability or ())
         return [
             model
@@ -97,13 +114,44 @@ class ModelRegistry:
         return f"ModelRegistry({str(self.config_path) if self.config_path else '<config>'!r}, {state})"
 
 
-def _config_of(registry) -> RegistryConfig:
+def _config_of(registry: ModelRegistry | RegistryConfig) -> RegistryConfig:
     if isinstance(registry, RegistryConfig):
         return registry
-    config = getattr(registry, "config", None)
-    if config is None:
-        config = registry.load_config()
-    return config
+    if not isinstance(registry, ModelRegistry):
+        raise InvalidInput(
+            f"expected a ModelRegistry or a RegistryConfig, got {type(registry).__name__}",
+            field="registry",
+        )
+    return registry.config
+
+
+def _request(value: object, name: str = "request") -> ModelRequest:
+    if not isinstance(value, ModelRequest):
+        raise InvalidInput(f"{name} must be a ModelRequest, got {type(value).__name__}", field=name)
+    return value
+
+
+def _text(value: object, name: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise InvalidInput(f"{name} must be a non-empty string, got {type(value).__name__}",
+                           field=name)
+    return value
+
+
+def _model_of(config: RegistryConfig, model_id: object) -> ModelConfig:
+    return config.model(_text(model_id, "model_id"))
+
+
+def _money(value: object, name: str = "cost_usd") -> Decimal:
+    """USD from a Decimal, an int, a numeric string or (as the original system took) a float,
+    read by its shortest decimal form (0.1 is exactly 0.1)."""
+    from .budget import to_money
+
+    if isinstance(value, float) and not isinstance(value, bool):
+        value = repr(value)
+    if isinstance(value, str):
+        value = value.strip()
+    return to_money(value, name)
 
 
 class HealthChecker:
@@ -112,7 +160,8 @@ class HealthChecker:
     Providers whose API key is missing are reported unavailable with the reason and never probed.
     """
 
-    def __init__(self, registry, *, env: dict | None = None, clock: Clock = SYSTEM_CLOCK) -> None:
+    def __init__(self, registry: ModelRegistry | RegistryConfig, *,
+                 env: dict[str, str] | None = None, clock: Clock = SYSTEM_CLOCK) -> None:
         from .config._secrets import load_secrets
         from .health._core import HealthCore
 
@@ -129,8 +178,8 @@ class HealthChecker:
             ok, reason = self.secrets.availability(name)
             if not ok:
                 self.unavailable_reasons[name] = reason
-        self._adapters: dict = {}
-        self._task: asyncio.Task | None = None
+        self._adapters: dict[str, ProviderAdapter] = {}
+        self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Probe every provider that has a key once now, then on the interval in the background."""
@@ -148,7 +197,7 @@ class HealthChecker:
             await self.check_all()
 
     async def check_all(self) -> None:
-        async def one(name, adapter):
+        async def one(name: str, adapter: ProviderAdapter) -> None:
             probe = await adapter.probe()
             self.cores[name].record_probe(probe.ok, probe.latency_ms, http_status=probe.http_status,
                                           error_kind=probe.error_kind, available_models=probe.models)
@@ -169,23 +218,29 @@ class HealthChecker:
         self._adapters.clear()
 
     def provider_state(self, provider: str) -> str:
-        if provider in self.unavailable_reasons:
+        """The provider's health state (``unhealthy`` when its key is missing)."""
+        if _text(provider, "provider") in self.unavailable_reasons:
             return "unhealthy"
-        return self.cores[provider].state
+        core = self.cores.get(provider)
+        if core is None:
+            raise InvalidInput(f"unknown provider {provider!r}", field="provider")
+        return core.state
 
     def is_available(self, model_id: str) -> bool:
-        model = self.config.model(model_id)
+        """Whether the model's provider takes traffic and the model is not reported missing."""
+        model = _model_of(self.config, model_id)
         if model.provider in self.unavailable_reasons:
             return False
         snap = self.cores[model.provider].snapshot()
         return snap.allows_traffic and model.wire_name not in snap.unavailable_models
 
-    def get_status(self) -> dict[str, dict]:
-        out = {}
+    def get_status(self) -> dict[str, dict[str, object]]:
+        """Per provider: its state, why, and the models reported missing."""
+        out: dict[str, dict[str, object]] = {}
         for name, core in self.cores.items():
             snap = core.snapshot()
             out[name] = {"state": self.provider_state(name),
-                         "reason": self.unavailable_reasons.get(name, snap.reason if hasattr(snap, "reason") else ""),
+                         "reason": self.unavailable_reasons.get(name, snap.reason),
                          "unavailable_models": list(snap.unavailable_models)}
         return out
 
@@ -193,7 +248,8 @@ class HealthChecker:
 class RateLimiter:
     """One RPM/TPM window per model (in-process)."""
 
-    def __init__(self, registry, *, clock: Clock = SYSTEM_CLOCK) -> None:
+    def __init__(self, registry: ModelRegistry | RegistryConfig, *,
+                 clock: Clock = SYSTEM_CLOCK) -> None:
         from .ratelimit._core import RateLimiterCore
 
         self.config = _config_of(registry)
@@ -204,23 +260,26 @@ class RateLimiter:
         }
 
     def is_rate_limited(self, model_id: str) -> bool:
+        """Whether a one-request reservation would be refused now."""
         return self._core(model_id).is_limited()
 
-    def check_rate_limit(self, model_id: str, tokens: int = 0):
+    def check_rate_limit(self, model_id: str, tokens: int = 0) -> Admission:
         """Reserve capacity for one request; returns the admission (``granted``, ``retry_after_s``)."""
         return self._core(model_id).reserve(tokens)
 
     def record_usage(self, model_id: str, reservation_id: str, actual_tokens: int) -> None:
-        self._core(model_id).commit(reservation_id, actual_tokens)
+        """The request was sent: replace its estimate with the tokens it used."""
+        self._core(model_id).commit(_text(reservation_id, "reservation_id"), actual_tokens)
 
-    def status(self, model_id: str):
+    def status(self, model_id: str) -> RateLimitStatus:
+        """Usage, leased capacity and cool-down of one model now."""
         return self._core(model_id).status()
 
-    def _core(self, model_id: str):
-        try:
-            return self.cores[model_id]
-        except KeyError:
-            raise InvalidInput(f"unknown model {model_id!r}", model_id=model_id) from None
+    def _core(self, model_id: str) -> RateLimiterCore:
+        core = self.cores.get(_text(model_id, "model_id"))
+        if core is None:
+            raise InvalidInput(f"unknown model {model_id!r}", model_id=model_id)
+        return core
 
 
 @dataclass
@@ -232,14 +291,16 @@ class ModelSelection:
     selection_reason: str
     fallback_models: list[str] = field(default_factory=list)
     provider: str = ""
-    candidates: tuple = ()
+    candidates: tuple[CandidateScore, ...] = ()
 
 
 class ModelSelector:
     """Selection over the live state of a HealthChecker, RateLimiter and PerformanceMonitor."""
 
-    def __init__(self, registry, health_checker: HealthChecker | None = None,
-                 rate_limiter: RateLimiter | None = None, performance_monitor=None,
+    def __init__(self, registry: ModelRegistry | RegistryConfig,
+                 health_checker: HealthChecker | None = None,
+                 rate_limiter: RateLimiter | None = None,
+                 performance_monitor: PerformanceMonitor | None = None,
                  *, clock: Clock = SYSTEM_CLOCK) -> None:
         from .selection._core import SelectorCore
 
@@ -268,6 +329,11 @@ class ModelSelector:
                 self.core.update_stats(stats)
 
     async def select_model(self, request: ModelRequest, agent_type: str | None = None) -> ModelSelection:
+        """The best model for ``request`` (as ``agent_type`` when given), its score, the reason
+        and the fallbacks, over the live state of the components given."""
+        request = _request(request)
+        if agent_type is not None:
+            _text(agent_type, "agent_type")
         if agent_type is not None and agent_type != request.agent_type:
             request = request.model_copy(update={"agent_type": agent_type})
         self._sync()
@@ -285,7 +351,8 @@ class ModelSelector:
 class CacheManager:
     """The response cache (in-process)."""
 
-    def __init__(self, registry=None, *, clock: Clock = SYSTEM_CLOCK) -> None:
+    def __init__(self, registry: ModelRegistry | RegistryConfig | None = None, *,
+                 clock: Clock = SYSTEM_CLOCK) -> None:
         from .cache._core import CacheCore
         from .config import CacheSettings
 
@@ -293,43 +360,57 @@ class CacheManager:
         self.core = CacheCore(settings, clock=clock)
 
     def get(self, request: ModelRequest) -> ModelResponse | None:
-        entry = self.core.get(request)
+        """The cached response to an identical request, or None."""
+        entry = self.core.get(_request(request))
         return None if entry is None else entry.response
 
-    def set(self, request: ModelRequest, response: ModelResponse, cost_usd: Decimal | str = "0") -> bool:
-        return self.core.put(request, response, Decimal(str(cost_usd)))
+    def set(self, request: ModelRequest, response: ModelResponse, cost_usd: Decimal | str | int | float = "0") -> bool:
+        """Store ``response`` (and what it cost); False when it is not cacheable."""
+        if not isinstance(response, ModelResponse):
+            raise InvalidInput(f"response must be a ModelResponse, got {type(response).__name__}",
+                               field="response")
+        return self.core.put(_request(request), response, _money(cost_usd))
 
     def clear(self) -> None:
+        """Drop every entry."""
         self.core.clear()
 
-    def get_stats(self):
+    def get_stats(self) -> CacheStats:
+        """Hits, misses, savings, entries, bytes, evictions."""
         return self.core.stats()
 
 
 class CostTracker:
     """Spend and budgets (in-process), rebuilt from an event log directory when given."""
 
-    def __init__(self, registry, *, data_dir: str | Path | None = None, clock: Clock = SYSTEM_CLOCK) -> None:
+    def __init__(self, registry: ModelRegistry | RegistryConfig, *,
+                 data_dir: str | Path | None = None, clock: Clock = SYSTEM_CLOCK) -> None:
         from .budget._ledger import CostLedgerCore
 
         self.config = _config_of(registry)
-        events = []
+        events: list[Event] = []
         if data_dir is not None:
             from .events._ingest import read_all_events
 
             events = read_all_events(data_dir, ("RequestCompleted", "RequestFailed", "FeedbackRecorded", "BudgetAlert"))
         self.core = CostLedgerCore.from_events(self.config.settings.budgets, events, clock=clock, registry=self.config)
 
-    def record_cost(self, model_id: str, agent_type: str, cost_usd: Decimal | str):
+    def record_cost(self, model_id: str, agent_type: str, cost_usd: Decimal | str | int | float) -> list[BudgetAlert]:
+        """Record spend of ``model_id`` for ``agent_type``; returns the budget alerts it crossed."""
         from .budget import SpendKey
 
-        model = self.config.model(model_id)
-        return self.core.record(SpendKey(model.provider, model.id, agent_type), Decimal(str(cost_usd)))
+        model = _model_of(self.config, model_id)
+        key = SpendKey(model.provider, model.id, _text(agent_type, "agent_type"))
+        return self.core.record(key, _money(cost_usd))
 
-    def get_total_cost(self, window: str = "day") -> Decimal:
+    def get_total_cost(self, window: Literal["day", "month"] = "day") -> Decimal:
+        """Everything spent in the current day or month."""
+        if window not in ("day", "month"):
+            raise InvalidInput("window must be 'day' or 'month'", field="window")
         return self.core.spend("global", "*", window)
 
-    def get_budget_status(self):
+    def get_budget_status(self) -> list[BudgetStatus]:
+        """Every configured limit in its current window."""
         return self.core.status()
 
 
@@ -337,16 +418,20 @@ class FailoverManager:
     """Runs requests through the full request path in-process (selection, admission, failover
     with backoff, evaluation, cache, budgets), writing events to ``data_dir``'s spool."""
 
-    def __init__(self, registry, *, env: dict | None = None, data_dir: str | Path | None = None) -> None:
+    def __init__(self, registry: ModelRegistry | RegistryConfig, *,
+                 env: dict[str, str] | None = None, data_dir: str | Path | None = None) -> None:
         from .routing._factory import build_local_router
 
         self.config = _config_of(registry)
         self.router = build_local_router(self.config, env=env, data_dir=data_dir)
 
     async def execute(self, request: ModelRequest) -> ModelResponse:
-        return await self.router.complete(request)
+        """Run one request through the full path; typed errors on failure."""
+        return await self.router.complete(_request(request))
 
     async def aclose(self) -> None:
+        """Close the provider connections and the spool."""
         for adapter in self.router.adapters.values():
             await adapter.aclose()
-        self.router.events.close()
+        if isinstance(self.router.events, SpoolWriter):
+            self.router.events.close()

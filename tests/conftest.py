@@ -3,7 +3,9 @@ one Ray session (started once, sized for 2 cores) and talk to the emulator over 
 
 from __future__ import annotations
 
+import builtins
 import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -18,21 +20,47 @@ def shared_data_or_skip() -> Path:
     return SHARED_DATA
 
 
+class LayerViolation(AssertionError):
+    """A unit or property test reached for Ray or the network."""
+
+
+def _guarded_import(real_import):
+    def guarded(name, globals=None, locals=None, fromlist=(), level=0):
+        if level == 0 and (name == "ray" or name.startswith("ray.")):
+            raise LayerViolation(
+                f"unit and property tests must not import Ray ({name!r}); mark the test "
+                "integration, or keep the code under test out of api_model_management.runtime"
+            )
+        return real_import(name, globals, locals, fromlist, level)
+
+    return guarded
+
+
+def _refuse_network(method_name: str):
+    real = getattr(socket.socket, method_name)
+
+    def refuse(self, *args, **kwargs):
+        if self.family in (socket.AF_INET, socket.AF_INET6):
+            raise LayerViolation(
+                f"unit and property tests must not open network sockets (socket.{method_name}); "
+                "mark the test integration or inject a transport"
+            )
+        return real(self, *args, **kwargs)
+
+    return refuse
+
+
 @pytest.fixture(autouse=True)
-def _disallow_ray_outside_integration(request, monkeypatch):
-    """A unit or property test that starts Ray fails (as Ray Serve's ``disallow_ray_init``)."""
+def _unit_layer_guard(request, monkeypatch):
+    """Unit and property tests cannot import Ray or open a network socket (as Ray Serve's
+    ``disallow_ray_init``, stricter): every ``import ray`` statement they execute fails, whether
+    or not an integration test imported Ray earlier in the session, and so does any TCP/UDP
+    ``connect``/``bind``. (Local socketpairs, as event loops use, are allowed.)"""
     if request.node.get_closest_marker("integration") is not None:
         return
-    import sys
-
-    if "ray" not in sys.modules:
-        return
-    ray = sys.modules["ray"]
-
-    def _refuse(*args, **kwargs):
-        raise RuntimeError("unit and property tests must not start Ray; mark the test integration")
-
-    monkeypatch.setattr(ray, "init", _refuse)
+    monkeypatch.setattr(builtins, "__import__", _guarded_import(builtins.__import__))
+    for method_name in ("connect", "connect_ex", "bind"):
+        monkeypatch.setattr(socket.socket, method_name, _refuse_network(method_name))
 
 
 @pytest.fixture(scope="session")

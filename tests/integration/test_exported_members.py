@@ -1,5 +1,7 @@
-"""The package's public surface: ``__all__`` is exact and sorted, and the original system's names
-exist (in the manner of httpx's ``test_exported_members``)."""
+"""The package's public surface: ``__all__`` is exact and sorted, derived from the one export list,
+matched by the type checkers' imports, and the original system's names exist (in the manner of
+httpx's ``test_exported_members``). Integration layer: resolving ``ModelManagement`` imports Ray
+(nothing is started)."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ import pytest
 
 import api_model_management as amm
 
-pytestmark = pytest.mark.unit
+pytestmark = pytest.mark.integration
 
 #: The component names users of the original system know (design §9), plus the entry point.
 ORIGINAL_NAMES = (
@@ -76,3 +78,22 @@ def test_exported_classes_say_where_they_live():
 
 def test_version_is_a_string():
     assert isinstance(amm.__version__, str) and amm.__version__.count(".") >= 1
+
+
+def test_all_is_derived_from_the_one_export_list():
+    assert amm.__all__ == sorted([*amm._EXPORTS, "__version__"])
+
+
+def test_type_checking_imports_match_the_export_list():
+    """The ``if TYPE_CHECKING:`` block imports exactly the exported names, each from the module
+    the export list names (so IDEs and mypy see what users get)."""
+    import ast
+    from pathlib import Path
+
+    tree = ast.parse(Path(amm.__file__).read_text())
+    block = next(n for n in tree.body if isinstance(n, ast.If)
+                 and getattr(n.test, "id", "") == "_TYPE_CHECKING")
+    imported = {alias.name: "." * node.level + (node.module or "")
+                for node in block.body if isinstance(node, ast.ImportFrom)
+                for alias in node.names}
+    assert imported == amm._EXPORTS
