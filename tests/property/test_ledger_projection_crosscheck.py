@@ -195,3 +195,34 @@ def test_an_empty_judge_model_id_is_keyed_alike():
         EventLog(data_dir, fsync="never").append(events)
         with _projection_connection(data_dir) as con:
             _check_zone(con, events, "UTC")
+
+
+# -- which limits apply: one rule (budget.applicable_limits / limit_keys), two readers ----------
+
+limit_choices = st.builds(
+    BudgetLimit,
+    scope=st.sampled_from(SCOPES),
+    key=st.sampled_from(["*", "", "research", "coder", "gpt-4.1", "openai", "anthropic"]),
+    window=st.sampled_from(WINDOWS),
+    limit_usd=st.sampled_from([Decimal("0.5"), Decimal(1), Decimal(5)]),
+)
+
+
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(events=st.lists(spend_events, min_size=1, max_size=10),
+       limits=st.lists(limit_choices, min_size=1, max_size=5))
+def test_budget_rows_from_sql_equal_the_ledgers_status(events, limits):
+    """Every configured limit, per-key ``*`` limits included, is reported with the same keys and
+    spend by the ledger (``status``) and by the SQL projection (``budget_rows``)."""
+    from api_model_management.projections._budget import budget_rows
+
+    budget = BudgetSettings(limits=limits)
+    at = events[0].occurred_at
+    ledger = CostLedgerCore.from_events(budget, events, clock=ManualClock(at))
+    with tempfile.TemporaryDirectory() as data_dir:
+        EventLog(data_dir, fsync="never").append(events)
+        with _projection_connection(data_dir) as con:
+            rows = budget_rows(spend_by_scope(con, budget, at), budget, at)
+    ledger_rows = sorted((r.scope, r.key, r.window, r.limit_usd, r.spent_usd) for r in ledger.status())
+    sql_rows = sorted((r.scope, r.key, r.window, r.limit_usd, r.spent_usd) for r in rows)
+    assert sql_rows == ledger_rows
