@@ -32,11 +32,18 @@ text: constructors take structured fields, and messages are built from those fie
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from .config._load import ConfigIssue
 
 
-def _rebuild(cls: type, kwargs: dict[str, Any]) -> AMMError:
+def _rebuild(cls: type[AMMError], kwargs: dict[str, Any]) -> AMMError:
     return cls(**kwargs)
+
+
+_Rebuild = Callable[[type["AMMError"], dict[str, Any]], "AMMError"]
 
 
 class AMMError(Exception):
@@ -51,7 +58,8 @@ class AMMError(Exception):
             setattr(self, key, value)
         super().__init__(self.message)
 
-    def __reduce__(self):  # picklable across Ray processes
+    def __reduce__(self) -> tuple[_Rebuild, tuple[type[AMMError], dict[str, Any]]]:
+        # picklable across Ray processes
         return (_rebuild, (type(self), {"message": self.message, **self.fields}))
 
     def __str__(self) -> str:
@@ -62,8 +70,11 @@ class ConfigError(AMMError):
     """Configuration failed validation. ``issues`` is a list of ``(json_path, message, hint)``."""
 
     error_kind = "config"
+    issues: list[ConfigIssue]
 
-    def __init__(self, message: str = "", issues: list | None = None, **fields: Any) -> None:
+    def __init__(
+        self, message: str = "", issues: list[ConfigIssue] | None = None, **fields: Any
+    ) -> None:
         super().__init__(message, issues=list(issues or []), **fields)
 
 
@@ -80,6 +91,11 @@ class ProviderError(AMMError):
     error_kind = "provider_error"
     transient: ClassVar[bool] = False
     failover: ClassVar[bool] = True
+    provider: str | None
+    model_id: str | None
+    http_status: int | None
+    retry_after_s: float | None
+    raw_type: str | None
 
     def __init__(
         self,

@@ -33,6 +33,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
+from typing import cast
 from zoneinfo import ZoneInfo
 
 from .._clock import SYSTEM_CLOCK, Clock
@@ -151,7 +152,7 @@ def _check_key(key: object) -> SpendKey:
                                field=name)
     if not hasattr(key, "model_id"):
         raise InvalidInput("a spend key has provider, model_id and agent_type", field="key")
-    return key  # type: ignore[return-value]
+    return cast(SpendKey, key)  # checked above: anything with SpendKey's three fields
 
 
 def _check_time(value: object, name: str) -> datetime:
@@ -535,7 +536,7 @@ class CostLedgerCore:
         if self._registry is not None and model_id is not None:
             known = {m.id: m.provider for m in self._registry.models}
             provider = known.get(model_id, provider)
-        return SpendKey(provider=provider, model_id=model_id, agent_type=event.agent_type)  # type: ignore[arg-type]
+        return SpendKey(provider=provider, model_id=model_id, agent_type=event.agent_type)
 
     def _window_start(self, window: Window, at: datetime) -> datetime:
         return window_start(window, at, self._zone)

@@ -304,7 +304,9 @@ def cross_field_issues(data: Mapping[str, Any]) -> list[ConfigIssue]:
     providers = data.get("providers")
     providers = providers if isinstance(providers, Mapping) else {}
     settings = _section(data, "settings")
-    model_ids = {m.get("id") for m in models if isinstance(m, Mapping) and isinstance(m.get("id"), str)}
+    model_ids: set[str] = {
+        m["id"] for m in models if isinstance(m, Mapping) and isinstance(m.get("id"), str)
+    }
     return [
         *_model_issues(models, providers),
         *_fallback_issues(models, model_ids),

@@ -129,7 +129,7 @@ def configure_logging(level: str | None = None, *, env: Mapping[str, str] | None
         logger.removeHandler(handler)
     console = logging.StreamHandler(sys.stderr)
     console.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    console._amm_console = True  # type: ignore[attr-defined]
+    console._amm_console = True  # type: ignore[attr-defined]  # our marker on a stdlib handler
     console.addFilter(redaction_filter())
     logger.addHandler(console)
     logger.setLevel(number)

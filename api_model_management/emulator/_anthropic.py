@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
+from typing import Any
 
 from ._engine import RateInfo
 from ._text import Answer, split_for_stream
@@ -48,7 +50,7 @@ def auth_error(problem: str) -> Reply:
     return error(401, message)
 
 
-def api_key(headers: dict[str, str]) -> str | None:
+def api_key(headers: Mapping[str, str]) -> str | None:
     key = headers.get("x-api-key", "").strip()
     if key:
         return key
@@ -58,7 +60,7 @@ def api_key(headers: dict[str, str]) -> str | None:
     return None
 
 
-def version_error(headers: dict[str, str]) -> Reply | None:
+def version_error(headers: Mapping[str, str]) -> Reply | None:
     if headers.get("anthropic-version", "").strip():
         return None
     return error(400, "anthropic-version: header is required")
@@ -123,7 +125,7 @@ def _event(name: str, payload: dict) -> bytes:
 
 
 def frames(call: Call, answer: Answer) -> list[bytes]:
-    start = {"id": "msg_" + random_id(24), "type": "message", "role": "assistant", "content": [],
+    start: dict[str, Any] = {"id": "msg_" + random_id(24), "type": "message", "role": "assistant", "content": [],
              "model": call.model, "stop_reason": None, "stop_sequence": None,
              "usage": {"input_tokens": answer.input_tokens, "output_tokens": 1,
                        "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}}

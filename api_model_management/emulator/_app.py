@@ -18,7 +18,7 @@ from starlette.routing import Route
 
 from . import _anthropic, _gemini, _ollama, _openai
 from ._engine import FAULT_HEADER, Engine, HeaderFaultError, Plan, plan_from_header
-from ._profile import ProfileError, parse_profile
+from ._profile import ProfileError, Provider, parse_profile
 from ._replies import TRANSPORT_KEY, Dropped, Hung, Plain, Receive, Scope, Send, Streamed
 from ._text import make_answer
 from ._wire import Call, Reply, WireError, json_reply
@@ -103,7 +103,7 @@ class EmulatorApp:
         return await self._chat(request, "gemini", lambda body: _gemini.parse(body, {}, model, stream),
                                 json_array=stream and not sse)
 
-    async def _chat(self, request: Request, provider: str, parse: Any, json_array: bool = False) -> Any:
+    async def _chat(self, request: Request, provider: Provider, parse: Any, json_array: bool = False) -> Any:
         engine, wire = self.engine, _WIRES[provider]
         denied = self._auth(request, provider)
         if denied is not None:
@@ -134,7 +134,7 @@ class EmulatorApp:
             return Plain(wire.error(400, str(exc)))
         return self._reply(provider, call, answer, plan, json_array)
 
-    def _reply(self, provider: str, call: Call, answer: Any, plan: Plan, json_array: bool) -> Any:
+    def _reply(self, provider: Provider, call: Call, answer: Any, plan: Plan, json_array: bool) -> Any:
         engine, wire = self.engine, _WIRES[provider]
         kind = plan.kind
         if kind == "error":
@@ -147,7 +147,7 @@ class EmulatorApp:
             engine.record(provider, call.model, "hang")
             return Hung(engine.profile.hang_max_s, self.hangs)
         engine.record(provider, call.model, {"ok": "200", "midstream": "midstream_error"}.get(kind, kind))
-        rate = engine.rate_info(provider, call.model)  # type: ignore[arg-type]
+        rate = engine.rate_info(provider, call.model)
         latency_ms = int(plan.latency_s * 1000)
         headers = wire.success_headers(rate, engine.clock.now(), latency_ms)
         if call.stream and not json_array:
@@ -171,7 +171,7 @@ class EmulatorApp:
             fault_frame = wire.midstream_error() if plan.kind == "midstream" else wire.malformed_frame()
         return Streamed(200, headers, frames, plan.ttft_s, plan.latency_s, fault_at, fault_frame)
 
-    def _error(self, provider: str, status: int, model: str, retry_after_s: float | None) -> Reply:
+    def _error(self, provider: Provider, status: int, model: str, retry_after_s: float | None) -> Reply:
         engine = self.engine
         if provider == "openai":
             return _openai.error(status, retry_after_s=retry_after_s,
@@ -184,7 +184,7 @@ class EmulatorApp:
                                  rate=engine.rate_info("gemini", model), model=model)
         return _ollama.error(status)
 
-    def _auth(self, request: Request, provider: str) -> Reply | None:
+    def _auth(self, request: Request, provider: Provider) -> Reply | None:
         headers, engine = request.headers, self.engine
         if provider == "openai":
             problem = engine.key_problem(_openai.api_key(headers))
@@ -201,7 +201,7 @@ class EmulatorApp:
 
     # ------------------------------------------------------------------ health probes
 
-    def _probe(self, request: Request, provider: str, ok: Any) -> Any:
+    def _probe(self, request: Request, provider: Provider, ok: Any) -> Any:
         """Answer a probe: auth, then header faults and provider-wide outages, then ``ok()``."""
         denied = self._auth(request, provider)
         if denied is not None:
@@ -293,7 +293,7 @@ class EmulatorApp:
         return Plain(json_reply(200, {"applied": True}))
 
 
-def _v1_provider(request: Request) -> str:
+def _v1_provider(request: Request) -> Provider:
     """``/v1/models`` is shared: Gemini's key (its ``v1`` API version) picks Gemini, Anthropic's
     headers pick Anthropic, anything else OpenAI."""
     headers = request.headers

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
+from typing import Any
 
 from ._engine import RateInfo
 from ._text import Answer, split_for_stream
@@ -19,8 +21,10 @@ _MESSAGES = {500: "An internal error has occurred. Please retry or report in htt
 _ERROR_INFO_SERVICE = {"service": "generativelanguage.googleapis.com"}
 
 
-def _status_body(status: int, message: str, details: list[dict] | None = None) -> dict:
-    err: dict = {"code": status, "message": message,
+def _status_body(
+    status: int, message: str, details: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    err: dict[str, Any] = {"code": status, "message": message,
                  "status": _STATUS.get(status, "INTERNAL" if status >= 500 else "FAILED_PRECONDITION")}
     if details:
         err["details"] = details
@@ -30,7 +34,7 @@ def _status_body(status: int, message: str, details: list[dict] | None = None) -
 def error(status: int, message: str | None = None, retry_after_s: float | None = None,
           rate: RateInfo | None = None, model: str = "") -> Reply:
     """A google.rpc.Status body; a 429 carries QuotaFailure and RetryInfo details."""
-    details = None
+    details: list[dict[str, Any]] | None = None
     if status == 429:
         delay = max(1, int(-(-(retry_after_s or 1.0) // 1)))
         message = message or (f"You exceeded your current quota, please check your plan and billing "
@@ -55,14 +59,14 @@ def auth_error(problem: str) -> Reply:
         return json_reply(403, _status_body(
             403, "Method doesn't allow unregistered callers (callers without established identity). "
                  "Please use API Key or other form of API consumer identity to call this API."))
-    details = [{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID",
+    details: list[dict[str, Any]] = [{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID",
                 "domain": "googleapis.com", "metadata": _ERROR_INFO_SERVICE},
                {"@type": "type.googleapis.com/google.rpc.LocalizedMessage", "locale": "en-US",
                 "message": "API key not valid. Please pass a valid API key."}]
     return json_reply(400, _status_body(400, "API key not valid. Please pass a valid API key.", details))
 
 
-def api_key(headers: dict[str, str], query: dict[str, str]) -> str | None:
+def api_key(headers: Mapping[str, str], query: Mapping[str, str]) -> str | None:
     return (headers.get("x-goog-api-key") or query.get("key") or "").strip() or None
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from datetime import datetime
 
 from ._engine import RateInfo
@@ -54,7 +55,7 @@ def auth_error(problem: str) -> Reply:
     return error(401, message, code="invalid_api_key")
 
 
-def api_key(headers: dict[str, str]) -> str | None:
+def api_key(headers: Mapping[str, str]) -> str | None:
     value = headers.get("authorization", "")
     if not value.lower().startswith("bearer "):
         return None

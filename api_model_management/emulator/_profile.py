@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -174,7 +174,7 @@ _FIELDS = tuple(FaultSpec.model_fields)
 def effective_spec(profile: Profile, provider: Provider, model: str) -> FaultSpec:
     """Merge defaults, provider and model settings (most specific wins, field by field)."""
     layers = [profile.defaults, profile.providers.get(provider), profile.models.get(model)]
-    merged: dict[str, object] = {}
+    merged: dict[str, Any] = {}  # field name -> value, of the field's own type
     for layer in layers:
         if layer is None:
             continue

@@ -8,14 +8,12 @@ Closing it before any response bytes makes the client see a connection error (no
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from typing import Any
+
+from starlette.types import Receive, Scope, Send
 
 from ._wire import Reply
 
-Scope = dict[str, Any]
-Receive = Callable[[], Any]
-Send = Callable[[dict[str, Any]], Any]
 TRANSPORT_KEY = "amm.transport"
 
 
@@ -114,9 +112,9 @@ class Hung:
         release: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.hangs.add(release)
         disconnect = asyncio.ensure_future(receive())
+        waiting: set[asyncio.Future[Any]] = {release, disconnect}
         try:
-            await asyncio.wait({release, disconnect}, timeout=self.max_s,
-                               return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(waiting, timeout=self.max_s, return_when=asyncio.FIRST_COMPLETED)
         finally:
             self.hangs.discard(release)
             release.cancel()

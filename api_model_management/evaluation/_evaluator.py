@@ -76,7 +76,7 @@ class Evaluation(BaseModel):
             low_quality=self.low_quality,
             evaluator="heuristic",
             explanation=self.explanation,
-            **common,  # type: ignore[arg-type]
+            **common,
         )
 
 

@@ -9,6 +9,7 @@ exists.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import threading
@@ -56,13 +57,13 @@ class SpoolIngestor:
         self.ingested_events += written
         return written
 
-    def compact(self) -> dict:
+    def compact(self) -> dict[str, int]:
         from ._compact import compact
 
         with self._lock:
             self._ingest()
             stats = compact(self.log, min_files=self.settings.compact_min_files)
-            return stats.__dict__ if hasattr(stats, "__dict__") else dict(stats)
+            return dataclasses.asdict(stats)
 
 
 def read_all_events(data_dir: str | Path, event_types: Iterable[str] | None = None) -> list[Event]:

@@ -39,6 +39,7 @@ import os
 import threading
 import uuid
 from collections.abc import Iterator, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from datetime import UTC
 from datetime import date as Date
@@ -222,7 +223,7 @@ def events_to_table(events: Sequence[Event], cls: type[Event]) -> pa.Table:
         elif field.name == "schema_version":
             arrays.append(pa.array([cls.schema_version] * n, field.type))
         else:
-            values = columns.get(field.name, ())
+            values: Sequence[Any] = columns.get(field.name, ())
             if _is_nested(field.type):
                 values = [_plain(v) for v in values]
             arrays.append(pa.array(values, field.type))
@@ -406,7 +407,7 @@ class EventLog:
         elapsed_ms = (self._clock.monotonic() - self._last_sync) * 1000.0
         return elapsed_ms >= self.fsync_interval_ms - 1e-3  # float clock sums land a hair short
 
-    def _sync_pending(self, extra_dirs: set[str] = frozenset()) -> None:
+    def _sync_pending(self, extra_dirs: AbstractSet[str] = frozenset()) -> None:
         for path in self._pending_files:
             self.storage.fsync_file(path)
         for directory in sorted(self._pending_dirs | set(extra_dirs), key=len, reverse=True):

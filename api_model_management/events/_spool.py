@@ -97,7 +97,7 @@ class SpoolWriter:
         self._last_sync = time.monotonic()
         self._seq = 0
 
-    def _open(self) -> None:
+    def _open(self) -> int:
         self._seq += 1
         self._path = self.dir / f"{time.time_ns():020d}-{self._seq:06d}{_OPEN}"
         # created under a name the sink ignores, locked, then renamed: a sink never sees an
@@ -108,17 +108,17 @@ class SpoolWriter:
         os.rename(creating, self._path)
         self._opened_at = time.monotonic()
         self._size = 0
+        return self._fd
 
     def write(self, events: Sequence[Event]) -> None:
         """Append events durably (against process death) before returning."""
         if not events:
             return
-        if self._fd is None:
-            self._open()
+        fd = self._fd if self._fd is not None else self._open()
         data = encode_events(events)
         view = memoryview(data)
         while view:
-            written = os.write(self._fd, view)
+            written = os.write(fd, view)
             view = view[written:]
         self._size += len(data)
         self._dirty = True

@@ -38,7 +38,7 @@ is derived and skipped), and reproduces the live state.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from math import isfinite
@@ -143,7 +143,7 @@ class HealthCore:
         self.provider = provider
         self.settings = settings
         self.models: tuple[str, ...] = tuple(models)
-        self._clock = clock
+        self._clock: Clock | _FrozenClock = clock  # frozen at each record's time while replaying
         self._state: HealthState = "unknown"
         self._since: datetime | None = None
         self._reason = "no signal yet"
@@ -168,7 +168,7 @@ class HealthCore:
         latency_ms: float,
         http_status: int | None = None,
         error_kind: str | None = None,
-        available_models: list[str] | None = None,
+        available_models: Sequence[str] | None = None,
     ) -> HealthSnapshot:
         """Record one active probe. ``available_models``: the models the provider listed (None when
         the probe does not list models); configured models not in it become unavailable."""

@@ -14,7 +14,7 @@ from pydantic import SecretStr
 
 from .._clock import SYSTEM_CLOCK, Clock
 from ..budget._pricing import cost_usd, worst_case_cost_usd
-from ..config import ProviderConfig
+from ..config import ConfigIssue, ProviderConfig
 from ..errors import ConfigError
 from ._base import ProbeResult, ProviderAdapter
 from ._errors import redact, translate_transport_error
@@ -47,7 +47,9 @@ def make_adapter(
         raise ConfigError(
             f"provider {provider_name!r}: unknown provider type {config.type!r}",
             issues=[
-                (f"providers.{provider_name}.type", "unknown provider type", ", ".join(ADAPTERS))
+                ConfigIssue(
+                    f"providers.{provider_name}.type", "unknown provider type", ", ".join(ADAPTERS)
+                )
             ],
         ) from None
     return cls(provider_name, config, api_key, client=client, transport=transport, clock=clock)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from typing import TypedDict
 
 import httpx
 
@@ -35,6 +36,12 @@ def safe_token(value: object) -> str | None:
     return None
 
 
+class _Where(TypedDict):
+    provider: str
+    model_id: str | None
+    raw_type: str
+
+
 def translate_transport_error(
     exc: BaseException, *, provider: str, model_id: str | None
 ) -> errors.ProviderError:
@@ -45,7 +52,7 @@ def translate_transport_error(
     :class:`ProviderConnectionError`; undecodable content → :class:`MalformedResponse`.
     """
     what = type(exc).__name__
-    where = {"provider": provider, "model_id": model_id, "raw_type": what}
+    where = _Where(provider=provider, model_id=model_id, raw_type=what)
     if isinstance(exc, httpx.TimeoutException | TimeoutError | asyncio.TimeoutError):
         phase = _timeout_phase(exc)
         return errors.ProviderTimeout(f"{provider}: {phase} timeout ({what})", **where)

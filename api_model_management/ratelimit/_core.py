@@ -32,7 +32,7 @@ import secrets
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import Any, Literal
 
 from .._clock import SYSTEM_CLOCK, Clock
 from ..config import RateLimitSettings
@@ -42,6 +42,7 @@ from ._state import RateLimitState
 
 EntryKind = Literal["reservation", "lease", "external"]
 LimitType = Literal["rpm", "tpm"]
+_LIMIT_TYPES: dict[str, LimitType] = {"rpm": "rpm", "tpm": "tpm"}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -347,15 +348,16 @@ class RateLimiterCore:
         now = self._now()
         records: list[Record] = []
         cool_until = self._cooling_until
-        for limit_type, remaining, reset_s in (
+        reported: tuple[tuple[LimitType, int | None, float | None], ...] = (
             ("rpm", state.remaining_requests, state.reset_requests_s),
             ("tpm", state.remaining_tokens, state.reset_tokens_s),
-        ):
+        )
+        for limit_type, remaining, reset_s in reported:
             if remaining is None:
                 continue
-            record = self._tighten(limit_type, remaining, reset_s, now)
-            if record is not None:
-                records.append(record)
+            granted = self._tighten(limit_type, remaining, reset_s, now)
+            if granted is not None:
+                records.append(granted)
             if remaining == 0 and reset_s is not None:
                 cool_until = max(cool_until or now, now + reset_s)
         if cool_until is not None and cool_until != self._cooling_until and cool_until > now:
@@ -573,7 +575,7 @@ class RateLimiterCore:
         if entry.pending:
             self._pending_order.append((entry.started_at, entry.entry_id))
 
-    def _change(self, entry_id: str, **changes: object) -> None:
+    def _change(self, entry_id: str, **changes: Any) -> None:  # EntryState fields, as replace()
         old = self._entries[entry_id]
         new = replace(old, **changes)
         self._used_requests += _counted(new)[0] - _counted(old)[0]
@@ -636,10 +638,11 @@ class RateLimiterCore:
         return f"{kind}-{self._prefix}-{self._seq}"
 
     def _emit_exceeded(self, reason: str, retry_after_s: float) -> None:
-        if reason not in ("rpm", "tpm"):
+        limit_type = _LIMIT_TYPES.get(reason)
+        if limit_type is None:
             return  # cool-down refusals were already reported as provider_429
-        used, limit = self._used_and_limit(reason)  # type: ignore[arg-type]
-        self._emit(kind="exceeded", limit_type=reason, used=used, limit=limit,
+        used, limit = self._used_and_limit(limit_type)
+        self._emit(kind="exceeded", limit_type=limit_type, used=used, limit=limit,
                    retry_after_s=retry_after_s)
 
     def _emit(self, **fields: object) -> None:

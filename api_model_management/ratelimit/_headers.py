@@ -174,7 +174,7 @@ def gemini_is_daily_quota(body: Any) -> bool:
     return False
 
 
-def _gemini_details(body: Any) -> list[dict]:
+def _gemini_details(body: Any) -> list[dict[str, Any]]:
     if not isinstance(body, dict):
         return []
     error = body.get("error")

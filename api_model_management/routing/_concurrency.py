@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from ..config import ConcurrencySettings
@@ -41,7 +42,7 @@ class ConcurrencyLimits:
         return sem
 
     @asynccontextmanager
-    async def slot(self, provider: str, model_id: str, *, timeout_s: float):
+    async def slot(self, provider: str, model_id: str, *, timeout_s: float) -> AsyncIterator[None]:
         """Hold one slot of each limit, or raise ConcurrencyLimitTimeout within ``timeout_s``."""
         # most specific first: a request waiting for its model holds no provider or overall slot
         # that another model's request could use

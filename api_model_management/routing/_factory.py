@@ -15,6 +15,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Protocol, TypeVar
 
+from pydantic import SecretStr
+
 from .._clock import SYSTEM_CLOCK, Clock
 from ..budget import BudgetPort, CostLedgerCore, LocalBudget
 from ..cache import CacheCore, CachePort, LocalCache
@@ -66,8 +68,8 @@ class LocalBackend:
         return NullOutcomes()
 
 
-def make_adapters(config: RegistryConfig, api_keys: Mapping[str, object] | None = None, *,
-                  env: Mapping[str, str] | None = None) -> dict[str, AdapterPort]:
+def make_adapters(config: RegistryConfig, api_keys: Mapping[str, SecretStr | None] | None = None,
+                  *, env: Mapping[str, str] | None = None) -> dict[str, AdapterPort]:
     """One adapter per configured provider, with its key (from ``api_keys``, else the
     environment)."""
     from ..config import load_secrets
@@ -76,7 +78,7 @@ def make_adapters(config: RegistryConfig, api_keys: Mapping[str, object] | None 
     if api_keys is None:
         secrets = load_secrets(config, env=dict(env) if env is not None else None)
         api_keys = {name: secrets.key_for(name) for name in config.providers}
-    return {name: make_adapter(name, p, api_keys.get(name))  # type: ignore[arg-type]
+    return {name: make_adapter(name, p, api_keys.get(name))
             for name, p in config.providers.items()}
 
 
@@ -96,7 +98,7 @@ def build_router(
     replicas: int = 1,
     rng: random.Random | None = None,
     evaluator: ResponseEvaluator | None = None,
-    cls: type[R] = RouterCore,  # type: ignore[assignment]
+    cls: type[R] = RouterCore,  # type: ignore[assignment]  # mypy cannot type a TypeVar'd default
 ) -> R:
     """A RouterCore (or ``cls``) wired to ``backend``; ``holder`` names this router to the
     limiters and the ledger (its leases and slices)."""

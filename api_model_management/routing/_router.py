@@ -14,7 +14,7 @@ import contextlib
 import logging
 import random
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Protocol, TypeVar
@@ -184,7 +184,7 @@ class RouterCore:
         finally:
             self._flush(state)
 
-    async def stream(self, request: ModelRequest) -> AsyncIterator[StreamChunk]:
+    async def stream(self, request: ModelRequest) -> AsyncGenerator[StreamChunk, None]:
         """Text deltas, then a final chunk (``done``) with the result. A failure before the first
         token fails over invisibly; after it, ``StreamInterrupted`` with the partial text."""
         state = self._begin(request, streaming=True)
@@ -359,7 +359,7 @@ class RouterCore:
     # -----------------------------------------------------------------------------------------
     # the request loop (streamed and unstreamed alike)
 
-    async def _run(self, state: _Attempt) -> AsyncIterator[StreamChunk | ModelResponse]:
+    async def _run(self, state: _Attempt) -> AsyncGenerator[StreamChunk | ModelResponse, None]:
         """Try candidates in order until one answers well enough. Yields the text chunks of a
         stream as they arrive, and last the final chunk (streams) or the response."""
         order = self._selection(state)
@@ -429,7 +429,7 @@ class RouterCore:
         return self._stronger_than(state, order, model)
 
     async def _attempt(self, state: _Attempt, model: ModelConfig,
-                       delivered: list[str]) -> AsyncIterator[StreamChunk]:
+                       delivered: list[str]) -> AsyncGenerator[StreamChunk, None]:
         """One call to ``model``: admission, the provider call (streamed or not), settlement.
         Yields text chunks (streams), then a final chunk with the result."""
         remaining = state.deadline - self._clock.monotonic()
@@ -549,9 +549,9 @@ class RouterCore:
         policy = self.settings.failover
         if isinstance(exc, BudgetExceeded | RateLimitExceeded):
             return 0.0  # nothing was sent; the next model is a different bucket
-        base = min(policy.backoff_cap_s, policy.backoff_base_s * (2 ** (attempt - 1)))
+        base = min(policy.backoff_cap_s, policy.backoff_base_s * (2.0 ** (attempt - 1)))
         delay = base * (1 - policy.jitter * self.rng.random())
-        hint = getattr(exc, "retry_after_s", None)
+        hint: float | None = getattr(exc, "retry_after_s", None)
         if same_provider and hint:
             delay = max(delay, min(hint, policy.backoff_cap_s))
         return delay

@@ -21,7 +21,7 @@ import concurrent.futures
 import logging
 import os
 import threading
-from collections.abc import AsyncIterator, Coroutine, Mapping
+from collections.abc import AsyncGenerator, Coroutine, Mapping
 from typing import Any, TypeVar
 
 from .._clock import Every
@@ -147,7 +147,7 @@ class EmbeddedRouter:
             self._loop.call_soon_threadsafe(lambda: [t.cancel() for t in tasks])
             raise
 
-    async def stream(self, request: ModelRequest) -> AsyncIterator[StreamChunk]:
+    async def stream(self, request: ModelRequest) -> AsyncGenerator[StreamChunk, None]:
         """The chunks of ``shell.core.stream`` handed over one by one; closing this generator
         early cancels the stream on the router's loop (its events are still written)."""
         caller = asyncio.get_running_loop()

@@ -19,7 +19,7 @@ from ..config import RegistryConfig, SelectionWeights
 from ..errors import ComponentUnavailable
 from ..events._spool import SpoolWriter
 from ..ratelimit import LeaseAdmission
-from ..routing import BatchedOutcomes, build_router, make_adapters
+from ..routing import BatchedOutcomes, RouterCore, build_router, make_adapters
 from ..selection import Selection, SelectorCore, StatsCore
 from . import _ray
 from ._ports import RayBackend
@@ -60,7 +60,7 @@ class RouterShell:
             fsync_interval_ms=settings.events.fsync_interval_ms,
         )
         backend = RayBackend(config, limiters=limiters, ledger=ledger, cache=cache, health=health)
-        self.core = build_router(
+        self.core: RouterCore = build_router(
             config, backend, holder=self.holder, events=self.spool, adapters=self.adapters,
             clock=clock, stats=self.stats, selector=self.selector, replicas=settings.routers.count(),
         )
@@ -68,7 +68,9 @@ class RouterShell:
         assert isinstance(self.core.outcomes, BatchedOutcomes)
         self.admission: LeaseAdmission = self.core.admission
         self.outcomes: BatchedOutcomes = self.core.outcomes
-        self.budget = self.core.budget if isinstance(self.core.budget, SliceBudget) else None
+        self.budget: SliceBudget | None = (
+            self.core.budget if isinstance(self.core.budget, SliceBudget) else None
+        )
         self.selector_actor = selector
         self.health_actors = health
         self._task: asyncio.Task[None] | None = None

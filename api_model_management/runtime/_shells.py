@@ -111,7 +111,7 @@ class HealthCheckerShell:
         self.spool = _spool(config, f"health-{provider}")
         self.subscribers = _Subscribers()
         self._task: asyncio.Task | None = None
-        self._last_state = None
+        self._last_state: tuple[str, tuple[str, ...]] | None = None
 
     def subscribe(self, handles: list[Handle]) -> bool:
         self.subscribers.set(handles)

@@ -47,7 +47,7 @@ from math import isfinite, log
 
 from .. import config, events
 from .._clock import Clock
-from .._request import ModelRequest
+from .._request import ModelRequest, Priority, SelectionConstraints
 from ..budget._pricing import worst_case_cost_usd
 from ..errors import InvalidInput, NoEligibleModel
 from ..health._core import TRAFFIC_STATES, HealthSnapshot
@@ -62,6 +62,11 @@ LATENCY_REF_MS = 1000.0
 COST_FLOOR_USD = 1e-6
 _ASSIGNMENT_CACHE_MAX = 4096
 _THOUSAND = Decimal(1000)
+
+# memo keys: (model_id, required_capabilities, est_in, max_tokens, priority, agent_type, constraints)
+# and (model_id, required_capabilities, constraints, exclude)
+_AssignmentKey = tuple[str | None, tuple[str, ...], int, int, Priority, str, SelectionConstraints]
+_ShapeKey = tuple[str | None, tuple[str, ...], SelectionConstraints, frozenset[str]]
 
 
 class Selection:
@@ -219,7 +224,7 @@ class SelectorCore:
         self._limited_until: dict[str, float] = {}
         self._headroom: dict[str, float] = {}
         self._stats: dict[str, ModelStatsSnapshot] = {}
-        self._assignments: dict[tuple, _Ranking] = {}
+        self._assignments: dict[_AssignmentKey, _Ranking] = {}
         self.set_config(config)
 
     # -- inputs ------------------------------------------------------------------------------
@@ -235,7 +240,7 @@ class SelectorCore:
         self._ttl_s = sel.assignment_cache_ttl_s
         self._dynamic: dict[str, _Dynamic] = {}
         self._blocked: dict[str, str] = {}
-        self._shapes: dict[tuple, tuple[list[_Model], dict[str, str]]] = {}
+        self._shapes: dict[_ShapeKey, tuple[list[_Model], dict[str, str]]] = {}
         self._refresh(self._models)
 
     def set_weights(
@@ -259,6 +264,7 @@ class SelectorCore:
         unavailable_models: Iterable[str] = (),
     ) -> None:
         """A provider's health: a :class:`HealthSnapshot` or a state name plus unavailable models."""
+        state: str
         if isinstance(snapshot_or_state, HealthSnapshot):
             state, missing = snapshot_or_state.state, frozenset(snapshot_or_state.unavailable_models)
         else:
