@@ -26,12 +26,12 @@ __all__ = [
     "actor_id",
     "current_actor",
     "get",
-    "init",
     "is_initialized",
     "kill",
     "remote_class",
     "send",
     "shutdown",
+    "start_or_join",
     "stream",
     "tell",
 ]
@@ -139,8 +139,56 @@ def is_initialized() -> bool:
     return bool(ray.is_initialized())
 
 
-def init(**kwargs: Any) -> Any:
-    return ray.init(**kwargs)
+#: How long to wait for a cluster's address to answer before saying it cannot be reached.
+REACH_TIMEOUT_S = 3.0
+
+
+def start_or_join(address: str | None, *, num_cpus: int | None = None) -> bool:
+    """Start a fresh local Ray (``address`` None or ``"local"``), bound to loopback, without the
+    dashboard, never joining a cluster left behind in Ray's temp dir; or join the cluster at
+    ``address`` (``"auto"``: the running one), failing fast with one clear line when it cannot
+    be reached. Returns True when this process started Ray (and so shuts it down)."""
+    quiet: dict[str, Any] = {"log_to_driver": False, "configure_logging": False}
+    if address is None or address == "local":
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False,
+                 _node_ip_address="127.0.0.1", **quiet)
+        return True
+    target = _bootstrap_target(address)
+    _check_reachable(address, target)
+    ray.init(address=address, **quiet)
+    return False
+
+
+def _bootstrap_target(address: str) -> str:
+    """host:port of the cluster ``address`` names (``auto`` resolved as Ray resolves it)."""
+    from ray._private.services import canonicalize_bootstrap_address
+
+    if address.startswith("ray://"):
+        return address[len("ray://"):].split("/", 1)[0]
+    try:
+        target = canonicalize_bootstrap_address(address)
+    except (ConnectionError, ValueError) as exc:
+        raise ComponentUnavailable(f"no Ray cluster found for address={address!r}: {exc}",
+                                   component="Ray") from None
+    if target is None:
+        raise ComponentUnavailable(f"no running Ray cluster found for address={address!r}",
+                                   component="Ray")
+    return str(target)
+
+
+def _check_reachable(address: str, target: str) -> None:
+    import socket
+
+    host, _, port = target.rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=REACH_TIMEOUT_S):
+            pass
+    except (OSError, ValueError):
+        asked = "" if target == address else f" (address={address!r})"
+        raise ComponentUnavailable(
+            f"cannot reach the Ray cluster at {target}{asked} within {REACH_TIMEOUT_S:g} s",
+            component="Ray",
+        ) from None
 
 
 def shutdown() -> None:

@@ -61,8 +61,13 @@ class ModelManagement:
         num_cpus: int | None = None,
         name_prefix: str | None = None,
     ) -> ModelManagement:
-        """Start local Ray when none is running (or join ``address``), start the actors, wait
-        until they answer, and return the facade."""
+        """Start the system and return the facade.
+
+        Without ``address`` (or with ``"local"``) a fresh local Ray is started, bound to loopback
+        and without the dashboard, unless this process already runs Ray; ``address="auto"``
+        joins the running cluster, any other address that cluster; one that cannot be reached
+        raises ``ComponentUnavailable`` at once, naming it. Then the actors are started and
+        waited for."""
         from ..config import load_config, load_secrets
         from ._actors import start_actors
 
@@ -79,11 +84,7 @@ class ModelManagement:
         api_keys = {name: secrets.key_for(name) for name in config.providers}
         owns_ray = False
         if not _ray.is_initialized():
-            _ray.init(
-                address=address, num_cpus=num_cpus, include_dashboard=False,
-                log_to_driver=False, configure_logging=False,
-            )
-            owns_ray = address is None
+            owns_ray = _ray.start_or_join(address, num_cpus=num_cpus)
         handles = start_actors(config, api_keys, name_prefix=name_prefix)
         _ray.get([_ray.send(r, "ping", what="Router") for r in handles.routers])
         embedded = EmbeddedRouter(config, handles, api_keys) if config.settings.routers.embedded else None
