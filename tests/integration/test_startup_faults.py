@@ -64,6 +64,6 @@ def test_an_unreachable_address_fails_fast_with_one_clear_line():
     )
     done, elapsed = _run(code)
     assert done.returncode == 0, done.stderr[-2000:]
-    (line,) = [l for l in done.stdout.splitlines() if l.startswith("refused:")]
+    (line,) = [x for x in done.stdout.splitlines() if x.startswith("refused:")]
     assert "127.0.0.1:1" in line and "cannot reach" in line
     assert elapsed < 20
