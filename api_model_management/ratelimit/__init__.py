@@ -28,6 +28,7 @@ from ._headers import (
     retry_after_from_headers,
     suggested_wait_s,
 )
+from ._journal import LimiterJournal
 from ._state import RateLimitState
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "LeaseAdmission",
     "LeaseGranter",
     "LeaseHolder",
+    "LimiterJournal",
     "LocalAdmission",
     "LocalLeaseGranter",
     "RateLimitState",

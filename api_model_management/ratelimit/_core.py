@@ -251,6 +251,7 @@ class RateLimiterCore:
         self._seq = 0
         self._events: list[Event] = []
         self._history: list[Record] = []
+        self._unsaved: list[Record] = []
         self._reset_state()
 
     def _reset_state(self) -> None:
@@ -428,6 +429,12 @@ class RateLimiterCore:
         events, self._events = self._events, []
         return events
 
+    def drain_records(self) -> list[Record]:
+        """Take the decision records made since the last drain (for a journal that survives a
+        restart; see :class:`LimiterJournal`)."""
+        records, self._unsaved = self._unsaved, []
+        return records
+
     def history(self) -> list[Record]:
         """The decision records whose fold is the current state (see :meth:`replay`)."""
         return list(self._history)
@@ -461,6 +468,7 @@ class RateLimiterCore:
         core = cls(model_id, rpm, tpm, settings=settings, clock=clock, provider=provider)
         for record in records:
             core._record(record)
+        core._unsaved.clear()  # already saved: they are what was replayed
         return core
 
     # -- deciding ------------------------------------------------------------------------------
@@ -541,6 +549,7 @@ class RateLimiterCore:
     # -- applying (the fold) -------------------------------------------------------------------
     def _record(self, record: Record) -> None:
         self._apply(record)
+        self._unsaved.append(record)
         if isinstance(record, Restored):
             self._history = [record]
             return

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Sequence
 from decimal import Decimal
@@ -28,6 +29,16 @@ from ._ray import Handle
 log = logging.getLogger(__name__)
 
 CACHE_PURGE_S = 60.0
+
+
+def _state_dir(config: RegistryConfig) -> Path:
+    """Where actors keep what must survive their restart (``<data_dir>/state``)."""
+    return Path(config.settings.data_dir) / "state"
+
+
+def _safe(name: str) -> str:
+    """A file name for ``name`` (model ids may hold ``/`` or ``:``)."""
+    return "".join(c if c.isalnum() or c in "._-" else "_" for c in name)
 
 
 def _spool(config: RegistryConfig, name: str) -> SpoolWriter:
@@ -185,13 +196,17 @@ class RateLimiterShell:
     """One per model: exact RPM/TPM windows, leases to routers, 429 cool-downs."""
 
     def __init__(self, config: RegistryConfig, model_id: str) -> None:
-        from ..ratelimit._core import RateLimiterCore
+        from ..ratelimit import LimiterJournal, RateLimiterCore
 
         model = config.model(model_id)
         self.model_id = model_id
-        self.core = RateLimiterCore(
-            model_id, model.rate_limits.requests_per_minute, model.rate_limits.tokens_per_minute,
-            settings=config.settings.rate_limit, clock=SYSTEM_CLOCK, provider=model.provider,
+        # a restarted limiter replays its decisions: grants made before count until they expire
+        self.journal = LimiterJournal(_state_dir(config) / "ratelimit" / f"{_safe(model_id)}.jsonl",
+                                      SYSTEM_CLOCK)
+        self.core = RateLimiterCore.replay(
+            self.journal.load(), model_id, model.rate_limits.requests_per_minute,
+            model.rate_limits.tokens_per_minute, settings=config.settings.rate_limit,
+            clock=SYSTEM_CLOCK, provider=model.provider,
         )
         self.spool = _spool(config, f"ratelimit-{model_id}")
         self.subscribers = _Subscribers()
@@ -203,6 +218,9 @@ class RateLimiterShell:
         return True
 
     def _after(self) -> None:
+        self.journal.append(self.core.drain_records())  # before the answer leaves
+        if self.journal.needs_compaction():
+            self.journal.rewrite(self.core.snapshot())
         events = self.core.drain_events()
         if events:
             self.spool.write(events)
@@ -226,6 +244,10 @@ class RateLimiterShell:
         self.core.return_lease(lease_id, used_requests, used_tokens)
         self._after()
         return True
+
+    def pid(self) -> int:
+        """This incarnation's process id (operations, and tests that kill it)."""
+        return os.getpid()
 
     def reserve(self, tokens: int) -> Admission:
         admission = self.core.reserve(tokens)
@@ -254,7 +276,10 @@ class RateLimiterShell:
         return True
 
     def status(self) -> RateLimitStatus:
-        return self.core.status()
+        try:
+            return self.core.status()
+        finally:
+            self._after()
 
     def flush_events(self) -> bool:
         self.spool.rotate()
