@@ -92,7 +92,7 @@ def test_compaction_keeps_the_state(tmp_path):
     journal = LimiterJournal(tmp_path / "m.jsonl", clock, max_lines=5)
     core = limiter(journal, clock, rpm=100)
     for i in range(8):
-        act(core, journal, lambda c: c.lease(f"router-{i}", 2, 100))
+        act(core, journal, lambda c, i=i: c.lease(f"router-{i}", 2, 100))
         if journal.needs_compaction():
             journal.rewrite(core.snapshot())
     assert len((tmp_path / "m.jsonl").read_text().splitlines()) <= 6
