@@ -24,6 +24,17 @@ __all__ = [
 
 Priority = Literal["low", "normal", "medium", "high", "critical"]
 
+#: Tokens a provider adds around each message (role marker, turn separators), generous: OpenAI's
+#: chat format adds 3-4, Gemini's about 5.
+FRAMING_TOKENS_PER_MESSAGE = 8
+#: Tokens a provider adds once per request (reply priming, begin-of-text).
+FRAMING_TOKENS_PER_REQUEST = 16
+
+
+def _utf8_bytes(text: str) -> int:
+    """UTF-8 bytes of ``text``: its length when ASCII (O(1)), else an encode (about 1 ms a MB)."""
+    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+
 
 class Message(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -109,8 +120,26 @@ class ModelRequest(BaseModel):
         return float(self.parameters.get("temperature", 1.0))
 
     def estimated_input_tokens(self) -> int:
-        """A conservative token estimate (about 4 characters a token, rounded up, plus framing)."""
+        """A token estimate for fitting a context window (about 3 characters a token, plus
+        framing). Not a bound: budgets and rate limits use :meth:`input_token_bound`."""
         return len(self.prompt_text()) // 3 + 4 * len(self._chat_contents()) + 8
+
+    def input_token_bound(self) -> int:
+        """The most input tokens this request can be billed for, on any provider.
+
+        Every tokenizer in use (byte-level BPE, SentencePiece with byte fallback) makes each text
+        token out of at least one byte of UTF-8, so the UTF-8 bytes of everything sent (the system
+        prompt and every message) bound the text tokens; the role markers and turn separators a
+        provider adds are allowed for with :data:`FRAMING_TOKENS_PER_MESSAGE` per message (the
+        system prompt counts as one) plus :data:`FRAMING_TOKENS_PER_REQUEST`. ASCII text is
+        counted without encoding (one byte a character)."""
+        system = self.system_prompt()
+        parts = self._chat_contents()
+        total = sum(map(_utf8_bytes, parts)) + FRAMING_TOKENS_PER_REQUEST
+        total += FRAMING_TOKENS_PER_MESSAGE * len(parts)
+        if system:
+            total += _utf8_bytes(system) + FRAMING_TOKENS_PER_MESSAGE
+        return total
 
     def is_cacheable(self, deterministic_only: bool = True) -> bool:
         if self.cacheable is not None:

@@ -34,7 +34,15 @@ from ._limits import (
     scope_keys,
     window_start,
 )
-from ._pricing import cost_usd, worst_case_cost_usd
+from ._pricing import (
+    SettledUsage,
+    UsageBound,
+    UsageOverrun,
+    cost_usd,
+    settle_usage,
+    usage_bound,
+    worst_case_cost_usd,
+)
 
 __all__ = [
     "GLOBAL_KEY",
@@ -49,11 +57,14 @@ __all__ = [
     "LocalBudget",
     "LocalSliceGranter",
     "Reservation",
+    "SettledUsage",
     "Slice",
     "SliceBudget",
     "SliceGranter",
     "SliceHolder",
     "SpendKey",
+    "UsageBound",
+    "UsageOverrun",
     "applicable_limits",
     "cost_usd",
     "is_limited",
@@ -61,8 +72,10 @@ __all__ = [
     "limit_keys",
     "per_key",
     "scope_keys",
+    "settle_usage",
     "slice_amount",
     "to_money",
+    "usage_bound",
     "window_start",
     "worst_case_cost_usd",
 ]

@@ -374,7 +374,8 @@ class BudgetAlert(Event):
 
 class PerformanceAlert(Event):
     """``kind``: ``excessive_failover``, ``latency_degraded``, ``error_rate``, ``quality_degraded``,
-    ``provider_unavailable``."""
+    ``provider_unavailable``, ``usage_anomaly`` (a provider reported more ``metric`` tokens,
+    ``value``, than the call could use, ``threshold``; it was charged within the bound)."""
 
     event_type: ClassVar[str] = "PerformanceAlert"
     kind: str

@@ -21,8 +21,16 @@ from typing import Any, Protocol, TypeVar
 
 from .._clock import SYSTEM_CLOCK, Clock
 from .._request import ModelRequest, ModelResponse, ProviderResult, StreamChunk
-from ..budget import BudgetPort, BudgetTicket, SpendKey, worst_case_cost_usd
-from ..budget import cost_usd as price_usd
+from ..budget import (
+    BudgetPort,
+    BudgetTicket,
+    SpendKey,
+    UsageBound,
+    UsageOverrun,
+    settle_usage,
+    usage_bound,
+    worst_case_cost_usd,
+)
 from ..cache import CachePort
 from ..config import ModelConfig, RegistryConfig
 from ..errors import (
@@ -317,12 +325,12 @@ class RouterCore:
         order.append(selection.model_id)
         return selection.model_id
 
-    async def _admit(self, state: _Attempt,
-                     model: ModelConfig) -> tuple[RateTicket | float, BudgetTicket | None]:
-        """A rate-limit ticket (or the seconds to wait for one) and a budget ticket."""
+    async def _admit(self, state: _Attempt, model: ModelConfig,
+                     bound: UsageBound) -> tuple[RateTicket | float, BudgetTicket | None]:
+        """A rate-limit ticket (or the seconds to wait for one) and a budget ticket, each for the
+        most the call can use (``bound``)."""
         request = state.request
-        est_in = request.estimated_input_tokens()
-        tokens = est_in + request.max_tokens
+        tokens = bound.total_tokens
         # the fast path: both taken locally from a lease and a slice, nothing awaited
         rate: RateTicket | float | BaseException | None = self.admission.try_acquire(model.id, tokens)
         if self.budget is None:
@@ -330,7 +338,7 @@ class RouterCore:
                 rate = await self.admission.acquire(model.id, tokens)
             assert not isinstance(rate, BaseException)
             return rate, None
-        worst = worst_case_cost_usd(model, est_in, request.max_tokens)
+        worst = worst_case_cost_usd(model, bound.input_tokens, request.max_tokens)
         key = SpendKey(model.provider, model.id, request.agent_type)
         budget: BudgetTicket | BaseException | None = self.budget.try_reserve(key, worst)
         if rate is None and budget is None:  # both need a round trip: run them concurrently
@@ -435,7 +443,8 @@ class RouterCore:
         remaining = state.deadline - self._clock.monotonic()
         if remaining <= 0:
             raise ConcurrencyLimitTimeout("the request's deadline passed", model_id=model.id)
-        rate, budget = await self._admit(state, model)
+        bound = usage_bound(model, state.request.input_token_bound(), state.request.max_tokens)
+        rate, budget = await self._admit(state, model, bound)
         if not isinstance(rate, RateTicket):
             raise RateLimitExceeded(
                 f"model {model.id} has no rate-limit headroom", model_id=model.id, retry_after_s=rate
@@ -468,19 +477,35 @@ class RouterCore:
                                         provider=model.provider, model_id=model.id)
             raise StreamInterrupted("the stream ended without a final chunk",
                                     partial_text="".join(delivered), model_id=model.id)
-        self._settle_success(state, model, rate, budget, result)
+        self._settle_success(state, model, rate, budget, result, bound)
         yield StreamChunk(done=True, result=result, model_id=model.id)
 
     def _settle_success(self, state: _Attempt, model: ModelConfig, rate: RateTicket,
-                        budget: BudgetTicket | None, result: ProviderResult) -> None:
-        """Commit the tokens used, adopt the provider's rate-limit view, settle the cost."""
-        self.admission.commit(rate, result.input_tokens + result.cached_tokens + result.output_tokens)
+                        budget: BudgetTicket | None, result: ProviderResult,
+                        bound: UsageBound) -> None:
+        """Commit the tokens used, adopt the provider's rate-limit view, settle the cost: the
+        reported usage within ``bound`` (the amount settled is the amount logged)."""
+        settled = settle_usage(model, bound, result.input_tokens, result.output_tokens,
+                               result.cached_tokens)
+        self.admission.commit(rate, settled.tokens)
         if result.rate_limit is not None:
             self.admission.observe(model.id, result.rate_limit)
-        cost = price_usd(model, result.input_tokens, result.output_tokens, result.cached_tokens)
-        state.cost_usd += cost
+        state.cost_usd += settled.cost_usd
         if budget is not None and self.budget is not None:
-            self.budget.settle(budget, cost)
+            self.budget.settle(budget, settled.cost_usd)
+        for overrun in settled.overruns:
+            self._note_usage_anomaly(state, model, overrun)
+
+    def _note_usage_anomaly(self, state: _Attempt, model: ModelConfig, overrun: UsageOverrun) -> None:
+        """A provider reported more tokens than the call could use: alert (counts only)."""
+        log.warning("usage anomaly: %s reported %d %s, bound %d", model.id, overrun.reported,
+                    overrun.metric, overrun.bound)
+        state.events.append(PerformanceAlert(
+            **state.common(model), kind="usage_anomaly", metric=overrun.metric,
+            value=float(overrun.reported), threshold=float(overrun.bound),
+            message=(f"{model.id} reported {overrun.reported} {overrun.metric}, above the bound of "
+                     f"{overrun.bound}; charged within the bound"),
+        ))
 
     def _settle_failed(self, rate: RateTicket, budget: BudgetTicket | None, sent: bool) -> None:
         if sent:

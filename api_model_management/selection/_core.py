@@ -7,8 +7,8 @@ A pure class (no Ray, no I/O). The original algorithm:
    ``estimated_input_tokens() + max_tokens`` in its context window (and ``max_tokens`` within its
    ``max_output_tokens``), its provider allows traffic (``unknown`` counts as healthy), it is not
    reported unavailable, not rate-limited, and meets the cost / latency / quality constraints
-   (worst-case cost = input estimate × input price + ``max_tokens`` × output price, per 1k tokens;
-   latency and quality are the expected values below). Every filtered model gets a reason.
+   (worst-case cost: ``budget.worst_case_cost_usd`` on ``input_token_bound()``, as admission
+   reserves; latency and quality are the expected values below). Every filtered model gets a reason.
 2. **Score.** ``suitability = w_cap·capability + w_cost·cost + w_perf·performance + w_avail·
    availability``, each sub-score in [0, 1]:
 
@@ -63,9 +63,9 @@ COST_FLOOR_USD = 1e-6
 _ASSIGNMENT_CACHE_MAX = 4096
 _THOUSAND = Decimal(1000)
 
-# memo keys: (model_id, required_capabilities, est_in, max_tokens, priority, agent_type, constraints)
-# and (model_id, required_capabilities, constraints, exclude)
-_AssignmentKey = tuple[str | None, tuple[str, ...], int, int, Priority, str, SelectionConstraints]
+# memo keys: (model_id, required_capabilities, est_in, in_bound, max_tokens, priority, agent_type,
+# constraints) and (model_id, required_capabilities, constraints, exclude)
+_AssignmentKey = tuple[str | None, tuple[str, ...], int, int, int, Priority, str, SelectionConstraints]
 _ShapeKey = tuple[str | None, tuple[str, ...], SelectionConstraints, frozenset[str]]
 
 
@@ -356,11 +356,12 @@ class SelectorCore:
             raise InvalidInput("select needs a ModelRequest")
         now = self._clock.monotonic()
         est_in = request.estimated_input_tokens()
-        key = (request.model_id, request.required_capabilities, est_in, request.max_tokens,
-               request.priority, request.agent_type, request.constraints)
+        in_bound = request.input_token_bound()
+        key = (request.model_id, request.required_capabilities, est_in, in_bound,
+               request.max_tokens, request.priority, request.agent_type, request.constraints)
         ranking = self._assignments.get(key)
         if ranking is None or ranking.expires_at <= now:
-            ranking = self._rank(request, est_in, now, frozenset(), None)
+            ranking = self._rank(request, (est_in, in_bound), now, frozenset(), None)
             if ranking.expires_at > now:
                 if len(self._assignments) >= _ASSIGNMENT_CACHE_MAX:
                     self._assignments.clear()
@@ -380,7 +381,8 @@ class SelectorCore:
         if need_larger_context_than is not None and need_larger_context_than < 0:
             raise InvalidInput("need_larger_context_than must be >= 0")
         ranking = self._rank(
-            request, request.estimated_input_tokens(), self._clock.monotonic(),
+            request, (request.estimated_input_tokens(), request.input_token_bound()),
+            self._clock.monotonic(),
             frozenset(exclude), need_larger_context_than,
         )
         return self._choose(ranking, request.priority, explore=False)
@@ -389,17 +391,20 @@ class SelectorCore:
     def _rank(
         self,
         request: ModelRequest,
-        est_in: int,
+        sizes: tuple[int, int],
         now: float,
         exclude: frozenset[str],
         need_larger: int | None,
     ) -> _Ranking:
+        """``sizes``: the input token estimate (to fit a context window, to rank by cost) and the
+        input token bound (for the worst-case cost)."""
+        est_in, in_bound = sizes
         shape_ok, filtered = self._shape_filter(request, exclude)
         filtered = dict(filtered)
         eligible: list[_Model] = []
         expires_at = now + self._ttl_s
         for m in shape_ok:
-            reason = self._size_reason(m, request, est_in, need_larger)
+            reason = self._size_reason(m, request, est_in, in_bound, need_larger)
             if reason is None:
                 reason = self._live_reason(m, request, now)
                 until = self._limited_until.get(m.id)
@@ -445,7 +450,7 @@ class SelectorCore:
 
     @staticmethod
     def _size_reason(
-        m: _Model, request: ModelRequest, est_in: int, need_larger: int | None
+        m: _Model, request: ModelRequest, est_in: int, in_bound: int, need_larger: int | None
     ) -> str | None:
         needed = est_in + request.max_tokens
         if needed > m.context_window:
@@ -456,7 +461,7 @@ class SelectorCore:
             return f"max_tokens {request.max_tokens} > max output {m.max_output}"
         max_cost = request.constraints.max_cost_per_request
         if max_cost is not None:
-            worst = worst_case_cost_usd(m.config, est_in, request.max_tokens)
+            worst = worst_case_cost_usd(m.config, in_bound, request.max_tokens)
             if worst > max_cost:
                 return f"worst-case cost ${worst:.6f} > max ${max_cost}"
         return None

@@ -33,7 +33,7 @@ GOOD_ANSWER = (
 )
 
 
-def ok(text: str = GOOD_ANSWER, *, input_tokens: int = 100, output_tokens: int = 50,
+def ok(text: str = GOOD_ANSWER, *, input_tokens: int = 12, output_tokens: int = 50,
        cached_tokens: int = 0, finish_reason: str = "stop", **extra: Any) -> ProviderResult:
     """A successful provider result."""
     return ProviderResult(text=text, finish_reason=finish_reason, input_tokens=input_tokens,

@@ -12,7 +12,7 @@ import pytest
 
 from api_model_management import ModelRequest, SelectionConstraints
 from api_model_management.budget import BudgetTicket, LocalBudget
-from api_model_management.budget._pricing import cost_usd
+from api_model_management.budget._pricing import cost_usd, worst_case_cost_usd
 from api_model_management.errors import (
     AllCandidatesFailed,
     AuthenticationError,
@@ -93,13 +93,13 @@ def scripted(router, model_id: str, *outcomes) -> FakeAdapter:
 
 def test_success_events_cost_and_no_prompt_text():
     router, _, sleep, events = make_router()
-    result = ok(input_tokens=1234, output_tokens=567, cached_tokens=89)
+    result = ok(input_tokens=34, output_tokens=467, cached_tokens=9)  # within the usage bound
     adapter = scripted(router, MINI, result)
     response = asyncio.run(router.complete(req(MINI, agent_type="research", task_id="t-1")))
 
-    expected = (Decimal(1234) * Decimal("0.0004") + Decimal(89) * Decimal("0.0001")
-                + Decimal(567) * Decimal("0.0016")) / 1000
-    assert response.cost_usd == expected == Decimal("0.0014097")
+    expected = (Decimal(34) * Decimal("0.0004") + Decimal(9) * Decimal("0.0001")
+                + Decimal(467) * Decimal("0.0016")) / 1000
+    assert response.cost_usd == expected == Decimal("0.0007617")
     assert (response.model_id, response.provider, response.text) == (MINI, "openai", GOOD_ANSWER)
     assert response.attempts == 1 and not response.cache_hit
     assert names(events.events) == ["ModelSelected", "ResponseEvaluated", "RequestCompleted"]
@@ -108,7 +108,7 @@ def test_success_events_cost_and_no_prompt_text():
     assert {e.agent_type for e in events.events} == {"research"}
     done = events.events[-1]
     assert done.cost_usd == expected and isinstance(done.cost_usd, Decimal)
-    assert (done.input_tokens, done.output_tokens, done.cached_tokens) == (1234, 567, 89)
+    assert (done.input_tokens, done.output_tokens, done.cached_tokens) == (34, 467, 9)
     assert done.model_id == MINI and done.attempts == 1 and not done.streamed
     assert done.prompt_hash == req(MINI).prompt_hash()
     assert done.prompt_chars == len(GOOD_PROMPT) and done.response_chars == len(GOOD_ANSWER)
@@ -496,6 +496,55 @@ def test_cost_is_settled_and_no_reservation_leaks_after_success():
     assert router.ledger.reserved_usd() == 0
 
 
+def test_absurd_reported_usage_is_charged_within_the_bound_and_alerted():
+    """A provider reporting 5M output tokens against max_tokens=100: charged at most the worst
+    case reserved, the counts logged as reported, an alert, and the ledger equal to the log."""
+    router, _, _, events = make_router(_budget("1"))
+    scripted(router, MINI, ok(input_tokens=12, output_tokens=5_000_000))
+    request = req(MINI, max_tokens=100)
+    response = asyncio.run(router.complete(request))
+
+    model = router.config.model(MINI)
+    done = terminal(events.events)[0]
+    assert (done.input_tokens, done.output_tokens) == (12, 5_000_000)  # as reported
+    assert done.cost_usd == response.cost_usd == cost_usd(model, 12, 100)
+    assert done.cost_usd <= worst_case_cost_usd(model, request.input_token_bound(), 100)
+    assert router.ledger.spend("global", "*", "day") == done.cost_usd
+    assert router.ledger.reserved_usd() == 0
+    assert router.limiters[MINI].status().tokens_used == 12 + 100  # the bounded count
+    alerts = of_type(events.events, PerformanceAlert)
+    assert [(a.kind, a.metric, a.value, a.threshold, a.model_id) for a in alerts] == [
+        ("usage_anomaly", "output_tokens", 5_000_000.0, 100.0, MINI)]
+    assert GOOD_PROMPT not in alerts[0].model_dump_json()
+
+
+def test_reported_input_above_the_byte_bound_is_an_anomaly_in_a_stream_too():
+    router, _, _, events = make_router(_budget("1"))
+    request = req(MINI)
+    scripted(router, MINI, ok(input_tokens=10 * request.input_token_bound(), output_tokens=20))
+
+    async def drain() -> None:
+        async for _ in router.stream(request):
+            pass
+
+    asyncio.run(drain())
+    done = terminal(events.events)[0]
+    assert done.cost_usd == cost_usd(router.config.model(MINI), request.input_token_bound(), 20)
+    assert router.ledger.spend("global", "*", "day") == done.cost_usd
+    alerts = of_type(events.events, PerformanceAlert)
+    assert [(a.metric, a.threshold) for a in alerts] == [("input_tokens", request.input_token_bound())]
+
+
+def test_usage_within_the_bound_is_charged_exactly_its_price():
+    router, _, _, events = make_router(_budget("1"))
+    scripted(router, MINI, ok(input_tokens=12, cached_tokens=3, output_tokens=50))
+    response = asyncio.run(router.complete(req(MINI)))
+    expected = cost_usd(router.config.model(MINI), 12, 50, 3)
+    assert response.cost_usd == terminal(events.events)[0].cost_usd == expected
+    assert router.ledger.spend("global", "*", "day") == expected
+    assert of_type(events.events, PerformanceAlert) == []
+
+
 def test_no_reservation_leaks_after_failures():
     router, _, _, _ = make_router(_budget("1"))
     order = _five_failing(router, lambda: ProviderTimeout("slow"))
@@ -606,7 +655,7 @@ def test_low_quality_reroutes_once_to_a_stronger_model():
     router, _, _, events = make_router(config_with(quality={"reroute_on_low_quality": True}))
     weak = ok("", output_tokens=0)
     scripted(router, MINI, weak)
-    strong = ok(input_tokens=100, output_tokens=60)
+    strong = ok(input_tokens=30, output_tokens=60)
     scripted(router, GPT41, strong)
     response = asyncio.run(router.complete(req(MINI, GPT41)))
 

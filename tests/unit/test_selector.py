@@ -186,11 +186,13 @@ def test_provider_and_model_constraints():
 
 
 def test_max_cost_uses_the_exact_worst_case():
+    """The worst case on the input token bound: what admission reserves, not the estimate."""
     sel, _ = make()
     r = req(max_tokens=1000)
-    est = r.estimated_input_tokens()
-    mid_worst = worst_case_cost_usd(FLEET.model("mid"), est, 1000)
-    assert mid_worst == (Decimal(est) * Decimal("0.003") + 1000 * Decimal("0.015")) / 1000
+    bound = r.input_token_bound()
+    assert bound > r.estimated_input_tokens()
+    mid_worst = worst_case_cost_usd(FLEET.model("mid"), bound, 1000)
+    assert mid_worst == (Decimal(bound) * Decimal("0.003") + 1000 * Decimal("0.015")) / 1000
     at_limit = req(max_tokens=1000, constraints=SelectionConstraints(max_cost_per_request=mid_worst))
     s = sel.select(at_limit)
     assert "mid" in {c.model_id for c in s.candidates}  # equal to the max passes
