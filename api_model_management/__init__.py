@@ -58,6 +58,7 @@ _EXPORTS = {
     "QuotaExceeded": ".errors",
     "RateLimited": ".errors",
     "RateLimitExceeded": ".errors",
+    "ResponseTooLarge": ".errors",
     "StreamInterrupted": ".errors",
     "TransientProviderError": ".errors",
     "ResponseEvaluator": ".evaluation",
@@ -150,6 +151,7 @@ if _TYPE_CHECKING:  # for type checkers and IDEs: the same names, eagerly (check
         QuotaExceeded,
         RateLimited,
         RateLimitExceeded,
+        ResponseTooLarge,
         StreamInterrupted,
         TransientProviderError,
     )

@@ -14,6 +14,7 @@ text: constructors take structured fields, and messages are built from those fie
     │   │   ├── ProviderServerError      (5xx)
     │   │   ├── ProviderOverloaded       (Anthropic 529, Gemini 503, Ollama 503)
     │   │   └── MalformedResponse        (the body could not be parsed)
+    │   │       └── ResponseTooLarge     (the body passed ``max_response_bytes``; ``limit_bytes``)
     │   └── PermanentProviderError       retrying the same model will not help
     │       ├── AuthenticationError      (401/403; failover to another provider)
     │       ├── QuotaExceeded            (billing / insufficient quota; failover)
@@ -146,6 +147,13 @@ class ProviderOverloaded(TransientProviderError):
 
 class MalformedResponse(TransientProviderError):
     error_kind = "malformed_response"
+
+
+class ResponseTooLarge(MalformedResponse):
+    """The reply passed the provider's ``max_response_bytes`` (``limit_bytes``) and was not read
+    further; another candidate is tried."""
+
+    error_kind = "response_too_large"
 
 
 class PermanentProviderError(ProviderError):

@@ -84,6 +84,12 @@ class ProviderConfig(_Strict):
     #: The connection pool under the adapters' httpx API: ``aiohttp`` (faster under load) or
     #: ``httpx`` (httpcore's own pool).
     http_client: Literal["aiohttp", "httpx"] = "aiohttp"
+    #: The largest reply read from this provider: a plain body (wire and decoded bytes), the text
+    #: of a stream, and any one line of a stream. Past it the call fails with ``ResponseTooLarge``
+    #: (the next candidate is tried). 8 MiB: over five times the largest real answer (a 128k-token
+    #: reply is about 0.5 MB of text, 1.5 MB as JSON-escaped CJK), while an in-flight reply's
+    #: memory and scoring time stay bounded.
+    max_response_bytes: int = Field(default=8 * 1024 * 1024, gt=0)
 
     @field_validator("base_url")
     @classmethod

@@ -9,6 +9,7 @@ outages, so health checking can be tested against an outage.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from typing import Any
 
 import orjson
@@ -17,10 +18,17 @@ from starlette.requests import Request
 from starlette.routing import Route
 
 from . import _anthropic, _gemini, _ollama, _openai
-from ._engine import FAULT_HEADER, Engine, HeaderFaultError, Plan, plan_from_header
+from ._engine import (
+    FAULT_HEADER,
+    INFLATED_OUTPUT_TOKENS,
+    Engine,
+    HeaderFaultError,
+    Plan,
+    plan_from_header,
+)
 from ._profile import ProfileError, Provider, parse_profile
 from ._replies import TRANSPORT_KEY, Dropped, Hung, Plain, Receive, Scope, Send, Streamed
-from ._text import make_answer
+from ._text import make_answer, oversized_answer
 from ._wire import Call, Reply, WireError, json_reply
 
 _WIRES: dict[str, Any] = {"openai": _openai, "anthropic": _anthropic, "gemini": _gemini,
@@ -147,6 +155,10 @@ class EmulatorApp:
             engine.record(provider, call.model, "hang")
             return Hung(engine.profile.hang_max_s, self.hangs)
         engine.record(provider, call.model, {"ok": "200", "midstream": "midstream_error"}.get(kind, kind))
+        if kind == "oversized":
+            answer = oversized_answer(answer, plan.size_bytes)
+        elif kind == "inflated_usage":
+            answer = dataclasses.replace(answer, output_tokens=INFLATED_OUTPUT_TOKENS)
         rate = engine.rate_info(provider, call.model)
         latency_ms = int(plan.latency_s * 1000)
         headers = wire.success_headers(rate, engine.clock.now(), latency_ms)
@@ -211,7 +223,7 @@ class EmulatorApp:
             plan = plan_from_header(header) if header else self.engine.provider_outage(provider)
         except HeaderFaultError as exc:
             return Plain(_WIRES[provider].error(400, str(exc)))
-        if plan is None or plan.kind in ("ok", "midstream", "malformed"):
+        if plan is None or plan.kind not in ("drop", "hang", "error"):
             reply = ok()
             if request.method == "HEAD":
                 reply = Reply(reply.status, reply.headers, b"")

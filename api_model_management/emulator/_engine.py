@@ -117,7 +117,7 @@ class RateWindow:
 class Plan:
     """What to do with one request."""
 
-    #: ok, error, drop, hang, midstream, malformed
+    #: ok, error, drop, hang, midstream, malformed, oversized, inflated_usage
     kind: str
     status: int = 200
     retry_after_s: float | None = None
@@ -125,6 +125,14 @@ class Plan:
     ttft_s: float = 0.0
     #: For outages: the reply is the provider's overload answer.
     reason: str = ""
+    #: For ``oversized``: the bytes of answer text.
+    size_bytes: int = 0
+
+
+#: The answer text of ``x-emulator-fault: oversized`` without a size (the 20 MB of issue 10.10).
+OVERSIZED_DEFAULT_BYTES = 20 * 1024 * 1024
+#: The output tokens ``x-emulator-fault: inflated-usage`` reports (the 5M of issue 10.3).
+INFLATED_OUTPUT_TOKENS = 5_000_000
 
 
 OK = Plan("ok")
@@ -142,11 +150,17 @@ def plan_from_header(value: str) -> Plan:
             raise HeaderFaultError(f"{FAULT_HEADER}: status must be 400-599, got {code!r}")
         status = int(code)
         return Plan("error", status, retry_after_s=1.0 if status == 429 else None, reason="header")
+    if value == "oversized" or value.startswith("oversized="):
+        size = value.removeprefix("oversized").removeprefix("=") or str(OVERSIZED_DEFAULT_BYTES)
+        if not size.isdigit() or int(size) <= 0:
+            raise HeaderFaultError(f"{FAULT_HEADER}: oversized=<bytes> needs a positive size")
+        return Plan("oversized", reason="header", size_bytes=int(size))
     kinds = {"timeout": "hang", "hang": "hang", "drop": "drop", "midstream-error": "midstream",
-             "malformed": "malformed"}
+             "malformed": "malformed", "inflated-usage": "inflated_usage"}
     if value not in kinds:
         raise HeaderFaultError(
-            f"{FAULT_HEADER}: expected status=<code>, timeout, drop, midstream-error or malformed"
+            f"{FAULT_HEADER}: expected status=<code>, timeout, drop, midstream-error, malformed, "
+            "oversized[=<bytes>] or inflated-usage"
         )
     return Plan(kinds[value], reason="header")
 
@@ -289,7 +303,8 @@ class Engine:
                 if draw < rate:
                     if kind == "error":
                         return Plan("error", status, retry_after_s=1.0 if status == 429 else None)
-                    return Plan(kind, latency_s=latency_s, ttft_s=ttft_s)
+                    size = spec.oversized_bytes or OVERSIZED_DEFAULT_BYTES
+                    return Plan(kind, latency_s=latency_s, ttft_s=ttft_s, size_bytes=size)
                 draw -= rate
         if latency_s == 0.0:
             return OK
@@ -327,7 +342,7 @@ class Engine:
         """``{"total": n, "models": {model: {outcome: n}}, "providers": {provider: {outcome: n}}}``.
 
         Outcomes are HTTP statuses as strings (``"200"``, ``"429"``) or ``drop``, ``hang``,
-        ``midstream_error``, ``malformed``.
+        ``midstream_error``, ``malformed``, ``oversized``, ``inflated_usage``.
         """
         models: dict[str, Counter[str]] = {}
         providers: dict[str, Counter[str]] = {}
@@ -345,7 +360,8 @@ class Engine:
 def _fault_rates(spec: FaultSpec) -> list[tuple[str, int, float]]:
     rates = [("error", int(s), r) for s, r in sorted((spec.error_rates or {}).items()) if r > 0]
     for kind, rate in (("drop", spec.drop_rate), ("hang", spec.hang_rate),
-                       ("midstream", spec.midstream_error_rate), ("malformed", spec.malformed_rate)):
+                       ("midstream", spec.midstream_error_rate), ("malformed", spec.malformed_rate),
+                       ("oversized", spec.oversized_rate)):
         if rate:
             rates.append((kind, 0, rate))
     return rates

@@ -92,6 +92,9 @@ class FaultSpec(_Strict):
     hang_rate: float | None = Field(default=None, ge=0, le=1)
     midstream_error_rate: float | None = Field(default=None, ge=0, le=1)
     malformed_rate: float | None = Field(default=None, ge=0, le=1)
+    #: Probability of an answer of ``oversized_bytes`` of text (default 20 MiB).
+    oversized_rate: float | None = Field(default=None, ge=0, le=1)
+    oversized_bytes: int | None = Field(default=None, gt=0)
     latency: Latency | None = None
     rate_limits: RateLimits | None = None
     outages: list[Outage] | None = None

@@ -132,6 +132,14 @@ def make_answer(full_text: str, prompt_chars: int, max_tokens: int | None) -> An
     return Answer(cut, input_tokens, count_tokens(cut), True)
 
 
+def oversized_answer(answer: Answer, size_bytes: int) -> Answer:
+    """``answer`` with its text replaced by ``size_bytes`` of filler (1 KiB words, so a stream of
+    it has a few thousand frames, not millions); usage as for a real answer that long."""
+    word = "x" * 1023 + " "
+    text = (word * (size_bytes // len(word) + 1))[:size_bytes]
+    return Answer(text, answer.input_tokens, count_tokens(text), False)
+
+
 def split_for_stream(text: str, words_per_chunk: int = 3) -> list[str]:
     """Pieces of ``text`` that concatenate back to it exactly."""
     pieces = re.findall(r"\S+\s*|\s+", text)

@@ -11,7 +11,7 @@ import asyncio
 import logging
 import re
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -83,6 +83,46 @@ def api_root(base_url: str, default_version: str) -> str:
     ``base_url/<default_version>``."""
     base = base_url.rstrip("/")
     return base if _VERSIONED.search(base) else f"{base}/{default_version}"
+
+
+class _BoundedBody(httpx.AsyncByteStream):
+    """A response body that raises ``too_large()`` once it passes ``limit_bytes``: in total (a
+    plain reply) or, with ``per_line``, within any one line (a stream, whose text the adapter
+    counts; a line is buffered whole before it is parsed)."""
+
+    def __init__(self, stream: httpx.SyncByteStream | httpx.AsyncByteStream, limit_bytes: int,
+                 too_large: Callable[[], errors.ProviderError], *, per_line: bool = False) -> None:
+        if not isinstance(stream, httpx.AsyncByteStream):
+            raise TypeError("an async client's response has an async body")
+        self._stream = stream
+        self._limit = limit_bytes
+        self._too_large = too_large
+        self._per_line = per_line
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        size = 0  # bytes so far (of the current line, per line)
+        async for part in self._stream:
+            first = part.find(b"\n") if self._per_line else -1
+            if first < 0:
+                size += len(part)
+                over = size > self._limit
+            else:
+                last = part.rfind(b"\n")
+                inner = last - first - 1  # the lines between the first and last newline
+                over = size + first > self._limit or (
+                    inner > self._limit and _longest_line(part[first + 1:last]) > self._limit
+                )
+                size = len(part) - last - 1
+            if over:
+                raise self._too_large()
+            yield part
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+
+def _longest_line(data: bytes) -> int:
+    return max(map(len, data.split(b"\n")))
 
 
 class ProviderAdapter(ABC):
@@ -232,11 +272,15 @@ class ProviderAdapter(ABC):
         state = StreamState()
         delivered: list[str] = []
         ttft_ms: float | None = None
+        text_bytes = 0
         try:
             lines = self._lines(response, model.id, deadline)
             async for delta in self._parse_stream(lines, state, model):
                 if not delta:
                     continue
+                text_bytes += len(delta.encode("utf-8", "surrogatepass"))
+                if text_bytes > self.config.max_response_bytes:
+                    raise self._too_large(model.id, response.status_code, "streamed text")
                 if ttft_ms is None:
                     ttft_ms = (self._clock.monotonic() - start) * 1000.0
                 delivered.append(delta)
@@ -353,11 +397,13 @@ class ProviderAdapter(ABC):
         total_s: float,
         headers: dict | None,
     ) -> httpx.Response:
-        """Send and read the whole reply within ``total_s``; raise the typed error for ≥400."""
+        """Send and read the whole reply (at most ``max_response_bytes``) within ``total_s``;
+        raise the typed error for ≥400."""
         request = self._build(method, url, body, total_s, headers)
         try:
             async with asyncio.timeout(total_s):
-                response = await self._client.send(request)
+                response = await self._client.send(request, stream=True)
+                await self._read_bounded(response, model_id)
         except _TRANSPORT_ERRORS as exc:
             raise self._transport_error(exc, model_id) from exc
         if response.status_code >= 400:
@@ -378,15 +424,41 @@ class ProviderAdapter(ABC):
             async with asyncio.timeout_at(deadline):
                 response = await self._client.send(request, stream=True)
                 if response.status_code >= 400:
-                    try:
-                        await response.aread()
-                    finally:
-                        await response.aclose()
+                    await self._read_bounded(response, model_id)
         except _TRANSPORT_ERRORS as exc:
             raise self._transport_error(exc, model_id) from exc
         if response.status_code >= 400:
             raise self._http_error(response, model_id)
+        response.stream = _BoundedBody(response.stream, self.config.max_response_bytes,
+                                       lambda: self._too_large(model_id, 200, "stream line"),
+                                       per_line=True)
         return response
+
+    async def _read_bounded(self, response: httpx.Response, model_id: str | None) -> None:
+        """Read the body into ``response.content``, refused past ``max_response_bytes``: by its
+        Content-Length before reading, else as it arrives (nothing more is read; the connection
+        is closed)."""
+        limit = self.config.max_response_bytes
+        status = response.status_code
+        try:
+            declared = response.headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > limit:
+                raise self._too_large(model_id, status, "content-length")
+            response.stream = _BoundedBody(
+                response.stream, limit, lambda: self._too_large(model_id, status, "body")
+            )
+            await response.aread()
+        finally:
+            await response.aclose()
+
+    def _too_large(self, model_id: str | None, status: int, what: str) -> errors.ResponseTooLarge:
+        limit = self.config.max_response_bytes
+        logger.info("%s %s: %s above max_response_bytes=%d", self.name, model_id, what, limit)
+        return errors.ResponseTooLarge(
+            f"{self.name}: response larger than max_response_bytes={limit} ({what})",
+            provider=self.name, model_id=model_id, http_status=status,
+            raw_type="response_too_large", limit_bytes=limit,
+        )
 
     async def _lines(
         self, response: httpx.Response, model_id: str, deadline: float

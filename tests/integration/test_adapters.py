@@ -293,3 +293,93 @@ def test_probe_failures(emulator, kind, fault, error_kind):
     expected = "server_error" if (kind, fault) == ("anthropic", "status=503") else error_kind
     result = with_adapter(emulator, kind, lambda a: a.probe(headers={FAULT: fault}))
     assert not result.ok and result.error_kind == expected and result.models is None
+
+
+# =============================================================================================
+# the size of a reply (max_response_bytes) and absurd usage
+
+SMALL_LIMIT = 64 * 1024
+
+
+def limited_adapter(emulator, kind: str) -> ProviderAdapter:
+    config = ProviderConfig(type=kind, base_url=emulator.url_for(kind), max_connections=4,
+                            timeouts={"connect_s": 2.0, "read_s": 10.0, "total_s": 15.0},
+                            max_response_bytes=SMALL_LIMIT)  # fmt: skip
+    return make_adapter(kind, config, SecretStr(KEY))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_an_oversized_reply_is_refused_and_the_pool_stays_usable(emulator, kind):
+    oversized = {FAULT: "oversized=4000000"}  # 4 MB of text, refused after 64 KiB
+
+    async def go():
+        adapter = limited_adapter(emulator, kind)
+        try:
+            with pytest.raises(errors.ResponseTooLarge) as plain:
+                await adapter.complete(request(), model_config(kind), headers=oversized)
+            with pytest.raises(errors.StreamInterrupted) as streamed:
+                async for _ in adapter.stream(request(), model_config(kind), headers=oversized):
+                    pass
+            after = await adapter.complete(request(), model_config(kind))  # a clean connection
+            return plain.value, streamed.value, after
+        finally:
+            await adapter.aclose()
+
+    plain, streamed, after = asyncio.run(go())
+    assert plain.transient and plain.failover and plain.limit_bytes == SMALL_LIMIT
+    assert f"max_response_bytes={SMALL_LIMIT}" in str(plain) and "xxxx" not in str(plain)
+    # the stream delivered text before it passed the limit: interrupted, never more than the limit
+    assert streamed.cause_kind == "response_too_large"
+    assert 0 < len(streamed.partial_text.encode()) <= SMALL_LIMIT
+    assert after.text and after.finish_reason in ("stop", "length")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_absurd_reported_usage_is_settled_within_the_bound(emulator, kind):
+    from api_model_management.budget import settle_usage, usage_bound, worst_case_cost_usd
+
+    result = complete(emulator, kind, "inflated-usage")
+    assert result.output_tokens >= 5_000_000  # passed through as reported
+    model, req = model_config(kind), request()
+    bound = usage_bound(model, req.input_token_bound(), req.max_tokens)
+    settled = settle_usage(model, bound, result.input_tokens, result.output_tokens,
+                           result.cached_tokens)  # fmt: skip
+    assert settled.cost_usd <= worst_case_cost_usd(model, req.input_token_bound(), req.max_tokens)
+    assert [o.metric for o in settled.overruns] == ["output_tokens"]
+    normal = complete(emulator, kind)  # the emulator's real usage is within the bound
+    assert settle_usage(model, bound, normal.input_tokens, normal.output_tokens).overruns == ()
+
+
+def test_the_router_fails_over_from_an_oversized_reply(fresh_emulator, tmp_path):
+    from api_model_management import SelectionConstraints
+    from api_model_management.config._load import demo_config, override, with_provider_base_urls
+    from api_model_management.events import PerformanceAlert, RequestCompleted
+    from api_model_management.routing import ListEvents, build_local_router
+
+    fresh_emulator.set_profile(Profile.model_validate(
+        {"models": {"gpt-4.1-mini": {"oversized_rate": 1.0, "oversized_bytes": 4_000_000}}}))
+    config = demo_config()
+    config = with_provider_base_urls(
+        config, {n: fresh_emulator.url_for(p.type) for n, p in config.providers.items()})
+    config = override(config, providers={n: {"max_response_bytes": SMALL_LIMIT}
+                                         for n in config.providers})  # fmt: skip
+    keys = {"AMM_DEMO_OPENAI_KEY": KEY, "AMM_DEMO_ANTHROPIC_KEY": KEY, "AMM_DEMO_GOOGLE_KEY": KEY}
+    events = ListEvents()
+    router = build_local_router(config, env=keys, data_dir=tmp_path, events=events)
+    allowed = SelectionConstraints(allowed_models=("gpt-4.1-mini", "claude-haiku-4-5"))
+
+    async def go():
+        try:
+            return await router.complete(ModelRequest(prompt=PROMPT, constraints=allowed,
+                                                      max_tokens=60))  # fmt: skip
+        finally:
+            for adapter in router.adapters.values():
+                await adapter.aclose()
+
+    response = asyncio.run(go())
+    assert response.model_id == "claude-haiku-4-5" and response.attempts == 2
+    failed = [e for e in events.events if type(e).__name__ == "AttemptFailed"]
+    assert [(e.model_id, e.error_kind) for e in failed] == [("gpt-4.1-mini", "response_too_large")]
+    done = [e for e in events.events if isinstance(e, RequestCompleted)]
+    assert len(done) == 1 and done[0].cost_usd == response.cost_usd
+    assert not [e for e in events.events if isinstance(e, PerformanceAlert)]

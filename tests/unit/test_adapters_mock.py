@@ -869,6 +869,102 @@ def test_undecodable_content_encoding_is_malformed(stream):
     assert type(err) is errors.MalformedResponse and err.raw_type == "DecodingError"
 
 
+# ---------------------------------------------------------------------------------------------
+# max_response_bytes
+
+LIMIT = 2048
+
+
+def limited(kind: str, reply: httpx.Response, *, stream: bool = False, limit: int = LIMIT):
+    """The adapter's outcome (a result, chunks or the error) with ``max_response_bytes=limit``."""
+
+    async def go():
+        a = adapter(kind, lambda r: reply, max_response_bytes=limit)
+        try:
+            if stream:
+                return [c async for c in a.stream(request(), model_config(kind))]
+            return await a.complete(request(), model_config(kind))
+        except (errors.ProviderError, errors.StreamInterrupted) as exc:
+            return exc
+        finally:
+            await a.aclose()
+
+    return run(go())
+
+
+class Body:
+    """A large body served in 1 KiB pieces, counting what the adapter read."""
+
+    def __init__(self, size: int, piece: bytes = b'{"pad": "' + b"x" * 1014 + b'"}') -> None:
+        self.size, self.piece, self.read = size, piece, 0
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        while self.read < self.size:
+            self.read += len(self.piece)
+            yield self.piece
+
+
+def assert_too_large(err: BaseException, kind: str, limit: int = LIMIT) -> None:
+    assert type(err) is errors.ResponseTooLarge and isinstance(err, errors.MalformedResponse)
+    assert err.transient and err.failover and err.error_kind == "response_too_large"
+    assert f"max_response_bytes={limit}" in str(err) and err.limit_bytes == limit
+    assert (err.provider, err.model_id) == (kind, f"{kind}-model") and "xxxx" not in str(err)
+    clone = pickle.loads(pickle.dumps(err))
+    assert type(clone) is errors.ResponseTooLarge and clone.limit_bytes == limit
+
+
+@pytest.mark.parametrize("kind", list(BASES))
+def test_a_reply_above_max_response_bytes_is_refused_as_it_arrives(kind):
+    body = Body(20 * 1024 * 1024)
+    err = limited(kind, httpx.Response(200, content=body, headers={"content-type": "application/json"}))
+    assert_too_large(err, kind)
+    assert body.read <= LIMIT + 1024  # stopped at the limit, not after 20 MiB
+
+
+@pytest.mark.parametrize("kind", list(BASES))
+def test_a_declared_content_length_above_the_limit_is_refused_before_reading(kind):
+    body = Body(20 * 1024 * 1024)
+    reply = httpx.Response(200, content=body, headers={"content-length": str(20 * 1024 * 1024)})
+    assert_too_large(limited(kind, reply), kind)
+    assert body.read == 0
+
+
+@pytest.mark.parametrize("kind", list(BASES))
+def test_a_reply_of_exactly_the_limit_is_read(kind):
+    payload = orjson.dumps(OK[kind])
+    result = limited(kind, httpx.Response(200, content=payload), limit=len(payload))
+    assert not isinstance(result, BaseException) and result.text == "Hello!"
+    assert_too_large(limited(kind, httpx.Response(200, content=payload), limit=len(payload) - 1),
+                     kind, len(payload) - 1)
+
+
+@pytest.mark.parametrize("kind", list(STREAMS))
+def test_streamed_text_above_the_limit(kind):
+    first, second = "é" * 300, "b" * 600  # 600 bytes of UTF-8 each
+    events = [e.replace('"Hel"', f'"{first}"').replace('"lo"', f'"{second}"')
+              for e in STREAMS[kind][0]]
+    ok = limited(kind, stream_body(kind, events), stream=True, limit=1200)
+    assert not isinstance(ok, BaseException) and ok[-1].result.text == first + second
+    late = limited(kind, stream_body(kind, events), stream=True, limit=1199)
+    assert isinstance(late, errors.StreamInterrupted) and late.partial_text == first
+    assert late.cause_kind == "response_too_large" and "é" not in str(late)
+    early = limited(kind, stream_body(kind, events), stream=True, limit=599)  # before any text
+    assert_too_large(early, kind, 599)
+
+
+@pytest.mark.parametrize("kind", list(STREAMS))
+def test_a_stream_line_longer_than_the_limit_is_refused_unbuffered(kind):
+    body = Body(20 * 1024 * 1024, piece=b"x" * 1024)  # one endless line
+    reply = httpx.Response(200, content=body, headers={"content-type": "text/event-stream"})
+    assert_too_large(limited(kind, reply, stream=True), kind)
+    assert body.read <= LIMIT + 1024
+    many_lines = Body(64 * 1024, piece=b"\n" * 1024)  # 1 KiB pieces of empty lines
+    reply = httpx.Response(200, content=many_lines, headers={"content-type": "text/event-stream"})
+    err = limited(kind, reply, stream=True, limit=64)
+    assert type(err) is errors.ProviderConnectionError  # no terminator, but no line too long
+    assert many_lines.read >= 64 * 1024
+
+
 def test_total_timeout_is_enforced():
     async def slow(req):
         await asyncio.Event().wait()  # never answers

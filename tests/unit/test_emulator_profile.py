@@ -127,13 +127,27 @@ def test_fault_free_profile_always_succeeds() -> None:
 @pytest.mark.parametrize(("header", "kind", "status"), [
     ("status=503", "error", 503), ("timeout", "hang", 200), ("drop", "drop", 200),
     ("midstream-error", "midstream", 200), ("malformed", "malformed", 200), ("STATUS=429", "error", 429),
+    ("oversized", "oversized", 200), ("inflated-usage", "inflated_usage", 200),
 ])
 def test_header_faults(header: str, kind: str, status: int) -> None:
     plan = plan_from_header(header)
     assert (plan.kind, plan.status) == (kind, status)
 
 
-@pytest.mark.parametrize("header", ["status=200", "status=abc", "explode"])
+def test_oversized_rate_in_a_profile() -> None:
+    engine, _ = _engine({"models": {"big": {"oversized_rate": 1.0, "oversized_bytes": 4096}}})
+    plan = engine.plan("openai", "big", 1)
+    assert (plan.kind, plan.size_bytes) == ("oversized", 4096)
+    assert engine.plan("openai", "small", 1).kind == "ok"
+
+
+def test_oversized_header_fault_sizes() -> None:
+    assert plan_from_header("oversized=65536").size_bytes == 65536
+    assert plan_from_header("oversized").size_bytes == 20 * 1024 * 1024
+
+
+@pytest.mark.parametrize("header", ["status=200", "status=abc", "explode", "oversized=0",
+                                    "oversized=big"])
 def test_bad_header_faults(header: str) -> None:
     with pytest.raises(HeaderFaultError):
         plan_from_header(header)

@@ -28,6 +28,7 @@ from api_model_management.errors import (
     ProviderTimeout,
     QuotaExceeded,
     RateLimited,
+    ResponseTooLarge,
     StreamInterrupted,
 )
 from api_model_management.events import (
@@ -145,6 +146,7 @@ TRANSIENT = [
     ProviderServerError("500", http_status=500),
     ProviderOverloaded("529", http_status=529),
     MalformedResponse("bad body"),
+    ResponseTooLarge("larger than max_response_bytes=8388608", limit_bytes=8388608),
 ]
 
 
@@ -353,7 +355,8 @@ def test_stream_success():
     ProviderOverloaded("529", http_status=529),
     Streamed((), ProviderServerError("500", http_status=500)),
     Streamed((), None),  # the stream ended with no text and no final chunk
-], ids=["connection", "overloaded", "error-before-text", "empty-no-final"])
+    ResponseTooLarge("the first delta passed max_response_bytes", limit_bytes=1024),
+], ids=["connection", "overloaded", "error-before-text", "empty-no-final", "too-large"])
 def test_stream_failure_before_the_first_token_fails_over_invisibly(failure):
     router, _, _, events = make_router()
     scripted(router, MINI, failure)
