@@ -11,10 +11,17 @@ kinds and counts only, never prompt or answer text, so that the explanation may 
 The factors are chosen so that the documented invariants hold (and are property-tested): a
 ``length`` finish never scores above a clean stop; appending text unrelated to the prompt never
 raises relevance; repeating the answer never raises coherence.
+
+Large answers (scoring takes about 0.35 s a MB, holding the GIL) are kept off the caller's event
+loop: :meth:`ResponseEvaluator.evaluate_async` scores answers longer than
+:data:`INLINE_MAX_CHARS` in a worker thread, and an answer longer than :data:`SCORED_MAX_CHARS` is
+scored on its first :data:`SCORED_MAX_CHARS` characters, cut back to a sentence end (the
+explanation says so). Both rules depend on the text alone, so scores stay deterministic.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 import re
 import string
@@ -52,6 +59,12 @@ _DROP_PLAIN = str.maketrans("", "", _PLAIN)
 _EXTRA_SYMBOLS = set("…–—’‘“”·•°€£")
 _MAX_WORD_CHARS = 40
 _K1 = 1.2  # BM25 term-frequency saturation for prompt terms
+#: Answers up to this many characters are scored on the caller's loop (about 10 ms at most).
+INLINE_MAX_CHARS = 32 * 1024
+#: Longer answers are scored on a prefix this long (about 80 ms; the GIL is held for at most
+#: about 15 ms at a time, so a loop beside the worker thread keeps running).
+SCORED_MAX_CHARS = 256 * 1024
+_SENTENCE_ENDS = (". ", "! ", "? ", ".\n", "!\n", "?\n", "\n\n")
 
 
 class Evaluation(BaseModel):
@@ -87,26 +100,49 @@ class ResponseEvaluator:
         self._settings = settings or QualitySettings()
 
     def evaluate(self, request: ModelRequest, text: str, finish_reason: str | None) -> Evaluation:
-        """Score ``text`` as the answer to ``request`` (``finish_reason`` normalized, or None)."""
-        answer = _Answer(text)
+        """Score ``text`` as the answer to ``request`` (``finish_reason`` normalized, or None);
+        an answer longer than :data:`SCORED_MAX_CHARS` on its :func:`scored_part`."""
+        scored = scored_part(text)
+        note = [] if scored is text else [f"scored the first {len(scored)} of {len(text)} characters"]
+        answer = _Answer(scored)
         if not answer.tokens:
             empty = ["empty answer"]
-            return self._result(0.0, 0.0, 0.0, empty, empty, empty)
+            return self._result(0.0, 0.0, 0.0, empty, empty, empty, note)
         asked = request_text(request)
         completeness, c_why = _completeness(extract(asked), answer, finish_reason, request.max_tokens)
         relevance, r_why = _relevance(asked, answer)
         coherence, h_why = _coherence(answer)
-        return self._result(completeness, relevance, coherence, c_why, r_why, h_why)
+        return self._result(completeness, relevance, coherence, c_why, r_why, h_why, note)
+
+    async def evaluate_async(self, request: ModelRequest, text: str,
+                             finish_reason: str | None) -> Evaluation:
+        """:meth:`evaluate`, in a worker thread for answers longer than :data:`INLINE_MAX_CHARS`
+        (the same scores, without stalling the caller's event loop)."""
+        if len(text) <= INLINE_MAX_CHARS:
+            return self.evaluate(request, text, finish_reason)
+        return await asyncio.to_thread(self.evaluate, request, text, finish_reason)
 
     def _result(self, completeness: float, relevance: float, coherence: float,
-                c_why: list[str], r_why: list[str], h_why: list[str]) -> Evaluation:
+                c_why: list[str], r_why: list[str], h_why: list[str],
+                note: list[str]) -> Evaluation:
         c, r, h = (_unit(completeness), _unit(relevance), _unit(coherence))
         w = self._settings.weights
         quality = _unit(w.completeness * c + w.relevance * r + w.coherence * h)
         parts = [_explain("completeness", c, c_why), _explain("relevance", r, r_why),
-                 _explain("coherence", h, h_why)]
+                 _explain("coherence", h, h_why), *note]
         return Evaluation(completeness=c, relevance=r, coherence=h, quality_score=quality,
                           low_quality=quality < self._settings.threshold, explanation="; ".join(parts))
+
+
+def scored_part(text: str) -> str:
+    """The part of an answer that is scored: all of it up to :data:`SCORED_MAX_CHARS`, else its
+    first :data:`SCORED_MAX_CHARS` characters cut back to the last sentence end in the second half
+    of that window (so the prefix does not look cut off mid-sentence), if there is one."""
+    if len(text) <= SCORED_MAX_CHARS:
+        return text
+    head = text[:SCORED_MAX_CHARS]
+    end = max(head.rfind(mark) for mark in _SENTENCE_ENDS)
+    return head[:end + 1] if end >= SCORED_MAX_CHARS // 2 else head
 
 
 def request_text(request: ModelRequest) -> str:

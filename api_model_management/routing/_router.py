@@ -404,7 +404,7 @@ class RouterCore:
                 model_id = await self._failover(state, order, model, exc, attempt, larger_than)
                 continue
             assert result is not None
-            response, evaluation = self._succeed(state, model, result, attempt)
+            response, evaluation = await self._succeed(state, model, result, attempt)
             stronger = self._reroute_target(state, order, model, evaluation, rerouted)
             if stronger is not None and self._clock.monotonic() >= state.deadline:
                 stronger = None  # no time left to try it: the event must not say it was
@@ -614,9 +614,11 @@ class RouterCore:
     # -----------------------------------------------------------------------------------------
     # success
 
-    def _succeed(self, state: _Attempt, model: ModelConfig, result: ProviderResult,
-                 attempt: int) -> tuple[ModelResponse, Evaluation]:
-        evaluation = self.evaluator.evaluate(state.request, result.text, result.finish_reason)
+    async def _succeed(self, state: _Attempt, model: ModelConfig, result: ProviderResult,
+                       attempt: int) -> tuple[ModelResponse, Evaluation]:
+        # a large answer is scored in a worker thread: the loop serves other requests meanwhile
+        evaluation = await self.evaluator.evaluate_async(state.request, result.text,
+                                                         result.finish_reason)
         self.outcomes.outcome(model.provider, model.id, True, None, result.latency_ms, evaluation.quality_score)
         state.events.append(ResponseEvaluated(
             **state.common(model), completeness=evaluation.completeness,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
@@ -268,3 +269,68 @@ def test_parse_judge_score(reply: str, expected: float) -> None:
 @pytest.mark.parametrize("reply", ["", "no idea", "15", "Score: -3", "12/10", "Score: 11"])
 def test_parse_judge_score_rejects_unusable_replies(reply: str) -> None:
     assert parse_judge_score(reply) is None
+
+
+# -- large answers -----------------------------------------------------------------------------
+
+HASH_REQUEST = ModelRequest(prompt="Explain what a hash map is and when to use one.")
+SENTENCES = (
+    "A hash map stores key value pairs in buckets indexed by a hash of the key. ",
+    "Lookups, inserts and deletes take constant time on average. ",
+    "Collisions are resolved by chaining or by open addressing with probing. ",
+    "The table grows when its load factor passes a threshold, rehashing every key. ",
+)
+
+
+def long_answer(chars: int) -> str:
+    """An answer of about ``chars`` characters, sentences numbered so that none repeats."""
+    parts, size, i = [], 0, 0
+    while size < chars:
+        part = f"Point {i}: {SENTENCES[i % len(SENTENCES)]}"
+        parts.append(part)
+        size, i = size + len(part), i + 1
+    return "".join(parts)
+
+
+def test_a_long_answer_is_scored_on_a_prefix_ending_at_a_sentence() -> None:
+    from api_model_management.evaluation._evaluator import SCORED_MAX_CHARS, scored_part
+
+    text = long_answer(1_000_000)
+    part = scored_part(text)
+    assert SCORED_MAX_CHARS // 2 <= len(part) <= SCORED_MAX_CHARS and text.startswith(part)
+    assert part.endswith(".")
+    short = long_answer(10_000)
+    assert scored_part(short) is short
+    result = ResponseEvaluator().evaluate(HASH_REQUEST, text, "stop")
+    assert f"scored the first {len(part)} of {len(text)} characters" in result.explanation
+    assert "looks cut off" not in result.explanation and "mid-sentence" not in result.explanation
+    assert result == ResponseEvaluator().evaluate(HASH_REQUEST, text, "stop")  # deterministic
+
+
+def test_a_large_answer_is_scored_off_the_event_loop_with_the_same_result() -> None:
+    evaluator = ResponseEvaluator()
+    text = long_answer(1_000_000)
+
+    async def go() -> tuple[Evaluation, int]:
+        ticks, done = 0, False
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while not done:
+                ticks += 1
+                await asyncio.sleep(0.001)
+
+        task = asyncio.create_task(ticker())
+        await asyncio.sleep(0)
+        before = ticks
+        result = await evaluator.evaluate_async(HASH_REQUEST, text, "stop")
+        during = ticks - before
+        done = True
+        await task
+        return result, during
+
+    result, ticks = asyncio.run(go())
+    assert ticks >= 2  # the loop kept running while the answer was scored
+    assert result == evaluator.evaluate(HASH_REQUEST, text, "stop")
+    small = asyncio.run(evaluator.evaluate_async(ASYNC_REQUEST, GOOD_ASYNC, "stop"))
+    assert small == evaluator.evaluate(ASYNC_REQUEST, GOOD_ASYNC, "stop")

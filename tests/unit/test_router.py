@@ -674,6 +674,16 @@ def test_low_quality_reroutes_once_to_a_stronger_model():
     assert router.config.model(GPT41).quality_prior > router.config.model(MINI).quality_prior
 
 
+def test_a_large_answer_is_scored_in_a_worker_thread_on_a_prefix():
+    router, _, _, events = make_router()
+    text = (GOOD_ANSWER + " ") * 2000  # about 350 KB: scored off the loop, on a prefix
+    scripted(router, MINI, ok(text, output_tokens=100))
+    response = asyncio.run(router.complete(req(MINI)))
+    evaluated = of_type(events.events, ResponseEvaluated)[0]
+    assert response.text == text and f"of {len(text)} characters" in evaluated.explanation
+    assert evaluated.quality_score == response.quality_score
+
+
 def test_low_quality_reroutes_at_most_once():
     router, _, _, events = make_router(config_with(quality={"reroute_on_low_quality": True}))
     scripted(router, MINI, ok(""))
