@@ -6,6 +6,7 @@ from ._core import (
     ENTRY_OVERHEAD_BYTES,
     CacheCore,
     CachedEntry,
+    CacheHit,
     CacheStats,
 )
 from ._tiers import CachePort, LocalCache, TieredCache
@@ -14,6 +15,7 @@ __all__ = [
     "CACHEABLE_FINISH_REASONS",
     "ENTRY_OVERHEAD_BYTES",
     "CacheCore",
+    "CacheHit",
     "CachePort",
     "CacheStats",
     "CachedEntry",

@@ -7,7 +7,8 @@ looked up (``request.is_cacheable(settings.deterministic_only)``), and only comp
 
 Bounds: at most ``max_entries`` entries and ``max_bytes`` bytes (an entry's size is its response
 serialized as JSON plus a fixed overhead); the least recently used entries go first. An entry older
-than ``ttl_s`` is never returned: it is dropped when met, and :meth:`CacheCore.purge_expired` drops
+than its TTL (``ttl_s``, or the shorter life of a copy taken from another tier: it expires with
+the original) is never returned: it is dropped when met, and :meth:`CacheCore.purge_expired` drops
 all of them (the shared Cache actor calls it at most once a minute, on writes; each router's
 local tier from its housekeeping, as often).
 
@@ -20,6 +21,7 @@ text unless ``store_prompts`` is on); hits and saved cost fold from ``RequestCom
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -46,6 +48,21 @@ class CachedEntry:
     stored_at: datetime
     age_s: float
     hits: int
+    expires_in_s: float  # until the entry expires (its TTL less its age)
+
+    def hit(self) -> CacheHit:
+        """What a cache tier answers for this entry."""
+        return CacheHit(self.response, self.cost_usd, self.expires_in_s)
+
+
+@dataclass(frozen=True, slots=True)
+class CacheHit:
+    """What a cache tier answers on a hit (``CachePort.get``): the response, what it cost when it
+    was made, and how long the entry has left, so that a copy of it expires with it."""
+
+    response: ModelResponse
+    cost_usd: Decimal
+    expires_in_s: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +99,7 @@ class _Entry:
     size_bytes: int
     stored_mono: float
     stored_at: datetime
+    ttl_s: float
     hits: int = 0
 
 
@@ -125,18 +143,24 @@ class CacheCore:
         entry.hits += 1
         self._hits += 1
         self._saved_usd += entry.cost_usd
-        return CachedEntry(key, entry.response, entry.cost_usd, entry.stored_at,
-                           now - entry.stored_mono, entry.hits)
+        age_s = now - entry.stored_mono
+        return CachedEntry(key, entry.response, entry.cost_usd, entry.stored_at, age_s,
+                           entry.hits, entry.ttl_s - age_s)
 
-    def put(self, request: ModelRequest, response: ModelResponse, cost_usd: Decimal) -> bool:
+    def put(self, request: ModelRequest, response: ModelResponse, cost_usd: Decimal, *,
+            ttl_s: float | None = None) -> bool:
         """Store ``response`` for ``request``; True when stored. Not stored: cache disabled, request
-        not cacheable, incomplete or cached response, or larger than ``max_bytes`` on its own."""
+        not cacheable, incomplete or cached response, or larger than ``max_bytes`` on its own.
+
+        ``ttl_s``: a shorter life than the configured TTL (a copy of an entry from another tier
+        keeps that entry's expiry); never longer. Nothing is stored when it is not positive."""
         if not isinstance(response, ModelResponse):
             raise InvalidInput("put needs a ModelResponse")
         if not isinstance(cost_usd, Decimal) or not cost_usd.is_finite() or cost_usd < 0:
             raise InvalidInput("cost_usd must be a finite Decimal >= 0")
+        life_s = self.settings.ttl_s if ttl_s is None else min(_seconds(ttl_s), self.settings.ttl_s)
         key = self._lookup_key(request)
-        if key is None or response.cache_hit:
+        if key is None or response.cache_hit or life_s <= 0:
             return False
         if response.finish_reason not in CACHEABLE_FINISH_REASONS:
             return False
@@ -146,7 +170,7 @@ class CacheCore:
         if key in self._entries:
             self._drop(key)
         self._entries[key] = _Entry(response, cost_usd, size, self._clock.monotonic(),
-                                    self._clock.now())
+                                    self._clock.now(), life_s)
         self._bytes += size
         self._evict()
         return True
@@ -178,7 +202,7 @@ class CacheCore:
 
     # -- internals ---------------------------------------------------------------------------
     def _expired(self, entry: _Entry, now: float) -> bool:
-        return now - entry.stored_mono >= self.settings.ttl_s
+        return now - entry.stored_mono >= entry.ttl_s
 
     def _drop(self, key: str) -> None:
         entry = self._entries.pop(key)
@@ -190,3 +214,9 @@ class CacheCore:
             key = next(iter(self._entries))
             self._drop(key)
             self._evictions += 1
+
+
+def _seconds(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+        raise InvalidInput("ttl_s must be a number of seconds", field="ttl_s")
+    return float(value)

@@ -8,12 +8,13 @@ from typing import Protocol
 
 from .._request import ModelRequest, ModelResponse
 from ..errors import ComponentUnavailable
-from ._core import CacheCore
+from ._core import CacheCore, CacheHit
 
 
 class CachePort(Protocol):
-    async def get(self, request: ModelRequest) -> tuple[ModelResponse, Decimal] | None:
-        """The cached response and what it cost when it was made, or None."""
+    async def get(self, request: ModelRequest) -> CacheHit | None:
+        """The cached response, what it cost when it was made and how long the entry has left;
+        or None."""
         ...
 
     def put(self, request: ModelRequest, response: ModelResponse, cost_usd: Decimal) -> None: ...
@@ -25,11 +26,9 @@ class LocalCache:
     def __init__(self, core: CacheCore) -> None:
         self.core = core
 
-    async def get(self, request: ModelRequest) -> tuple[ModelResponse, Decimal] | None:
+    async def get(self, request: ModelRequest) -> CacheHit | None:
         entry = self.core.get(request)
-        if entry is None:
-            return None
-        return entry.response, entry.cost_usd
+        return None if entry is None else entry.hit()
 
     def put(self, request: ModelRequest, response: ModelResponse, cost_usd: Decimal) -> None:
         self.core.put(request, response, cost_usd)
@@ -37,16 +36,17 @@ class LocalCache:
 
 class TieredCache:
     """A per-router LRU in front of a shared tier: hits in the shared tier are copied into the
-    local one; a shared tier that cannot answer (``ComponentUnavailable``) is a miss."""
+    local one, where the copy expires with the original (later by at most the reply's transit);
+    a shared tier that cannot answer (``ComponentUnavailable``) is a miss."""
 
     def __init__(self, local: CacheCore, shared: CachePort | None) -> None:
         self.local = local
         self.shared = shared
 
-    async def get(self, request: ModelRequest) -> tuple[ModelResponse, Decimal] | None:
+    async def get(self, request: ModelRequest) -> CacheHit | None:
         entry = self.local.get(request)
         if entry is not None:
-            return entry.response, entry.cost_usd
+            return entry.hit()
         if self.shared is None:
             return None
         try:
@@ -54,7 +54,7 @@ class TieredCache:
         except ComponentUnavailable:  # the shared tier is restarting: a miss
             return None
         if hit is not None:
-            self.local.put(request, hit[0], hit[1])
+            self.local.put(request, hit.response, hit.cost_usd, ttl_s=hit.expires_in_s)
         return hit
 
     def put(self, request: ModelRequest, response: ModelResponse, cost_usd: Decimal) -> None:

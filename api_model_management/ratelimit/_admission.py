@@ -68,7 +68,9 @@ class AdmissionPort(Protocol):
         ...
 
     def cool_down(self, model_id: str, retry_after_s: float) -> None:
-        """The provider said 429: no traffic to ``model_id`` for ``retry_after_s``."""
+        """The provider said 429: no traffic to ``model_id`` for ``retry_after_s``. This port
+        refuses at once; other holders of the model's limiter (other routers) refuse when the
+        limiter's push reaches them (``LeaseAdmission.set_cooling``), not before."""
         ...
 
     def observe(self, model_id: str, state: RateLimitState) -> None:
@@ -113,6 +115,12 @@ class LocalAdmission:
         return core
 
 
+def _lease_of(ticket: RateTicket) -> LeaseHolder:
+    if not isinstance(ticket.token, LeaseHolder):
+        raise InvalidInput("not a ticket of this port", field="ticket")
+    return ticket.token
+
+
 def _reservation(ticket: RateTicket) -> str:
     if not isinstance(ticket.token, str):
         raise InvalidInput("not a ticket of this port", field="ticket")
@@ -127,7 +135,11 @@ class LeaseGranter(Protocol):
     """Where leases come from: the RateLimiter of each model (a core here, an actor elsewhere).
     Methods that reach an owner which cannot answer raise ``ComponentUnavailable``."""
 
-    async def lease(self, model_id: str, holder: str, requests: int, tokens: int) -> Lease: ...
+    async def lease(self, model_id: str, holder: str, requests: int, tokens: int,
+                    min_tokens: int = 0) -> Lease:
+        """Up to ``requests`` / ``tokens``; nothing (a zero lease with the limiter's wait) when
+        fewer than ``min_tokens`` can be granted."""
+        ...
 
     def return_lease(self, model_id: str, lease_id: str, used_requests: int,
                      used_tokens: int) -> Awaitable[object] | None:
@@ -145,8 +157,9 @@ class LocalLeaseGranter:
     def __init__(self, limiters: Mapping[str, RateLimiterCore]) -> None:
         self.limiters = limiters
 
-    async def lease(self, model_id: str, holder: str, requests: int, tokens: int) -> Lease:
-        return self.limiters[model_id].lease(holder, requests, tokens)
+    async def lease(self, model_id: str, holder: str, requests: int, tokens: int,
+                    min_tokens: int = 0) -> Lease:
+        return self.limiters[model_id].lease(holder, requests, tokens, min_tokens)
 
     def return_lease(self, model_id: str, lease_id: str, used_requests: int,
                      used_tokens: int) -> None:
@@ -169,10 +182,16 @@ class LeaseHolder:
         self._stop_at = local_deadline(lease, clock, safety_margin_s)
         self._used_requests = 0
         self._used_tokens = 0
+        self._in_flight = 0
 
     @property
     def lease_id(self) -> str | None:
         return self.lease.lease_id
+
+    @property
+    def in_flight(self) -> int:
+        """Requests taken and not yet committed (``adjust``) or released (``untake``)."""
+        return self._in_flight
 
     def expired(self) -> bool:
         """True once the lease must no longer be used."""
@@ -190,6 +209,7 @@ class LeaseHolder:
             return False
         self._used_requests += 1
         self._used_tokens += tokens
+        self._in_flight += 1
         return True
 
     def adjust(self, taken_tokens: int, actual_tokens: int) -> None:
@@ -198,6 +218,7 @@ class LeaseHolder:
         actual_tokens = count(actual_tokens, "actual_tokens")
         if taken_tokens > self._used_tokens:
             raise InvalidInput("taken_tokens exceeds what was taken", field="taken_tokens")
+        self._settle_one()
         self._used_tokens += actual_tokens - taken_tokens
 
     def untake(self, tokens: int) -> None:
@@ -205,8 +226,14 @@ class LeaseHolder:
         tokens = count(tokens, "tokens")
         if self._used_requests < 1 or tokens > self._used_tokens:
             raise InvalidInput("nothing of that size was taken", field="tokens")
+        self._settle_one()
         self._used_requests -= 1
         self._used_tokens -= tokens
+
+    def _settle_one(self) -> None:
+        if self._in_flight < 1:
+            raise InvalidInput("no request of this lease is in flight", field="ticket")
+        self._in_flight -= 1
 
     def usage(self) -> tuple[int, int]:
         """(used_requests, used_tokens): the arguments of ``return_lease``."""
@@ -217,8 +244,14 @@ class LeaseAdmission:
     """Admission from leases: one lease per model at a time, refilled with one call to the
     granter when it runs out; concurrent requests that need the same refill share that call.
 
+    A lease replaced (refilled, cooled down, expired) while tickets taken from it are still in
+    flight is *retired*, not returned: it goes back to the limiter with its final usage when its
+    last ticket is committed or released, so actual tokens above the estimate reach the limiter
+    and a late release frees its request. Until then it stays counted in full at the limiter, and
+    a request it has room for again (after a release) may be taken from it.
+
     Lease size grows while refills come fast (see :class:`Growth`); a 429 cools the model down
-    here at once and at its limiter (which tells the other routers)."""
+    here at once and at its limiter (which pushes it to the other routers: ``set_cooling``)."""
 
     def __init__(self, granter: LeaseGranter, holder: str, *, lease_requests: int,
                  lease_tokens: int, clock: Clock = SYSTEM_CLOCK) -> None:
@@ -228,16 +261,16 @@ class LeaseAdmission:
         self.lease_tokens = lease_tokens
         self._clock = clock
         self._leases: dict[str, LeaseHolder] = {}
+        self._retired: dict[str, list[LeaseHolder]] = {}  # replaced, with tickets in flight
         self._refills: dict[str, asyncio.Future[float | None]] = {}
         self._cooling: dict[str, float] = {}
         self._growth = Growth(clock, start=1, cap=MAX_LEASE_GROWTH, fast_s=FAST_REFILL_S)
 
     def try_acquire(self, model_id: str, tokens: int) -> RateTicket | None:
-        """From the current lease, when it has room and the model is not cooling down."""
-        lease = self._leases.get(model_id)
-        if lease is None or self._clock.monotonic() < self._cooling.get(model_id, 0.0):
+        """From a lease held, when one has room and the model is not cooling down."""
+        if self._clock.monotonic() < self._cooling.get(model_id, 0.0):
             return None
-        return RateTicket(model_id, tokens, lease) if lease.try_take(tokens) else None
+        return self._take(model_id, tokens)
 
     async def acquire(self, model_id: str, tokens: int) -> RateTicket | float:
         for _ in range(MAX_REFILLS):
@@ -245,13 +278,22 @@ class LeaseAdmission:
             cooling = self._cooling.get(model_id, 0.0)
             if now < cooling:
                 return cooling - now
-            lease = self._leases.get(model_id)
-            if lease is not None and lease.try_take(tokens):
-                return RateTicket(model_id, tokens, lease)
+            ticket = self._take(model_id, tokens)
+            if ticket is not None:
+                return ticket
             retry = await self._refill(model_id, tokens)
             if retry is not None:
                 return retry
         return DEFAULT_RETRY_S
+
+    def _take(self, model_id: str, tokens: int) -> RateTicket | None:
+        """A ticket from the model's current lease, else from a retired one with room again."""
+        current = self._leases.get(model_id)
+        held = [] if current is None else [current]
+        for lease in held + self._retired.get(model_id, []):
+            if lease.try_take(tokens):
+                return RateTicket(model_id, tokens, lease)
+        return None
 
     async def _refill(self, model_id: str, tokens: int) -> float | None:
         """A new lease for ``model_id`` (None), or the seconds after which to try again."""
@@ -273,11 +315,12 @@ class LeaseAdmission:
             self._refills.pop(model_id, None)
 
     async def _new_lease(self, model_id: str, tokens: int) -> float | None:
-        self._return(model_id)
+        self._retire(model_id)
         size = self._growth.next(model_id)
         try:
             lease = await self.granter.lease(
-                model_id, self.holder, self.lease_requests * size, max(self.lease_tokens * size, tokens)
+                model_id, self.holder, self.lease_requests * size,
+                max(self.lease_tokens * size, tokens), min_tokens=tokens,
             )
         except ComponentUnavailable:  # restarting: refuse this model for now, never over-admit
             return UNAVAILABLE_RETRY_S
@@ -288,27 +331,49 @@ class LeaseAdmission:
         self._leases[model_id] = LeaseHolder(lease, self._clock, safety_margin_s=SAFETY_MARGIN_S)
         return None
 
-    def _return(self, model_id: str) -> Awaitable[object] | None:
+    def _retire(self, model_id: str) -> Awaitable[object] | None:
+        """Stop taking from the model's current lease: hand it back now, or (tickets in flight)
+        keep it retired until its last ticket is settled."""
         lease = self._leases.pop(model_id, None)
-        if lease is None or lease.lease_id is None:
+        if lease is None:
+            return None
+        if lease.in_flight:
+            self._retired.setdefault(model_id, []).append(lease)
+            return None
+        return self._hand_back(model_id, lease)
+
+    def _hand_back(self, model_id: str, lease: LeaseHolder) -> Awaitable[object] | None:
+        if lease.lease_id is None:
             return None
         used_requests, used_tokens = lease.usage()
         return self.granter.return_lease(model_id, lease.lease_id, used_requests, max(0, used_tokens))
 
     def commit(self, ticket: RateTicket, actual_tokens: int) -> None:
-        """Lease capacity is counted at grant time; the actual tokens correct the lease's use."""
-        lease = ticket.token
-        if isinstance(lease, LeaseHolder) and self._leases.get(ticket.model_id) is lease:
-            lease.adjust(ticket.tokens, actual_tokens)
+        """Lease capacity is counted at grant time; the actual tokens correct the use of the
+        ticket's own lease (current or retired)."""
+        lease = _lease_of(ticket)
+        lease.adjust(ticket.tokens, actual_tokens)
+        self._settled(ticket.model_id, lease)
 
     def release(self, ticket: RateTicket) -> None:
-        lease = ticket.token
-        if isinstance(lease, LeaseHolder) and self._leases.get(ticket.model_id) is lease:
-            lease.untake(ticket.tokens)
+        lease = _lease_of(ticket)
+        lease.untake(ticket.tokens)
+        self._settled(ticket.model_id, lease)
+
+    def _settled(self, model_id: str, lease: LeaseHolder) -> None:
+        """A retired lease goes back once its last ticket is settled (the reply is not awaited:
+        a lease never returned stays counted in full at the limiter)."""
+        retired = self._retired.get(model_id, [])
+        if lease.in_flight == 0 and lease in retired:
+            retired.remove(lease)
+            if not retired:
+                del self._retired[model_id]
+            self._hand_back(model_id, lease)
 
     def cool_down(self, model_id: str, retry_after_s: float) -> None:
+        """Refuses here at once; the limiter pushes the cool-down to the other holders."""
         self._cooling[model_id] = self._clock.monotonic() + retry_after_s
-        self._return(model_id)
+        self._retire(model_id)
         self.granter.cool_down(model_id, retry_after_s)
 
     def set_cooling(self, model_id: str, until_monotonic: float | None) -> None:
@@ -328,13 +393,15 @@ class LeaseAdmission:
             self.granter.observe(model_id, state)
 
     def return_idle(self) -> list[Awaitable[object]]:
-        """Hand back expired leases (their unused part)."""
+        """Hand back expired leases (their unused part); one with tickets in flight is retired
+        and goes back after its last ticket."""
         expired = [m for m, h in self._leases.items() if h.expired()]
-        return [ref for m in expired if (ref := self._return(m)) is not None]
+        return [ref for m in expired if (ref := self._retire(m)) is not None]
 
     def return_all(self) -> list[Awaitable[object]]:
-        """Hand back every lease (end of a run)."""
-        return [ref for m in list(self._leases) if (ref := self._return(m)) is not None]
+        """Hand back every lease (end of a run); those with tickets in flight are retired and go
+        back after their last ticket (returned now, their late usage would be lost)."""
+        return [ref for m in list(self._leases) if (ref := self._retire(m)) is not None]
 
     def held(self) -> dict[str, tuple[int, int]]:
         """(requests, tokens) left in each lease held now."""

@@ -300,17 +300,21 @@ class RateLimiterCore:
         self._check_approaching(now)
 
     # -- leases --------------------------------------------------------------------------------
-    def lease(self, holder: str, requests: int | None = None, tokens: int | None = None) -> Lease:
+    def lease(self, holder: str, requests: int | None = None, tokens: int | None = None,
+              min_tokens: int = 0) -> Lease:
         """Grant up to ``requests`` / ``tokens`` (defaults from settings) for local admission until
-        ``now + lease_ttl_s``. May grant less, or nothing (``lease_id`` None)."""
+        ``now + lease_ttl_s``. May grant less, or nothing (``lease_id`` None): nothing when it
+        cannot grant at least ``min_tokens`` (what the holder's waiting request needs); a zero
+        lease says in ``retry_after_s`` when one request of ``min_tokens`` would fit."""
         if not isinstance(holder, str) or not holder:
             raise InvalidInput("holder must be a non-empty string", field="holder")
         requests = count(self.settings.lease_requests if requests is None else requests, "requests")
         tokens = count(self.settings.lease_tokens if tokens is None else tokens, "tokens")
+        min_tokens = count(min_tokens, "min_tokens")
         now = self._now()
         granted_requests, granted_tokens = self._leasable(requests, tokens, now)
-        if granted_requests == 0:
-            return self._zero_lease(requests, tokens, now)
+        if granted_requests == 0 or granted_tokens < min_tokens:
+            return self._zero_lease(requests, max(min(tokens, 1), min_tokens), now)
         expires_at = now + self.settings.lease_ttl_s
         entry = EntryState(
             entry_id=self._new_id("l"), kind="lease", started_at=now,
@@ -507,9 +511,10 @@ class RateLimiterCore:
         return granted_requests, max(granted_tokens, 0)
 
     def _zero_lease(self, requests: int, tokens: int, now: float) -> Lease:
+        """Nothing granted; ``retry_after_s``: when one request of ``tokens`` would fit."""
         retry_after_s = 0.0
         if requests > 0:
-            refusal = self._refusal(1, min(tokens, 1), now)
+            refusal = self._refusal(1, tokens, now)
             if refusal is not None:
                 reason, retry_after_s = refusal
                 self._emit_exceeded(reason, retry_after_s)

@@ -253,7 +253,7 @@ class RouterCore:
         hit = await self.cache.get(request)
         if hit is None:
             return None
-        response, original_cost = hit
+        response, original_cost = hit.response, hit.cost_usd
         model = self.config.model(response.model_id)
         if not _allows(request, model):  # the key is model-agnostic; the constraints are not
             return None

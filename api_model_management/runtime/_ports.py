@@ -10,7 +10,7 @@ from decimal import Decimal
 from .._clock import Clock
 from .._request import ModelRequest, ModelResponse
 from ..budget import BudgetPort, Slice, SliceBudget, SpendKey
-from ..cache import CacheCore, CachePort, TieredCache
+from ..cache import CacheCore, CacheHit, CachePort, TieredCache
 from ..config import RegistryConfig
 from ..ratelimit import AdmissionPort, Lease, LeaseAdmission, RateLimitState
 from ..routing import BatchedOutcomes, OutcomePort, OutcomeReport
@@ -25,9 +25,10 @@ class RayLeaseGranter:
     def __init__(self, limiters: Mapping[str, Handle]) -> None:
         self.limiters = limiters
 
-    async def lease(self, model_id: str, holder: str, requests: int, tokens: int) -> Lease:
+    async def lease(self, model_id: str, holder: str, requests: int, tokens: int,
+                    min_tokens: int = 0) -> Lease:
         lease: Lease = await _ray.send(self.limiters[model_id], "lease", holder, requests, tokens,
-                                       what=f"RateLimiter {model_id}")
+                                       min_tokens, what=f"RateLimiter {model_id}")
         return lease
 
     def return_lease(self, model_id: str, lease_id: str, used_requests: int,
@@ -67,9 +68,8 @@ class RaySharedCache:
     def __init__(self, cache: Handle) -> None:
         self.cache = cache
 
-    async def get(self, request: ModelRequest) -> tuple[ModelResponse, Decimal] | None:
-        hit: tuple[ModelResponse, Decimal] | None = await _ray.send(self.cache, "get", request,
-                                                                     what="Cache")
+    async def get(self, request: ModelRequest) -> CacheHit | None:
+        hit: CacheHit | None = await _ray.send(self.cache, "get", request, what="Cache")
         return hit
 
     def put(self, request: ModelRequest, response: ModelResponse, cost_usd: Decimal) -> None:

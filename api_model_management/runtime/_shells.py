@@ -18,7 +18,7 @@ from typing import Any
 from .._clock import SYSTEM_CLOCK, Every
 from .._request import ModelRequest, ModelResponse
 from ..budget import BudgetStatus, Slice, SpendKey
-from ..cache import CacheStats
+from ..cache import CacheHit, CacheStats
 from ..config import RegistryConfig, SelectionWeights
 from ..events._spool import SpoolWriter
 from ..ratelimit import Admission, Lease, RateLimitState, RateLimitStatus
@@ -234,9 +234,9 @@ class RateLimiterShell:
             self._pushed_headroom = headroom
             self.subscribers.call("update_headroom", self.model_id, headroom)
 
-    def lease(self, holder: str, requests: int, tokens: int) -> Lease:
+    def lease(self, holder: str, requests: int, tokens: int, min_tokens: int = 0) -> Lease:
         try:
-            return self.core.lease(holder, requests, tokens)
+            return self.core.lease(holder, requests, tokens, min_tokens)
         finally:
             self._after()
 
@@ -358,9 +358,9 @@ class CacheShell:
         self.core = CacheCore(config.settings.cache, clock=SYSTEM_CLOCK)
         self._purge = Every(CACHE_PURGE_S, SYSTEM_CLOCK, start_due=False)
 
-    def get(self, request: ModelRequest) -> tuple[ModelResponse, Decimal] | None:
+    def get(self, request: ModelRequest) -> CacheHit | None:
         entry = self.core.get(request)
-        return None if entry is None else (entry.response, entry.cost_usd)
+        return None if entry is None else entry.hit()
 
     def put(self, request: ModelRequest, response: ModelResponse, cost_usd: Decimal) -> bool:
         if self._purge.due():

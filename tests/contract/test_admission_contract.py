@@ -8,7 +8,9 @@ Every port, alone or as one of several holders of one model's limiter:
 - never admits more than RPM in total across the holders of one limiter;
 - ``release``: a request that was not sent does not count; ``commit``: a request that was sent
   stays counted against RPM, and its actual tokens count against TPM;
-- ``cool_down``: refuses with a retry close to the cool-down, at every holder of the limiter;
+- ``cool_down``: refuses with a retry close to the cool-down, here at once; at another holder
+  at once when it has to ask the limiter, and, when it holds capacity (a lease), once the
+  limiter's push (``set_cooling``) reaches it;
 - ``try_acquire``: a plain call that never waits, giving a ticket or None (None takes nothing).
 
 One abstract suite (:class:`AdmissionContract`), one subclass per implementation (as
@@ -22,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import math
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import pytest
@@ -48,21 +50,6 @@ WINDOW_S = 60.0
 LEASE_REQUESTS = 2  # small, so that a few requests already go through lease refills
 LEASE_TOKENS = 1000
 
-STALE_LEASE = (
-    "LeaseAdmission drops a release or commit whose ticket came from a lease it has since "
-    "handed back (a refill or a cool-down replaced it): the limiter keeps the request counted "
-    "(release), and never learns the actual tokens (commit: TPM is over-admitted when they exceed "
-    "the estimate)"
-)
-HELD_LEASE = (
-    "LeaseAdmission: another holder keeps admitting from the lease it holds; it hears of the "
-    "cool-down only by the limiter's push (set_cooling), which is not part of the port"
-)
-SHORT_TPM_RETRY = (
-    "LeaseAdmission: a lease granted with fewer tokens than asked is refused with "
-    "DEFAULT_RETRY_S (0.05 s), not the limiter's wait for the tokens to free up"
-)
-
 
 @dataclass
 class Limiter:
@@ -70,6 +57,11 @@ class Limiter:
 
     ports: list[AdmissionPort]
     advance: Callable[[float], None] | None  # moves time; None: the system clock
+    push: Callable[[], Awaitable[None]]  # the limiter's cool-down, delivered to every holder
+
+
+async def no_push() -> None:
+    """Holders that share one core need no push."""
 
 
 Make = Callable[..., Limiter]  # make(rpm, tpm=BIG_TPM, holders=1)
@@ -169,15 +161,21 @@ class AdmissionContract:
         assert isinstance(fits, RateTicket)  # 600 + 400 = 1000
 
     def test_a_late_commit_counts_the_actual_tokens_against_tpm(self, make: Make) -> None:
-        (port,) = make(rpm=100, tpm=1000).ports
+        # TPM leaves room beyond a first lease: one with requests in flight stays counted in full
+        (port,) = make(rpm=100, tpm=1500).ports
 
-        async def scenario() -> RateTicket | float:
+        async def scenario() -> tuple[RateTicket | float, RateTicket | float]:
             first, *rest = await acquire_n(port, 3, tokens=100)
             assert isinstance(first, RateTicket) and all(admitted(rest))
             port.commit(first, 600)  # answered after later requests were admitted
-            return await port.acquire(MODEL, 500)  # 600 + 100 + 100 + 500 > 1000
+            for ticket in rest:
+                assert isinstance(ticket, RateTicket)
+                port.commit(ticket, 100)
+            return await port.acquire(MODEL, 800), await port.acquire(MODEL, 700)
 
-        assert_retry(run(scenario()))
+        too_many, fits = run(scenario())
+        assert_retry(too_many)  # 600 + 100 + 100 + 800 > 1500
+        assert isinstance(fits, RateTicket)  # 600 + 100 + 100 + 700 = 1500
 
     def test_cool_down_refuses_with_a_retry_close_to_it(self, make: Make) -> None:
         mine, theirs = make(rpm=100, holders=2).ports
@@ -193,15 +191,19 @@ class AdmissionContract:
         for refusal in (here, there):
             assert 29.0 < assert_retry(refusal) <= 30.0 + 1e-6
 
-    def test_a_cool_down_stops_holders_that_hold_capacity(self, make: Make) -> None:
-        mine, theirs = make(rpm=100, holders=2).ports
+    def test_a_cool_down_stops_holders_that_hold_capacity_once_pushed(self, make: Make) -> None:
+        limiter = make(rpm=100, holders=2)
+        mine, theirs = limiter.ports
 
-        async def scenario() -> RateTicket | float:
-            assert isinstance(await theirs.acquire(MODEL, TOKENS), RateTicket)
+        async def scenario() -> tuple[RateTicket | float, RateTicket | None]:
+            assert isinstance(await theirs.acquire(MODEL, TOKENS), RateTicket)  # holds capacity
             mine.cool_down(MODEL, 30.0)
-            return await theirs.acquire(MODEL, TOKENS)
+            await limiter.push()  # the limiter's cool-down reaches every holder
+            return await theirs.acquire(MODEL, TOKENS), theirs.try_acquire(MODEL, TOKENS)
 
-        assert_retry(run(scenario()))
+        there, fast = run(scenario())
+        assert fast is None
+        assert 29.0 < assert_retry(there) <= 30.0 + 1e-6
 
     def test_try_acquire_never_waits_and_gives_a_ticket_or_none(self, make: Make) -> None:
         (port,) = make(rpm=5).ports
@@ -272,30 +274,32 @@ class TestLocalAdmission(AdmissionContract):
 
         def make(rpm: int, tpm: int = BIG_TPM, holders: int = 1) -> Limiter:
             limiters = {MODEL: core(clock, rpm, tpm)}
-            return Limiter([LocalAdmission(limiters) for _ in range(holders)], clock.advance)
+            return Limiter([LocalAdmission(limiters) for _ in range(holders)], clock.advance,
+                           no_push)
 
         return make
 
 
 class LeaseAdmissionContract(AdmissionContract):
-    """LeaseAdmission, whatever grants its leases: where it departs from the contract."""
-
-    @pytest.mark.xfail(strict=True, reason=STALE_LEASE)
-    def test_a_request_released_after_later_admissions_does_not_count(self, make: Make) -> None:
-        super().test_a_request_released_after_later_admissions_does_not_count(make)
-
-    @pytest.mark.xfail(strict=True, reason=STALE_LEASE)
-    def test_a_late_commit_counts_the_actual_tokens_against_tpm(self, make: Make) -> None:
-        super().test_a_late_commit_counts_the_actual_tokens_against_tpm(make)
-
-    @pytest.mark.xfail(strict=True, reason=HELD_LEASE)
-    def test_a_cool_down_stops_holders_that_hold_capacity(self, make: Make) -> None:
-        super().test_a_cool_down_stops_holders_that_hold_capacity(make)
+    """LeaseAdmission, whatever grants its leases."""
 
 
-def leases(granter: LeaseGranter, holders: int, clock: Clock = SYSTEM_CLOCK) -> list[AdmissionPort]:
+def leases(granter: LeaseGranter, holders: int, clock: Clock = SYSTEM_CLOCK) -> list[LeaseAdmission]:
     return [LeaseAdmission(granter, f"router-{i}", lease_requests=LEASE_REQUESTS,
                            lease_tokens=LEASE_TOKENS, clock=clock) for i in range(holders)]
+
+
+def pushing(ports: list[LeaseAdmission],
+            cooling_until: Callable[[], Awaitable[float | None]]) -> Callable[[], Awaitable[None]]:
+    """What the RateLimiter actor's push does at each router: ``set_cooling`` with the limiter's
+    cool-down (read from the limiter, so a cool-down that never reached it is not pushed)."""
+
+    async def push() -> None:
+        until = await cooling_until()
+        for port in ports:
+            port.set_cooling(MODEL, until)
+
+    return push
 
 
 @pytest.mark.unit
@@ -305,14 +309,15 @@ class TestLeaseAdmissionLocal(LeaseAdmissionContract):
         clock = ManualClock()
 
         def make(rpm: int, tpm: int = BIG_TPM, holders: int = 1) -> Limiter:
-            granter = LocalLeaseGranter({MODEL: core(clock, rpm, tpm)})
-            return Limiter(leases(granter, holders, clock), clock.advance)
+            limiter = core(clock, rpm, tpm)
+            ports = leases(LocalLeaseGranter({MODEL: limiter}), holders, clock)
+
+            async def cooling_until() -> float | None:
+                return limiter.status().cooling_until_monotonic
+
+            return Limiter(list(ports), clock.advance, pushing(ports, cooling_until))
 
         return make
-
-    @pytest.mark.xfail(strict=True, reason=SHORT_TPM_RETRY)
-    def test_waiting_out_a_tpm_refusal_admits_again(self, make: Make) -> None:
-        super().test_waiting_out_a_tpm_refusal_admits_again(make)
 
 
 NEEDS_TIME = "the RateLimiter actor runs on the system clock (a 60 s window): no time to wait out"
@@ -329,7 +334,13 @@ class TestLeaseAdmissionRay(LeaseAdmissionContract):
             def make(rpm: int, tpm: int = BIG_TPM, holders: int = 1) -> Limiter:
                 config = with_rate_limits(config_in(tmp_path), MODEL, rpm, tpm)
                 limiter = actors.start(RateLimiterActor, config, MODEL)
-                return Limiter(leases(RayLeaseGranter({MODEL: limiter}), holders), None)
+                ports = leases(RayLeaseGranter({MODEL: limiter}), holders)
+
+                async def cooling_until() -> float | None:
+                    status = await limiter.status.remote()
+                    return status.cooling_until_monotonic
+
+                return Limiter(list(ports), None, pushing(ports, cooling_until))
 
             yield make
 

@@ -92,8 +92,9 @@ class RecordingLeases(Recorder):
         super().__init__(LocalLeaseGranter(cores), "RateLimiter")
         self.cores = cores
 
-    async def lease(self, model_id: str, holder: str, requests: int, tokens: int):
-        return await self.ask("lease", model_id, holder, requests, tokens)
+    async def lease(self, model_id: str, holder: str, requests: int, tokens: int,
+                    min_tokens: int = 0):
+        return await self.ask("lease", model_id, holder, requests, tokens, min_tokens)
 
     def return_lease(self, model_id: str, lease_id: str, used_requests: int, used_tokens: int) -> Ref:
         return self.call("return_lease", model_id, lease_id, used_requests, used_tokens)
@@ -348,15 +349,19 @@ def test_cool_down_refuses_locally_and_tells_the_limiter():
     admission, handle, core = admission_setup()
 
     async def scenario():
-        assert isinstance(await admission.acquire("m", 10), RateTicket)
+        ticket = await admission.acquire("m", 10)
+        assert isinstance(ticket, RateTicket)
         admission.cool_down("m", 30.0)
-        return await admission.acquire("m", 10)
+        retry = await admission.acquire("m", 10)
+        assert not handle.calls_of("return_lease")  # its ticket is in flight: not yet
+        admission.commit(ticket, 25)
+        return retry
 
     retry = asyncio.run(scenario())
     assert not isinstance(retry, RateTicket) and 29 < retry <= 30
     assert handle.calls_of("cool_down") == [("m", 30.0)]
     assert core.status().cooling_until_monotonic is not None
-    assert len(handle.calls_of("return_lease")) == 1  # the lease was handed back
+    assert handle.calls_of("return_lease")[0][2:] == (1, 25)  # handed back after its last ticket
 
 
 def test_leases_are_returned_with_their_usage():
@@ -402,10 +407,12 @@ def test_tiered_cache_shares_through_the_shared_tier_and_misses_while_it_is_down
     response = ModelResponse(request_id="r", model_id="m", provider="p", text="t", finish_reason="stop")
     first, second = router_cache(), router_cache()
     first.put(request, response, D("0.01"))
-    assert asyncio.run(second.get(request)) == (response, D("0.01"))  # through the shared tier
+    hit = asyncio.run(second.get(request))  # through the shared tier
+    assert (hit.response, hit.cost_usd) == (response, D("0.01"))
     handle.down = True
     assert asyncio.run(router_cache().get(request)) is None  # the shared tier is down: a miss
-    assert asyncio.run(second.get(request)) == (response, D("0.01"))  # its local copy
+    hit = asyncio.run(second.get(request))  # its local copy
+    assert (hit.response, hit.cost_usd) == (response, D("0.01"))
 
 
 # ---------------------------------------------------------------------------------------------
