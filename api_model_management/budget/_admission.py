@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Protocol
@@ -26,7 +26,7 @@ from .._clock import SYSTEM_CLOCK, Clock
 from .._grants import Growth, local_deadline
 from ..config import BudgetSettings
 from ..errors import BudgetExceeded, ComponentUnavailable, InvalidInput
-from ._ledger import CostLedgerCore, Slice, to_money
+from ._ledger import CostLedgerCore, LimitRef, Slice, to_money
 from ._limits import SpendKey, is_limited
 
 log = logging.getLogger(__name__)
@@ -51,12 +51,14 @@ class BudgetTicket:
     key: SpendKey
     amount_usd: Decimal
     token: object = None  # a reservation id, a SliceHolder, or None (no limit applies)
+    request_id: str | None = None
 
 
 class BudgetPort(Protocol):
     """Budget admission as the request path sees it."""
 
-    def try_reserve(self, key: SpendKey, amount_usd: Decimal) -> BudgetTicket | None:
+    def try_reserve(self, key: SpendKey, amount_usd: Decimal,
+                    request_id: str | None = None) -> BudgetTicket | None:
         """A ticket when one can be had at once (no round trip); None: call ``reserve``."""
         ...
 
@@ -75,23 +77,56 @@ class BudgetPort(Protocol):
 
 
 class LocalBudget:
-    """Budget straight on a CostLedger core, one reservation per call."""
+    """Budget straight on a CostLedger core, one reservation per call (none for keys no limit
+    applies to: their spend is recorded when settled)."""
 
     def __init__(self, ledger: CostLedgerCore) -> None:
         self.ledger = ledger
+        self._limited: dict[SpendKey, bool] = {}
 
-    def try_reserve(self, key: SpendKey, amount_usd: Decimal) -> BudgetTicket | None:
+    def _is_limited(self, key: SpendKey) -> bool:
+        hit = self._limited.get(key)
+        if hit is None:
+            hit = self._limited[key] = is_limited(self.ledger.settings.limits, key)
+        return hit
+
+    def try_reserve(self, key: SpendKey, amount_usd: Decimal,
+                    request_id: str | None = None) -> BudgetTicket | None:
+        if not self._is_limited(key):
+            return BudgetTicket(key, amount_usd, None, request_id)
         return None  # ``reserve`` is just as immediate here, and raises the typed error itself
 
     async def reserve(self, key: SpendKey, amount_usd: Decimal, request_id: str) -> BudgetTicket:
+        if not self._is_limited(key):
+            return BudgetTicket(key, amount_usd, None, request_id)
         rid = self.ledger.reserve(key, amount_usd, request_id=request_id)
-        return BudgetTicket(key, amount_usd, rid)
+        return BudgetTicket(key, amount_usd, rid, request_id)
 
     def settle(self, ticket: BudgetTicket, actual_usd: Decimal) -> None:
+        if ticket.token is None:
+            if actual_usd > 0:
+                self.ledger.record(ticket.key, actual_usd)
+            return
         self.ledger.settle(_reservation(ticket), actual_usd)
 
     def release(self, ticket: BudgetTicket) -> None:
-        self.ledger.release(_reservation(ticket))
+        if ticket.token is not None:
+            self.ledger.release(_reservation(ticket))
+
+
+def _exceeded(key: SpendKey, amount_usd: Decimal, limit: LimitRef | None) -> BudgetExceeded:
+    """The refusal, naming the limit that refused when the ledger said which."""
+    if limit is None:
+        return BudgetExceeded(
+            f"no budget left for a worst case of ${amount_usd} (agent type {key.agent_type!r}, "
+            f"model {key.model_id})", scope_key=key.agent_type, requested_usd=amount_usd,
+        )
+    return BudgetExceeded(
+        f"{limit.window} budget of {limit.limit_usd} USD for {limit.scope} {limit.scope_key!r} "
+        f"would be exceeded", scope=limit.scope, scope_key=limit.scope_key, window=limit.window,
+        limit_usd=limit.limit_usd, spent_usd=limit.spent_usd, reserved_usd=limit.reserved_usd,
+        requested_usd=amount_usd,
+    )
 
 
 def _reservation(ticket: BudgetTicket) -> str:
@@ -106,13 +141,22 @@ def _reservation(ticket: BudgetTicket) -> str:
 
 class SliceGranter(Protocol):
     """Where slices come from: the CostLedger (a core here, an actor elsewhere). Calls that reach
-    a ledger which cannot answer raise ``ComponentUnavailable``."""
+    a ledger which cannot answer raise ``ComponentUnavailable``.
+
+    ``follows_log``: the ledger learns settled spend from the event log (the Ray runtime): a
+    returned slice then carries its charges (request id and cost of each call), held at the
+    ledger until the log delivers them, and spend without a slice is not reported (the log
+    has it). Otherwise spend is reported directly."""
+
+    @property
+    def follows_log(self) -> bool: ...
 
     async def grant_slice(self, key: SpendKey, amount_usd: Decimal, holder: str,
                           minimum_usd: Decimal) -> Slice: ...
 
-    def return_slice(self, slice_id: str, spent_usd: Decimal,
-                     key: SpendKey) -> Awaitable[object] | None:
+    def return_slice(self, slice_id: str, spent_usd: Decimal, key: SpendKey,
+                     charges: Sequence[tuple[str, Decimal]] | None = None
+                     ) -> Awaitable[object] | None:
         """Sent at once; the awaitable (if any) completes when the ledger has it."""
         ...
 
@@ -122,7 +166,9 @@ class SliceGranter(Protocol):
 
 
 class LocalSliceGranter:
-    """Slices from a CostLedger core in this process."""
+    """Slices from a CostLedger core in this process (spend reported directly)."""
+
+    follows_log = False
 
     def __init__(self, ledger: CostLedgerCore) -> None:
         self.ledger = ledger
@@ -131,8 +177,9 @@ class LocalSliceGranter:
                           minimum_usd: Decimal) -> Slice:
         return self.ledger.grant_slice(key, amount_usd, holder, minimum_usd=minimum_usd)
 
-    def return_slice(self, slice_id: str, spent_usd: Decimal, key: SpendKey) -> None:
-        self.ledger.return_slice(slice_id, spent_usd)
+    def return_slice(self, slice_id: str, spent_usd: Decimal, key: SpendKey,
+                     charges: Sequence[tuple[str, Decimal]] | None = None) -> None:
+        self.ledger.return_slice(slice_id, spent_usd, key, charges=charges)
 
     async def record(self, key: SpendKey, amount_usd: Decimal) -> None:
         self.ledger.record(key, amount_usd)
@@ -148,6 +195,7 @@ class SliceHolder:
         self._stop_at = local_deadline(budget_slice, clock, safety_margin_s)
         self._reserved = Decimal(0)
         self._spent = Decimal(0)
+        self._charges: list[tuple[str, Decimal]] = []
 
     @property
     def slice_id(self) -> str | None:
@@ -168,11 +216,21 @@ class SliceHolder:
         self._reserved += amount
         return True
 
-    def settle(self, reserved_usd: Decimal, actual_usd: Decimal) -> None:
-        """The call cost ``actual_usd`` (recorded as the truth even above the reservation)."""
+    def settle(self, reserved_usd: Decimal, actual_usd: Decimal,
+               request_id: str | None = None) -> None:
+        """The call cost ``actual_usd`` (recorded as the truth even above the reservation);
+        ``request_id`` names the charge (see ``charges``)."""
         reserved = self._held(reserved_usd)
+        actual = to_money(actual_usd, "actual_usd")
         self._reserved -= reserved
-        self._spent += to_money(actual_usd, "actual_usd")
+        self._spent += actual
+        if request_id is not None and actual > 0:
+            self._charges.append((request_id, actual))
+
+    @property
+    def charges(self) -> tuple[tuple[str, Decimal], ...]:
+        """(request id, cost) of each call settled under the slice with its request id."""
+        return tuple(self._charges)
 
     def release(self, reserved_usd: Decimal) -> None:
         """The call was not made: the held amount is free again."""
@@ -210,7 +268,7 @@ class SliceBudget:
         self.limits = settings.limits
         self._clock = clock
         self._slices: dict[SpendKey, SliceHolder] = {}
-        self._refills: dict[SpendKey, asyncio.Future[Decimal]] = {}
+        self._refills: dict[SpendKey, asyncio.Future[Slice]] = {}
         self._unreported: dict[SpendKey, Decimal] = defaultdict(Decimal)
         self._retired: list[SliceHolder] = []
         self._growth = Growth(clock, start=slice_calls, cap=MAX_SLICE_CALLS,
@@ -224,44 +282,44 @@ class SliceBudget:
             hit = self._limited[key] = is_limited(self.limits, key)
         return hit
 
-    def try_reserve(self, key: SpendKey, amount_usd: Decimal) -> BudgetTicket | None:
+    def try_reserve(self, key: SpendKey, amount_usd: Decimal,
+                    request_id: str | None = None) -> BudgetTicket | None:
         """From the key's current slice (or no reservation at all for unlimited keys)."""
         if amount_usd <= 0 or not self.limited(key):
-            return BudgetTicket(key, amount_usd, None)
+            return BudgetTicket(key, amount_usd, None, request_id)
         holder = self._slices.get(key)
         if holder is not None and holder.try_reserve(amount_usd):
-            return BudgetTicket(key, amount_usd, holder)
+            return BudgetTicket(key, amount_usd, holder, request_id)
         return None
 
     async def reserve(self, key: SpendKey, amount_usd: Decimal, request_id: str) -> BudgetTicket:
         if amount_usd <= 0 or not self.limited(key):  # free models need no budget
-            return BudgetTicket(key, amount_usd, None)
+            return BudgetTicket(key, amount_usd, None, request_id)
+        limited_by: LimitRef | None = None
         for _ in range(MAX_REFILLS):
             holder = self._slices.get(key)
             if holder is not None and holder.try_reserve(amount_usd):
-                return BudgetTicket(key, amount_usd, holder)
+                return BudgetTicket(key, amount_usd, holder, request_id)
             try:
-                granted = await self._refill(key, amount_usd)
+                grant = await self._refill(key, amount_usd)
             except ComponentUnavailable:
                 if self.strict:
                     raise ComponentUnavailable(
                         "the CostLedger is unavailable and budgets are strict: request refused",
                         component="CostLedger",
                     ) from None
-                return BudgetTicket(key, amount_usd, _BEST_EFFORT)
-            if granted < amount_usd:
+                return BudgetTicket(key, amount_usd, _BEST_EFFORT, request_id)
+            if grant.amount_usd < amount_usd:
+                limited_by = grant.limited_by
                 break
-        raise BudgetExceeded(
-            f"no budget left for a worst case of ${amount_usd} (agent type {key.agent_type!r}, "
-            f"model {key.model_id})", scope_key=key.agent_type, requested_usd=amount_usd,
-        )
+        raise _exceeded(key, amount_usd, limited_by)
 
-    async def _refill(self, key: SpendKey, amount_usd: Decimal) -> Decimal:
-        """Replace the key's slice with a new one; returns the amount granted."""
+    async def _refill(self, key: SpendKey, amount_usd: Decimal) -> Slice:
+        """Replace the key's slice with a new one; returns the grant."""
         pending = self._refills.get(key)
         if pending is not None:
             return await asyncio.shield(pending)
-        future: asyncio.Future[Decimal] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[Slice] = asyncio.get_running_loop().create_future()
         self._refills[key] = future
         try:
             granted = await self._new_slice(key, amount_usd)
@@ -274,7 +332,7 @@ class SliceBudget:
         finally:
             self._refills.pop(key, None)
 
-    async def _new_slice(self, key: SpendKey, amount_usd: Decimal) -> Decimal:
+    async def _new_slice(self, key: SpendKey, amount_usd: Decimal) -> Slice:
         size = self._growth.next(key)
         old = self._slices.get(key)
         if old is not None and old.in_flight_usd == 0:
@@ -284,19 +342,27 @@ class SliceBudget:
             if key in self._slices:  # the old slice has calls in flight: give it back later
                 self._retired.append(self._slices[key])
             self._slices[key] = SliceHolder(grant, self._clock, safety_margin_s=SAFETY_MARGIN_S)
-        return grant.amount_usd
+        return grant
 
     def _return(self, key: SpendKey) -> Awaitable[object] | None:
         holder = self._slices.pop(key, None)
-        if holder is None or holder.slice_id is None:
+        if holder is None:
             return None
-        return self.granter.return_slice(holder.slice_id, holder.spent_usd, key)
+        return self._give_back(holder, key)
+
+    def _give_back(self, holder: SliceHolder, key: SpendKey) -> Awaitable[object] | None:
+        if holder.slice_id is None:
+            return None
+        charges = holder.charges if self.granter.follows_log else None
+        return self.granter.return_slice(holder.slice_id, holder.spent_usd, key, charges)
 
     def settle(self, ticket: BudgetTicket, actual_usd: Decimal) -> None:
         token = ticket.token
         if isinstance(token, SliceHolder):
-            token.settle(ticket.amount_usd, actual_usd)
-        else:  # unlimited key or best effort: reported (reconciled) in batches
+            token.settle(ticket.amount_usd, actual_usd, ticket.request_id)
+        elif not self.granter.follows_log:
+            # unlimited key or best effort: reported in batches (a ledger that follows the log
+            # learns it from there)
             self._unreported[ticket.key] += actual_usd
 
     def release(self, ticket: BudgetTicket) -> None:
@@ -314,8 +380,7 @@ class SliceBudget:
         for holder in list(self._retired):
             if holder.in_flight_usd == 0 and holder.slice_id is not None:
                 self._retired.remove(holder)
-                returns.append(self.granter.return_slice(holder.slice_id, holder.spent_usd,
-                                                         holder.slice.key))
+                returns.append(self._give_back(holder, holder.slice.key))
         for ref in returns:
             if ref is not None:
                 try:

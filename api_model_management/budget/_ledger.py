@@ -28,18 +28,21 @@ from __future__ import annotations
 
 import heapq
 import secrets
-from collections import OrderedDict
-from collections.abc import Iterable, Iterator
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
-from typing import cast
+from typing import TYPE_CHECKING, Any, cast
 from zoneinfo import ZoneInfo
 
 from .._clock import SYSTEM_CLOCK, Clock
 from ..config import BudgetLimit, BudgetSettings, RegistryConfig, Scope, Window
 from ..errors import BudgetExceeded, InvalidInput
 from ..events import BudgetAlert, Event, FeedbackRecorded, RequestCompleted, RequestFailed
+
+if TYPE_CHECKING:
+    from ._fold import SpendDelta
 from ._limits import (
     SCOPES,
     WINDOWS,
@@ -47,6 +50,7 @@ from ._limits import (
     applicable_limits,
     limit_keys,
     scope_keys,
+    spend_key_of,
     window_start,
 )
 
@@ -54,6 +58,7 @@ __all__ = [
     "BudgetStatus",
     "CostLedgerCore",
     "LedgerSnapshot",
+    "LimitRef",
     "Reservation",
     "Slice",
     "SpendKey",
@@ -61,6 +66,16 @@ __all__ = [
 ]
 
 _EXPIRED_MEMORY = 10_000
+
+#: How long the ledger remembers that the log delivered a request's spend (longer than a slice
+#: can be held before it comes back).
+LOGGED_MEMORY_S = 600.0
+#: A pending charge the log has not delivered in this long is dropped (with a warning).
+PENDING_MAX_S = 3600.0
+#: A dead holder's slice is kept until its spool is in the log, but never longer than this past
+#: its drop time; the check runs every ``ORPHAN_RECHECK_S``.
+ORPHAN_MAX_S = 3600.0
+ORPHAN_RECHECK_S = 1.0
 
 #: A slice is at most this share of the headroom (see :func:`slice_amount`).
 SLICE_SHARE = Decimal("0.1")
@@ -84,6 +99,20 @@ class Slice:
     expires_at_monotonic: float
     ttl_s: float = 0.0  # how long it was granted for
     clock_domain: str = ""  # the granter's clock (``Clock.domain``); "" shared with the holder
+    #: when less than asked was granted: the limit with the least headroom (what refused)
+    limited_by: LimitRef | None = None
+
+
+@dataclass(frozen=True)
+class LimitRef:
+    """One configured limit in its current window, as a refusal names it."""
+
+    scope: str
+    scope_key: str
+    window: str
+    limit_usd: Decimal
+    spent_usd: Decimal
+    reserved_usd: Decimal
 
 
 @dataclass(frozen=True)
@@ -188,6 +217,8 @@ class CostLedgerCore:
         clock: Clock = SYSTEM_CLOCK,
         registry: RegistryConfig | None = None,
         slice_ttl_s: float = 30.0,
+        holder_gone: Callable[[str], bool] | None = None,
+        follows_log: bool = False,
     ) -> None:
         if not isinstance(settings, BudgetSettings):
             raise InvalidInput("settings must be BudgetSettings", field="settings")
@@ -195,6 +226,7 @@ class CostLedgerCore:
         self._zone = ZoneInfo(settings.timezone)
         self._clock = clock
         self._registry = registry
+        self._providers = {m.id: m.provider for m in registry.models} if registry is not None else None
         self._slice_ttl_s = slice_ttl_s
         self._thresholds = [(t, Decimal(str(t))) for t in settings.alert_thresholds]
         self._prefix = secrets.token_hex(4)
@@ -206,6 +238,17 @@ class CostLedgerCore:
         self._reserved: dict[tuple[str, str], Decimal] = {}
         self._expired: OrderedDict[str, Reservation] = OrderedDict()
         self._events: list[Event] = []
+        #: whether a holder (a router) is gone and its spool fully ingested; None: holds simply
+        #: expire at their time (one process, nothing to wait for)
+        self._holder_gone = holder_gone
+        #: settled spend arrives through :meth:`apply_log` (the Ray runtime): spend reported by
+        #: routers is held as pending charges until then
+        self.follows_log = follows_log
+        #: request ids whose spend the log has delivered recently (see :meth:`log_spend`)
+        self._logged: dict[str, float] = {}
+        self._logged_order: deque[tuple[float, str]] = deque()
+        #: holds added and removed since the last drain (for a journal that survives a restart)
+        self._hold_changes: list[tuple[str, Reservation | str]] = []
 
     # -- reservations --------------------------------------------------------------------------
     def reserve(
@@ -236,11 +279,15 @@ class CostLedgerCore:
         self, reservation_id: str, actual_usd: Decimal, *, occurred_at: datetime | None = None
     ) -> list[BudgetAlert]:
         """The call cost ``actual_usd``: drop the hold, record the spend, return new alerts (the
-        same alerts are also queued for :meth:`drain_events`)."""
+        same alerts are also queued for :meth:`drain_events`). A ledger that follows the log
+        holds the spend of a reservation made for a request as a pending charge instead, until
+        the log delivers it."""
         actual = to_money(actual_usd, "actual_usd")
         at = self._at(occurred_at)
         reservation = self._closable(reservation_id, "reservation")
         self._unhold(reservation)
+        if self.follows_log and reservation.request_id is not None:
+            return self._spend(reservation.key, actual, [(reservation.request_id, actual)], at)
         return self._add_spend(reservation.key, actual, at)
 
     def release(self, reservation_id: str) -> None:
@@ -258,7 +305,12 @@ class CostLedgerCore:
         return self._add_spend(key, amount, at)
 
     def expire(self) -> int:
-        """Drop reservations and slices past their TTL; returns how many were dropped."""
+        """Drop reservations and slices past their TTL; returns how many were dropped.
+
+        With ``holder_gone`` set (the Ray runtime, where spend reaches the ledger through the
+        log), a slice past its time is dropped only once its holder is gone and its spool is in
+        the log (its spend has arrived by :meth:`log_spend`), or after ``ORPHAN_MAX_S``: a dead
+        router's slice is never granted again before its spend is known."""
         now = self._clock.monotonic()
         dropped = 0
         while self._drop_heap and self._drop_heap[0][0] <= now:
@@ -266,12 +318,24 @@ class CostLedgerCore:
             reservation = self._reservations.get(reservation_id)
             if reservation is None:
                 continue
+            if self._still_spending(reservation, now):
+                heapq.heappush(self._drop_heap, (now + ORPHAN_RECHECK_S, reservation_id))
+                continue
             self._unhold(reservation)
             self._expired[reservation_id] = reservation
             if len(self._expired) > _EXPIRED_MEMORY:
                 self._expired.popitem(last=False)
             dropped += 1
+        self._forget_logged(now)
         return dropped
+
+    def _still_spending(self, reservation: Reservation, now: float) -> bool:
+        """A slice whose holder may still have spend on its way to the log."""
+        if self._holder_gone is None or reservation.kind != "slice" or reservation.holder is None:
+            return False
+        if now >= reservation.drop_at + ORPHAN_MAX_S:
+            return False
+        return not self._holder_gone(reservation.holder)
 
     # -- slices --------------------------------------------------------------------------------
     def grant_slice(
@@ -299,10 +363,14 @@ class CostLedgerCore:
             raise InvalidInput("ttl_s must be a positive number of seconds", field="ttl_s")
         self.expire()
         now = self._clock.monotonic()
+        limited_by = None
         if self.settings.enforcement == "strict":
+            asked = amount
             amount = slice_amount(amount, self._headroom(key), minimum)
+            if amount < (minimum if minimum is not None else asked):
+                limited_by = self._tightest(key)
         if amount <= 0:
-            return Slice(None, key, Decimal(0), now)
+            return Slice(None, key, Decimal(0), now, limited_by=limited_by)
         expires_at = now + ttl
         reservation = Reservation(
             reservation_id=self._new_id("s"), kind="slice", key=key, amount_usd=amount,
@@ -310,7 +378,7 @@ class CostLedgerCore:
         )
         self._hold(reservation)
         return Slice(reservation.reservation_id, key, amount, expires_at, ttl_s=float(ttl),
-                     clock_domain=getattr(self._clock, "domain", ""))
+                     clock_domain=getattr(self._clock, "domain", ""), limited_by=limited_by)
 
     def return_slice(
         self,
@@ -318,11 +386,19 @@ class CostLedgerCore:
         spent_usd: Decimal,
         key: SpendKey | None = None,
         *,
+        charges: Sequence[tuple[str, Decimal]] | None = None,
         occurred_at: datetime | None = None,
     ) -> list[BudgetAlert]:
-        """Record what was spent from a slice and free the rest. A slice this ledger does not
-        know (it restarted since the grant) is still spent money: with its ``key`` given, the
-        spend is recorded; without, ``InvalidInput``."""
+        """Record what was spent from a slice and free the rest.
+
+        ``charges``, when given, are the (request id, cost) of each call settled under the slice:
+        their spend reaches the ledger through the log (:meth:`log_spend`), so until then each is
+        held as a pending hold (a request the log already delivered is skipped), and ``spent_usd``
+        is their sum. Without ``charges`` the spend is recorded at once (one process).
+
+        A slice this ledger does not know (it restarted since the grant) is still spent money:
+        with its ``key`` given, the spend is recorded (or held as pending charges); without,
+        ``InvalidInput``."""
         spent = to_money(spent_usd, "spent_usd")
         at = self._at(occurred_at)
         try:
@@ -330,9 +406,82 @@ class CostLedgerCore:
         except InvalidInput:
             if key is None:
                 raise
-            return self._add_spend(_check_key(key), spent, at)
+            return self._spend(_check_key(key), spent, charges, at)
         self._unhold(reservation)
-        return self._add_spend(reservation.key, spent, at)
+        return self._spend(reservation.key, spent, charges, at)
+
+    def _spend(self, key: SpendKey, spent: Decimal,
+               charges: Sequence[tuple[str, Decimal]] | None, at: datetime) -> list[BudgetAlert]:
+        if charges is None:
+            return self._add_spend(key, spent, at)
+        now = self._clock.monotonic()
+        for request_id, cost in charges:
+            amount = to_money(cost, "cost_usd")
+            if amount <= 0 or request_id in self._logged or f"p:{request_id}" in self._reservations:
+                continue
+            self._hold(Reservation(
+                reservation_id=f"p:{request_id}", kind="pending", key=key, amount_usd=amount,
+                created_at=now, drop_at=now + PENDING_MAX_S, request_id=request_id,
+            ))
+        return []
+
+    # -- spend from the log --------------------------------------------------------------------
+    def apply_log(self, delta: SpendDelta) -> list[BudgetAlert]:
+        """Take what the log delivered since the last poll (:class:`LogSpend`): spend added and
+        removed, and the request ids of terminal events, whose pending holds (from slice returns)
+        are dropped now that their spend is settled. Returns the alerts crossed."""
+        now = self._clock.monotonic()
+        for key, at, amount in delta.removed:
+            self._add_to_buckets(key, -amount, at)
+        alerts: list[BudgetAlert] = []
+        for key, at, amount in delta.added:
+            alerts.extend(self._add_spend(key, amount, at))
+        for request_id in delta.request_ids:
+            self._note_logged(request_id, now)
+            pending = self._reservations.get(f"p:{request_id}")
+            if pending is not None:
+                self._unhold(pending)
+        return alerts
+
+    def _note_logged(self, request_id: str, now: float) -> None:
+        if request_id not in self._logged:
+            self._logged[request_id] = now
+            self._logged_order.append((now, request_id))
+
+    def _forget_logged(self, now: float) -> None:
+        horizon = now - LOGGED_MEMORY_S
+        while self._logged_order and self._logged_order[0][0] <= horizon:
+            _, request_id = self._logged_order.popleft()
+            self._logged.pop(request_id, None)
+
+    def drain_hold_changes(self) -> list[tuple[str, Reservation | str]]:
+        """Holds added (``("+", reservation)``) and dropped (``("-", id)``) since the last drain:
+        what a journal keeps so that a restarted ledger still holds what routers hold."""
+        changes, self._hold_changes = self._hold_changes, []
+        return changes
+
+    def restore_holds(self, holds: Iterable[Reservation]) -> int:
+        """Hold again what a previous incarnation held (from its journal), after the log was
+        applied: pending charges the log has delivered meanwhile are not restored. Returns how
+        many were restored."""
+        restored = 0
+        for reservation in holds:
+            if reservation.reservation_id in self._reservations:
+                continue
+            if reservation.kind == "pending" and reservation.request_id in self._logged:
+                continue
+            self._hold(reservation)
+            restored += 1
+        return restored
+
+    def catch_up_alerts(self) -> None:
+        """Emit alerts of the current windows that were crossed but never emitted."""
+        self._catch_up_alerts()
+
+    def pending_usd(self) -> Decimal:
+        """Spend reported by routers that the log has not delivered yet (held)."""
+        return sum((r.amount_usd for r in self._reservations.values() if r.kind == "pending"),
+                   Decimal(0))
 
     # -- the fold over the event log -----------------------------------------------------------
     def apply(self, event: Event) -> None:
@@ -355,12 +504,20 @@ class CostLedgerCore:
         *,
         clock: Clock = SYSTEM_CLOCK,
         registry: RegistryConfig | None = None,
+        **kwargs: Any,
     ) -> CostLedgerCore:
         """A ledger rebuilt from the event log; alerts of the current windows that were never
-        emitted (the ledger died first) are emitted now."""
-        ledger = cls(settings, clock=clock, registry=registry)
+        emitted (the ledger died first) are emitted now. Requests logged in the last
+        ``LOGGED_MEMORY_S`` are remembered as delivered (a slice returned later with them does
+        not count them twice)."""
+        ledger = cls(settings, clock=clock, registry=registry, **kwargs)
+        now_wall, now = clock.now(), clock.monotonic()
+        recent = now_wall - timedelta(seconds=LOGGED_MEMORY_S)
         for event in events:
             ledger.apply(event)
+            if (isinstance(event, RequestCompleted | RequestFailed) and event.request_id
+                    and event.occurred_at >= recent):
+                ledger._note_logged(event.request_id, now)
         ledger._catch_up_alerts()
         return ledger
 
@@ -434,6 +591,17 @@ class CostLedgerCore:
         no limit applies)."""
         return self._headroom(_check_key(key))
 
+    def _tightest(self, key: SpendKey) -> LimitRef | None:
+        """The applicable limit with the least headroom for ``key``."""
+        best: tuple[Decimal, LimitRef] | None = None
+        for limit, scope_key in self._applicable(key):
+            spent, reserved = self._usage(limit, scope_key)
+            left = limit.limit_usd - spent - reserved
+            if best is None or left < best[0]:
+                best = (left, LimitRef(limit.scope, scope_key, limit.window, limit.limit_usd,
+                                       spent, reserved))
+        return None if best is None else best[1]
+
     def _headroom(self, key: SpendKey) -> Decimal:
         room = None
         for limit, scope_key in self._applicable(key):
@@ -455,6 +623,7 @@ class CostLedgerCore:
 
     # -- mutating ------------------------------------------------------------------------------
     def _hold(self, reservation: Reservation) -> None:
+        self._hold_changes.append(("+", reservation))
         self._reservations[reservation.reservation_id] = reservation
         heapq.heappush(self._drop_heap, (reservation.drop_at, reservation.reservation_id))
         for scope_key in scope_keys(reservation.key):
@@ -466,6 +635,7 @@ class CostLedgerCore:
         """Drop an open hold, or forget an expired one (its hold is already gone)."""
         if self._expired.pop(reservation.reservation_id, None) is not None:
             return
+        self._hold_changes.append(("-", reservation.reservation_id))
         del self._reservations[reservation.reservation_id]
         for scope_key in scope_keys(reservation.key):
             left = self._reserved.get(scope_key, Decimal(0)) - reservation.amount_usd
@@ -529,14 +699,9 @@ class CostLedgerCore:
         return limit_keys(limit, seen)
 
     def _event_key(self, event: RequestCompleted | RequestFailed | FeedbackRecorded) -> SpendKey:
-        model_id = event.model_id
-        if isinstance(event, FeedbackRecorded) and event.judge_model_id:
-            model_id = event.judge_model_id
-        provider = event.provider if model_id == event.model_id else None
-        if self._registry is not None and model_id is not None:
-            known = {m.id: m.provider for m in self._registry.models}
-            provider = known.get(model_id, provider)
-        return SpendKey(provider=provider, model_id=model_id, agent_type=event.agent_type)
+        judge = event.judge_model_id if isinstance(event, FeedbackRecorded) else None
+        return spend_key_of(event.model_id, event.provider, event.agent_type, judge,
+                            self._providers)
 
     def _window_start(self, window: Window, at: datetime) -> datetime:
         return window_start(window, at, self._zone)

@@ -14,7 +14,7 @@ A limit has a scope (``global``, ``provider``, ``model``, ``agent_type``), a key
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Literal
@@ -38,6 +38,18 @@ class SpendKey:
     provider: str | None
     model_id: str | None
     agent_type: str | None
+
+
+def spend_key_of(model_id: str | None, provider: str | None, agent_type: str | None,
+                 judge_model_id: str | None = None,
+                 providers: Mapping[str, str] | None = None) -> SpendKey:
+    """Whose spend a logged cost is: its model (a judge's feedback: the judge model), that
+    model's provider (from the registry when known) and its agent type."""
+    key_model = judge_model_id or model_id
+    key_provider = provider if key_model == model_id else None
+    if providers is not None and key_model is not None:
+        key_provider = providers.get(key_model, key_provider)
+    return SpendKey(provider=key_provider, model_id=key_model, agent_type=agent_type)
 
 
 def scope_keys(key: SpendKey) -> Iterator[tuple[ScopeName, str]]:

@@ -261,6 +261,9 @@ class EventSettings(_Strict):
     fsync_interval_ms: int = Field(default=200, ge=0)
     flush_interval_ms: int = Field(default=50, ge=0)
     compact_min_files: int = Field(default=8, gt=1)
+    #: Write an ``AttemptStarted`` intent to the spool before every provider call, so that a
+    #: router's crash leaves every call it may have made in the log (charged at its worst case).
+    write_ahead_attempts: bool = True
 
 
 class RouterSettings(_Strict):

@@ -12,14 +12,19 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import re
+import shutil
 import threading
+from collections import defaultdict
 from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 from ..config import EventSettings
 from ._log import EventLog
-from ._spool import ingestible_segments, pending_events, read_segment
-from ._types import Event
+from ._spool import finished_writers, ingestible_segments, pending_events, read_segment
+from ._types import Event, RequestFailed
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +39,30 @@ class SpoolIngestor:
         self._lock = threading.Lock()
 
     def ingest(self) -> int:
-        """Ingest every closed segment and every segment whose writer died; returns events written."""
+        """Ingest every closed segment and every segment whose writer died, then finalize the
+        writers that are gone (their lost calls recorded); returns events written."""
         with self._lock:
-            return self._ingest()
+            written = self._ingest()
+            return written + self._finalize()
+
+    def _finalize(self) -> int:
+        """For each writer that is gone with all its segments ingested: record as lost every
+        request whose calls it announced (``AttemptStarted``) and that has no terminal event,
+        then remove its directory. Safe to repeat after a crash (the files are named after the
+        writer; a second pass finds the requests already terminated)."""
+        written = 0
+        for writer_dir in finished_writers(self.data_dir):
+            lost = lost_requests(self.log, writer_dir.name)
+            if lost:
+                self.log.append(lost, file_stem=f"lost-{writer_dir.name}")
+                if self.settings.fsync != "never":
+                    self.log.sync()
+                written += len(lost)
+                log.warning("writer %s is gone with %d call(s) in flight: recorded as lost, "
+                            "charged at their worst case", writer_dir.name, len(lost))
+            shutil.rmtree(writer_dir, ignore_errors=True)
+        self.ingested_events += written
+        return written
 
     def _ingest(self) -> int:
         written = 0
@@ -89,3 +115,48 @@ def read_all_events(data_dir: str | Path, event_types: Iterable[str] | None = No
                 seen.add(event.event_id)
                 out.append(event)
     return out
+
+
+_STARTED_MS = re.compile(r"-(\d{13})$")
+
+
+def lost_requests(log_: EventLog, writer_id: str, now: datetime | None = None) -> list[RequestFailed]:
+    """``RequestFailed(error_kind="lost")`` for each request whose calls ``writer_id`` announced
+    and that has no terminal event in the log, charged the sum of its calls' worst cases (any of
+    them may have been billed)."""
+    now = now or datetime.now(UTC)
+    started = _STARTED_MS.search(writer_id)
+    first = (datetime.fromtimestamp(int(started.group(1)) / 1000, UTC) if started
+             else now - timedelta(days=1)) - timedelta(days=1)
+    dates = {d for _, d in log_.partitions("AttemptStarted") if d >= first.date().isoformat()}
+    intents: dict[str, list[dict[str, object]]] = defaultdict(list)
+    for date in sorted(dates):
+        for file in log_.partition_files("AttemptStarted", date):
+            table = log_.storage.parquet_file(file.path).read()
+            for row in table.to_pylist():
+                if row["router_id"] == writer_id and row["request_id"]:
+                    intents[row["request_id"]].append(row)
+    if not intents:
+        return []
+    ended: set[str] = set()
+    for event_type in ("RequestCompleted", "RequestFailed"):
+        for etype, date in log_.partitions(event_type):
+            if date < first.date().isoformat():
+                continue
+            for file in log_.partition_files(etype, date):
+                ids = log_.storage.parquet_file(file.path).read(columns=["request_id"])
+                ended.update(r for r in ids.column("request_id").to_pylist() if r in intents)
+    lost = []
+    for request_id, rows in sorted(intents.items()):
+        if request_id in ended:
+            continue
+        rows.sort(key=lambda r: int(str(r["attempt"])))
+        last = rows[-1]
+        cost = sum((Decimal(str(r["reserved_usd"])) for r in rows), Decimal(0))
+        lost.append(RequestFailed(
+            request_id=request_id, task_id=last["task_id"], agent_type=last["agent_type"],
+            model_id=last["model_id"], provider=last["provider"], attempts=len(rows),
+            error_kind="lost", models_tried=tuple(str(r["model_id"]) for r in rows),
+            cost_usd=cost, occurred_at=last["occurred_at"],  # the window of the call
+        ))
+    return lost

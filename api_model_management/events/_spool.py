@@ -34,6 +34,9 @@ log = logging.getLogger(__name__)
 
 _OPEN = ".open"
 _CLOSED = ".wal"
+#: A file in each writer's directory, locked by the writer for its whole life: the sink knows a
+#: writer is gone (and may finalize its directory) when it can take the lock.
+ALIVE = "alive.lock"
 
 
 def _default(value):
@@ -85,6 +88,9 @@ class SpoolWriter:
         self.writer_id = writer_id or f"w-{os.getpid()}-{uuid7()[-12:]}"
         self.dir = Path(data_dir) / "spool" / self.writer_id
         self.dir.mkdir(parents=True, exist_ok=True)
+        # held until this process ends (or close()): while it is held the writer is alive
+        self._alive_fd: int | None = os.open(self.dir / ALIVE, os.O_WRONLY | os.O_CREAT, 0o644)
+        fcntl.flock(self._alive_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         self._fsync = fsync
         self._fsync_interval_s = fsync_interval_ms / 1000
         self._max_bytes = segment_max_bytes
@@ -127,6 +133,10 @@ class SpoolWriter:
         if self._size >= self._max_bytes:
             self.rotate()
 
+    def write_intent(self, event: Event) -> None:
+        """An intent, durable (against process death) before the call it announces."""
+        self.write([event])
+
     def sync(self) -> None:
         if self._fd is not None and self._dirty:
             os.fsync(self._fd)
@@ -154,7 +164,12 @@ class SpoolWriter:
         self._path = None
 
     def close(self) -> None:
+        """Close the open segment and release the writer's lock: the sink then ingests what is
+        left and retires the writer's directory."""
         self.rotate()
+        if self._alive_fd is not None:
+            os.close(self._alive_fd)
+            self._alive_fd = None
 
 
 @dataclass(frozen=True)
@@ -166,6 +181,23 @@ class Segment:
     @property
     def stem(self) -> str:
         return f"{self.path.name.split('.')[0]}-{self.writer_id}"
+
+
+def finished_writers(data_dir: str | Path) -> Iterator[Path]:
+    """Writer directories whose writer is gone and whose segments are all ingested: what is
+    left to do for them is the sink's finalization (lost intents), then removal."""
+    root = Path(data_dir) / "spool"
+    if not root.is_dir():
+        return
+    for writer_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+        alive = writer_dir / ALIVE
+        if not alive.exists():
+            continue  # being created, or written by a version without the lock: left alone
+        # dead first, then empty: a dead writer cannot add a segment after the check
+        if _writer_is_dead(alive) and not any(
+            p.suffix in (_OPEN, _CLOSED, ".creating") for p in writer_dir.iterdir()
+        ):
+            yield writer_dir
 
 
 def ingestible_segments(data_dir: str | Path) -> Iterator[Segment]:

@@ -166,6 +166,28 @@ class AttemptFailed(Event):
     ]
 
 
+class AttemptStarted(Event):
+    """A provider call is about to be made (written to the spool before the call: the intent).
+
+    If the router dies before the request's terminal event, the EventSink finds this intent
+    without an outcome and records the request as ``RequestFailed(error_kind="lost")`` charged at
+    ``reserved_usd``, the worst case the call could have cost: after any crash the log shows every
+    call that may have been made. ``router_id`` is the router (spool writer) that made it."""
+
+    event_type: ClassVar[str] = "AttemptStarted"
+    attempt: int
+    router_id: str
+    reserved_usd: Money = Decimal(0)
+    streamed: bool = False
+
+    _arrow_fields: ClassVar[list[pa.Field]] = [
+        pa.field("attempt", pa.int32(), nullable=False),
+        pa.field("router_id", pa.string(), nullable=False),
+        pa.field("reserved_usd", MONEY_TYPE, nullable=False),
+        pa.field("streamed", pa.bool_(), nullable=False),
+    ]
+
+
 class FailoverTriggered(Event):
     """``model_id`` is the model failed away from; ``to_model_id`` the next candidate."""
 
@@ -416,6 +438,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
     cls.event_type: cls
     for cls in (
         ModelSelected,
+        AttemptStarted,
         AttemptFailed,
         FailoverTriggered,
         RequestCompleted,

@@ -103,6 +103,7 @@ class LimiterJournal:
     def rewrite(self, snapshot: RateLimiterSnapshot) -> None:
         """Replace the file by one snapshot record (atomically)."""
         now = self._clock.monotonic()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".tmp")
         body = self._header() + json.dumps(_encode(Restored(now, snapshot)), separators=(",", ":")) + "\n"
         tmp.write_text(body, "utf-8")

@@ -104,7 +104,8 @@ def build_router(
     limiters and the ledger (its leases and slices)."""
     stats = stats if stats is not None else StatsCore()
     return cls(
-        config, adapters=adapters, selector=selector or SelectorCore(config, clock=clock),
+        config, router_id=holder, adapters=adapters,
+        selector=selector or SelectorCore(config, clock=clock),
         admission=backend.admission(holder, clock), budget=backend.budget(holder, clock),
         events=events, cache=backend.cache(clock), outcomes=backend.outcomes(stats),
         evaluator=evaluator, replicas=replicas, rng=rng, clock=clock,

@@ -38,6 +38,10 @@ class EventPort(Protocol):
         """Durable against process death when it returns."""
         ...
 
+    def write_intent(self, event: Event) -> None:
+        """An intent (``AttemptStarted``), durable before the call it announces is made."""
+        ...
+
 
 class NullOutcomes:
     """Outcomes go nowhere (the in-process router has no health checkers to tell)."""
@@ -52,9 +56,13 @@ class ListEvents:
 
     def __init__(self) -> None:
         self.events: list[Event] = []
+        self.intents: list[Event] = []
 
     def write(self, events: Sequence[Event]) -> None:
         self.events.extend(events)
+
+    def write_intent(self, event: Event) -> None:
+        self.intents.append(event)
 
 
 #: One outcome as batched to a provider's health checker: (ok, error_kind, model_id).

@@ -49,6 +49,7 @@ from ..errors import (
 from ..evaluation import Evaluation, ResponseEvaluator
 from ..events import (
     AttemptFailed,
+    AttemptStarted,
     CandidateScore,
     Event,
     FailoverTriggered,
@@ -152,8 +153,10 @@ class RouterCore:
         replicas: int = 1,
         rng: random.Random | None = None,
         clock: Clock = SYSTEM_CLOCK,
+        router_id: str = "local",
     ) -> None:
         self.config = config
+        self.router_id = router_id
         self.settings = config.settings
         self.adapters = adapters
         self.selector = selector
@@ -340,7 +343,7 @@ class RouterCore:
             return rate, None
         worst = worst_case_cost_usd(model, bound.input_tokens, request.max_tokens)
         key = SpendKey(model.provider, model.id, request.agent_type)
-        budget: BudgetTicket | BaseException | None = self.budget.try_reserve(key, worst)
+        budget: BudgetTicket | BaseException | None = self.budget.try_reserve(key, worst, state.request_id)
         if rate is None and budget is None:  # both need a round trip: run them concurrently
             rate, budget = await asyncio.gather(
                 self.admission.acquire(model.id, tokens),
@@ -455,6 +458,7 @@ class RouterCore:
             async with self.limits.slot(model.provider, model.id, timeout_s=remaining):
                 sent = True
                 state.sent += 1
+                self._intend(state, model, budget, bound)
                 adapter = self.adapters[model.provider]
                 timeout_s = max(0.001, state.deadline - self._clock.monotonic())
                 if not state.streaming:
@@ -479,6 +483,19 @@ class RouterCore:
                                     partial_text="".join(delivered), model_id=model.id)
         self._settle_success(state, model, rate, budget, result, bound)
         yield StreamChunk(done=True, result=result, model_id=model.id)
+
+    def _intend(self, state: _Attempt, model: ModelConfig, budget: BudgetTicket | None,
+                bound: UsageBound) -> None:
+        """Write ahead: the call about to be made, durable before it is made (a crash then
+        leaves it in the log, charged at its worst case; see ``AttemptStarted``)."""
+        if not self.settings.events.write_ahead_attempts:
+            return
+        reserved = (budget.amount_usd if budget is not None
+                    else worst_case_cost_usd(model, bound.input_tokens, state.request.max_tokens))
+        self.events.write_intent(AttemptStarted(
+            **state.common(model), attempt=len(state.tried), router_id=self.router_id,
+            reserved_usd=reserved, streamed=state.streaming,
+        ))
 
     def _settle_success(self, state: _Attempt, model: ModelConfig, rate: RateTicket,
                         budget: BudgetTicket | None, result: ProviderResult,

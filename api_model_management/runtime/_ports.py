@@ -4,7 +4,7 @@ sizing, refills and expiry are in ``ratelimit`` and ``budget``; these classes on
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 
 from .._clock import Clock
@@ -44,7 +44,10 @@ class RayLeaseGranter:
 
 
 class RaySliceGranter:
-    """Budget slices from the CostLedger actor."""
+    """Budget slices from the CostLedger actor, which learns settled spend from the event log:
+    returned slices carry their charges, held at the ledger until the log delivers them."""
+
+    follows_log = True
 
     def __init__(self, ledger: Handle) -> None:
         self.ledger = ledger
@@ -55,8 +58,10 @@ class RaySliceGranter:
                                        minimum_usd, what="CostLedger")
         return grant
 
-    def return_slice(self, slice_id: str, spent_usd: Decimal, key: SpendKey) -> Reply:
-        return _ray.send(self.ledger, "return_slice", slice_id, spent_usd, key, what="CostLedger")
+    def return_slice(self, slice_id: str, spent_usd: Decimal, key: SpendKey,
+                     charges: Sequence[tuple[str, Decimal]] | None = None) -> Reply:
+        return _ray.send(self.ledger, "return_slice", slice_id, spent_usd, key,
+                         None if charges is None else tuple(charges), what="CostLedger")
 
     async def record(self, key: SpendKey, amount_usd: Decimal) -> None:
         await _ray.send(self.ledger, "record", key, amount_usd, what="CostLedger")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import threading
 import time
 from collections.abc import Sequence
 from decimal import Decimal
@@ -29,6 +30,14 @@ from ._ray import Handle
 log = logging.getLogger(__name__)
 
 CACHE_PURGE_S = 60.0
+#: How often the ledger looks for new files in the log (recent partitions), how often in all
+#: partitions (a late file in an old one), and how often it saves its file cache.
+LEDGER_POLL_S = 0.1
+LEDGER_FULL_POLL_S = 60.0
+LEDGER_CACHE_SAVE_S = 30.0
+#: How soon a HealthChecker's probe loop notices that outcomes opened the breaker (so that the
+#: half-open trials start when ``open_s`` has passed, not at the next probe interval).
+HEALTH_WAKE_S = 1.0
 
 
 def _state_dir(config: RegistryConfig) -> Path:
@@ -115,6 +124,9 @@ class HealthCheckerShell:
         self.config = config
         self.provider = provider
         settings = config.settings.health_check
+        interval_s = config.providers[provider].health_check.interval_s
+        if interval_s is not None:
+            settings = settings.model_copy(update={"interval_s": interval_s})
         models = [m.wire_name for m in config.models if m.provider == provider]
         self.model_ids = {m.wire_name: m.id for m in config.models if m.provider == provider}
         self.core = HealthCore(provider, settings, clock=SYSTEM_CLOCK, models=models)
@@ -146,11 +158,11 @@ class HealthCheckerShell:
         return True
 
     async def _loop(self) -> None:
-        settings = self.config.settings.health_check
-        interval_s = self.config.providers[self.provider].health_check.interval_s or settings.interval_s
+        """Probe when the core says so (on the interval; back to back while half-open)."""
         while True:
-            await self.probe_now()
-            await asyncio.sleep(interval_s)
+            if self.core.due_for_probe():
+                await self.probe_now()
+            await asyncio.sleep(min(self.core.probe_delay_s(), HEALTH_WAKE_S))
 
     async def probe_now(self) -> dict[str, Any]:
         probe = await self.adapter.probe()
@@ -287,65 +299,135 @@ class RateLimiterShell:
 
 
 class CostLedgerShell:
-    """The one ledger: rebuilt from the event log on start, then reservations and slices."""
+    """The one ledger. Settled spend comes from the event log, followed file by file
+    (``budget.LogSpend``, from a cache of per-file summaries so a restart does not re-read the
+    log); holds (reservations, slices, pending charges) are journaled so a restarted ledger still
+    holds what routers hold. A thread polls the log; every call holds the core's lock."""
 
     def __init__(self, config: RegistryConfig) -> None:
-        from ..budget._ledger import CostLedgerCore
-        from ..events._ingest import read_all_events
+        from ..budget import CostLedgerCore, HoldJournal, LogSpend
+        from ..events import EventLog
 
         self.config = config
-        wanted = ("RequestCompleted", "RequestFailed", "FeedbackRecorded", "BudgetAlert")
-        events = read_all_events(config.settings.data_dir, wanted)
-        self.core = CostLedgerCore.from_events(config.settings.budgets, events, clock=SYSTEM_CLOCK, registry=config)
+        data_dir = config.settings.data_dir
+        spool_root = Path(data_dir) / "spool"
+        log = EventLog(data_dir)
+        providers = {m.id: m.provider for m in config.models}
+        self.tail = LogSpend(log, SYSTEM_CLOCK, providers=providers,
+                             cache_path=_state_dir(config) / "ledger-files.json")
+        self.holds = HoldJournal(_state_dir(config) / "ledger-holds.jsonl", SYSTEM_CLOCK)
+        self.core = CostLedgerCore(
+            config.settings.budgets, clock=SYSTEM_CLOCK, registry=config, follows_log=True,
+            holder_gone=lambda holder: not (spool_root / holder).exists(),
+        )
+        for alert in log.read("BudgetAlert"):  # alerts already emitted are not emitted again
+            self.core.apply(alert)
+        self.core.apply_log(self.tail.start())
+        self.core.restore_holds(self.holds.load())
+        self.holds.rewrite(self.core.reservations())
+        self.core.drain_hold_changes()
+        self.core.catch_up_alerts()
         self.spool = _spool(config, "ledger")
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._saved = Every(LEDGER_CACHE_SAVE_S, SYSTEM_CLOCK, start_due=False)
+        self._full_poll = Every(LEDGER_FULL_POLL_S, SYSTEM_CLOCK, start_due=False)
+        self._after()
+        self._thread = threading.Thread(target=self._follow, name="ledger-log", daemon=True)
+        self._thread.start()
+
+    def _follow(self) -> None:
+        """Poll the log, apply what is new, expire holds; supervised: an error is logged and the
+        next poll tries again."""
+        while not self._stop.wait(LEDGER_POLL_S):
+            try:
+                self.poll()
+            except (OSError, ValueError) as exc:  # a file read racing compaction, a full disk
+                log.warning("ledger: following the log failed (%s); retrying", type(exc).__name__)
+
+    def poll(self) -> int:
+        """Apply what the log delivered since the last poll; returns files read."""
+        delta = self.tail.poll(all_partitions=self._full_poll.due())
+        with self._lock:
+            self.core.apply_log(delta)
+            self.core.expire()
+            self._after()
+        if self._saved.due():
+            self.tail.save()
+        return delta.files_read
 
     def _after(self) -> None:
+        self.holds.append(self.core.drain_hold_changes())  # before the answer leaves
+        if self.holds.needs_compaction():
+            self.holds.rewrite(self.core.reservations())
         events = self.core.drain_events()
         if events:
             self.spool.write(events)
         self.spool.tick()
 
     def reserve(self, key: SpendKey, amount_usd: Decimal, request_id: str | None = None) -> str:
-        try:
-            return self.core.reserve(key, amount_usd, request_id=request_id)
-        finally:
-            self._after()
+        with self._lock:
+            try:
+                return self.core.reserve(key, amount_usd, request_id=request_id)
+            finally:
+                self._after()
 
     def settle(self, reservation_id: str, actual_usd: Decimal) -> bool:
-        self.core.settle(reservation_id, actual_usd)
-        self._after()
+        with self._lock:
+            try:
+                self.core.settle(reservation_id, actual_usd)
+            finally:
+                self._after()
         return True
 
     def release(self, reservation_id: str) -> bool:
-        self.core.release(reservation_id)
-        self._after()
+        with self._lock:
+            try:
+                self.core.release(reservation_id)
+            finally:
+                self._after()
         return True
 
     def grant_slice(self, key: SpendKey, amount_usd: Decimal, holder: str,
                     minimum_usd: Decimal | None = None) -> Slice:
-        try:
-            return self.core.grant_slice(key, amount_usd, holder, minimum_usd=minimum_usd)
-        finally:
-            self._after()
+        with self._lock:
+            try:
+                return self.core.grant_slice(key, amount_usd, holder, minimum_usd=minimum_usd)
+            finally:
+                self._after()
 
-    def return_slice(self, slice_id: str, spent_usd: Decimal, key: SpendKey | None = None) -> bool:
-        try:
-            self.core.return_slice(slice_id, spent_usd, key)
-        finally:
-            self._after()
+    def return_slice(self, slice_id: str, spent_usd: Decimal, key: SpendKey | None = None,
+                     charges: tuple[tuple[str, Decimal], ...] | None = None) -> bool:
+        with self._lock:
+            try:
+                self.core.return_slice(slice_id, spent_usd, key, charges=charges)
+            finally:
+                self._after()
         return True
 
     def record(self, key: SpendKey, amount_usd: Decimal) -> bool:
-        self.core.record(key, amount_usd)
-        self._after()
+        with self._lock:
+            try:
+                self.core.record(key, amount_usd)
+            finally:
+                self._after()
         return True
 
     def status(self) -> list[BudgetStatus]:
-        self.core.expire()
-        return self.core.status()
+        with self._lock:
+            self.core.expire()
+            return self.core.status()
+
+    def pid(self) -> int:
+        """This incarnation's process id (operations, and tests that kill it)."""
+        return os.getpid()
 
     def flush_events(self) -> bool:
-        self.spool.rotate()
+        """Apply what the log holds now, save the file cache, close the spool segment."""
+        self.poll()
+        self.tail.save()
+        with self._lock:
+            self.spool.rotate()
         return True
 
 

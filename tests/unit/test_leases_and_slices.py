@@ -110,6 +110,8 @@ class RecordingSlices(Recorder):
     """A SliceGranter over a CostLedger core; ``grant_cap_usd`` caps every grant (a ledger that
     grants less than asked)."""
 
+    follows_log = False
+
     def __init__(self, core: CostLedgerCore, grant_cap_usd: Decimal | None = None) -> None:
         super().__init__(LocalSliceGranter(core), "CostLedger")
         self.grant_cap_usd = grant_cap_usd
@@ -120,8 +122,8 @@ class RecordingSlices(Recorder):
             minimum_usd = min(minimum_usd, self.grant_cap_usd)
         return await self.ask("grant_slice", key, amount_usd, holder, minimum_usd)
 
-    def return_slice(self, slice_id, spent_usd, key) -> Ref:
-        return self.call("return_slice", slice_id, spent_usd, key)
+    def return_slice(self, slice_id, spent_usd, key, charges=None) -> Ref:
+        return self.call("return_slice", slice_id, spent_usd, key, charges)
 
     async def record(self, key, amount_usd) -> None:
         await self.ask("record", key, amount_usd)

@@ -821,11 +821,11 @@ class _FastBudget(LocalBudget):
         super().__init__(ledger)
         self.fast, self.slow_calls = fast, 0
 
-    def try_reserve(self, key, amount_usd):
+    def try_reserve(self, key, amount_usd, request_id=None):
         if not self.fast:
             return None
         try:
-            return BudgetTicket(key, amount_usd, self.ledger.reserve(key, amount_usd))
+            return BudgetTicket(key, amount_usd, self.ledger.reserve(key, amount_usd), request_id)
         except BudgetExceeded:
             return None
 
