@@ -104,25 +104,43 @@ class ProviderConfig(_Strict):
 
 
 class HealthSettings(_Strict):
+    """The circuit breaker's thresholds (rules in ``health/_core.py``): health follows the failure
+    rate of calls over ``window_s``; runs of failures open it only when overwhelming."""
+
     interval_s: float = Field(default=30.0, gt=0)
     timeout_s: float = Field(default=5.0, gt=0)
-    #: Consecutive failures that make a provider unhealthy.
-    failure_threshold: int = Field(default=3, gt=0)
-    #: Consecutive failures that make a provider degraded (must be below ``failure_threshold``).
-    degraded_threshold: int = Field(default=1, gt=0)
-    #: Failure rate over ``window_s`` that makes a provider unhealthy.
+    #: Failure rate over ``window_s`` (at least ``min_calls_in_window`` calls) that opens the breaker.
     failure_rate_threshold: float = Field(default=0.5, gt=0, le=1)
+    #: Failure rate over ``window_s`` (at least ``min_calls_in_window`` calls) that makes a provider
+    #: degraded (it still takes traffic); below it, healthy. Must be below ``failure_rate_threshold``.
+    degraded_rate_threshold: float = Field(default=0.05, gt=0, lt=1)
     window_s: float = Field(default=60.0, gt=0)
-    min_calls_in_window: int = Field(default=10, gt=0)
-    #: Seconds an unhealthy provider waits before a half-open probe.
+    #: Calls (outcomes and probes) in the window before its rate is judged.
+    min_calls_in_window: int = Field(default=20, gt=0)
+    #: Consecutive failures that open the breaker if the window's rate is at least
+    #: ``degraded_rate_threshold`` (a run that long is not noise).
+    failure_threshold: int = Field(default=20, gt=0)
+    #: Consecutive failures that make a provider degraded while the window holds fewer than
+    #: ``min_calls_in_window`` calls (must not exceed ``failure_threshold``).
+    degraded_threshold: int = Field(default=1, gt=0)
+    #: Failed probes in a row (no success between) that open the breaker, under the same rate
+    #: condition as ``failure_threshold`` (probes are sparse and hit a cheap endpoint).
+    probe_failure_threshold: int = Field(default=3, gt=0)
+    #: Seconds an unhealthy provider waits before it is half-open.
     open_s: float = Field(default=15.0, gt=0)
-    #: Successful probes in half-open needed to be healthy again.
-    recovery_probes: int = Field(default=1, gt=0)
+    #: Trial probes a half-open provider admits before it re-opens.
+    half_open_max_calls: int = Field(default=5, gt=0)
+    #: Successful trials that close the breaker (at most ``half_open_max_calls``).
+    recovery_probes: int = Field(default=3, gt=0)
 
     @model_validator(mode="after")
     def _ordered(self) -> HealthSettings:
         if self.degraded_threshold > self.failure_threshold:
             raise ValueError("degraded_threshold must not exceed failure_threshold")
+        if self.degraded_rate_threshold >= self.failure_rate_threshold:
+            raise ValueError("degraded_rate_threshold must be below failure_rate_threshold")
+        if self.recovery_probes > self.half_open_max_calls:
+            raise ValueError("recovery_probes must not exceed half_open_max_calls")
         return self
 
 

@@ -1,27 +1,64 @@
 """HealthChecker core: one provider's health as a circuit breaker fed by probes and call outcomes.
 
-A pure class (no Ray, no I/O): the Ray shell calls the provider's probe endpoint on an interval, feeds
-the result to :meth:`HealthCore.record_probe`, feeds call outcomes to :meth:`HealthCore.record_outcome`
-and ships :meth:`HealthCore.drain_events` to the event sink.
+A pure class (no Ray, no I/O): the Ray shell calls the provider's probe endpoint when
+:meth:`HealthCore.probe_delay_s` says so, feeds the result to :meth:`HealthCore.record_probe`,
+feeds call outcomes (batched by the routers) to :meth:`HealthCore.record_outcome` and ships
+:meth:`HealthCore.drain_events` to the event sink.
 
 States and rules (thresholds from :class:`config.HealthSettings`)::
 
-    unknown ──success──▶ healthy ◀──success── degraded
-       │                   │ degraded_threshold      │
-       │                   ▼ consecutive failures    │ failure_threshold consecutive failures,
-       └──failures──▶  degraded ──────────────────▶ unhealthy   or failure rate ≥ failure_rate_threshold
-                                                     │  ▲        over window_s (≥ min_calls_in_window),
-                                      open_s elapsed ▼  │ one    or an auth/quota failure (at once)
-                                                 half_open
-                                                     │ recovery_probes consecutive successes
-                                                     ▼
-                                                  healthy
+    unknown ──▶ healthy ◀──window rate < degraded_rate_threshold──▶ degraded
+                   │                                                   │
+                   └──────────────────────┬────────────────────────────┘
+                                          ▼ window rate ≥ failure_rate_threshold, an overwhelming
+                                      unhealthy   run of failures, or an auth/quota failure (at once)
+                                        │   ▲
+                         open_s elapsed ▼   │ trials can no longer reach recovery_probes successes
+                                      half_open ── recovery_probes trials succeeded ──▶ healthy
 
-``unknown`` (no signal yet) counts as healthy for selection; ``half_open`` lets trial traffic through.
-Successes while ``unhealthy`` (before ``open_s`` has passed) are counted but change nothing: the
-breaker waits the full ``open_s``. Failures caused by the request itself (bad request, content policy,
-context window) or by rate limiting are neutral: they say nothing about the provider's health. A
-``model_not_found`` outcome, or a probe whose model listing lacks a model, marks that model
+Health follows the failure *rate*, not runs: a provider failing 10-13 % of calls at random produces
+a run of three failures every 500-1000 calls, so at 300 calls in flight a breaker that opens on such
+runs opens every provider within seconds. While closed (``unknown``, ``healthy``, ``degraded``), every
+non-neutral call outcome or probe enters a sliding window of ``window_s``; once it holds
+``min_calls_in_window`` calls, its failure rate decides:
+
+- rate ≥ ``failure_rate_threshold`` (0.5): ``unhealthy``, the breaker opens;
+- rate ≥ ``degraded_rate_threshold`` (0.05): ``degraded`` — it still takes traffic, ranked lower.
+  0.05 is half the error rate of the ``flaky`` profile, so a provider failing 10 % of calls is
+  clearly degraded, while one with a normal background of about 1 % stays healthy;
+- below: ``healthy``.
+
+With fewer calls than that the window is too small to judge a rate: a success makes the provider
+healthy and ``degraded_threshold`` consecutive failures degraded. A run of failures opens the
+breaker only when it is overwhelming: ``failure_threshold`` (20) consecutive failures while the
+window's rate is at least ``degraded_rate_threshold``. At a 13 % error rate a run of 20 has a chance
+of about 1e-18; the rate condition keeps a burst of timeouts among thousands of recent successes
+(one batch of in-flight calls) from opening a busy provider, yet lets a provider that really died
+open long before its window reaches 50 %. Probes are sparse (one per ``interval_s``) and hit a
+cheap endpoint that does not fail at random under load, so ``probe_failure_threshold`` (3) failed
+probes in a row, with no success between them, count as such a run too (under the same rate
+condition): a provider that only the checker calls still opens in a few intervals. An auth or
+quota failure opens the breaker at once (the account, not the moment, is at fault); no other
+failure opens it while the window's rate is below ``degraded_rate_threshold``. Failures caused by
+the request itself (bad request, content policy, context window) or by rate limiting are neutral:
+they say nothing about the provider's health. The window is emptied when the breaker opens and
+when it closes.
+
+Half-open admits a bounded number of trials, and they are the checker's own probes: routers send
+no traffic to a ``half_open`` provider (it is not in :data:`TRAFFIC_STATES`, so the selector filters
+it exactly as an unhealthy one), and the checker probes it back to back, at most
+``half_open_max_calls`` times. It closes (``healthy``) as soon as ``recovery_probes`` trials
+succeeded and re-opens as soon as that can no longer happen (more than ``half_open_max_calls −
+recovery_probes`` trials failed or had no answer; an auth/quota trial failure re-opens at once).
+This is the simplest version that is correct with batched, late outcomes: the routers' outcomes
+arriving while open or half-open belong to calls started before the breaker opened (or before the
+routers heard of it), so they are journaled and counted in the consecutive counters but decide
+nothing; and a probe is a trial only if it *started* at or after the half-open moment (its
+completion time minus its latency), so a probe under way when the breaker turned half-open is not
+one. No router has to share or count a trial budget. While ``unhealthy`` (before ``open_s`` has
+passed) nothing changes the state: the breaker waits the full ``open_s``.
+
+A ``model_not_found`` outcome, or a probe whose model listing lacks a model, marks that model
 unavailable (a ``HealthChanged`` event with ``model_id`` set); a success for that model, or a later
 listing that includes it, makes it available again.
 
@@ -48,8 +85,9 @@ from .._clock import Clock
 from ..errors import InvalidInput
 from ..events._types import HealthState
 
-#: States in which the selector may send traffic (``half_open``: trial traffic).
-TRAFFIC_STATES: frozenset[str] = frozenset({"healthy", "degraded", "unknown", "half_open"})
+#: States in which the selector may send traffic (``half_open`` takes only the checker's trial
+#: probes).
+TRAFFIC_STATES: frozenset[str] = frozenset({"healthy", "degraded", "unknown"})
 #: Failures that make the provider unhealthy at once: the account, not the moment, is at fault.
 IMMEDIATE_KINDS: frozenset[str] = frozenset({"auth", "quota"})
 #: Failures that say nothing about the provider's health (the request or local admission is at
@@ -105,8 +143,12 @@ class HealthSnapshot:
     since: datetime | None
     consecutive_failures: int
     consecutive_successes: int
+    consecutive_probe_failures: int
     window_calls: int
     window_failures: int
+    #: Trial probes recorded, and how many succeeded, since the provider turned half-open.
+    trial_calls: int
+    trial_successes: int
     last_probe_at: datetime | None
     last_probe_latency_ms: float | None
     reason: str
@@ -150,6 +192,9 @@ class HealthCore:
         self._opened_mono = 0.0
         self._consecutive_failures = 0
         self._consecutive_successes = 0
+        self._consecutive_probe_failures = 0
+        self._trial_calls = 0
+        self._trial_successes = 0
         self._window: deque[tuple[float, bool]] = deque()
         self._window_failures = 0
         self._unavailable: frozenset[str] = frozenset()
@@ -225,15 +270,21 @@ class HealthCore:
         return self.state in TRAFFIC_STATES
 
     def due_for_probe(self) -> bool:
-        """True when a probe is due: never probed, ``interval_s`` since the last one, or half-open
-        with no probe since entering it."""
+        """True when a probe is due (see :meth:`probe_delay_s`)."""
+        return self.probe_delay_s() == 0.0
+
+    def probe_delay_s(self) -> float:
+        """Seconds until the next probe is due: at once when never probed or half-open (the trials
+        run back to back until they decide), else ``interval_s`` after the last probe, or the
+        half-open moment if an open breaker reaches it sooner."""
         now = self._clock.monotonic()
         self._advance(now)
-        if self._last_probe_mono is None:
-            return True
-        if self._state == "half_open" and self._last_probe_mono < self._half_open_mono():
-            return True
-        return now - self._last_probe_mono >= self.settings.interval_s
+        if self._last_probe_mono is None or self._state == "half_open":
+            return 0.0
+        delay = self._last_probe_mono + self.settings.interval_s - now
+        if self._state == "unhealthy":
+            delay = min(delay, self._half_open_mono() - now)
+        return max(0.0, delay)
 
     def snapshot(self) -> HealthSnapshot:
         now = self._clock.monotonic()
@@ -246,8 +297,11 @@ class HealthCore:
             since=self._since,
             consecutive_failures=self._consecutive_failures,
             consecutive_successes=self._consecutive_successes,
+            consecutive_probe_failures=self._consecutive_probe_failures,
             window_calls=len(self._window),
             window_failures=self._window_failures,
+            trial_calls=self._trial_calls,
+            trial_successes=self._trial_successes,
             last_probe_at=self._last_probe_at,
             last_probe_latency_ms=self._last_probe_latency_ms,
             reason=self._reason,
@@ -293,15 +347,23 @@ class HealthCore:
         self._advance(now)
         before = (self._state, self._unavailable)
         self._journal.append(record)
+        kind = classify(record.ok, record.error_kind)
+        error_kind = record.error_kind or "failure"
         if isinstance(record, ProbeRecord):
             self._last_probe_mono = now
             self._last_probe_at = record.at
             self._last_probe_latency_ms = record.latency_ms
             self._set_unavailable(frozenset(record.missing_models), "probe listing", record.at)
             self._emit_checked(record)
+            self._consecutive_probe_failures += int(kind in ("failure", "immediate"))
         else:
             self._apply_model_signal(record)
-        self._signal(now, record.at, classify(record.ok, record.error_kind), record.error_kind)
+        self._count(kind)
+        if self._state == "half_open":
+            if isinstance(record, ProbeRecord) and self._is_trial(record):
+                self._on_trial(now, record.at, kind, error_kind)
+        elif self._state != "unhealthy" and kind != "neutral":
+            self._judge(now, record.at, kind, error_kind)
         if (self._state, self._unavailable) != before:
             self._notify()
 
@@ -313,58 +375,65 @@ class HealthCore:
         elif not record.ok and record.error_kind == "model_not_found":
             self._set_unavailable(self._unavailable | {record.model_id}, "model_not_found", record.at)
 
-    def _signal(self, now: float, at: datetime, kind: str, error_kind: str | None) -> None:
-        if kind == "neutral":
-            return
-        ok = kind == "success"
-        self._window.append((now, ok))
-        self._window_failures += 0 if ok else 1
-        self._prune(now)
-        if ok:
-            self._on_success(at)
-        else:
-            self._on_failure(now, at, kind == "immediate", error_kind or "failure")
+    def _count(self, kind: str) -> None:
+        """The consecutive counters, in every state (neutral signals leave them alone); any
+        success, a call's or a probe's, ends a run of failed probes."""
+        if kind == "success":
+            self._consecutive_failures, self._consecutive_successes = 0, self._consecutive_successes + 1
+            self._consecutive_probe_failures = 0
+        elif kind != "neutral":
+            self._consecutive_failures, self._consecutive_successes = self._consecutive_failures + 1, 0
 
-    def _on_success(self, at: datetime) -> None:
-        self._consecutive_failures = 0
-        self._consecutive_successes += 1
-        if self._state in ("unknown", "degraded"):
-            self._move("healthy", "call or probe succeeded", at)
-        elif self._state == "half_open":
-            if self._consecutive_successes >= self.settings.recovery_probes:
-                self._move("healthy", f"{self._consecutive_successes} trial(s) succeeded", at)
-        # healthy stays healthy; unhealthy waits for open_s to pass
-
-    def _on_failure(self, now: float, at: datetime, immediate: bool, error_kind: str) -> None:
+    def _judge(self, now: float, at: datetime, kind: str, error_kind: str) -> None:
+        """A closed breaker (unknown, healthy, degraded) after one non-neutral signal."""
         s = self.settings
-        self._consecutive_successes = 0
-        self._consecutive_failures += 1
-        if self._state == "unhealthy":
-            return
-        if immediate:
+        self._window.append((now, kind == "success"))
+        self._window_failures += 0 if kind == "success" else 1
+        self._prune(now)
+        calls, run, probes = len(self._window), self._consecutive_failures, self._consecutive_probe_failures
+        rate = self._window_failures / calls
+        over = f"failure rate {rate:.2f} over {calls} calls"
+        judged = calls >= s.min_calls_in_window
+        if kind == "immediate":
             self._open(now, at, f"{error_kind} failure")
-        elif self._state == "half_open":
-            self._open(now, at, f"trial failed ({error_kind})")
-        elif self._consecutive_failures >= s.failure_threshold:
-            self._open(now, at, f"{self._consecutive_failures} consecutive failures")
-        elif self._rate_tripped():
-            rate = self._window_failures / len(self._window)
-            self._open(now, at, f"failure rate {rate:.2f} over {len(self._window)} calls")
-        elif self._consecutive_failures >= s.degraded_threshold and self._state != "degraded":
-            self._move("degraded", f"{self._consecutive_failures} consecutive failure(s)", at)
+        elif judged and rate >= s.failure_rate_threshold:
+            self._open(now, at, over)
+        elif rate >= s.degraded_rate_threshold and run >= s.failure_threshold:
+            self._open(now, at, f"{run} consecutive failures ({over})")
+        elif rate >= s.degraded_rate_threshold and probes >= s.probe_failure_threshold:
+            self._open(now, at, f"{probes} consecutive failed probes ({over})")
+        elif judged:
+            self._move("degraded" if rate >= s.degraded_rate_threshold else "healthy", over, at)
+        elif kind == "success":
+            self._move("healthy", "call or probe succeeded", at)
+        elif run >= s.degraded_threshold:
+            self._move("degraded", f"{run} consecutive failure(s)", at)
 
-    def _rate_tripped(self) -> bool:
-        calls = len(self._window)
-        return (
-            calls >= self.settings.min_calls_in_window
-            and self._window_failures / calls >= self.settings.failure_rate_threshold
-        )
+    def _is_trial(self, record: ProbeRecord) -> bool:
+        """A probe that started (completion minus latency) at or after the half-open moment."""
+        return record.at_monotonic - record.latency_ms / 1000.0 >= self._half_open_mono()
+
+    def _on_trial(self, now: float, at: datetime, kind: str, error_kind: str) -> None:
+        s = self.settings
+        self._trial_calls += 1
+        self._trial_successes += int(kind == "success")
+        misses = self._trial_calls - self._trial_successes
+        if kind == "immediate":
+            self._open(now, at, f"trial failed ({error_kind})")
+        elif self._trial_successes >= s.recovery_probes:
+            self._clear_window()
+            self._move("healthy", f"{self._trial_successes} of {self._trial_calls} trial(s) succeeded", at)
+        elif misses > s.half_open_max_calls - s.recovery_probes:
+            self._open(now, at, f"{misses} of {self._trial_calls} trial(s) failed")
 
     def _open(self, now: float, at: datetime, reason: str) -> None:
         self._opened_mono = now
+        self._clear_window()
+        self._move("unhealthy", reason, at)
+
+    def _clear_window(self) -> None:
         self._window.clear()
         self._window_failures = 0
-        self._move("unhealthy", reason, at)
 
     def _half_open_mono(self) -> float:
         return self._opened_mono + self.settings.open_s
@@ -375,6 +444,7 @@ class HealthCore:
             assert self._since is not None  # set when the breaker opened
             at = self._since + timedelta(seconds=self.settings.open_s)
             self._consecutive_successes = 0
+            self._trial_calls = self._trial_successes = 0
             self._move("half_open", f"open for {self.settings.open_s:g} s", at)
             if not self._replaying:
                 self._notify()

@@ -5,7 +5,8 @@ A pure class (no Ray, no I/O). The original algorithm:
 1. **Filter.** A model is eligible when it is the pinned ``request.model_id`` (if any), enabled,
    allowed by ``request.constraints`` (providers, models), covers ``required_capabilities``, fits
    ``estimated_input_tokens() + max_tokens`` in its context window (and ``max_tokens`` within its
-   ``max_output_tokens``), its provider allows traffic (``unknown`` counts as healthy), it is not
+   ``max_output_tokens``), its provider allows traffic (``unknown`` counts as healthy; ``half_open``
+   takes no traffic: its trials are the health checker's own probes), it is not
    reported unavailable, not rate-limited, and meets the cost / latency / quality constraints
    (worst-case cost: ``budget.worst_case_cost_usd`` on ``input_token_bound()``, as admission
    reserves; latency and quality are the expected values below). Every filtered model gets a reason.
@@ -20,7 +21,7 @@ A pure class (no Ray, no I/O). The original algorithm:
    - performance: ``0.4 · quality + 0.3 · success_rate + 0.3 / (1 + latency_ms / 1000)``, where each
      expected value shrinks the live EWMA towards the prior with 5 pseudo-observations
      (priors: ``quality_prior``, success rate 0.95, ``average_response_time_ms``);
-   - availability: health factor (healthy 1.0, unknown 0.9, degraded 0.6, half_open 0.3) ×
+   - availability: health factor (healthy 1.0, unknown 0.9, degraded 0.6) ×
      ``(0.5 + 0.5 · headroom)`` with rate-limit headroom in [0, 1] (1.0 when unknown), rounded down to
      tenths so that small headroom moves do not flush the assignment cache.
 3. **Priority.** Weights (``settings.selection.weights``, or ``agent_weights[agent_type]``) are
@@ -54,7 +55,7 @@ from ..health._core import TRAFFIC_STATES, HealthSnapshot
 from ._stats import ModelStatsSnapshot
 
 HEALTH_FACTOR: dict[str, float] = {
-    "healthy": 1.0, "unknown": 0.9, "degraded": 0.6, "half_open": 0.3, "unhealthy": 0.0,
+    "healthy": 1.0, "unknown": 0.9, "degraded": 0.6, "half_open": 0.0, "unhealthy": 0.0,
 }
 PRIOR_STRENGTH = 5.0
 PRIOR_SUCCESS_RATE = 0.95

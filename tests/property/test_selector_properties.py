@@ -24,7 +24,7 @@ pytestmark = pytest.mark.property
 PROVIDERS = ("p0", "p1", "p2", "p3")
 CAPS = ("text-generation", "code-generation", "analysis", "vision")
 STATES = ("healthy", "degraded", "unhealthy", "half_open", "unknown")
-TRAFFIC_ORDER = ("half_open", "degraded", "unknown", "healthy")  # increasing availability
+TRAFFIC_ORDER = ("degraded", "unknown", "healthy")  # increasing availability
 PRICES = [Decimal(p) for p in ("0", "0.0001", "0.0005", "0.001", "0.003", "0.01", "0.03", "0.06")]
 PROP_SETTINGS = settings(max_examples=60, deadline=None,
                          suppress_health_check=[HealthCheck.too_slow])
@@ -107,7 +107,7 @@ def reference_eligible(cfg, health, unavailable, limited, request) -> set[str]:
     return {
         m.id for m in cfg.models
         if m.enabled and set(request.required_capabilities) <= set(m.capabilities)
-        and needed <= m.context_window and health[m.provider] != "unhealthy"
+        and needed <= m.context_window and health[m.provider] not in ("unhealthy", "half_open")
         and m.id not in unavailable and limited.get(m.id, -1) <= 0
     }
 

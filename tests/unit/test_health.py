@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import math
 import pickle
+import random
 from datetime import timedelta
 
 import pytest
 
 from api_model_management import config, events
 from api_model_management._clock import ManualClock
+from api_model_management.config._load import demo_config
 from api_model_management.errors import InvalidInput
 from api_model_management.health._core import HealthCore, HealthSnapshot, OutcomeRecord
 
@@ -17,7 +19,8 @@ pytestmark = pytest.mark.unit
 
 SETTINGS = config.HealthSettings(
     interval_s=30, failure_threshold=3, degraded_threshold=1, failure_rate_threshold=0.5,
-    window_s=60, min_calls_in_window=4, open_s=15, recovery_probes=2,
+    degraded_rate_threshold=0.2, window_s=60, min_calls_in_window=4, probe_failure_threshold=3,
+    open_s=15, half_open_max_calls=3, recovery_probes=2,
 )
 
 
@@ -50,30 +53,70 @@ def test_success_makes_healthy():
     assert transitions(core) == [("unknown", "healthy", None)]
 
 
-def test_first_failure_degrades_then_threshold_opens_the_breaker():
+def test_with_few_calls_a_failure_degrades_and_a_success_restores():
     core, _ = make()
     core.record_outcome(True)
     core.record_outcome(False, "timeout")
     assert core.state == "degraded" and core.allows_traffic()
-    core.record_outcome(False, "server_error")
-    assert core.state == "degraded"
-    core.record_outcome(False, "connection")
+    core.record_outcome(True)
     snap = core.snapshot()
-    assert snap.state == "unhealthy" and not core.allows_traffic()
-    assert snap.consecutive_failures == 3
-    assert "3 consecutive failures" in snap.reason
+    assert snap.state == "healthy" and snap.window_calls == 3  # below min_calls_in_window (4)
     assert transitions(core) == [
-        ("unknown", "healthy", None), ("healthy", "degraded", None), ("degraded", "unhealthy", None)
+        ("unknown", "healthy", None), ("healthy", "degraded", None), ("degraded", "healthy", None)
     ]
 
 
-def test_success_in_degraded_recovers():
+def test_with_enough_calls_the_window_rate_decides_healthy_or_degraded():
     core, _ = make()
-    core.record_outcome(False, "timeout")
+    for ok in (True, True, True, False):  # 1 of 4 failed: 0.25 >= degraded_rate_threshold 0.2
+        core.record_outcome(ok, None if ok else "timeout")
     assert core.state == "degraded"
-    core.record_outcome(True)
-    assert core.state == "healthy"
-    assert core.snapshot().consecutive_failures == 0
+    core.record_outcome(True)  # a success, but 1 of 5 still failed: rates, not the last call, decide
+    assert core.snapshot().state == "degraded"
+    core.record_outcome(True)  # 1 of 6 = 0.17
+    snap = core.snapshot()
+    assert snap.state == "healthy" and snap.reason == "failure rate 0.17 over 6 calls"
+
+
+def test_a_run_of_failures_opens_only_when_the_window_rate_agrees():
+    core, _ = make()
+    for _ in range(7):
+        core.record_outcome(True)
+    for _ in range(3):  # 3 of 10 failed: 0.30 >= 0.2, and a run of failure_threshold (3)
+        core.record_outcome(False, "server_error")
+    snap = core.snapshot()
+    assert snap.state == "unhealthy"
+    assert snap.reason == "3 consecutive failures (failure rate 0.30 over 10 calls)"
+
+    busy, _ = make()
+    for _ in range(20):
+        busy.record_outcome(True)
+    for _ in range(3):  # the same run among 20 successes: 3 of 23 = 0.13 < 0.2, a blip
+        busy.record_outcome(False, "server_error")
+    assert busy.snapshot().state == "healthy"
+
+
+def test_failed_probes_in_a_row_open_when_the_window_agrees():
+    settings = SETTINGS.model_copy(update={"min_calls_in_window": 10, "failure_threshold": 5})
+    core, _ = make(settings)  # a provider that only the checker calls
+    core.record_probe(True, 10.0)
+    core.record_probe(False, 10.0, error_kind="connection")
+    core.record_probe(False, 10.0, error_kind="connection")
+    core.record_outcome(True)  # the provider answers a call: the probe run starts again
+    core.record_probe(False, 10.0, error_kind="connection")
+    core.record_probe(False, 10.0, error_kind="connection")
+    assert core.state == "degraded" and core.snapshot().consecutive_probe_failures == 2
+    core.record_probe(False, 10.0, error_kind="connection")
+    snap = core.snapshot()
+    assert snap.state == "unhealthy"
+    assert snap.reason == "3 consecutive failed probes (failure rate 0.71 over 7 calls)"
+
+    busy, _ = make(settings)  # calls succeed, only the probe endpoint fails: 3 of 33, a blip
+    for _ in range(30):
+        busy.record_outcome(True)
+    for _ in range(3):
+        busy.record_probe(False, 10.0, error_kind="connection")
+    assert busy.snapshot().state == "healthy"
 
 
 def test_degraded_threshold_above_one_waits():
@@ -113,7 +156,7 @@ def test_old_calls_leave_the_window():
 def test_the_window_excludes_calls_exactly_window_s_old():
     settings = SETTINGS.model_copy(update={"min_calls_in_window": 2, "failure_threshold": 3})
     core, clock = make(settings)
-    core.record_outcome(False, "timeout")
+    core.record_outcome(True)
     core.record_outcome(True)
     clock.advance(60)  # the first two calls are now exactly window_s old: out
     core.record_outcome(False, "timeout")
@@ -132,35 +175,92 @@ def test_half_open_after_open_s_with_exact_since():
     assert core.state == "unhealthy" and not core.allows_traffic()
     clock.advance(30)  # looked at late: since is still opened_at + open_s
     snap = core.snapshot()
-    assert snap.state == "half_open" and core.allows_traffic()
+    assert snap.state == "half_open" and not core.allows_traffic()  # trials are probes only
     assert snap.since == opened_at + timedelta(seconds=15)
 
 
-def test_half_open_needs_recovery_probes_consecutive_successes():
+def test_half_open_closes_when_recovery_probes_trials_succeeded():
     core, clock = make()
     core.record_outcome(False, "auth")
     clock.advance(15)
-    assert core.state == "half_open"
-    core.record_probe(True, 12.0)
-    assert core.state == "half_open"
-    core.record_outcome(True)
-    assert core.state == "healthy"
-    assert [t for t in transitions(core)][-2:] == [
-        ("unhealthy", "half_open", None), ("half_open", "healthy", None)
-    ]
+    assert core.state == "half_open" and core.due_for_probe() and core.probe_delay_s() == 0.0
+    core.record_probe(True, 0.0)
+    core.record_outcome(True)  # a router's outcome is not a trial
+    snap = core.snapshot()
+    assert snap.state == "half_open" and (snap.trial_calls, snap.trial_successes) == (1, 1)
+    core.record_probe(True, 0.0)
+    snap = core.snapshot()
+    assert snap.state == "healthy" and snap.reason == "2 of 2 trial(s) succeeded"
+    assert snap.window_calls == 0  # closed with an empty window
+    assert transitions(core)[-2:] == [("unhealthy", "half_open", None), ("half_open", "healthy", None)]
 
 
-def test_one_failure_in_half_open_reopens():
-    core, clock = make()
+def test_half_open_reopens_once_the_trials_can_no_longer_recover():
+    core, clock = make()  # 3 trials, 2 successes needed: the second miss re-opens
     core.record_outcome(False, "auth")
     clock.advance(15)
-    core.record_probe(True, 10.0)
-    core.record_probe(False, 5000.0, http_status=503, error_kind="overloaded")
-    assert core.state == "unhealthy"
+    core.record_probe(True, 0.0)
+    core.record_probe(False, 0.0, http_status=503, error_kind="overloaded")
+    assert core.state == "half_open"  # one failed trial of three: recovery still possible
+    core.record_probe(False, 0.0, http_status=503, error_kind="overloaded")
+    snap = core.snapshot()
+    assert snap.state == "unhealthy" and snap.reason == "2 of 3 trial(s) failed"
     clock.advance(14)
     assert core.state == "unhealthy"  # the timer restarted at the failure
     clock.advance(1)
-    assert core.state == "half_open"
+    assert core.state == "half_open" and core.snapshot().trial_calls == 0
+
+
+def test_trials_are_bounded_and_unanswered_ones_count_as_misses():
+    core, clock = make()
+    core.record_outcome(False, "auth")
+    clock.advance(15)
+    probes = 0
+    while core.state == "half_open":
+        assert core.due_for_probe()
+        core.record_probe(False, 0.0, http_status=429, error_kind="rate_limited")  # neutral
+        probes += 1
+    assert probes == 2 <= SETTINGS.half_open_max_calls and core.state == "unhealthy"
+    assert not core.due_for_probe()
+    assert core.probe_delay_s() == pytest.approx(15.0)  # next: the half-open moment
+
+
+def test_an_auth_failure_in_a_trial_reopens_at_once():
+    core, clock = make()
+    core.record_outcome(False, "quota")
+    clock.advance(15)
+    core.record_probe(False, 0.0, http_status=401, error_kind="auth")
+    snap = core.snapshot()
+    assert snap.state == "unhealthy" and snap.reason == "trial failed (auth)"
+
+
+def test_late_outcomes_while_half_open_decide_nothing():
+    """Outcomes arrive in batches, late: those reaching a half-open breaker belong to calls
+    started before it opened (routers send a half-open provider no traffic)."""
+    core, clock = make()
+    for _ in range(3):
+        core.record_outcome(False, "timeout")
+    assert core.state == "unhealthy"
+    clock.advance(15)
+    for i in range(300):  # a batch of in-flight calls, most of them failed
+        core.record_outcome(i % 3 == 0, None if i % 3 == 0 else "timeout")
+    snap = core.snapshot()
+    assert snap.state == "half_open" and snap.trial_calls == 0 and snap.window_calls == 0
+    core.record_probe(True, 0.0)
+    core.record_probe(True, 0.0)
+    assert core.state == "healthy"
+
+
+def test_a_probe_started_before_the_half_open_moment_is_not_a_trial():
+    core, clock = make()
+    core.record_outcome(False, "auth")
+    clock.advance(15.5)
+    core.record_probe(False, 1000.0, error_kind="timeout")  # started at 14.5 s: still open then
+    snap = core.snapshot()
+    assert snap.state == "half_open" and snap.trial_calls == 0
+    assert core.due_for_probe()
+    core.record_probe(True, 500.0)  # started at exactly 15.0 s: a trial
+    assert core.snapshot().trial_calls == 1
 
 
 def test_success_while_open_changes_nothing():
@@ -285,8 +385,9 @@ def drive(core: HealthCore, clock: ManualClock, log: list[events.Event]) -> None
     clock.advance(3)
     outcome(False, "server_error", "m1")
     clock.advance(20)
-    core.record_probe(True, 11.0)
-    outcome(True, model_id="m1")
+    core.record_probe(True, 11.0)  # half-open: the first of two trials
+    outcome(True, model_id="m1")  # not a trial
+    core.record_probe(True, 11.0)  # closes
     outcome(False, "model_not_found", "m2")
     clock.advance(7)
     outcome(False, "rate_limited", "m1")
@@ -339,3 +440,35 @@ def test_bad_construction_and_replay_input():
         HealthCore("", SETTINGS, clock=ManualClock())
     with pytest.raises(InvalidInput):
         HealthCore.replay("openai", SETTINGS, [object()], clock=ManualClock())
+
+
+@pytest.mark.parametrize("error_rate", [0.10, 0.13])
+@pytest.mark.parametrize("settings_from", ["defaults", "demo registry"])
+def test_a_ten_percent_error_stream_at_high_concurrency_degrades_but_never_opens(
+    error_rate, settings_from
+):
+    """The ``flaky`` profile's load, replayed: 300 calls in flight, their outcomes arriving in
+    batches of 300 (in completion order: shuffled) for one and a half windows, plus the
+    checker's probes. Runs of three failures and more occur every few hundred calls (the old
+    breaker opened on them); the rate never comes near the threshold."""
+    settings = (config.HealthSettings() if settings_from == "defaults"
+                else demo_config().settings.health_check)
+    core, clock = make(settings)
+    rng = random.Random(9)
+    batches, tick_s = 60, 1.5 * settings.window_s / 60
+    longest_run = run = 0
+    states = set()
+    for _ in range(batches):
+        batch = [rng.random() >= error_rate for _ in range(300)]
+        rng.shuffle(batch)
+        for ok in batch:
+            states.add(core.record_outcome(ok, None if ok else "server_error").state)
+            run = 0 if ok else run + 1
+            longest_run = max(longest_run, run)
+        if core.due_for_probe():
+            core.record_probe(True, 5.0)
+        clock.advance(tick_s)
+    assert longest_run >= 3
+    assert "unhealthy" not in states and "half_open" not in states
+    snap = core.snapshot()
+    assert snap.state == "degraded" and snap.window_calls >= settings.min_calls_in_window

@@ -131,13 +131,23 @@ def test_health_snapshots_from_the_health_core_are_accepted():
 
 
 @pytest.mark.parametrize(
-    ("state", "factor"), [("healthy", 1.0), ("unknown", 0.9), ("degraded", 0.6), ("half_open", 0.3)]
+    ("state", "factor"), [("healthy", 1.0), ("unknown", 0.9), ("degraded", 0.6)]
 )
 def test_traffic_states_stay_eligible_with_their_availability(state, factor):
     sel, _ = make()
     sel.update_health("anthropic", state)
     by_id = {c.model_id: c for c in sel.select(req()).candidates}
     assert by_id["mid"].availability == pytest.approx(factor)
+
+
+@pytest.mark.parametrize("state", ["half_open", "unhealthy"])
+def test_half_open_and_unhealthy_providers_take_no_traffic(state):
+    """A half-open provider's trials are the health checker's own probes, never routed calls."""
+    sel, _ = make()
+    sel.update_health("anthropic", state)
+    s = sel.select(req())
+    assert s.filtered["mid"] == f"provider anthropic {state}"
+    assert "mid" not in {c.model_id for c in s.candidates}
 
 
 def test_headroom_scales_availability_in_tenths():
