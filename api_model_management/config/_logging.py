@@ -57,6 +57,10 @@ class RedactingFilter(logging.Filter):
         if len(value) >= MIN_SECRET_LENGTH:
             self._secrets.add(value)
 
+    @property
+    def secrets(self) -> frozenset[str]:
+        return frozenset(self._secrets)
+
     def redact(self, text: str) -> str:
         return redact(text, self._secrets)
 
@@ -100,6 +104,13 @@ def redaction_filter() -> RedactingFilter:
 def register_secret(value: str) -> None:
     """Redact ``value`` from every later log record of the package."""
     redaction_filter().add_secret(value)
+
+
+def contains_secret(text: str) -> bool:
+    """Whether ``text`` holds a secret registered in this process, or looks like a key."""
+    if any(pattern.search(text) for pattern, _ in _PATTERNS):
+        return True
+    return any(secret in text for secret in redaction_filter().secrets)
 
 
 def parse_level(value: str, source: str = LEVEL_ENV) -> int:

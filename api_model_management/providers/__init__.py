@@ -15,6 +15,7 @@ from pydantic import SecretStr
 from .._clock import SYSTEM_CLOCK, Clock
 from ..budget._pricing import cost_usd, worst_case_cost_usd
 from ..config import ConfigIssue, ProviderConfig
+from ..config._logging import register_secret
 from ..errors import ConfigError
 from ._base import ProbeResult, ProviderAdapter
 from ._errors import redact, translate_transport_error
@@ -52,6 +53,8 @@ def make_adapter(
                 )
             ],
         ) from None
+    if api_key is not None:  # every process holding a key redacts it (actors included)
+        register_secret(api_key.get_secret_value())
     return cls(provider_name, config, api_key, client=client, transport=transport, clock=clock)
 
 

@@ -20,6 +20,8 @@ _SECRETISH = re.compile(
     r"(sk-[A-Za-z0-9_\-]{4,}|AIza[0-9A-Za-z_\-]{10,}|(?i:bearer)\s+\S+|key=[^&\s]+)"
 )
 _SAFE_TOKEN = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
+#: A run of letters and digits mixed, long enough to be a key or token (error codes are words).
+_KEY_SHAPED = re.compile(r"(?=[A-Za-z0-9]*\d)(?=[A-Za-z0-9]*[A-Za-z])[A-Za-z0-9]{16,}")
 
 
 def redact(text: str) -> str:
@@ -30,8 +32,11 @@ def redact(text: str) -> str:
 def safe_token(value: object) -> str | None:
     """A provider's error type/code if it is a short identifier that does not look like a key;
     anything else is dropped."""
+    from ..config._logging import contains_secret
+
     text = str(value) if isinstance(value, int | str) else ""
-    if _SAFE_TOKEN.fullmatch(text) and not _SECRETISH.search(text):
+    if (_SAFE_TOKEN.fullmatch(text) and not _SECRETISH.search(text)
+            and not _KEY_SHAPED.search(text) and not contains_secret(text)):
         return text
     return None
 

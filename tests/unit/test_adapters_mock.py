@@ -1127,3 +1127,36 @@ def test_aiohttp_pool_size_from_config():
     transport = a._client._transport
     assert isinstance(transport, AiohttpTransport) and transport._max_connections == 7
     run(a.aclose())
+
+
+# ---------------------------------------------------------------------------------------------
+# exposure (issue 10, item 11): a provider that echoes a key in its error code
+
+
+KEY_SHAPED_CODES = [KEY, "a1b2c3d4e5f6g7h8i9j0k1l2", "AKIAIOSFODNN7EXAMPLE"]
+
+
+@pytest.mark.parametrize("code", KEY_SHAPED_CODES)
+@pytest.mark.parametrize("kind", ["openai", "anthropic"])
+def test_a_key_shaped_error_code_never_reaches_a_message_or_a_log(kind, code, caplog):
+    body = {"error": {"type": code, "code": code, "message": f"bad key {code}"}}
+    if kind == "anthropic":
+        body = {"type": "error", "error": {"type": code, "message": f"bad key {code}"}}
+    with caplog.at_level(logging.DEBUG, logger="api_model_management"):
+        with pytest.raises(errors.ProviderError) as info:
+            complete(kind, lambda r: json_reply(body, status=400))
+        logging.getLogger("api_model_management.test").info("failed: %s %r", info.value, info.value.fields)
+    text = str(info.value) + repr(info.value.fields) + caplog.text
+    assert code not in text
+
+
+def test_making_an_adapter_registers_its_key_for_redaction(caplog):
+    from api_model_management.config._logging import contains_secret
+
+    secret = "zz-private-7f3a9c1e"  # not key-shaped by any pattern: only registration finds it
+    assert not contains_secret(f"x {secret} y")
+    make_adapter("openai", provider_config("openai"), SecretStr(secret))
+    assert contains_secret(f"x {secret} y")
+    with caplog.at_level(logging.INFO, logger="api_model_management"):
+        logging.getLogger("api_model_management.providers").info("echo %s", secret)
+    assert secret not in caplog.text
