@@ -7,7 +7,9 @@ file's spend aggregated by (provider, model, agent type, minute), plus the reque
 delivered. The ledger's settled spend is the sum over the live files; a poll (:meth:`LogSpend.poll`)
 lists the partitions, summarises only files it has not seen, takes a merged file's summary from
 the files it claims (no data read) and drops files that are no longer live, and returns the
-difference as a :class:`SpendDelta`: exact through compaction, re-ingestion and restarts.
+difference as a :class:`SpendDelta`: exact through compaction, re-ingestion and restarts. A file
+that cannot be read is quarantined by the log (``EventLog.quarantine``: moved aside, alerted) and
+the others are followed as before.
 
 The summaries are cached in a JSON file (``<data_dir>/state/ledger-files.json``), so a restarted
 ledger reads only the files written since the cache was saved: restart time does not grow with the
@@ -30,7 +32,7 @@ from typing import Any
 import pyarrow as pa
 
 from .._clock import Clock
-from ..events._log import EventLog, LogFile, claimed_names, is_merged_name
+from ..events._log import EventLog, LogFile, is_merged_name
 from ._limits import SpendKey, spend_key_of
 
 #: The event types that carry spend.
@@ -144,6 +146,8 @@ class LogSpend:
             spend = self._summarise(file)
         except FileNotFoundError:  # compacted between listing and reading: next poll
             return
+        if spend is None:  # unreadable: quarantined, out of the log (the rest goes on)
+            return
         delta.files_read += 1
         delta.request_ids.extend(r for r, _ in spend.request_ids)
         self.files[file.name] = spend
@@ -156,7 +160,7 @@ class LogSpend:
         if not is_merged_name(file.name):
             return None
         try:
-            claimed = claimed_names(self.log.storage.parquet_file(file.path))
+            claimed = self.log.claims(file)
         except FileNotFoundError:
             return None
         if not claimed or any(name not in self.files for name in claimed):
@@ -169,9 +173,12 @@ class LogSpend:
         self._dirty = True
         delta.removed.extend(self._entries(spend))
 
-    def _summarise(self, file: LogFile) -> FileSpend:
+    def _summarise(self, file: LogFile) -> FileSpend | None:
+        """The file's spend; None if it is unreadable (the log quarantines it)."""
         columns = _COLUMNS + (["judge_model_id"] if file.event_type == "FeedbackRecorded" else [])
-        table = self.log.storage.parquet_file(file.path).read(columns=columns)
+        table = self.log.read_file(file, columns=columns)
+        if table is None:
+            return None
         spend = FileSpend((file.event_type, file.date))
         horizon = (self._clock.now() - timedelta(seconds=self.recent_s)).timestamp()
         terminal = file.event_type in _TERMINAL

@@ -2,11 +2,14 @@
 
 Both return an exit code: 0 on success, 2 on bad input (bad SQL, unknown format, no such data
 directory) with one ``error:`` line on stderr, never a traceback; 1 if another compaction runs.
+A log file that cannot be read is quarantined (moved aside, see ``EventLog.quarantine``), the
+command works on the rest and says so in one ``warning:`` line on stderr per file.
 """
 
 from __future__ import annotations
 
 import csv
+import logging
 import re
 import sys
 from collections.abc import Sequence
@@ -22,6 +25,8 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
+
+from ..events._log import EventLog
 
 FORMATS = ("table", "csv", "json")
 _URI = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*):/+(?P<rest>.*)$")
@@ -49,6 +54,22 @@ def _missing(text: str) -> bool:
     return "://" not in text and not Path(text).is_dir()
 
 
+def open_log(text: str) -> EventLog:
+    """The log a command reads. Without logging configured, Python would print the log's own
+    WARNING about a quarantined file raw to stderr as well: the command says it once
+    (:func:`warn_quarantined`)."""
+    package = logging.getLogger("api_model_management")
+    if not package.hasHandlers():
+        package.addHandler(logging.NullHandler())
+    return EventLog(text)
+
+
+def warn_quarantined(log: EventLog) -> None:
+    """One ``warning:`` line on stderr per file the command found unreadable and moved aside."""
+    for record in log.quarantined:
+        typer.secho(f"warning: {record.describe()}", fg=typer.colors.YELLOW, err=True)
+
+
 # ------------------------------------------------------------------------------------------------
 # query
 
@@ -62,10 +83,13 @@ def query_command(sql: str, data_dir: str | Path, fmt: str) -> int:
     text = data_dir_text(data_dir)
     if _missing(text):
         return _error(f"no event log: data directory {text} does not exist")
+    log = open_log(text)
     try:
-        con = connect(text)
+        con = connect(log)
     except (duckdb.Error, pa.ArrowException, OSError) as exc:
         return _error(f"cannot read the event log at {text}: {_first_line(exc)}", code=1)
+    finally:
+        warn_quarantined(log)
     try:
         result = con.execute(sql)
         if result.description is None:  # a statement without a result set
@@ -137,10 +161,13 @@ def compact_command(data_dir: str | Path) -> int:
         def advance(done: int, total: int) -> None:
             progress.update(task, completed=done, total=total)
 
+        log = open_log(text)
         try:
-            stats = compact(text, progress=advance)
+            stats = compact(log, progress=advance)
         except CompactionInProgress as exc:
             return _error(str(exc), code=1)
+        finally:
+            warn_quarantined(log)
     console.print(
         f"{stats.partitions_compacted} of {stats.partitions} partitions compacted: "
         f"{stats.files_merged} files merged into {stats.files_written} "

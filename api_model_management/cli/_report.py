@@ -13,6 +13,7 @@ from .._clock import SYSTEM_CLOCK, Clock
 from ..errors import ConfigError, InvalidInput
 from ..projections._api import Projections
 from ..projections._report import render_report
+from ._query import data_dir_text, open_log, warn_quarantined
 
 _RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -47,9 +48,13 @@ def report_command(data_dir: Path, since: str | None = None, agent_type: str | N
             from ..config._load import load_config
 
             budgets = load_config(config_path).settings.budgets
-        with Projections(data_dir, clock=clock) as projections:
-            report = projections.report(since=parse_since(since, clock.now()),
-                                        agent_type=agent_type, budgets=budgets)
+        log = open_log(data_dir_text(data_dir))
+        try:
+            with Projections(log, clock=clock) as projections:
+                report = projections.report(since=parse_since(since, clock.now()),
+                                            agent_type=agent_type, budgets=budgets)
+        finally:
+            warn_quarantined(log)
     except (InvalidInput, ConfigError, duckdb.Error, OSError) as exc:
         errors.print(f"[red]error:[/] {str(exc).splitlines()[0]}", highlight=False)
         return 2

@@ -8,7 +8,8 @@ The approach (no step needs several files to change at once):
    older than ``stale_temp_s``, are deleted too.
 2. **Merge.** The partition's small live files (at least ``min_files`` of them) are read and
    written, in name (time) order, to a temp file, with the list of their names in its metadata; the
-   temp is fsynced.
+   temp is fsynced. An input that cannot be read is quarantined (``EventLog.quarantine``) and the
+   others are merged without it.
 3. **Publish.** The temp is renamed to ``<first input's base>.c-<hash of the input names>.parquet``
    (deterministic: a re-run over the same inputs writes the same name) and the directory fsynced.
 4. **Retire.** The inputs are deleted one by one, then the directory fsynced.
@@ -57,7 +58,6 @@ from ._log import (
     TEMP_SUFFIX,
     EventLog,
     LogFile,
-    claimed_names,
     event_class,
     is_merged_name,
     is_visible_name,
@@ -160,20 +160,31 @@ class _Compaction:
 
     def partition(self, event_type: str, date: str) -> CompactStats:
         directory = self.log.partition_dir(event_type, date)
-        leftovers, temps = self._recover(directory)
+        leftovers, temps = self._recover(event_type, date)
+        nothing = CompactStats(leftovers_removed=leftovers, temps_removed=temps)
         inputs = self._small_files(event_type, date)
         if len(inputs) < self.min_files:
-            return CompactStats(leftovers_removed=leftovers, temps_removed=temps)
-        events = self._merge(directory, event_type, inputs)
-        return CompactStats(partitions_compacted=1, files_merged=len(inputs), files_written=1,
+            return nothing
+        # an unreadable input is quarantined (by read_file) and the rest merged without it
+        tables = {f.name: t for f in inputs if (t := self.log.read_file(f)) is not None}
+        if len(tables) < self.min_files:
+            return nothing
+        events = self._merge(directory, event_type, tables)
+        return CompactStats(partitions_compacted=1, files_merged=len(tables), files_written=1,
                             events_merged=events, leftovers_removed=leftovers, temps_removed=temps)
 
     # -- 1. recover ------------------------------------------------------------------------------
-    def _recover(self, directory: str) -> tuple[int, int]:
+    def _recover(self, event_type: str, date: str) -> tuple[int, int]:
+        directory = self.log.partition_dir(event_type, date)
         entries = [(n, m) for n, is_dir, m in self.storage.list_dir(directory) if not is_dir]
         present = {n for n, _ in entries if is_visible_name(n)}
-        claims = {n: set(claimed_names(self.storage.parquet_file(f"{directory}/{n}")))
-                  for n in sorted(present) if is_merged_name(n)}
+        claims: dict[str, set[str]] = {}
+        for name in sorted(n for n in present if is_merged_name(n)):
+            found = self.log.claims(LogFile(event_type, date, name, f"{directory}/{name}"))
+            if found is None:  # an unreadable merged file: quarantined
+                present.discard(name)
+            else:
+                claims[name] = set(found)
         leftovers = sorted(present & set().union(*claims.values()))
         pending = list(leftovers)
         while pending:  # a claimed merged file goes only after the files it claims
@@ -206,13 +217,13 @@ class _Compaction:
         return self.storage.fs.get_file_info(path).size
 
     # -- 2-4. merge, publish, retire -------------------------------------------------------------
-    def _merge(self, directory: str, event_type: str, inputs: list[LogFile]) -> int:
-        names = [f.name for f in inputs]
+    def _merge(self, directory: str, event_type: str, inputs: dict[str, pa.Table]) -> int:
+        names = list(inputs)
         digest = hashlib.sha256("\n".join(sorted(names)).encode()).hexdigest()[:16]
         base = names[0].split(".", 1)[0]
         final_name = f"{base}{MERGED_MARK}{digest}{PARQUET_SUFFIX}"
         tmp = f"{directory}/{temp_name('compact-' + final_name)}"
-        table = self._merged_table(event_type, inputs, names)
+        table = self._merged_table(event_type, list(inputs.values()), names)
         buffer = pa.BufferOutputStream()
         pq.write_table(table, buffer, compression=self.log.compression)
         self.step("write-temp")
@@ -226,10 +237,8 @@ class _Compaction:
         self.storage.fsync_dir(directory)
         return table.num_rows
 
-    def _merged_table(self, event_type: str, inputs: list[LogFile], names: list[str]) -> pa.Table:
+    def _merged_table(self, event_type: str, tables: list[pa.Table], names: list[str]) -> pa.Table:
         schema = event_class(event_type).arrow_schema()
-        tables = [self.storage.parquet_file(f.path).read().replace_schema_metadata(schema.metadata)
-                  for f in inputs]
         metadata = dict(schema.metadata or {})
         metadata[COMPACTED_FROM_KEY] = json.dumps(names).encode()
         return pa.concat_tables(tables).replace_schema_metadata(metadata)

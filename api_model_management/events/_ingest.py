@@ -93,7 +93,8 @@ class SpoolIngestor:
 
 
 def read_all_events(data_dir: str | Path, event_types: Iterable[str] | None = None) -> list[Event]:
-    """Every event in the Parquet log plus those still in the spool, each once (by event_id)."""
+    """Every event in the Parquet log plus those still in the spool, each once (by event_id).
+    An unreadable log file is quarantined (its alert appended to the log) and the rest read."""
     wanted = set(event_types) if event_types is not None else None
     seen: set[str] = set()
     out: list[Event] = []
@@ -132,8 +133,8 @@ def lost_requests(log_: EventLog, writer_id: str, now: datetime | None = None) -
     intents: dict[str, list[dict[str, object]]] = defaultdict(list)
     for date in sorted(dates):
         for file in log_.partition_files("AttemptStarted", date):
-            table = log_.storage.parquet_file(file.path).read()
-            for row in table.to_pylist():
+            table = log_.read_file(file)  # None: unreadable, quarantined
+            for row in table.to_pylist() if table is not None else []:
                 if row["router_id"] == writer_id and row["request_id"]:
                     intents[row["request_id"]].append(row)
     if not intents:
@@ -144,8 +145,9 @@ def lost_requests(log_: EventLog, writer_id: str, now: datetime | None = None) -
             if date < first.date().isoformat():
                 continue
             for file in log_.partition_files(etype, date):
-                ids = log_.storage.parquet_file(file.path).read(columns=["request_id"])
-                ended.update(r for r in ids.column("request_id").to_pylist() if r in intents)
+                ids = log_.read_file(file, columns=["request_id"])
+                if ids is not None:
+                    ended.update(r for r in ids.column("request_id").to_pylist() if r in intents)
     lost = []
     for request_id, rows in sorted(intents.items()):
         if request_id in ended:

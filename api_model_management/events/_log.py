@@ -28,32 +28,45 @@ What a crash can lose
   guess.
 - On a non-local pyarrow filesystem (``mock://``, object stores) fsync does not exist; durability is
   the store's.
+
+Unreadable files
+----------------
+A file that cannot be read as its event type (not Parquet, a truncated or garbled footer or page,
+another schema, rows that do not validate) is *quarantined* by whichever reader meets it
+(:meth:`EventLog.quarantine`): moved aside to ``<data_dir>/quarantine/<event_type>/<date>/<name>``
+(never deleted), named in a WARNING with the error class, and reported as a ``PerformanceAlert``
+(``kind="log_file_quarantined"``) to the log's ``alerts`` sink; the reader goes on with the other
+files. A file that vanished (compacted meanwhile) is not corrupt: readers list again.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import logging
 import operator
 import os
 import threading
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
-from datetime import UTC
+from datetime import UTC, datetime
 from datetime import date as Date
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from .._clock import SYSTEM_CLOCK, Clock
 from ..errors import AMMError, InvalidInput
-from ._types import EVENT_TYPES, Event, uuid7
+from ._types import EVENT_TYPES, Event, PerformanceAlert, uuid7
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 FsyncPolicy = Literal["always", "interval", "never"]
 
@@ -65,6 +78,10 @@ TEMP_SUFFIX = ".partial"
 MERGED_MARK = ".c-"
 COMPACTED_FROM_KEY = b"amm.compacted_from"
 _READ_ATTEMPTS = 8
+#: Where unreadable files are moved: ``<data_dir>/quarantine/<event_type>/<date>/<name>``.
+QUARANTINE_DIR = "quarantine"
+#: The ``PerformanceAlert.kind`` that reports a quarantined file.
+QUARANTINE_ALERT = "log_file_quarantined"
 
 
 def is_visible_name(name: str) -> bool:
@@ -149,6 +166,24 @@ class Storage:
             os.replace(src, dst)
         else:
             self.fs.move(src, dst)
+
+    def move_aside(self, src: str, dst: str) -> str:
+        """Move ``src`` to ``dst``, or to ``dst.1``, ``dst.2``, ... (never over a file): by rename,
+        or where the filesystem cannot rename, by copy then delete. Returns where it went;
+        ``FileNotFoundError`` if ``src`` is gone."""
+        target, n = dst, 0
+        while self.exists(target):
+            n += 1
+            target = f"{dst}.{n}"
+        if self.local:
+            os.rename(src, target)
+            return target
+        try:
+            self.fs.move(src, target)
+        except NotImplementedError:  # pyarrow's ArrowNotImplementedError: no rename here
+            self.fs.copy_file(src, target)
+            self.fs.delete_file(src)
+        return target
 
     def delete(self, path: str) -> None:
         """Delete a file; a file already gone is fine (deletes are idempotent)."""
@@ -266,6 +301,24 @@ class LogFile:
     path: str
 
 
+@dataclass(frozen=True)
+class Quarantined:
+    """A file taken out of the log as unreadable: where it was, where it went (``None``: it could
+    not be moved, so it stays in place and readers skip it) and the error class that showed it."""
+
+    file: LogFile
+    moved_to: str | None
+    error: str
+
+    def describe(self) -> str:
+        where = f"moved to {self.moved_to}" if self.moved_to else "could not be moved; skipped"
+        return f"quarantined {self.file.path} ({self.error}): {where}"
+
+    def alert(self, now: datetime) -> PerformanceAlert:
+        return PerformanceAlert(kind=QUARANTINE_ALERT, metric="log_files", value=1.0,
+                                threshold=0.0, message=self.describe(), occurred_at=now)
+
+
 def _partition_value(dirname: str, key: str) -> str | None:
     prefix = f"{key}="
     return dirname[len(prefix):] if dirname.startswith(prefix) else None
@@ -290,6 +343,10 @@ class EventLog:
     ``"interval"`` at most every ``fsync_interval_ms`` (covering every file written since the
     previous fsync); ``"never"`` leaves it to the operating system. Safe to share between threads
     of one process; any number of processes may append to the same directory.
+
+    ``alerts``: where the alert of a quarantined file goes (a process that must not write Parquet
+    passes its spool's ``write``); by default it is appended to this log. ``quarantined``: the
+    files this instance took out of the log, for callers to report.
     """
 
     def __init__(
@@ -300,6 +357,7 @@ class EventLog:
         fsync_interval_ms: int = 200,
         compression: str = "zstd",
         clock: Clock = SYSTEM_CLOCK,
+        alerts: Callable[[Sequence[Event]], object] | None = None,
     ) -> None:
         if fsync not in ("always", "interval", "never"):
             raise InvalidInput(f"unknown fsync policy {fsync!r}", fsync=fsync)
@@ -316,6 +374,10 @@ class EventLog:
         self._pending_files: list[str] = []
         self._pending_dirs: set[str] = set()
         self._last_sync = clock.monotonic()
+        self._alerts = alerts if alerts is not None else self._append_alerts
+        self.quarantined: list[Quarantined] = []
+        self._bad: dict[str, Quarantined] = {}  # by path: files that could not be moved
+        self._sound: set[str] = set()  # names whose footer was checked (names are never reused)
 
     @property
     def events_root(self) -> str:
@@ -465,11 +527,20 @@ class EventLog:
         directory = self.partition_dir(event_type, date)
         names = sorted(n for n, is_dir, _ in self.storage.list_dir(directory)
                        if not is_dir and is_visible_name(n))
+        files = [LogFile(event_type, date, n, f"{directory}/{n}") for n in names]
         claimed: set[str] = set()
-        for name in names:
-            if is_merged_name(name):
-                claimed.update(claimed_names(self.storage.parquet_file(f"{directory}/{name}")))
-        return [LogFile(event_type, date, n, f"{directory}/{n}") for n in names if n not in claimed]
+        for file in files:
+            if is_merged_name(file.name):
+                claims = self.claims(file)
+                claimed.update(claims if claims is not None else [file.name])
+        return [f for f in files if f.name not in claimed]
+
+    def claims(self, file: LogFile) -> list[str] | None:
+        """The names a merged file replaced; None if its footer is unreadable (it is quarantined)."""
+        return self._guarded(file, self._claims)
+
+    def _claims(self, file: LogFile) -> list[str]:
+        return claimed_names(self.storage.parquet_file(file.path))
 
     def iter_files(self, event_type: str | None = None) -> Iterator[LogFile]:
         """Live data files, by type, date and name (so by time within a partition)."""
@@ -494,29 +565,129 @@ class EventLog:
     # -- reading ---------------------------------------------------------------------------------
     def read_table(self, event_type: str) -> pa.Table:
         """All events of one type as one table with the type's schema (no partition columns)."""
-        cls = event_class(event_type)
-        schema = cls.arrow_schema()
-        for _ in range(_READ_ATTEMPTS):
-            files = self.snapshot(event_type)
-            try:
-                tables = [self._read_file(f.path, schema) for f in files]
-            except FileNotFoundError:  # compacted away between listing and reading: list again
-                continue
-            return pa.concat_tables(tables) if tables else schema.empty_table()
-        raise _changing(self.storage.uri)
-
-    def _read_file(self, path: str, schema: pa.Schema) -> pa.Table:
-        table = self.storage.parquet_file(path).read()
-        return table.replace_schema_metadata(schema.metadata)
+        schema = event_class(event_type).arrow_schema()
+        tables = self._read_each(event_type, self.read_file)
+        return pa.concat_tables(tables) if tables else schema.empty_table()
 
     def read(self, event_type: str | None = None) -> list[Event]:
         """Events (of one type, or all), ordered by ``occurred_at`` then ``event_id``."""
         types = self.event_types() if event_type is None else [event_type]
         events: list[Event] = []
         for etype in types:
-            events.extend(table_to_events(self.read_table(etype), event_class(etype)))
+            event_class(etype)  # an unknown type is an error, not an empty read
+            for part in self._read_each(etype, self.read_events):
+                events.extend(part)
         events.sort(key=lambda e: (e.occurred_at, e.event_id))
         return events
+
+    def _read_each(self, event_type: str, read: Callable[[LogFile], T | None]) -> list[T]:
+        """``read`` of each live file of one type, from one consistent listing (taken again when a
+        file vanished meanwhile); unreadable files are quarantined and left out."""
+        for _ in range(_READ_ATTEMPTS):
+            files = self.snapshot(event_type)
+            try:
+                parts = [read(f) for f in files]
+            except FileNotFoundError:  # compacted away between listing and reading: list again
+                continue
+            return [p for p in parts if p is not None]
+        raise _changing(self.storage.uri)
+
+    # -- one file: checked, and quarantined when unreadable ----------------------------------------
+    def read_file(self, file: LogFile, columns: Sequence[str] | None = None) -> pa.Table | None:
+        """A live file's rows (only ``columns``, if given) with its type's schema metadata; None
+        if the file is unreadable (it is then quarantined). ``FileNotFoundError`` if it vanished."""
+        return self._guarded(file, functools.partial(self._read_checked, columns=columns))
+
+    def read_events(self, file: LogFile) -> list[Event] | None:
+        """A live file's events; None if the file is unreadable or a row does not validate (it is
+        then quarantined). ``FileNotFoundError`` if it vanished."""
+        return self._guarded(file, self._events_checked)
+
+    def readable(self, file: LogFile) -> bool:
+        """Whether the file's footer reads, with its type's schema (checked once per name); an
+        unreadable file is quarantined. ``FileNotFoundError`` if it vanished."""
+        if file.name not in self._sound:
+            if self._guarded(file, self.open_file) is None:
+                return False
+            self._sound.add(file.name)
+        return True
+
+    def open_file(self, file: LogFile) -> pq.ParquetFile:
+        """The file's footer, checked against its event type's schema (raises :class:`CorruptLogFile`
+        on another schema; pyarrow's error on a footer that does not parse)."""
+        pf = self.storage.parquet_file(file.path)
+        cls = EVENT_TYPES.get(file.event_type)
+        if cls is not None and not pf.schema_arrow.equals(cls.arrow_schema()):
+            raise CorruptLogFile(f"{file.path} does not have the {file.event_type} schema",
+                                 path=file.path, event_type=file.event_type)
+        return pf
+
+    def _read_checked(self, file: LogFile, columns: Sequence[str] | None = None) -> pa.Table:
+        table = self.open_file(file).read(columns=list(columns) if columns is not None else None)
+        return table.replace_schema_metadata(event_class(file.event_type).arrow_schema().metadata)
+
+    def _events_checked(self, file: LogFile) -> list[Event]:
+        return table_to_events(self._read_checked(file), event_class(file.event_type))
+
+    def _guarded(self, file: LogFile, read: Callable[[LogFile], T]) -> T | None:
+        """``read(file)``, or None when the error shows the file's bytes are bad (the file is then
+        quarantined). Errors of reading itself (vanished, permission, a disk error) are raised."""
+        try:
+            return read(file)
+        except _CORRUPT as exc:
+            self.quarantine(file, exc)
+        except OSError as exc:  # pyarrow reports a garbled footer or page with no errno
+            if isinstance(exc, FileNotFoundError) or exc.errno is not None:
+                raise
+            self.quarantine(file, exc)
+        return None
+
+    def quarantine(self, file: LogFile, error: BaseException) -> Quarantined | None:
+        """Take an unreadable file out of the log: move it to
+        ``<data_dir>/quarantine/<event_type>/<date>/<name>`` (never deleted), log a WARNING naming
+        it and the error class (never its contents), send a ``PerformanceAlert``
+        (``kind="log_file_quarantined"``) to ``alerts``. None if the file was gone already
+        (another reader moved it, or compaction retired it): no alert then."""
+        if file.path in self._bad:
+            return self._bad[file.path]
+        if not self.storage.exists(file.path):
+            return None
+        target_dir = self.storage.join(QUARANTINE_DIR, file.event_type, file.date)
+        moved_to: str | None
+        try:
+            self.storage.makedirs(target_dir)
+            moved_to = self.storage.move_aside(file.path, f"{target_dir}/{file.name}")
+        except FileNotFoundError:
+            return None
+        except OSError as exc:  # a read-only disk: left in place, skipped by this reader
+            logger.warning("cannot move %s aside (%s)", file.path, type(exc).__name__)
+            moved_to = None
+        record = Quarantined(file, moved_to, type(error).__name__)
+        if moved_to is None:
+            self._bad[file.path] = record
+        logger.warning("event log: %s", record.describe())
+        self.quarantined.append(record)
+        self._alerts([record.alert(self._clock.now())])
+        return record
+
+    def _append_alerts(self, alerts: Sequence[Event]) -> None:
+        try:
+            self.append(alerts)
+        except OSError as exc:  # a read-only disk: the WARNING above is all there is
+            logger.warning("cannot record the alert of a quarantined file (%s)", type(exc).__name__)
+
+
+class CorruptLogFile(AMMError):
+    """A log file that cannot be read as its event type (here: it has another schema)."""
+
+    error_kind = "corrupt_log_file"
+
+
+#: Errors that show a file's bytes are bad (besides pyarrow's bare OSError): not Parquet or a
+#: truncated footer (ArrowInvalid), types or encodings this reader cannot take, another schema,
+#: rows that do not validate.
+_CORRUPT = (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, CorruptLogFile,
+            ValidationError)
 
 
 class ConcurrentModification(AMMError):

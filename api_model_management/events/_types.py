@@ -397,7 +397,9 @@ class BudgetAlert(Event):
 class PerformanceAlert(Event):
     """``kind``: ``excessive_failover``, ``latency_degraded``, ``error_rate``, ``quality_degraded``,
     ``provider_unavailable``, ``usage_anomaly`` (a provider reported more ``metric`` tokens,
-    ``value``, than the call could use, ``threshold``; it was charged within the bound)."""
+    ``value``, than the call could use, ``threshold``; it was charged within the bound),
+    ``log_file_quarantined`` (an unreadable event log file was moved aside; ``message`` names it,
+    its error class and where it went)."""
 
     event_type: ClassVar[str] = "PerformanceAlert"
     kind: str

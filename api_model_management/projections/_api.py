@@ -22,6 +22,7 @@ import pyarrow as pa
 from .._clock import SYSTEM_CLOCK, Clock
 from ..config import BudgetSettings
 from ..errors import InvalidInput
+from ..events._log import EventLog
 from ._budget import BudgetRow, budget_rows, spend_by_scope
 from ._duckdb import connect
 from ._report import Report, build_report
@@ -32,20 +33,20 @@ Rows = list[dict[str, Any]]
 
 class Projections:
     """Read-only queries over one event log. Views reflect the log's files as of opening (or the
-    last :meth:`refresh`)."""
+    last :meth:`refresh`); ``log.quarantined`` lists the files left out as unreadable."""
 
-    def __init__(self, data_dir: str | Path, *, clock: Clock = SYSTEM_CLOCK,
+    def __init__(self, data_dir: str | Path | EventLog, *, clock: Clock = SYSTEM_CLOCK,
                  con: duckdb.DuckDBPyConnection | None = None) -> None:
-        self._data_dir = data_dir
+        self.log = data_dir if isinstance(data_dir, EventLog) else EventLog(data_dir)
         self._clock = clock
-        self.connection = connect(data_dir, con=con)
+        self.connection = connect(self.log, con=con)
         self.connection.execute("SET TimeZone = 'UTC'")
         install(self.connection)
 
     # -- plumbing ----------------------------------------------------------------------------------
     def refresh(self) -> None:
         """See files written since opening."""
-        connect(self._data_dir, con=self.connection)
+        connect(self.log, con=self.connection)
 
     def close(self) -> None:
         self.connection.close()

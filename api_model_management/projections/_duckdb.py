@@ -7,6 +7,10 @@ a type without files gets an empty one with the right columns, so queries return
 failing. Money stays ``DECIMAL(38,12)``. Each view has the file's columns plus ``date`` (DATE, the
 partition). ``events`` is the union by name of all type views.
 
+Views are built from readable files only: each file's footer is checked once per ``EventLog`` (by
+name), and a file that does not read as its type is quarantined (``EventLog.quarantine``; the
+log's ``quarantined`` lists it) and left out.
+
 Local data directories are read by DuckDB directly; other pyarrow filesystems (``mock://``, object
 stores DuckDB is not configured for) are read with pyarrow and registered as Arrow tables.
 """
@@ -36,8 +40,8 @@ def connect(
     log = data_dir if isinstance(data_dir, EventLog) else EventLog(data_dir)
     con = con if con is not None else duckdb.connect()
     for attempt in range(_CONNECT_ATTEMPTS):
-        files = _by_type(log.snapshot())
         try:
+            files = _by_type([f for f in log.snapshot() if log.readable(f)])
             _create_views(con, log, files)
             return con
         except (FileNotFoundError, duckdb.IOException):
@@ -123,7 +127,9 @@ def _read_arrow(log: EventLog, event_type: str, files: list[LogFile]) -> pa.Tabl
     schema = event_class(event_type).arrow_schema()
     tables = []
     for f in files:
-        table = log.storage.parquet_file(f.path).read().replace_schema_metadata(schema.metadata)
+        table = log.read_file(f)
+        if table is None:  # unreadable beyond its footer: quarantined
+            continue
         day = pa.array([Date.fromisoformat(f.date)] * table.num_rows, pa.date32())
         tables.append(table.append_column(DATE_FIELD, day))
-    return pa.concat_tables(tables)
+    return pa.concat_tables(tables) if tables else schema.append(DATE_FIELD).empty_table()

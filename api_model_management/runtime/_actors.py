@@ -7,11 +7,13 @@ so that two dozen of them fit beside the driver and Ray's own processes.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..config import RegistryConfig
+from ..errors import ComponentUnavailable
 from ..events import uuid7
 from . import _ray
 from ._ray import Handle
@@ -25,6 +27,9 @@ from ._shells import (
     SelectorShell,
 )
 
+#: How long start-up waits for every actor's constructor (worker processes start concurrently; on
+#: a loaded 2-core machine two dozen of them take tens of seconds).
+START_TIMEOUT_S = 120.0
 _SMALL: dict[str, Any] = {"num_cpus": 0.01, "max_restarts": -1, "max_task_retries": 0}
 _ASYNC: dict[str, Any] = {"max_concurrency": 1000}
 
@@ -56,13 +61,23 @@ class ActorHandles:
     routers: list[Handle] = field(default_factory=list)
 
     def all(self) -> list[Handle]:
-        return [self.sink, self.ledger, self.cache, self.selector, *self.health.values(),
-                *self.limiters.values(), *self.routers]
+        return [handle for _, handle in self.named()]
+
+    def named(self) -> list[tuple[str, Handle]]:
+        """Every handle with the name of its actor (``CostLedger``, ``HealthChecker openai``, ...)."""
+        return [("EventSink", self.sink), ("CostLedger", self.ledger), ("Cache", self.cache),
+                ("Selector", self.selector),
+                *((f"HealthChecker {p}", h) for p, h in self.health.items()),
+                *((f"RateLimiter {m}", h) for m, h in self.limiters.items()),
+                *((f"Router {i}", h) for i, h in enumerate(self.routers))]
 
 
 def start_actors(config: RegistryConfig, api_keys: Mapping[str, Any], *,
-                 name_prefix: str | None = None) -> ActorHandles:
-    """Start the actors of design §3 from a configuration and wire them by push."""
+                 name_prefix: str | None = None,
+                 start_timeout_s: float = START_TIMEOUT_S) -> ActorHandles:
+    """Start the actors of design §3 from a configuration, wait until each has come up (its
+    constructor ran: :func:`await_started`) and wire them by push. If any step fails, every actor
+    started is killed and the error raised."""
     def new(actor_class: Any, name: str, *args: Any, concurrent: bool = False,
             **kwargs: Any) -> Handle:
         opts: dict[str, Any] = {"name": f"{name_prefix}:{name}"} if name_prefix else {}
@@ -86,10 +101,42 @@ def start_actors(config: RegistryConfig, api_keys: Mapping[str, Any], *,
         for i in range(config.settings.routers.replicas)
     ]
     handles = ActorHandles(sink, ledger, cache, selector, health, limiters, routers)
+    try:
+        await_started(handles, start_timeout_s)
+        _wire(handles)
+    except BaseException:
+        for handle in handles.all():
+            _ray.kill(handle)
+        raise
+    return handles
+
+
+def await_started(handles: ActorHandles, timeout_s: float) -> None:
+    """Wait until every actor answers ``ping`` (Ray runs an actor's constructor before its first
+    call); raise ``ComponentUnavailable`` naming each actor that could not start, with its error
+    class, or that did not answer within ``timeout_s``."""
+    replies = [(name, _ray.send(handle, "ping", what=name)) for name, handle in handles.named()]
+    deadline = time.monotonic() + timeout_s
+    problems: dict[str, str] = {}
+    for name, reply in replies:
+        try:
+            _ray.get(reply, timeout_s=max(0.0, deadline - time.monotonic()))
+        except ComponentUnavailable as exc:
+            cause = getattr(exc, "cause", None)
+            problems[name] = f"the {name} could not start: {cause}" if cause else f"the {exc}"
+        except TimeoutError:
+            problems[name] = f"the {name} did not answer within {timeout_s:g} s"
+    if problems:
+        raise ComponentUnavailable("; ".join(problems.values()), component=", ".join(problems),
+                                   restarting=False)
+
+
+def _wire(handles: ActorHandles) -> None:
+    sink, selector, health, limiters, routers = (handles.sink, handles.selector, handles.health,
+                                                 handles.limiters, handles.routers)
     subscribers = [*routers, selector]
     _ray.get([_ray.send(sink, "start"), *[_ray.send(r, "start") for r in routers]])
     _ray.get([_ray.send(h, "subscribe", subscribers) for h in health.values()]
              + [_ray.send(lim, "subscribe", subscribers) for lim in limiters.values()]
              + [_ray.send(selector, "subscribe", routers)])
     _ray.get([_ray.send(h, "start") for h in health.values()])
-    return handles

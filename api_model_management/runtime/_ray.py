@@ -11,6 +11,7 @@ Ray's errors are translated at one edge (an actor that died or is restarting bec
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Generator, Sequence
 from typing import Any, TypeVar
 
@@ -110,11 +111,29 @@ def get(replies: Sequence[Reply] | Reply, *, timeout_s: float | None = None) -> 
 
 
 def _unavailable(what: str, exc: BaseException) -> ComponentUnavailable:
-    """``restarting`` True: the actor will be back (Ray restarts it); False: it is gone."""
+    """``restarting`` True: the actor will be back (Ray restarts it); False: it is gone.
+    ``cause``: for an actor whose constructor raised, ``"ErrorClass: message"``."""
+    if getattr(exc, "actor_init_failed", False):
+        cause = creation_error(str(exc))
+        return ComponentUnavailable(f"{what} could not start: {cause}", component=what,
+                                    restarting=False, cause=cause)
     restarting = isinstance(exc, ActorUnavailableError)
     state = "restarting" if restarting else "gone"
     return ComponentUnavailable(f"{what} is unavailable ({state})", component=what,
                                 restarting=restarting)
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_ERROR_LINE = re.compile(r"^[A-Za-z_][\w.]*(: |$)")
+
+
+def creation_error(report: str, limit: int = 200) -> str:
+    """``"ErrorClass: message"`` (cut to ``limit`` characters) from Ray's report of an exception
+    raised in an actor's constructor: the last line of its traceback that names an error."""
+    lines = [line.strip() for line in _ANSI.sub("", report).splitlines() if line.strip()]
+    named = [line for line in lines if _ERROR_LINE.match(line)]
+    found = named[-1] if named else (lines[-1] if lines else "an unknown error")
+    return found if len(found) <= limit else found[: limit - 1] + "…"
 
 
 def actor_id(handle: Handle) -> str:

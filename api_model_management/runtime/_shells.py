@@ -194,6 +194,10 @@ class HealthCheckerShell:
             self._last_state = key
             self.subscribers.call("update_health", self.provider, snap["state"], snap["unavailable_models"])
 
+    def ping(self) -> bool:
+        """Answers once the constructor has run (start-up waits for every actor)."""
+        return True
+
     def snapshot(self) -> dict[str, Any]:
         snap = self.core.snapshot()
         unavailable = [self.model_ids.get(m, m) for m in snap.unavailable_models]
@@ -257,6 +261,10 @@ class RateLimiterShell:
         self._after()
         return True
 
+    def ping(self) -> bool:
+        """Answers once the constructor has run (start-up waits for every actor)."""
+        return True
+
     def pid(self) -> int:
         """This incarnation's process id (operations, and tests that kill it)."""
         return os.getpid()
@@ -305,13 +313,17 @@ class CostLedgerShell:
     holds what routers hold. A thread polls the log; every call holds the core's lock."""
 
     def __init__(self, config: RegistryConfig) -> None:
+        from collections import deque
+
         from ..budget import CostLedgerCore, HoldJournal, LogSpend
         from ..events import EventLog
 
         self.config = config
         data_dir = config.settings.data_dir
         spool_root = Path(data_dir) / "spool"
-        log = EventLog(data_dir)
+        # alerts of log files found unreadable (quarantined): spooled by _after, as ours are
+        self._log_alerts: deque[Any] = deque()
+        log = EventLog(data_dir, alerts=self._log_alerts.extend)
         providers = {m.id: m.provider for m in config.models}
         self.tail = LogSpend(log, SYSTEM_CLOCK, providers=providers,
                              cache_path=_state_dir(config) / "ledger-files.json")
@@ -361,6 +373,8 @@ class CostLedgerShell:
         if self.holds.needs_compaction():
             self.holds.rewrite(self.core.reservations())
         events = self.core.drain_events()
+        while self._log_alerts:  # filled by the log's readers (the polling thread too)
+            events.append(self._log_alerts.popleft())
         if events:
             self.spool.write(events)
         self.spool.tick()
@@ -418,6 +432,10 @@ class CostLedgerShell:
             self.core.expire()
             return self.core.status()
 
+    def ping(self) -> bool:
+        """Answers once the constructor has run (start-up waits for every actor)."""
+        return True
+
     def pid(self) -> int:
         """This incarnation's process id (operations, and tests that kill it)."""
         return os.getpid()
@@ -448,6 +466,10 @@ class CacheShell:
         if self._purge.due():
             self.core.purge_expired()
         return self.core.put(request, response, cost_usd)
+
+    def ping(self) -> bool:
+        """Answers once the constructor has run (start-up waits for every actor)."""
+        return True
 
     def stats(self) -> CacheStats:
         return self.core.stats()
@@ -500,6 +522,10 @@ class SelectorShell:
 
     def update_stats(self, snapshot: dict[str, ModelStatsSnapshot]) -> bool:
         self.core.update_stats(snapshot)
+        return True
+
+    def ping(self) -> bool:
+        """Answers once the constructor has run (start-up waits for every actor)."""
         return True
 
     def live_state(self) -> LiveState:

@@ -29,7 +29,7 @@ from ..errors import ComponentUnavailable, InvalidInput
 from ..projections import Report
 from ..selection import Selection
 from . import _ray
-from ._actors import ActorHandles
+from ._actors import START_TIMEOUT_S, ActorHandles
 from ._embedded import EmbeddedRouter
 
 log = logging.getLogger(__name__)
@@ -60,6 +60,7 @@ class ModelManagement:
         dotenv_path: str | Path | None = None,
         num_cpus: int | None = None,
         name_prefix: str | None = None,
+        start_timeout_s: float = START_TIMEOUT_S,
     ) -> ModelManagement:
         """Start the system and return the facade.
 
@@ -67,7 +68,9 @@ class ModelManagement:
         and without the dashboard, unless this process already runs Ray; ``address="auto"``
         joins the running cluster, any other address that cluster; one that cannot be reached
         raises ``ComponentUnavailable`` at once, naming it. Then the actors are started and
-        waited for."""
+        waited for: an actor that cannot come up (its constructor raised, or it did not answer
+        within ``start_timeout_s``) raises ``ComponentUnavailable`` naming it and its error
+        class, with every actor started killed (and Ray stopped, if this call started it)."""
         from ..config import load_config, load_secrets
         from ._actors import start_actors
 
@@ -85,8 +88,13 @@ class ModelManagement:
         owns_ray = False
         if not _ray.is_initialized():
             owns_ray = _ray.start_or_join(address, num_cpus=num_cpus)
-        handles = start_actors(config, api_keys, name_prefix=name_prefix)
-        _ray.get([_ray.send(r, "ping", what="Router") for r in handles.routers])
+        try:
+            handles = start_actors(config, api_keys, name_prefix=name_prefix,
+                                   start_timeout_s=start_timeout_s)
+        except BaseException:
+            if owns_ray:
+                _ray.shutdown()
+            raise
         embedded = EmbeddedRouter(config, handles, api_keys) if config.settings.routers.embedded else None
         return cls(config, handles, owns_ray=owns_ray, started_s=time.monotonic() - t0,
                    embedded=embedded)
