@@ -216,7 +216,7 @@ class CostLedgerCore:
         *,
         clock: Clock = SYSTEM_CLOCK,
         registry: RegistryConfig | None = None,
-        slice_ttl_s: float = 30.0,
+        slice_ttl_s: float | None = None,
         holder_gone: Callable[[str], bool] | None = None,
         follows_log: bool = False,
     ) -> None:
@@ -227,7 +227,7 @@ class CostLedgerCore:
         self._clock = clock
         self._registry = registry
         self._providers = {m.id: m.provider for m in registry.models} if registry is not None else None
-        self._slice_ttl_s = slice_ttl_s
+        self._slice_ttl_s = settings.slice_ttl_s if slice_ttl_s is None else slice_ttl_s
         self._thresholds = [(t, Decimal(str(t))) for t in settings.alert_thresholds]
         self._prefix = secrets.token_hex(4)
         self._seq = 0

@@ -174,7 +174,10 @@ class BudgetSettings(_Strict):
     enforcement: Literal["strict", "best_effort"] = "strict"
     timezone: str = "UTC"
     alert_thresholds: list[float] = Field(default_factory=lambda: [0.5, 0.8, 1.0])
+    #: How long a reservation (or a slice, after its use time) is held before it expires.
     reservation_ttl_s: float = Field(default=120.0, gt=0)
+    #: How long a router may spend a budget slice locally.
+    slice_ttl_s: float = Field(default=30.0, gt=0)
     limits: list[BudgetLimit] = Field(default_factory=list)
 
     @field_validator("alert_thresholds")
@@ -291,6 +294,10 @@ class RouterSettings(_Strict):
     #: leases, slices and spool as the actors, so a request costs no actor round trip. Off: every
     #: ``complete()`` goes to a Router actor.
     embedded: bool = True
+    #: A request whose Router actor died (or is restarting) before answering is sent once more
+    #: to another replica, under a new request id (the first one ends in the log as
+    #: ``RequestFailed(lost)`` if a call was in flight). Off: ``ComponentUnavailable``.
+    retry_on_router_death: bool = True
 
     def count(self) -> int:
         """Router replicas sharing the system-wide concurrency limits."""

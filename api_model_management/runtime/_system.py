@@ -25,7 +25,7 @@ from typing import Any
 from .._request import ModelRequest, ModelResponse, StreamChunk
 from ..budget import BudgetStatus
 from ..config import RegistryConfig, SelectionWeights
-from ..errors import ComponentUnavailable, InvalidInput
+from ..errors import ComponentUnavailable, InvalidInput, StreamInterrupted
 from ..projections import Report
 from ..selection import Selection
 from . import _ray
@@ -143,8 +143,19 @@ class ModelManagement:
         _check_request(request)
         if self.embedded is not None:
             return await self.embedded.complete(request)
-        response: ModelResponse = await _ray.send(self._router(), "complete", request, what="Router")
+        try:
+            response: ModelResponse = await _ray.send(self._router(), "complete", request,
+                                                      what="Router")
+        except ComponentUnavailable:
+            if not self._retry_on_router_death():
+                raise
+            log.warning("a Router actor died with a request: sent once more to another replica")
+            response = await _ray.send(self._router(), "complete", _retried(request),
+                                       what="Router")
         return response
+
+    def _retry_on_router_death(self) -> bool:
+        return self.config.settings.routers.retry_on_router_death and len(self.handles.routers) > 1
 
     async def stream(self, request: ModelRequest) -> AsyncIterator[StreamChunk]:
         """Text deltas as they arrive, then a final chunk with the result."""
@@ -154,7 +165,22 @@ class ModelManagement:
                 async for chunk in chunks:
                     yield chunk
             return
-        async for chunk in _ray.stream(self._router(), "stream", request, what="Router"):
+        delivered: list[str] = []
+        try:
+            async for chunk in _ray.stream(self._router(), "stream", request, what="Router"):
+                delivered.append(chunk.delta)
+                yield chunk
+            return
+        except ComponentUnavailable as exc:
+            if any(delivered):  # the caller has text: never duplicate it
+                raise StreamInterrupted(
+                    "the Router actor died while streaming", partial_text="".join(delivered),
+                    cause_kind=exc.error_kind,
+                ) from exc
+            if not self._retry_on_router_death():
+                raise
+        log.warning("a Router actor died before streaming: sent once more to another replica")
+        async for chunk in _ray.stream(self._router(), "stream", _retried(request), what="Router"):
             yield chunk
 
     async def select(self, request: ModelRequest) -> Selection:
@@ -220,6 +246,14 @@ class ModelManagement:
             if "ray::" in cmd or "raylet" in cmd or "gcs_server" in cmd or proc.info["name"].startswith("ray::"):
                 out[f"{proc.info['name']}:{proc.pid}"] = proc.info["memory_info"].rss / 2**20
         return out
+
+
+def _retried(request: ModelRequest) -> ModelRequest:
+    """The request under a new id (the first may already have a terminal event, ``lost``)."""
+    from ..events import uuid7
+
+    new_id = f"{request.request_id}.retry" if request.request_id else uuid7()
+    return request.model_copy(update={"request_id": new_id})
 
 
 def _check_request(request: object) -> None:

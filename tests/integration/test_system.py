@@ -31,6 +31,8 @@ KEYS = {
 SECRET_PROMPT = "zebra-quartz-7781 explain the tangerine protocol"
 BUDGETED = "budgeted"
 BUDGET_USD = Decimal("0.05")
+KILLED = "killed-routers"  # an agent type with its own strict budget, for the router-kill test
+KILLED_BUDGET_USD = Decimal("0.03")
 PINNED_RPM_MODEL = "rpm-probe"  # a model only this test uses, 30 requests per minute
 
 
@@ -56,10 +58,13 @@ def system(ray_session, emulator, tmp_path_factory):
     config = with_provider_base_urls(config, {n: emulator.url_for(p.type) for n, p in config.providers.items()})
     limits = [limit.model_dump() for limit in config.settings.budgets.limits]
     limits.append({"scope": "agent_type", "key": BUDGETED, "window": "day", "limit_usd": str(BUDGET_USD)})
+    limits.append({"scope": "agent_type", "key": KILLED, "window": "day",
+                   "limit_usd": str(KILLED_BUDGET_USD)})
     config = override(config, settings={
         "data_dir": str(data_dir),
         "routers": {"replicas": 3},
-        "budgets": {"limits": limits},
+        # short slices and holds: a dead router's slice is past its time within the test
+        "budgets": {"limits": limits, "slice_ttl_s": 2.0, "reservation_ttl_s": 1.0},
         "health_check": {"interval_s": 0.5, "open_s": 1.0},
     })
     emulator.set_profile(_profile())
@@ -226,6 +231,58 @@ def test_kill_9_of_a_router_loses_no_returned_request(system):
     completed = {e.request_id for e in _events(system) if e.event_type == "RequestCompleted"}
     missing = [r.request_id for r in returned if r.request_id not in completed]
     assert not missing
+
+
+def test_router_kills_under_a_strict_budget_overspend_nothing_and_lose_no_call(system, emulator):
+    """Issue 10, items 1 and 8: two Router actors killed while holding budget slices, with calls
+    in flight, and the load goes on past the dead routers' slices' expiry (slices of 2 s, holds
+    of 1 s here). Every call that may have been made is in the log (lost ones charged at their
+    worst case), every returned request has one terminal event, and the strict budget holds."""
+    import ray
+
+    emulator.set_profile(_profile(defaults={"latency": {"kind": "fixed", "latency_s": 0.1}}))
+    routers = system.handles.routers
+    pids = [ray.get(r.pid.remote()) for r in routers[:2]]
+    requests = [_request(9000 + i, agent=KILLED, max_tokens=256, model_id="gpt-4o-mini")
+                for i in range(2000)]
+    returned, refused = [], []
+
+    async def load():
+        queue = list(enumerate(requests))
+
+        async def worker():
+            while queue:
+                i, r = queue.pop(0)
+                try:
+                    returned.append(await routers[i % len(routers)].complete.remote(r))
+                except (AMMError, ray.exceptions.RayError) as exc:
+                    refused.append(exc)
+
+        async def killer():
+            for n, pid in enumerate(pids):  # each killed while it holds a slice
+                while len(returned) < 40 * (n + 1):
+                    await asyncio.sleep(0.01)
+                os.kill(pid, signal.SIGKILL)
+
+        await asyncio.gather(killer(), *(worker() for _ in range(12)))
+
+    try:
+        asyncio.run(load())
+    finally:
+        emulator.set_profile(_profile())
+    assert returned and refused, "some requests were served before the budget ran out"
+    for router in routers[:2]:
+        _wait_until_alive(router)
+    events = _events(system)
+    mine = [e for e in events if e.agent_type == KILLED]
+    terminal = Counter(e.request_id for e in mine if e.event_type in ("RequestCompleted", "RequestFailed"))
+    assert all(terminal[r.request_id] == 1 for r in returned)
+    started = {e.request_id for e in mine if e.event_type == "AttemptStarted"}
+    assert started <= set(terminal), "a call announced and never accounted for"
+    spent = sum((e.cost_usd for e in mine if e.event_type in ("RequestCompleted", "RequestFailed")),
+                Decimal(0))
+    assert Decimal(0) < spent <= KILLED_BUDGET_USD, (spent, Counter(
+        e.error_kind for e in mine if e.event_type == "RequestFailed"))
 
 
 def test_no_key_and_no_prompt_text_in_the_log(system):
