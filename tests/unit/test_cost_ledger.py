@@ -251,7 +251,10 @@ def test_slice_is_granted_up_to_the_headroom_and_holds_it():
     with pytest.raises(BudgetExceeded):
         ledger.reserve(OTHER, D("0.01"))
     empty = ledger.grant_slice(KEY, D(1), "router-2")
-    assert empty == Slice(None, KEY, D(0), clock.monotonic())
+    assert (empty.slice_id, empty.key, empty.amount_usd) == (None, KEY, D(0))
+    # a refusal names the limit that refused, with its numbers
+    assert empty.limited_by is not None and empty.limited_by.scope == "global"
+    assert empty.limited_by.limit_usd == D(10) and empty.limited_by.reserved_usd == D(10)
     ledger.return_slice(piece.slice_id, D("1.25"))
     assert ledger.spend("global", "*", "day") == D("1.25")
     assert ledger.reserved_usd() == D(7)
