@@ -59,6 +59,7 @@ _EXPORTS = {
     "RateLimited": ".errors",
     "RateLimitExceeded": ".errors",
     "ResponseTooLarge": ".errors",
+    "SpoolUnavailable": ".errors",
     "StreamInterrupted": ".errors",
     "TransientProviderError": ".errors",
     "ResponseEvaluator": ".evaluation",
@@ -152,6 +153,7 @@ if _TYPE_CHECKING:  # for type checkers and IDEs: the same names, eagerly (check
         RateLimited,
         RateLimitExceeded,
         ResponseTooLarge,
+        SpoolUnavailable,
         StreamInterrupted,
         TransientProviderError,
     )

@@ -31,6 +31,7 @@ from .cache import CacheStats
 from .config import ModelConfig, ProviderConfig, RegistryConfig, Settings, load_config
 from .errors import InvalidInput
 from .events import BudgetAlert, CandidateScore, Event
+from .events._resilient import ResilientSpool
 from .events._spool import SpoolWriter
 from .ratelimit import Admission, RateLimiterCore, RateLimitStatus
 
@@ -433,5 +434,5 @@ class FailoverManager:
         """Close the provider connections and the spool."""
         for adapter in self.router.adapters.values():
             await adapter.aclose()
-        if isinstance(self.router.events, SpoolWriter):
+        if isinstance(self.router.events, ResilientSpool | SpoolWriter):
             self.router.events.close()

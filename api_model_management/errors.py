@@ -29,6 +29,7 @@ text: constructors take structured fields, and messages are built from those fie
     ├── AllCandidatesFailed              every attempt failed (``errors``)
     ├── ConcurrencyLimitTimeout          no in-flight slot within the deadline
     └── ComponentUnavailable             an actor the path needs is down
+        └── SpoolUnavailable             the event spool cannot take writes (disk full, quota, I/O)
 """
 
 from __future__ import annotations
@@ -215,6 +216,16 @@ class ConcurrencyLimitTimeout(AMMError):
 
 class ComponentUnavailable(AMMError):
     error_kind = "component_unavailable"
+
+
+class SpoolUnavailable(ComponentUnavailable):
+    """The router's event spool cannot take writes (its disk is full, over quota or failing:
+    ``cause`` names the errno). Raised before any provider call, never after: no call is made
+    that could not be announced durably (``AttemptStarted``), and a call already made keeps its
+    events in memory until they are written. Admission resumes by itself once a spool write
+    succeeds again; ``retry_after_s`` is a hint for when to try again."""
+
+    error_kind = "spool_unavailable"
 
 
 def error_kind_of(exc: BaseException) -> str:

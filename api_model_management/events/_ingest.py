@@ -5,6 +5,12 @@ segment (``file_stem``), delete it. A crash between any two steps is repaired by
 same files are written again (whole, by rename), so nothing is lost and nothing is duplicated.
 Compaction runs in the same process after ingestion, so it never merges a file whose segment still
 exists.
+
+Events a writer could not spool (its disk full: ``_resilient.py``) may be handed here directly
+(:meth:`SpoolIngestor.accept`); they are written first at each ingestion, and kept in this
+process's memory (at most ``HANDED_MAX_EVENTS``) while the log's disk cannot take them either.
+Writers are finalized (their lost calls recorded) only once nothing handed waits, so a call whose
+terminal event is on its way is never also recorded as lost.
 """
 
 from __future__ import annotations
@@ -15,8 +21,8 @@ import os
 import re
 import shutil
 import threading
-from collections import defaultdict
-from collections.abc import Iterable
+from collections import defaultdict, deque
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -28,6 +34,10 @@ from ._types import Event, RequestFailed
 
 log = logging.getLogger(__name__)
 
+#: The most handed events (:meth:`SpoolIngestor.accept`) kept in memory while they cannot be
+#: written; beyond it a hand-off is refused and its writer keeps the events.
+HANDED_MAX_EVENTS = 200_000
+
 
 class SpoolIngestor:
     def __init__(self, data_dir: str | Path, settings: EventSettings | None = None) -> None:
@@ -37,13 +47,54 @@ class SpoolIngestor:
         self.log = EventLog(data_dir, fsync=settings.fsync, fsync_interval_ms=settings.fsync_interval_ms)
         self.ingested_events = 0
         self._lock = threading.Lock()
+        self._handed: deque[list[Event]] = deque()
+        self._handed_events = 0
+
+    @property
+    def handed_events(self) -> int:
+        """Events handed here that are not in the log yet (only in this process's memory)."""
+        return self._handed_events
+
+    def accept(self, events: Sequence[Event]) -> bool:
+        """Take events a writer could not spool, to write at the next ingestion (first); False,
+        taking nothing, when ``HANDED_MAX_EVENTS`` would be passed."""
+        with self._lock:
+            if self._handed_events + len(events) > HANDED_MAX_EVENTS:
+                log.error("refused a hand-off of %d event(s): %d already wait in memory",
+                          len(events), self._handed_events)
+                return False
+            if events:
+                self._handed.append(list(events))
+                self._handed_events += len(events)
+            return True
 
     def ingest(self) -> int:
-        """Ingest every closed segment and every segment whose writer died, then finalize the
-        writers that are gone (their lost calls recorded); returns events written."""
+        """Write the handed events, ingest every closed segment and every segment whose writer
+        died, then finalize the writers that are gone (their lost calls recorded); returns
+        events written. ``OSError`` (a full disk) leaves what was not written where it was."""
         with self._lock:
-            written = self._ingest()
+            written = self._write_handed()
+            written += self._ingest()
             return written + self._finalize()
+
+    def write_handed(self) -> int:
+        """Write the handed events now; returns events written."""
+        with self._lock:
+            return self._write_handed()
+
+    def _write_handed(self) -> int:
+        written = 0
+        while self._handed:
+            batch = self._handed[0]
+            # named after the batch: a batch handed twice (its first answer lost) is one file
+            self.log.append(batch, file_stem=f"{batch[0].event_id}-handed")
+            if self.settings.fsync != "never":
+                self.log.sync()
+            self._handed.popleft()
+            self._handed_events -= len(batch)
+            written += len(batch)
+        self.ingested_events += written
+        return written
 
     def _finalize(self) -> int:
         """For each writer that is gone with all its segments ingested: record as lost every

@@ -14,10 +14,18 @@ instead of duplicating them), then deletes the segment.
 Layout: ``<data_dir>/spool/<writer_id>/<seq>.open`` while written, renamed ``<seq>.wal`` when full
 or old. A record is one line: ``<event_type>\\t<JSON>\\n``; a torn last line (a writer killed inside
 ``write``) belongs to a request that never returned and is skipped.
+
+A write that fails part-way (``ENOSPC`` after a short write, ``EIO``) is cut back off the segment
+(``ftruncate`` to its size before the batch) before the error is raised, so every batch starts on
+a fresh line; should even that fail, the segment is closed with its torn last line and the next
+batch starts a new one. The reader also recovers a record glued to a torn one (see
+:func:`decode_events`). What a router does when the spool cannot take its events is in
+``_resilient.py``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import logging
 import os
@@ -56,20 +64,47 @@ def encode_events(events: Sequence[Event]) -> bytes:
 
 
 def decode_events(data: bytes) -> list[Event]:
-    """Events of a segment; a torn or corrupt line is skipped and logged (never raised)."""
+    """Events of a segment; a torn or corrupt line is skipped and logged (never raised).
+
+    A torn record followed on the same line by a whole one (``<type>\\t{"a": 1<type>\\t{...}``)
+    gives the whole one back: JSON never holds a raw tab (it is escaped), so a line's last tab is
+    its last record's separator, and that record's type is the known event type ending just
+    before it."""
     events: list[Event] = []
     for line in data.split(b"\n"):
         if not line:
             continue
-        type_name, _, body = line.partition(b"\t")
-        cls = EVENT_TYPES.get(type_name.decode(errors="replace"))
-        try:
-            if cls is None:
-                raise ValueError("unknown event type")
-            events.append(cls.model_validate(orjson.loads(body)))
-        except ValueError:  # orjson.JSONDecodeError and pydantic.ValidationError are ValueErrors
-            log.warning("spool: skipped a torn or unreadable record (%d bytes)", len(line))
+        event = _decode_line(line)
+        if event is None:
+            event = _recover_glued(line)
+            log.warning("spool: skipped a torn or unreadable record (%d bytes)%s", len(line),
+                        "; the record after it was recovered" if event is not None else "")
+        if event is not None:
+            events.append(event)
     return events
+
+
+def _decode_line(line: bytes) -> Event | None:
+    type_name, _, body = line.partition(b"\t")
+    cls = EVENT_TYPES.get(type_name.decode(errors="replace"))
+    if cls is None:
+        return None
+    try:
+        return cls.model_validate(orjson.loads(body))
+    except ValueError:  # orjson.JSONDecodeError and pydantic.ValidationError are ValueErrors
+        return None
+
+
+def _recover_glued(line: bytes) -> Event | None:
+    """The whole record at the end of a line that starts with a torn one, if there is one."""
+    head, tab, body = line.rpartition(b"\t")
+    if not tab:
+        return None
+    for name in EVENT_TYPES:
+        type_name = name.encode()
+        if head.endswith(type_name) and len(head) > len(type_name):
+            return _decode_line(type_name + b"\t" + body)
+    return None
 
 
 class SpoolWriter:
@@ -109,33 +144,83 @@ class SpoolWriter:
         # created under a name the sink ignores, locked, then renamed: a sink never sees an
         # unlocked ``.open`` segment of a live writer (the lock belongs to the inode)
         creating = self._path.with_suffix(".creating")
-        self._fd = os.open(creating, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a sink may take it only if we die
-        os.rename(creating, self._path)
+        fd = os.open(creating, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a sink may take it only if we die
+            os.rename(creating, self._path)
+        except OSError:  # a full directory: leave no half-created segment behind
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                os.unlink(creating)
+            self._path = None
+            raise
+        self._fd = fd
         self._opened_at = time.monotonic()
         self._size = 0
-        return self._fd
+        return fd
 
     def write(self, events: Sequence[Event]) -> None:
-        """Append events durably (against process death) before returning."""
-        if not events:
+        """Append events durably (against process death) before returning. On ``OSError``
+        nothing of the batch is left in the spool (or, if it cannot be cut back, the segment is
+        closed and its torn last line is skipped by readers) and the error is raised."""
+        if events:
+            self.write_bytes(encode_events(events))
+
+    def write_bytes(self, data: bytes) -> None:
+        """Append encoded records (:func:`encode_events`) as one batch, as :meth:`write`."""
+        if not data:
             return
         fd = self._fd if self._fd is not None else self._open()
-        data = encode_events(events)
         view = memoryview(data)
-        while view:
-            written = os.write(fd, view)
-            view = view[written:]
+        try:
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+        except OSError:
+            self._cut_back(fd)
+            raise
         self._size += len(data)
         self._dirty = True
-        if self._fsync == "always":
-            self.sync()
-        if self._size >= self._max_bytes:
-            self.rotate()
+        try:
+            if self._fsync == "always":
+                self.sync()
+            if self._size >= self._max_bytes:
+                self.rotate()
+        except OSError as exc:  # the batch is written (in the OS): not a failed write
+            log.error("spool %s: fsync or rotation failed after a write (%s); tried again at the "
+                      "next tick", self.writer_id, type(exc).__name__)
+
+    def _cut_back(self, fd: int) -> None:
+        """Remove the part of a failed batch that reached the segment (shrinking a file needs no
+        space); if even that fails, close the segment, torn last line and all, so the next batch
+        starts on a fresh line in a new one."""
+        try:
+            os.ftruncate(fd, self._size)
+        except OSError as exc:
+            log.error("spool %s: could not cut a failed batch back (%s); closing the segment",
+                      self.writer_id, type(exc).__name__)
+            self._abandon()
+
+    def _abandon(self) -> None:
+        """Close the open segment without syncing (renamed ``.wal`` if that still works;
+        otherwise it stays ``.open``, unlocked once closed, and the sink ingests it as such)."""
+        fd, path = self._fd, self._path
+        self._fd = self._path = None
+        if path is not None:
+            with contextlib.suppress(OSError):
+                os.rename(path, path.with_suffix(_CLOSED))
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
     def write_intent(self, event: Event) -> None:
         """An intent, durable (against process death) before the call it announces."""
         self.write([event])
+
+    def probe(self) -> None:
+        """Raise ``OSError`` unless the spool takes a write now: an empty line, which readers
+        skip (records stay on lines of their own)."""
+        self.write_bytes(b"\n")
 
     def sync(self) -> None:
         if self._fd is not None and self._dirty:

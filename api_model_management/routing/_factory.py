@@ -132,14 +132,18 @@ def build_local_router(
     evaluator: ResponseEvaluator | None = None,
 ) -> LocalRouter:
     """An in-process router (no Ray): local cores, events to ``data_dir``'s spool (or
-    ``events``), adapters from the environment's keys (or ``adapters``)."""
+    ``events``), adapters from the environment's keys (or ``adapters``). With no housekeeping
+    and no EventSink, events the spool could not take are written back when the next request
+    is admitted (``ResilientSpool.check``)."""
+    from ..events._resilient import ResilientSpool
     from ..events._spool import SpoolWriter
 
     settings = config.settings
     backend = LocalBackend(config, clock)
     if events is None:
-        events = SpoolWriter(data_dir or settings.data_dir, fsync=settings.events.fsync,
-                             fsync_interval_ms=settings.events.fsync_interval_ms)
+        events = ResilientSpool(
+            SpoolWriter(data_dir or settings.data_dir, fsync=settings.events.fsync,
+                        fsync_interval_ms=settings.events.fsync_interval_ms), clock=clock)
     router = build_router(
         config, backend, holder="local", events=events,
         adapters=adapters if adapters is not None else make_adapters(config, env=env),

@@ -34,12 +34,22 @@ class OutcomePort(Protocol):
 
 
 class EventPort(Protocol):
+    """Where a router's events go (``events.ResilientSpool`` in every runtime)."""
+
+    def check(self) -> None:
+        """Raise ``SpoolUnavailable`` when new work must not start: events could not be made
+        durable now. Called before a request is admitted, before any provider call."""
+        ...
+
     def write(self, events: Sequence[Event]) -> None:
-        """Durable against process death when it returns."""
+        """Durable against process death when it returns, or, when the spool cannot take them,
+        kept in memory and written later (see ``events._resilient``); never raises for want of
+        disk (the response of a billed call is returned, its events wait)."""
         ...
 
     def write_intent(self, event: Event) -> None:
-        """An intent (``AttemptStarted``), durable before the call it announces is made."""
+        """An intent (``AttemptStarted``), durable before the call it announces is made; raises
+        ``SpoolUnavailable`` when it cannot be (the call is then not made)."""
         ...
 
 
@@ -57,6 +67,9 @@ class ListEvents:
     def __init__(self) -> None:
         self.events: list[Event] = []
         self.intents: list[Event] = []
+
+    def check(self) -> None:
+        return None
 
     def write(self, events: Sequence[Event]) -> None:
         self.events.extend(events)

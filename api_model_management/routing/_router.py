@@ -4,7 +4,9 @@ cache → select → admission (rate limit ∥ budget) → provider call → eva
 Every request ends in exactly one terminal event (``RequestCompleted`` or ``RequestFailed``), every
 failed attempt in ``AttemptFailed``, every move to another model in ``FailoverTriggered``. The
 events of a request are written to the spool (durable against process death) before ``complete``
-returns or raises.
+returns or raises; when the spool cannot take them they wait in memory (``events._resilient``)
+and the request is answered all the same, while new requests are refused (``SpoolUnavailable``)
+before any provider call.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from ..config import ModelConfig, RegistryConfig
 from ..errors import (
     AllCandidatesFailed,
     BudgetExceeded,
+    ComponentUnavailable,
     ConcurrencyLimitTimeout,
     ContextWindowExceeded,
     MalformedResponse,
@@ -43,6 +46,7 @@ from ..errors import (
     ProviderError,
     RateLimited,
     RateLimitExceeded,
+    SpoolUnavailable,
     StreamInterrupted,
     error_kind_of,
 )
@@ -172,13 +176,15 @@ class RouterCore:
         self._failovers: deque[float] = deque()
         self._failover_alerted_at = -1e18
         self._background: set[asyncio.Task[None]] = set()
-        self.counters = {"requests": 0, "completed": 0, "failed": 0, "cache_hits": 0, "failovers": 0}
+        self.counters = {"requests": 0, "completed": 0, "failed": 0, "cache_hits": 0, "failovers": 0,
+                         "refused_spool": 0}
 
     # -----------------------------------------------------------------------------------------
     # public
 
     async def complete(self, request: ModelRequest) -> ModelResponse:
         """Select, admit, call, evaluate and account one request; typed errors on failure."""
+        self._check_spool()
         state = self._begin(request, streaming=False)
         try:
             cached = await self._from_cache(state)
@@ -198,6 +204,7 @@ class RouterCore:
     async def stream(self, request: ModelRequest) -> AsyncGenerator[StreamChunk, None]:
         """Text deltas, then a final chunk (``done``) with the result. A failure before the first
         token fails over invisibly; after it, ``StreamInterrupted`` with the partial text."""
+        self._check_spool()
         state = self._begin(request, streaming=True)
         try:
             async with contextlib.aclosing(self._run(state)) as steps:
@@ -216,6 +223,16 @@ class RouterCore:
 
     # -----------------------------------------------------------------------------------------
     # the path
+
+    def _check_spool(self) -> None:
+        """Refuse a new request while its events could not be made durable (the spool's disk is
+        full): before the cache, selection or any call, and without an event (nothing happened;
+        refusals must not fill the memory that keeps the events of calls already made)."""
+        try:
+            self.events.check()
+        except SpoolUnavailable:
+            self.counters["refused_spool"] += 1
+            raise
 
     def _begin(self, request: ModelRequest, *, streaming: bool) -> _Attempt:
         self.counters["requests"] += 1
@@ -395,6 +412,11 @@ class RouterCore:
             except StreamInterrupted as exc:
                 self._note_failure(state, model, attempt, exc)
                 raise
+            except SpoolUnavailable as exc:  # no durable intent: the call was not made
+                self._note_failure(state, model, attempt, exc)
+                if state.kept is None:
+                    raise
+                break  # a re-route that cannot be announced: the answer kept is given
             except (ProviderError, BudgetExceeded, RateLimitExceeded, ConcurrencyLimitTimeout) as exc:
                 if delivered:  # never duplicate output: the caller already has text
                     self._note_failure(state, model, attempt, exc)
@@ -456,9 +478,9 @@ class RouterCore:
         result: ProviderResult | None = None
         try:
             async with self.limits.slot(model.provider, model.id, timeout_s=remaining):
+                self._intend(state, model, budget, bound)  # SpoolUnavailable: admission released
                 sent = True
                 state.sent += 1
-                self._intend(state, model, budget, bound)
                 adapter = self.adapters[model.provider]
                 timeout_s = max(0.001, state.deadline - self._clock.monotonic())
                 if not state.streaming:
@@ -711,7 +733,8 @@ class RouterCore:
         )
         try:
             verdict = await self.complete(request)
-        except (ProviderError, AllCandidatesFailed, BudgetExceeded, NoEligibleModel) as exc:
+        except (ProviderError, AllCandidatesFailed, BudgetExceeded, NoEligibleModel,
+                ComponentUnavailable) as exc:
             log.info("judge call failed: %s", error_kind_of(exc))
             return
         score = parse_judge_score(verdict.text)

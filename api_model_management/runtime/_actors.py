@@ -97,7 +97,7 @@ def start_actors(config: RegistryConfig, api_keys: Mapping[str, Any], *,
     limiters = {m.id: new(RateLimiterActor, f"ratelimit:{m.id}", config, m.id) for m in config.models}
     routers = [
         new(RouterActor, f"router:{i}", config, i, limiters=limiters, ledger=ledger, cache=cache,
-            health=health, selector=selector, api_keys=api_keys)
+            health=health, selector=selector, api_keys=api_keys, sink=sink)
         for i in range(config.settings.routers.replicas)
     ]
     handles = ActorHandles(sink, ledger, cache, selector, health, limiters, routers)

@@ -91,6 +91,7 @@ class EmbeddedRouter:
         self.shell = EmbeddedShell(
             config, limiters=handles.limiters, ledger=handles.ledger, cache=handles.cache,
             health=handles.health, selector=handles.selector, api_keys=api_keys,
+            sink=handles.sink,
         )
         self._closed = False
         self._loop = _new_loop()

@@ -1,6 +1,7 @@
 """The Router actor's shell: one router replica on the system's actors (built by the one router
 factory with a ``RayBackend``), plus its housekeeping: outcomes to the health checkers, idle
-leases and slices back, statistics to the Selector, re-subscription to restarted actors."""
+leases and slices back, statistics to the Selector, re-subscription to restarted actors, events
+the spool could not take written back or, after a grace period, handed to the EventSink."""
 
 from __future__ import annotations
 
@@ -13,10 +14,12 @@ from typing import Any
 
 from .._clock import SYSTEM_CLOCK, Clock, Every
 from .._request import ModelRequest, ModelResponse, StreamChunk
+from .._supervise import Supervisor
 from ..budget import SliceBudget
 from ..cache import TieredCache
 from ..config import RegistryConfig, SelectionWeights
 from ..errors import ComponentUnavailable
+from ..events._resilient import ResilientSpool
 from ..events._spool import SpoolWriter
 from ..ratelimit import LeaseAdmission
 from ..routing import BatchedOutcomes, RouterCore, build_router, make_adapters
@@ -28,6 +31,8 @@ from ._ray import Handle
 log = logging.getLogger(__name__)
 
 HOUSEKEEPING_S = 0.1
+#: The longest pause of housekeeping after repeated failures.
+HOUSEKEEPING_MAX_BACKOFF_S = 1.0
 STATS_PUSH_S = 2.0
 RESUBSCRIBE_S = 5.0
 CACHE_PURGE_S = 60.0
@@ -45,6 +50,7 @@ class RouterShell:
         health: Mapping[str, Handle],
         selector: Handle | None,
         api_keys: Mapping[str, Any],
+        sink: Handle | None = None,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.config = config
@@ -59,9 +65,10 @@ class RouterShell:
             settings.data_dir, self.holder, fsync=settings.events.fsync,
             fsync_interval_ms=settings.events.fsync_interval_ms,
         )
+        self.events = ResilientSpool(self.spool, clock=clock)
         backend = RayBackend(config, limiters=limiters, ledger=ledger, cache=cache, health=health)
         self.core: RouterCore = build_router(
-            config, backend, holder=self.holder, events=self.spool, adapters=self.adapters,
+            config, backend, holder=self.holder, events=self.events, adapters=self.adapters,
             clock=clock, stats=self.stats, selector=self.selector, replicas=settings.routers.count(),
         )
         assert isinstance(self.core.admission, LeaseAdmission)
@@ -73,6 +80,9 @@ class RouterShell:
         )
         self.selector_actor = selector
         self.health_actors = health
+        self.sink = sink
+        self.supervisor = Supervisor(f"router {index}: housekeeping", backoff_s=HOUSEKEEPING_S,
+                                     max_backoff_s=HOUSEKEEPING_MAX_BACKOFF_S)
         self._task: asyncio.Task[None] | None = None
         self._stats_push = Every(STATS_PUSH_S, clock, start_due=True)
         self._resubscribe_timer = Every(RESUBSCRIBE_S, clock, start_due=False)
@@ -84,20 +94,19 @@ class RouterShell:
         return True
 
     async def _housekeeping(self) -> None:
-        while True:
-            await asyncio.sleep(HOUSEKEEPING_S)
-            try:
-                await self._tick()
-            except (ComponentUnavailable, _ray.RayError, OSError) as exc:
-                # one bad tick must not end housekeeping
-                log.warning("router housekeeping: %s; retrying next tick", type(exc).__name__)
+        await self.supervisor.run(self._housekeeping_step, initial_delay_s=HOUSEKEEPING_S)
+
+    async def _housekeeping_step(self) -> float:
+        await self._tick()
+        return HOUSEKEEPING_S
 
     async def _tick(self, *, everything: bool = False) -> None:
+        self.events.tick()  # first: the events of billed calls waiting in memory
+        await self._hand_off(everything=everything)
         self.outcomes.flush()
         self.admission.return_idle()
         if self.budget is not None:
             await self.budget.flush(everything=everything)
-        self.spool.tick()
         if self._stats_push.due():
             snapshot = self.stats.snapshot()
             self.selector.update_stats(snapshot)
@@ -107,6 +116,29 @@ class RouterShell:
             self._resubscribe()
         if self._cache_purge.due() and isinstance(self.core.cache, TieredCache):
             self.core.cache.local.purge_expired()
+
+    async def _hand_off(self, *, everything: bool = False) -> None:
+        """Events the spool could not take for the grace period (all of them at a flush) go to
+        the EventSink, which writes them to the log or keeps them until it can; if it does not
+        take them they stay here (see ``events._resilient``)."""
+        batch = self.events.take_overdue(everything=everything)
+        if not batch:
+            return
+        if self.sink is None:
+            self.events.hand_back()
+            return
+        try:
+            taken = await _ray.send(self.sink, "append", batch, what="EventSink")
+        except ComponentUnavailable:  # the sink is restarting: keep them, try again later
+            self.events.hand_back()
+            return
+        except BaseException:  # cancelled (or a bug): keep them here, and let it go on
+            self.events.hand_back()
+            raise
+        if taken:
+            self.events.handed_off()
+        else:
+            self.events.hand_back()
 
     def _resubscribe(self) -> None:
         """Make sure every HealthChecker (a restarted one too) pushes to this router."""
@@ -154,11 +186,15 @@ class RouterShell:
         returns: list[Awaitable[object]] = self.admission.return_all()
         if returns:
             await asyncio.gather(*returns)
-        self.spool.rotate()
+        self.events.rotate()
         return True
 
     def counters(self) -> dict[str, int]:
-        return dict(self.core.counters)
+        """The request path's counters, the spool's (``spool_*``: write errors, events queued in
+        memory, handed to the EventSink, dropped) and failed housekeeping iterations."""
+        spool = {f"spool_{k}": v for k, v in self.events.counters.items()}
+        return {**self.core.counters, **spool, "spool_waiting_events": self.events.queued_events,
+                "housekeeping_errors": self.supervisor.errors}
 
     async def ping(self) -> bool:
         return await self.start()  # a restarted router resumes housekeeping on first contact

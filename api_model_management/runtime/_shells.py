@@ -7,20 +7,26 @@ subscribers (routers, the selector) with fire-and-forget calls.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import logging
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from .._clock import SYSTEM_CLOCK, Every
 from .._request import ModelRequest, ModelResponse
+from .._supervise import Supervisor
 from ..budget import BudgetStatus, Slice, SpendKey
 from ..cache import CacheHit, CacheStats
 from ..config import RegistryConfig, SelectionWeights
+from ..errors import ComponentUnavailable
+from ..events import Event
+from ..events._resilient import ResilientSpool
 from ..events._spool import SpoolWriter
 from ..ratelimit import Admission, Lease, RateLimitState, RateLimitStatus
 from ..selection import LiveState, ModelStatsSnapshot, Selection
@@ -50,12 +56,27 @@ def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "._-" else "_" for c in name)
 
 
-def _spool(config: RegistryConfig, name: str) -> SpoolWriter:
+def _spool(config: RegistryConfig, name: str) -> ResilientSpool:
+    """An actor's spool: events it cannot write now wait in its memory and are written back at
+    its next ``tick`` (an actor's events are not refused work: nothing is refused)."""
     ev = config.settings.events
-    return SpoolWriter(
+    return ResilientSpool(SpoolWriter(
         config.settings.data_dir, f"{name}-{int(time.time() * 1000)}",
         fsync=ev.fsync, fsync_interval_ms=ev.fsync_interval_ms,
-    )
+    ))
+
+
+@contextlib.contextmanager
+def _journaling(component: str) -> Iterator[None]:
+    """A journal that cannot be written (a full disk) refuses the call in hand with
+    ``ComponentUnavailable`` (routers refuse that model, or the request, for now): what the journal
+    could not record is not handed out, and the core's own state errs on the safe side."""
+    try:
+        yield
+    except OSError as exc:
+        cause = errno.errorcode.get(exc.errno or 0, str(exc.errno))
+        raise ComponentUnavailable(f"the {component} cannot write its journal ({cause})",
+                                   component=component, restarting=False) from None
 
 
 class _Subscribers:
@@ -88,7 +109,12 @@ class EventSinkShell:
 
         self.config = config
         self.ingestor = SpoolIngestor(config.settings.data_dir, config.settings.events)
-        self.ingestor.ingest()  # recover what crashed writers left
+        self.supervisor = Supervisor("event sink: ingestion")
+        self._interval_s = max(0.05, config.settings.events.flush_interval_ms / 1000)
+        try:
+            self.ingestor.ingest()  # recover what crashed writers left
+        except OSError as exc:  # a full disk: the loop tries again
+            self.supervisor.failed(exc)
         self._task: asyncio.Task | None = None
 
     async def start(self) -> bool:
@@ -100,10 +126,26 @@ class EventSinkShell:
         return await self.start()  # a restarted sink resumes its loop on first contact
 
     async def _loop(self) -> None:
-        interval_s = max(0.05, self.config.settings.events.flush_interval_ms / 1000)
-        while True:
-            await asyncio.sleep(interval_s)
-            await asyncio.to_thread(self.ingestor.ingest)
+        await self.supervisor.run(self._ingest_once, initial_delay_s=self._interval_s)
+
+    async def _ingest_once(self) -> float:
+        await asyncio.to_thread(self.ingestor.ingest)
+        return self._interval_s
+
+    async def append(self, events: list[Event]) -> bool:
+        """Events a router could not spool for a while (its disk full, ``events._resilient``):
+        True when taken (written to the log now, or kept in this process's memory and written
+        by the loop once the disk has room); False when too many wait here already (the router
+        keeps them)."""
+        await self.start()
+        if not self.ingestor.accept(events):
+            return False
+        try:
+            await asyncio.to_thread(self.ingestor.write_handed)
+        except OSError as exc:
+            log.warning("event sink: %d handed event(s) wait in memory (%s)",
+                        self.ingestor.handed_events, type(exc).__name__)
+        return True
 
     async def flush(self) -> int:
         """Ingest every closed or orphaned segment now; returns events written."""
@@ -133,6 +175,7 @@ class HealthCheckerShell:
         self.adapter = make_adapter(provider, config.providers[provider], api_key)
         self.spool = _spool(config, f"health-{provider}")
         self.subscribers = _Subscribers()
+        self.supervisor = Supervisor(f"health checker {provider}: probes", max_backoff_s=HEALTH_WAKE_S)
         self._task: asyncio.Task | None = None
         self._last_state: tuple[str, tuple[str, ...]] | None = None
 
@@ -158,11 +201,14 @@ class HealthCheckerShell:
         return True
 
     async def _loop(self) -> None:
-        """Probe when the core says so (on the interval; back to back while half-open)."""
-        while True:
-            if self.core.due_for_probe():
-                await self.probe_now()
-            await asyncio.sleep(min(self.core.probe_delay_s(), HEALTH_WAKE_S))
+        await self.supervisor.run(self._probe_if_due)
+
+    async def _probe_if_due(self) -> float:
+        """Probe when the core says so (on the interval; back to back while half-open);
+        returns the seconds until the next look."""
+        if self.core.due_for_probe():
+            await self.probe_now()
+        return min(self.core.probe_delay_s(), HEALTH_WAKE_S)
 
     async def probe_now(self) -> dict[str, Any]:
         probe = await self.adapter.probe()
@@ -234,9 +280,10 @@ class RateLimiterShell:
         return True
 
     def _after(self) -> None:
-        self.journal.append(self.core.drain_records())  # before the answer leaves
-        if self.journal.needs_compaction():
-            self.journal.rewrite(self.core.snapshot())
+        with _journaling("RateLimiter"):
+            self.journal.append(self.core.drain_records())  # before the answer leaves
+            if self.journal.needs_compaction():
+                self.journal.rewrite(self.core.snapshot())
         events = self.core.drain_events()
         if events:
             self.spool.write(events)
@@ -344,18 +391,19 @@ class CostLedgerShell:
         self._stop = threading.Event()
         self._saved = Every(LEDGER_CACHE_SAVE_S, SYSTEM_CLOCK, start_due=False)
         self._full_poll = Every(LEDGER_FULL_POLL_S, SYSTEM_CLOCK, start_due=False)
+        self.supervisor = Supervisor("cost ledger: following the log")
         self._after()
         self._thread = threading.Thread(target=self._follow, name="ledger-log", daemon=True)
         self._thread.start()
 
     def _follow(self) -> None:
-        """Poll the log, apply what is new, expire holds; supervised: an error is logged and the
-        next poll tries again."""
-        while not self._stop.wait(LEDGER_POLL_S):
-            try:
-                self.poll()
-            except (OSError, ValueError) as exc:  # a file read racing compaction, a full disk
-                log.warning("ledger: following the log failed (%s); retrying", type(exc).__name__)
+        """Poll the log, apply what is new, expire holds; supervised: an error (a file read
+        racing compaction, a full disk) is logged and counted, and a later poll tries again."""
+        self.supervisor.run_thread(self._poll_once, self._stop, initial_delay_s=LEDGER_POLL_S)
+
+    def _poll_once(self) -> float:
+        self.poll()
+        return LEDGER_POLL_S
 
     def poll(self) -> int:
         """Apply what the log delivered since the last poll; returns files read."""
@@ -369,9 +417,10 @@ class CostLedgerShell:
         return delta.files_read
 
     def _after(self) -> None:
-        self.holds.append(self.core.drain_hold_changes())  # before the answer leaves
-        if self.holds.needs_compaction():
-            self.holds.rewrite(self.core.reservations())
+        with _journaling("CostLedger"):
+            self.holds.append(self.core.drain_hold_changes())  # before the answer leaves
+            if self.holds.needs_compaction():
+                self.holds.rewrite(self.core.reservations())
         events = self.core.drain_events()
         while self._log_alerts:  # filled by the log's readers (the polling thread too)
             events.append(self._log_alerts.popleft())
