@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import AsyncGenerator, Awaitable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -78,6 +78,8 @@ _T = TypeVar("_T")
 _PROVIDER_WIDE = frozenset({"auth", "quota"})
 #: Candidates looked at for one request, local refusals included (a bound on the loop).
 _MAX_CANDIDATES = 32
+#: Answers a router remembers for feedback that arrives before its events are in the log.
+_RECENT_ANSWERS = 100_000
 
 
 def _allows(request: ModelRequest, model: ModelConfig) -> bool:
@@ -178,6 +180,9 @@ class RouterCore:
         self._background: set[asyncio.Task[None]] = set()
         self.counters = {"requests": 0, "completed": 0, "failed": 0, "cache_hits": 0, "failovers": 0,
                          "refused_spool": 0}
+        #: request id -> (model id, agent type, task id) of recent answers (feedback needs them
+        #: before the log has the request)
+        self.recent: OrderedDict[str, tuple[str, str, str | None]] = OrderedDict()
 
     # -----------------------------------------------------------------------------------------
     # public
@@ -280,6 +285,7 @@ class RouterCore:
         latency_ms = self._elapsed_ms(state)
         self.counters["cache_hits"] += 1
         self.counters["completed"] += 1
+        self._remember(state, model)
         state.events.append(RequestCompleted(
             **state.common(model),
             attempts=0,
@@ -469,15 +475,18 @@ class RouterCore:
         if remaining <= 0:
             raise ConcurrencyLimitTimeout("the request's deadline passed", model_id=model.id)
         bound = usage_bound(model, state.request.input_token_bound(), state.request.max_tokens)
-        rate, budget = await self._admit(state, model, bound)
-        if not isinstance(rate, RateTicket):
-            raise RateLimitExceeded(
-                f"model {model.id} has no rate-limit headroom", model_id=model.id, retry_after_s=rate
-            )
+        rate: RateTicket | float | None = None
+        budget: BudgetTicket | None = None
         sent = False
         result: ProviderResult | None = None
         try:
             async with self.limits.slot(model.provider, model.id, timeout_s=remaining):
+                # admitted inside the slot: the call goes at once, so a rate ticket is always
+                # used inside the span its lease is counted for (never after a wait for a slot)
+                rate, budget = await self._admit(state, model, bound)
+                if not isinstance(rate, RateTicket):
+                    raise RateLimitExceeded(f"model {model.id} has no rate-limit headroom",
+                                            model_id=model.id, retry_after_s=rate)
                 self._intend(state, model, budget, bound)  # SpoolUnavailable: admission released
                 sent = True
                 state.sent += 1
@@ -494,8 +503,10 @@ class RouterCore:
                             delivered.append(chunk.delta)
                             yield StreamChunk(delta=chunk.delta, model_id=model.id)
         except BaseException:
-            self._settle_failed(rate, budget, sent)
+            if isinstance(rate, RateTicket):
+                self._settle_failed(rate, budget, sent)
             raise
+        assert isinstance(rate, RateTicket)
         if result is None:
             self._settle_failed(rate, budget, sent)
             if not delivered:  # nothing reached the caller: a failure before the first token
@@ -682,6 +693,7 @@ class RouterCore:
             "cost_usd": state.cost_usd, "latency_ms": self._elapsed_ms(state),
         })
         self.counters["completed"] += 1
+        self._remember(state, model)
         state.events.append(RequestCompleted(
             **state.common(model), attempts=attempt, latency_ms=response.latency_ms,
             time_to_first_token_ms=result.time_to_first_token_ms,
@@ -697,6 +709,15 @@ class RouterCore:
             self.cache.put(state.request, response, state.cost_usd)
         self._maybe_judge(state, model, response)
         return response
+
+    def _remember(self, state: _Attempt, model: ModelConfig) -> None:
+        self.recent[state.request_id] = (model.id, state.request.agent_type, state.request.task_id)
+        if len(self.recent) > _RECENT_ANSWERS:
+            self.recent.popitem(last=False)
+
+    def answer_of(self, request_id: str) -> tuple[str, str, str | None] | None:
+        """(model id, agent type, task id) of a request this router answered recently."""
+        return self.recent.get(request_id)
 
     def _text_fields(self, request: ModelRequest, text: str) -> dict[str, Any]:
         fields: dict[str, Any] = {

@@ -21,7 +21,7 @@ import concurrent.futures
 import logging
 import os
 import threading
-from collections.abc import AsyncGenerator, Coroutine, Mapping
+from collections.abc import AsyncGenerator, Coroutine, Mapping, Sequence
 from typing import Any, TypeVar
 
 from .._clock import Every
@@ -31,7 +31,8 @@ from ..errors import ComponentUnavailable
 from ..selection import Selection
 from . import _ray
 from ._actors import ActorHandles
-from ._router import RouterShell
+from ._ray import Handle
+from ._router import RouterShell, record_feedback
 
 _T = TypeVar("_T")
 
@@ -189,13 +190,22 @@ class EmbeddedRouter:
     def counters(self) -> dict[str, int]:
         return self.shell.counters()
 
-    def set_weights(self, weights: SelectionWeights, version: str) -> None:
-        """New selection weights, applied on the router's loop (its only thread of state)."""
+    def set_weights(self, weights: SelectionWeights, version: str,
+                    agent_weights: dict[str, SelectionWeights] | None = None) -> None:
+        """A new policy, applied on the router's loop (its only thread of state)."""
 
         async def apply() -> None:
-            self.shell.set_weights(weights, version)
+            self.shell.set_weights(weights, version, agent_weights)
 
         self._wait(apply())
+
+    async def feedback(self, request_id: str, score: float, source: str, comment: str | None,
+                       routers: Sequence[Handle] = ()) -> bool:
+        """Record an outcome (see ``ModelManagement.feedback``), resolved on the router's loop."""
+        caller_done: bool = await asyncio.wrap_future(self._submit(record_feedback(
+            self.shell.core, self.shell.selector_actor, request_id, score, source, comment,
+            routers)))
+        return caller_done
 
     def close(self) -> None:
         """Flush, close the connection pools and stop the loop thread. Idempotent."""

@@ -16,7 +16,13 @@ from collections.abc import AsyncIterator, Generator, Sequence
 from typing import Any, TypeVar
 
 import ray
-from ray.exceptions import ActorUnavailableError, GetTimeoutError, RayActorError, RayError
+from ray.exceptions import (
+    ActorUnavailableError,
+    GetTimeoutError,
+    RayActorError,
+    RayError,
+    RayTaskError,
+)
 
 from ..errors import ComponentUnavailable
 
@@ -116,11 +122,18 @@ def _unavailable(what: str, exc: BaseException) -> ComponentUnavailable:
     if getattr(exc, "actor_init_failed", False):
         cause = creation_error(str(exc))
         return ComponentUnavailable(f"{what} could not start: {cause}", component=what,
-                                    restarting=False, cause=cause)
+                                    restarting=False, cause=cause, actor_down=True)
     restarting = isinstance(exc, ActorUnavailableError)
     state = "restarting" if restarting else "gone"
     return ComponentUnavailable(f"{what} is unavailable ({state})", component=what,
-                                restarting=restarting)
+                                restarting=restarting, actor_down=True)
+
+
+def actor_down(exc: BaseException) -> bool:
+    """Whether ``exc`` says the actor itself is down (dead or restarting), not that it answered
+    with an error of its own (a ``ComponentUnavailable`` it raised, e.g. ``SpoolUnavailable``)."""
+    return (isinstance(exc, ComponentUnavailable) and bool(getattr(exc, "actor_down", False))
+            and not isinstance(exc, RayTaskError))  # raised in the actor, passed on by it
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")

@@ -9,7 +9,7 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from typing import Any
 
 from .._clock import SYSTEM_CLOCK, Clock, Every
@@ -23,7 +23,7 @@ from ..events._resilient import ResilientSpool
 from ..events._spool import SpoolWriter
 from ..ratelimit import LeaseAdmission
 from ..routing import BatchedOutcomes, RouterCore, build_router, make_adapters
-from ..selection import Selection, SelectorCore, StatsCore
+from ..selection import QualitySnapshot, Selection, SelectorCore, StatsCore
 from . import _ray
 from ._ports import RayBackend
 from ._ray import Handle
@@ -175,9 +175,24 @@ class RouterShell:
         self.selector.update_headroom(model_id, headroom)
         return True
 
-    def set_weights(self, weights: SelectionWeights, version: str) -> bool:
-        self.selector.set_weights(weights, version)
+    def set_weights(self, weights: SelectionWeights, version: str,
+                    agent_weights: dict[str, SelectionWeights] | None = None) -> bool:
+        self.selector.set_weights(weights, version, agent_weights)
         return True
+
+    def update_quality(self, snapshot: QualitySnapshot) -> bool:
+        self.selector.update_quality(snapshot)
+        return True
+
+    def answer_of(self, request_id: str) -> tuple[str, str, str | None] | None:
+        """(model id, agent type, task id) of a request this router answered recently."""
+        return self.core.answer_of(request_id)
+
+    async def feedback(self, request_id: str, score: float, source: str = "user",
+                       comment: str | None = None) -> bool:
+        """Record an outcome for a request (see ``ModelManagement.feedback``)."""
+        return await record_feedback(self.core, self.selector_actor, request_id, score,
+                                     source, comment)
 
     # -- operations --------------------------------------------------------------------------
     async def flush_events(self) -> bool:
@@ -207,3 +222,49 @@ class RouterShell:
         for adapter in self.adapters.values():
             await adapter.aclose()
         return True
+
+
+FEEDBACK_SOURCES = ("user", "judge", "ground_truth")
+
+
+def check_feedback(request_id: object, score: object, source: object, comment: object) -> None:
+    """InvalidInput for feedback that cannot be recorded."""
+    from ..errors import InvalidInput
+
+    if not isinstance(request_id, str) or not request_id:
+        raise InvalidInput("request_id must be a non-empty string", field="request_id")
+    if isinstance(score, bool) or not isinstance(score, int | float) or not 0.0 <= score <= 1.0:
+        raise InvalidInput("score must be a number in [0, 1]", field="score")
+    if source not in FEEDBACK_SOURCES:
+        raise InvalidInput(f"source must be one of {', '.join(FEEDBACK_SOURCES)}", field="source")
+    if comment is not None and (not isinstance(comment, str) or len(comment) > 2000):
+        raise InvalidInput("comment must be a string of at most 2000 characters", field="comment")
+
+
+async def record_feedback(core: RouterCore | None, selector: Handle | None, request_id: str,
+                          score: float, source: str, comment: str | None,
+                          routers: Sequence[Handle] = ()) -> bool:
+    """Find the request (this router's memory, else the Selector's view of the log, else other
+    routers' memory) and record the outcome at the Selector; InvalidInput for an unknown id."""
+    from ..errors import InvalidInput
+
+    check_feedback(request_id, score, source, comment)
+    answer = core.answer_of(request_id) if core is not None else None
+    if answer is None and selector is not None:
+        known = await _ray.send(selector, "answer_of", request_id, what="Selector")
+        if known is not None:
+            answer = (known[0], known[1], None)
+    for router in routers:
+        if answer is not None:
+            break
+        answer = await _ray.send(router, "answer_of", request_id, what="Router")
+    if answer is None:
+        raise InvalidInput(f"unknown request id {request_id!r}: no request with this id was "
+                           "answered (recently) by this system", field="request_id")
+    if selector is None:
+        raise InvalidInput("no Selector to record feedback at", field="request_id")
+    model_id, agent_type, task_id = answer
+    recorded: bool = await _ray.send(selector, "record_feedback", request_id, float(score),
+                                     source, model_id, agent_type, task_id, comment,
+                                     what="Selector")
+    return recorded

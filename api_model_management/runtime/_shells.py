@@ -13,6 +13,7 @@ import logging
 import os
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from decimal import Decimal
 from pathlib import Path
@@ -41,6 +42,10 @@ CACHE_PURGE_S = 60.0
 LEDGER_POLL_S = 0.1
 LEDGER_FULL_POLL_S = 60.0
 LEDGER_CACHE_SAVE_S = 30.0
+#: How often the Selector folds new quality signals from the log (and pushes them).
+QUALITY_POLL_S = 1.0
+#: (request, source) pairs of feedback remembered for idempotence.
+_FEEDBACK_MEMORY = 500_000
 #: How soon a HealthChecker's probe loop notices that outcomes opened the breaker (so that the
 #: half-open trials start when ``open_s`` has passed, not at the next probe interval).
 HEALTH_WAKE_S = 1.0
@@ -388,6 +393,7 @@ class CostLedgerShell:
         self.core.catch_up_alerts()
         self.spool = _spool(config, "ledger")
         self._lock = threading.Lock()
+        self._poll_lock = threading.Lock()
         self._stop = threading.Event()
         self._saved = Every(LEDGER_CACHE_SAVE_S, SYSTEM_CLOCK, start_due=False)
         self._full_poll = Every(LEDGER_FULL_POLL_S, SYSTEM_CLOCK, start_due=False)
@@ -406,15 +412,17 @@ class CostLedgerShell:
         return LEDGER_POLL_S
 
     def poll(self) -> int:
-        """Apply what the log delivered since the last poll; returns files read."""
-        delta = self.tail.poll(all_partitions=self._full_poll.due())
-        with self._lock:
-            self.core.apply_log(delta)
-            self.core.expire()
-            self._after()
-        if self._saved.due():
-            self.tail.save()
-        return delta.files_read
+        """Apply what the log delivered since the last poll; returns files read. One poll at a
+        time (the follower thread and ``flush_events``); the core's lock is held only to apply."""
+        with self._poll_lock:
+            delta = self.tail.poll(all_partitions=self._full_poll.due())
+            with self._lock:
+                self.core.apply_log(delta)
+                self.core.expire()
+                self._after()
+            if self._saved.due():
+                self.tail.save()
+            return delta.files_read
 
     def _after(self) -> None:
         with _journaling("CostLedger"):
@@ -479,6 +487,7 @@ class CostLedgerShell:
     def status(self) -> list[BudgetStatus]:
         with self._lock:
             self.core.expire()
+            self._after()
             return self.core.status()
 
     def ping(self) -> bool:
@@ -492,7 +501,8 @@ class CostLedgerShell:
     def flush_events(self) -> bool:
         """Apply what the log holds now, save the file cache, close the spool segment."""
         self.poll()
-        self.tail.save()
+        with self._poll_lock:
+            self.tail.save()
         with self._lock:
             self.spool.rotate()
         return True
@@ -525,11 +535,18 @@ class CacheShell:
 
 
 class SelectorShell:
-    """Owns the selection policy and weights; serves dry runs and pushes weights to routers."""
+    """Owns the selection policy (weights, per agent type too) and what has been learnt about
+    quality: a ``QualityFold`` over the log (``ResponseEvaluated``, ``FeedbackRecorded``), rebuilt
+    at start and followed by a thread, pushed to the routers when it changes. Records feedback
+    (``FeedbackRecorded``), once per request and source."""
 
     def __init__(self, config: RegistryConfig, session: str | None = None) -> None:
+        from ..events import EventLog
+        from ..events._follow import LogFollower
+        from ..selection import QualityFold
         from ..selection._core import SelectorCore
 
+        self.config = config
         self.core = SelectorCore(config, clock=SYSTEM_CLOCK)
         self.subscribers = _Subscribers()
         # weights set while the system runs survive a restart of this actor (same session)
@@ -540,7 +557,86 @@ class SelectorShell:
             from ..replay import read_weights_file
 
             saved = read_weights_file(self._weights_path)
-            self.core.set_weights(saved.weights, saved.weights_version)
+            self.core.set_weights(saved.weights, saved.weights_version, saved.agent_weights)
+        self.spool = _spool(config, "selector")
+        self.fold = QualityFold({m.id: m.quality_prior for m in config.models})
+        self.follower = LogFollower(EventLog(config.settings.data_dir),
+                                    ("ResponseEvaluated", "FeedbackRecorded"))
+        self._feedback: OrderedDict[tuple[str, str], None] = OrderedDict()
+        self._lock = threading.Lock()
+        self._pushed_version = -1
+        self.poll_quality()  # no cold start: what the log holds, before the first request
+        self._stop = threading.Event()
+        self.supervisor = Supervisor("selector: following the log for quality")
+        self._thread = threading.Thread(
+            target=self.supervisor.run_thread, name="selector-quality", daemon=True,
+            args=(self._poll_once, self._stop), kwargs={"initial_delay_s": QUALITY_POLL_S},
+        )
+        self._thread.start()
+
+    def _poll_once(self) -> float:
+        self.poll_quality()
+        return QUALITY_POLL_S
+
+    def poll_quality(self) -> int:
+        """Fold what the log delivered since the last poll; push the estimates if they moved.
+        Returns the events folded."""
+        events = self.follower.poll()
+        with self._lock:
+            for event in events:
+                self.fold.apply(event)
+                if event.event_type == "FeedbackRecorded" and event.request_id:
+                    self._remember_feedback(event.request_id, getattr(event, "source", ""))
+            self._push_quality()
+        return len(events)
+
+    def _push_quality(self) -> None:
+        if self.fold.version == self._pushed_version:
+            return
+        snapshot = self.fold.snapshot()
+        self._pushed_version = snapshot.version
+        self.core.update_quality(snapshot)
+        self.subscribers.call("update_quality", snapshot)
+
+    def _remember_feedback(self, request_id: str, source: str) -> None:
+        self._feedback[(request_id, source)] = None
+        self._feedback.move_to_end((request_id, source))
+        if len(self._feedback) > _FEEDBACK_MEMORY:
+            self._feedback.popitem(last=False)
+
+    def answer_of(self, request_id: str) -> tuple[str, str] | None:
+        """(model id, agent type) of a request the log has shown (recent ones)."""
+        with self._lock:
+            return self.fold.answer_of(request_id)
+
+    def record_feedback(self, request_id: str, score: float, source: str, model_id: str,
+                        agent_type: str, task_id: str | None = None,
+                        comment: str | None = None) -> bool:
+        """Record one outcome for a request (validated by the caller); False when this request
+        already has feedback from ``source`` (idempotent: nothing written)."""
+        from ..events import FeedbackRecorded
+
+        with self._lock:
+            if (request_id, source) in self._feedback:
+                return False
+            event = FeedbackRecorded(
+                request_id=request_id, task_id=task_id, agent_type=agent_type, model_id=model_id,
+                provider=self.config.model(model_id).provider, score=score,
+                source=source,
+                comment=comment if self.config.settings.store_prompts else None,
+            )
+            self.spool.write([event])
+            self.spool.tick()
+            self._remember_feedback(request_id, source)
+            self.fold.apply(event)
+            self._push_quality()
+            return True
+
+    def flush_events(self) -> bool:
+        self.poll_quality()
+        with self._lock:
+            self.spool.rotate()
+        return True
 
     def subscribe(self, handles: list[Handle]) -> bool:
         self.subscribers.set(handles)
@@ -550,8 +646,10 @@ class SelectorShell:
         """Idempotent re-subscription: routers call it periodically, so a restarted Selector
         finds them again (and they get its weights)."""
         weights, version = self.core.live_state().weights, self.core.weights_version
+        agent_weights = self.core.agent_weights
         for handle in self.subscribers.add(handles):
-            _ray.tell(handle, "set_weights", weights, version)
+            _ray.tell(handle, "set_weights", weights, version, agent_weights)
+            _ray.tell(handle, "update_quality", self.fold.snapshot())
         return True
 
     def select(self, request: ModelRequest) -> Selection:
@@ -581,11 +679,14 @@ class SelectorShell:
         """Health, cool-downs and weights as pushed here (polled by the embedded router)."""
         return self.core.live_state()
 
-    def set_weights(self, weights: SelectionWeights, version: str) -> bool:
-        self.core.set_weights(weights, version)
+    def set_weights(self, weights: SelectionWeights, version: str,
+                    agent_weights: dict[str, SelectionWeights] | None = None) -> bool:
+        """The whole policy (default and per-agent-type weights), pushed to every router."""
+        self.core.set_weights(weights, version, agent_weights)
         if self._weights_path is not None:
             from ..replay import write_weights_file
 
-            write_weights_file(self._weights_path, weights, version, provenance={"source": "set_weights"})
-        self.subscribers.call("set_weights", weights, version)
+            write_weights_file(self._weights_path, weights, version, agent_weights,
+                               provenance={"source": "set_weights"})
+        self.subscribers.call("set_weights", weights, version, agent_weights)
         return True

@@ -146,9 +146,9 @@ class ModelManagement:
         try:
             response: ModelResponse = await _ray.send(self._router(), "complete", request,
                                                       what="Router")
-        except ComponentUnavailable:
-            if not self._retry_on_router_death():
-                raise
+        except ComponentUnavailable as exc:
+            if not (_ray.actor_down(exc) and self._retry_on_router_death()):
+                raise  # the router answered (e.g. SpoolUnavailable), or retries are off
             log.warning("a Router actor died with a request: sent once more to another replica")
             response = await _ray.send(self._router(), "complete", _retried(request),
                                        what="Router")
@@ -172,6 +172,8 @@ class ModelManagement:
                 yield chunk
             return
         except ComponentUnavailable as exc:
+            if not _ray.actor_down(exc):
+                raise
             if any(delivered):  # the caller has text: never duplicate it
                 raise StreamInterrupted(
                     "the Router actor died while streaming", partial_text="".join(delivered),
@@ -190,23 +192,51 @@ class ModelManagement:
                                                what="Selector")
         return selection
 
-    def set_weights(self, weights: SelectionWeights, version: str) -> None:
-        """Switch every router to new selection weights (``SelectionWeights``), under ``version``
-        (recorded in each ``ModelSelected`` event). The Selector actor pushes them to the Router
-        actors; the embedded router takes them at once."""
+    def set_weights(self, weights: SelectionWeights, version: str,
+                    agent_weights: dict[str, SelectionWeights] | None = None) -> None:
+        """Switch every router to a new policy: default ``weights`` and per-agent-type
+        ``agent_weights`` (none: every agent type uses ``weights``), under ``version``, recorded
+        in each ``ModelSelected`` the policy decides. The Selector actor pushes it to the Router
+        actors; the embedded router takes it at once."""
         if not isinstance(weights, SelectionWeights) or not isinstance(version, str) or not version:
             raise InvalidInput("set_weights needs SelectionWeights and a non-empty version")
-        _ray.get(_ray.send(self.handles.selector, "set_weights", weights, version, what="Selector"))
+        agents = dict(agent_weights or {})
+        if not all(isinstance(k, str) and isinstance(w, SelectionWeights) for k, w in agents.items()):
+            raise InvalidInput("agent_weights maps agent types to SelectionWeights",
+                               field="agent_weights")
+        _ray.get(_ray.send(self.handles.selector, "set_weights", weights, version, agents,
+                           what="Selector"))
         if self.embedded is not None:
-            self.embedded.set_weights(weights, version)
+            self.embedded.set_weights(weights, version, agents)
 
     def load_weights(self, path: str | Path) -> str:
-        """Apply a weights file written by ``amm tune``; returns its version."""
+        """Apply everything a weights file written by ``amm tune`` holds (default and
+        per-agent-type weights) everywhere; returns its version. A file that cannot be read whole
+        is refused (``BadWeightsFile``) and nothing changes."""
         from ..replay import read_weights_file
 
         weights_file = read_weights_file(path)
-        self.set_weights(weights_file.weights, weights_file.weights_version)
+        self.set_weights(weights_file.weights, weights_file.weights_version,
+                         dict(weights_file.agent_weights))
         return weights_file.weights_version
+
+    async def feedback(self, request_id: str, score: float, *, source: str = "user",
+                       comment: str | None = None) -> bool:
+        """Report an outcome for a request this system answered: ``score`` in [0, 1] (did the
+        answer pass its tests, did the user accept it). Recorded once per (request, source) as a
+        ``FeedbackRecorded`` event and used at once by selection (the learnt quality of the model
+        that answered, for its agent type). Returns False when this request already had feedback
+        from ``source`` (nothing written). ``InvalidInput`` for an unknown request id, a score
+        outside [0, 1], an unknown source (``user``, ``judge``, ``ground_truth``). ``comment`` is
+        kept only with ``store_prompts`` on."""
+        from ._router import check_feedback, record_feedback
+
+        check_feedback(request_id, score, source, comment)
+        if self.embedded is not None:
+            return await self.embedded.feedback(request_id, score, source, comment,
+                                                self.handles.routers)
+        return await record_feedback(None, self.handles.selector, request_id, score, source,
+                                     comment, self.handles.routers)
 
     # -- reporting -----------------------------------------------------------------------------
     def report(self, *, since: Any = None, agent_type: str | None = None) -> Report:

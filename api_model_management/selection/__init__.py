@@ -12,9 +12,15 @@ from ._core import (
     SelectorCore,
     adjust_for_priority,
 )
+from ._quality import CELL_PSEUDO, MODEL_PSEUDO, QualityEstimate, QualityFold, QualitySnapshot
 from ._stats import ModelStats, ModelStatsSnapshot, StatsCore
 
 __all__ = [
+    "CELL_PSEUDO",
+    "MODEL_PSEUDO",
+    "QualityEstimate",
+    "QualityFold",
+    "QualitySnapshot",
     "COST_FLOOR_USD",
     "HEALTH_FACTOR",
     "LATENCY_REF_MS",

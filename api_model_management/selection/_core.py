@@ -15,11 +15,16 @@ A pure class (no Ray, no I/O). The original algorithm:
 
    - capability: ``0.8 · coverage of the required capabilities + 0.2 · min(1, extra / 3)``, where
      ``extra`` counts capabilities beyond the required ones (versatility bonus, bounded);
-   - cost: log-scaled position of the worst-case request cost between the most expensive (0) and the
-     cheapest (1) eligible model, ``(ln(c_max+f) − ln(c+f)) / (ln(c_max+f) − ln(c_min+f))`` with
-     ``f = 1e-6`` USD (1.0 when all cost the same): a cheaper model never scores lower;
-   - performance: ``0.4 · quality + 0.3 · success_rate + 0.3 / (1 + latency_ms / 1000)``, where each
-     expected value shrinks the live EWMA towards the prior with 5 pseudo-observations
+   - cost: the log-price of the request's expected cost ``c`` (input estimate and ``max_tokens``
+     at the model's prices) on one fixed scale, ``(ln(C+f) − ln(c+f)) / (ln(C+f) − ln(2f))``
+     clipped to [0, 1], with ``f = 1e-6`` USD and ``C = 1`` USD: a cheaper model never scores
+     lower, and price ratios keep their meaning (a 20× dearer model scores 0.22 less, whatever
+     else is eligible), so weights can trade quality against cost;
+   - performance: ``0.4 · quality + 0.3 · success_rate + 0.3 / (1 + latency_ms / 1000)``. The
+     quality is learnt per (model, agent type) from the log (``QualityFold``: feedback over judge
+     over the calibrated heuristic, shrunk to the model's mean and its prior) when pushed
+     (``update_quality``); until then, and for success rate and latency, each expected value
+     shrinks the live EWMA towards the prior with 5 pseudo-observations
      (priors: ``quality_prior``, success rate 0.95, ``average_response_time_ms``);
    - availability: health factor (healthy 1.0, unknown 0.9, degraded 0.6) ×
      ``(0.5 + 0.5 · headroom)`` with rate-limit headroom in [0, 1] (1.0 when unknown), rounded down to
@@ -52,6 +57,7 @@ from .._request import ModelRequest, Priority, SelectionConstraints
 from ..budget._pricing import worst_case_cost_usd
 from ..errors import InvalidInput, NoEligibleModel
 from ..health._core import TRAFFIC_STATES, HealthSnapshot
+from ._quality import QualitySnapshot
 from ._stats import ModelStatsSnapshot
 
 HEALTH_FACTOR: dict[str, float] = {
@@ -61,7 +67,13 @@ PRIOR_STRENGTH = 5.0
 PRIOR_SUCCESS_RATE = 0.95
 LATENCY_REF_MS = 1000.0
 COST_FLOOR_USD = 1e-6
+#: The cost sub-score is the log-price of a request on one fixed scale, so that price ratios
+#: keep their meaning whatever else is eligible: 1.0 at COST_FLOOR_USD (or less), 0.0 at
+#: COST_CEILING_USD (or more); every 10x in price costs 1/6 of the score.
+COST_CEILING_USD = 1.0
 _ASSIGNMENT_CACHE_MAX = 4096
+_LOG_COST_CEILING = log(COST_CEILING_USD + COST_FLOOR_USD)
+_LOG_COST_SPAN = _LOG_COST_CEILING - log(2 * COST_FLOOR_USD)
 _THOUSAND = Decimal(1000)
 
 # memo keys: (model_id, required_capabilities, est_in, in_bound, max_tokens, priority, agent_type,
@@ -180,12 +192,14 @@ class _Model:
 
 @dataclass(frozen=True, slots=True)
 class _Dynamic:
-    """Request-independent live values of one model, recomputed when health or stats change."""
+    """Request-independent live values of one model, recomputed when health or stats change.
+    ``reliability``: the success-rate and latency part of the performance sub-score."""
 
     performance: float
     latency_ms: float
     quality: float
     availability: float
+    reliability: float = 0.0
 
 
 _Raw = tuple[str, float, float, float, float, float]  # model_id, score, 4 sub-scores
@@ -210,6 +224,8 @@ class LiveState:
     weights: config.SelectionWeights
     weights_version: str
     headroom: tuple[tuple[str, float], ...] = ()
+    agent_weights: tuple[tuple[str, config.SelectionWeights], ...] = ()
+    quality: QualitySnapshot | None = None
 
 
 class SelectorCore:
@@ -225,6 +241,7 @@ class SelectorCore:
         self._limited_until: dict[str, float] = {}
         self._headroom: dict[str, float] = {}
         self._stats: dict[str, ModelStatsSnapshot] = {}
+        self._quality: QualitySnapshot | None = None
         self._assignments: dict[_AssignmentKey, _Ranking] = {}
         self.set_config(config)
 
@@ -250,13 +267,23 @@ class SelectorCore:
         version: str,
         agent_weights: Mapping[str, config.SelectionWeights] | None = None,
     ) -> None:
-        """Replace the default weights (and, if given, the per-agent-type overrides)."""
+        """Replace the policy: the default weights and the per-agent-type ones (None: none; the
+        policy is the whole weights file, never a mix of two). ``version`` names it in every
+        ``ModelSelected``."""
         if not isinstance(weights, config.SelectionWeights) or not version:
             raise InvalidInput("set_weights needs SelectionWeights and a non-empty version")
+        agents = dict(agent_weights or {})
+        if not all(isinstance(w, config.SelectionWeights) and isinstance(a, str)
+                   for a, w in agents.items()):
+            raise InvalidInput("agent_weights maps agent types to SelectionWeights",
+                               field="agent_weights")
         self._weights, self._weights_version = weights, version
-        if agent_weights is not None:
-            self._agent_weights = dict(agent_weights)
+        self._agent_weights = agents
         self._invalidate()
+
+    @property
+    def agent_weights(self) -> dict[str, config.SelectionWeights]:
+        return dict(self._agent_weights)
 
     def update_health(
         self,
@@ -307,6 +334,24 @@ class SelectorCore:
         for m in self._models:
             self._dynamic[m.id] = self._compute_dynamic(m)
 
+    def update_quality(self, snapshot: QualitySnapshot) -> None:
+        """Learnt quality per (model, agent type) (from :class:`QualityFold`): the quality part
+        of the performance sub-score from now on."""
+        if not isinstance(snapshot, QualitySnapshot):
+            raise InvalidInput("update_quality needs a QualitySnapshot", field="snapshot")
+        if self._quality is None or snapshot.version != self._quality.version:
+            self._quality = snapshot
+            self._invalidate()
+
+    def quality_for(self, model_id: str, agent_type: str) -> float:
+        """The expected quality used to score ``model_id`` for ``agent_type``."""
+        m = self._by_id.get(model_id)
+        if m is None:
+            raise InvalidInput(f"unknown model {model_id!r}", model_id=model_id)
+        if self._quality is None:
+            return self._dynamic[m.id].quality
+        return self._quality.quality(m.id, agent_type, m.quality_prior)
+
     def live_state(self) -> LiveState:
         """What was pushed to this selector (health, rate-limit cool-downs and headroom,
         weights), for a router that cannot be pushed to and polls instead (the embedded
@@ -317,6 +362,8 @@ class SelectorCore:
             limited_until=tuple(sorted(self._limited_until.items())),
             weights=self._weights, weights_version=self._weights_version,
             headroom=tuple(sorted(self._headroom.items())),
+            agent_weights=tuple(sorted(self._agent_weights.items())),
+            quality=self._quality,
         )
 
     def apply_live_state(self, state: LiveState) -> list[tuple[str, float]]:
@@ -329,7 +376,9 @@ class SelectorCore:
         for model_id, headroom in state.headroom:
             self.update_headroom(model_id, headroom)
         if state.weights_version != self._weights_version:
-            self.set_weights(state.weights, state.weights_version)
+            self.set_weights(state.weights, state.weights_version, dict(state.agent_weights))
+        if state.quality is not None:
+            self.update_quality(state.quality)
         return fresh
 
     def clear_assignment_cache(self) -> None:
@@ -479,29 +528,32 @@ class SelectorCore:
             dyn = self._dynamic[m.id]
             if c.max_latency_ms is not None and dyn.latency_ms > c.max_latency_ms:
                 return f"expected latency {dyn.latency_ms:.0f} ms > max {c.max_latency_ms:.0f} ms"
-            if c.min_quality is not None and dyn.quality < c.min_quality:
-                return f"expected quality {dyn.quality:.2f} < min {c.min_quality:.2f}"
+            if c.min_quality is not None:
+                quality = self.quality_for(m.id, request.agent_type)
+                if quality < c.min_quality:
+                    return f"expected quality {quality:.2f} < min {c.min_quality:.2f}"
         return None
 
     def _score(
         self, eligible: list[_Model], request: ModelRequest, est_in: int, w: config.SelectionWeights
     ) -> list[tuple[_Raw, _Model, float]]:
         max_tokens = request.max_tokens
-        log_costs = [
-            log(est_in * m.in_per_token + max_tokens * m.out_per_token + COST_FLOOR_USD)
-            for m in eligible
-        ]
-        lo, hi = min(log_costs), max(log_costs)
-        span = hi - lo
         n_required = len(request.required_capabilities)
         wc, wk, wp, wa = w.capability, w.cost, w.performance, w.availability
         dynamic = self._dynamic
+        learnt = self._quality
+        agent = request.agent_type
         out = []
-        for m, lc in zip(eligible, log_costs, strict=True):
+        for m in eligible:
+            lc = log(est_in * m.in_per_token + max_tokens * m.out_per_token + COST_FLOOR_USD)
             capability = 0.8 + 0.2 * min(1.0, (m.n_caps - n_required) / 3.0)
-            cost = (hi - lc) / span if span > 0 else 1.0
+            cost = min(1.0, max(0.0, (_LOG_COST_CEILING - lc) / _LOG_COST_SPAN))
             dyn = dynamic[m.id]
-            perf, avail = dyn.performance, dyn.availability
+            if learnt is None:
+                perf = dyn.performance
+            else:
+                perf = 0.4 * learnt.quality(m.id, agent, m.quality_prior) + dyn.reliability
+            avail = dyn.availability
             score = wc * capability + wk * cost + wp * perf + wa * avail
             out.append(((m.id, score, capability, cost, perf, avail), m, lc))
         out.sort(key=lambda t: (-t[0][1], t[2], t[1].order))
@@ -559,10 +611,11 @@ class SelectorCore:
                 success = _shrink(PRIOR_SUCCESS_RATE, stats.success_rate, stats.count)
             if stats.quality is not None:
                 quality = _shrink(m.quality_prior, stats.quality, stats.quality_count)
-        performance = 0.4 * quality + 0.3 * success + 0.3 / (1.0 + latency / LATENCY_REF_MS)
+        reliability = 0.3 * success + 0.3 / (1.0 + latency / LATENCY_REF_MS)
+        performance = 0.4 * quality + reliability
         health = HEALTH_FACTOR[self._provider_state.get(m.provider, "unknown")]
         availability = health * (0.5 + 0.5 * _tenths(self._headroom.get(m.id, 1.0)))
-        return _Dynamic(performance, latency, quality, availability)
+        return _Dynamic(performance, latency, quality, availability, reliability)
 
     def _refresh(self, models: Iterable[_Model]) -> None:
         for m in models:

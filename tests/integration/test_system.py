@@ -468,3 +468,81 @@ def test_a_tuned_weights_file_is_loaded_by_every_router(system, tmp_path):
     finally:
         assert _wait_for(lambda: selector_version() is not None, timeout_s=60)
         system.set_weights(original.weights, original.weights_version)
+
+
+def test_per_agent_type_weights_are_applied_everywhere_and_named(system, tmp_path):
+    """Issue 11: a weights file's per-agent-type weights reach every router (the embedded one by
+    polling), and each ModelSelected names the policy that chose: its greedy choice is the best
+    candidate under that agent type's weights (after the priority shift)."""
+    import ray
+
+    from api_model_management.config import SelectionWeights
+    from api_model_management.replay import write_weights_file
+    from api_model_management.selection import adjust_for_priority
+
+    thrifty = SelectionWeights(capability=0.05, cost=0.85, performance=0.05, availability=0.05)
+    path = write_weights_file(tmp_path / "w.json", SelectionWeights(), "per-agent-test",
+                              {"thrifty": thrifty})
+    original = system.config.settings.selection
+    try:
+        system.load_weights(path)
+        responses = asyncio.run(_run_all(system, [_request(9900 + i, agent="thrifty")
+                                                  for i in range(4)]))
+        ok = [r for r in responses if not isinstance(r, BaseException)]
+        assert ok
+        selected = [e for e in _events(system) if e.event_type == "ModelSelected"
+                    and e.request_id in {r.request_id for r in ok}]
+        assert selected and {e.weights_version for e in selected} == {"per-agent-test"}
+        w = adjust_for_priority(thrifty, "normal")
+        for event in selected:
+            if event.explored:
+                continue
+            best = max(event.candidates, key=lambda c: w.capability * c.capability + w.cost * c.cost
+                       + w.performance * c.performance + w.availability * c.availability)
+            assert event.model_id == best.model_id, "the logged policy is the one that chose"
+        def routers_have_it() -> bool:
+            states = [ray.get(r.select.remote(_request(9990, agent="thrifty")))
+                      for r in system.handles.routers]
+            return all(s.weights_version == "per-agent-test" for s in states)
+
+        assert _wait_for(routers_have_it, timeout_s=20)
+    finally:
+        system.set_weights(original.weights, original.weights_version)
+
+
+def test_feedback_is_recorded_once_validated_and_moves_the_learnt_quality(system):
+    """Issue 11: mm.feedback(request_id, score) records FeedbackRecorded once per (request,
+    source), refuses an unknown id or a bad score, and selection learns from it."""
+    import ray
+
+    from api_model_management.errors import InvalidInput
+
+    responses = asyncio.run(_run_all(system, [_request(9700 + i, agent="graded",
+                                                       model_id="gpt-4o-mini") for i in range(6)]))
+    ok = [r for r in responses if not isinstance(r, BaseException)]
+    assert ok
+
+    async def give() -> list[bool]:
+        results = [await system.feedback(r.request_id, 0.0, comment="wrong") for r in ok]
+        results.append(await system.feedback(ok[0].request_id, 0.0))  # again: idempotent
+        return results
+
+    results = asyncio.run(give())
+    assert results == [True] * len(ok) + [False]
+    with pytest.raises(InvalidInput):
+        asyncio.run(system.feedback("no-such-request", 0.5))
+    with pytest.raises(InvalidInput):
+        asyncio.run(system.feedback(ok[1].request_id, 1.5))
+    with pytest.raises(InvalidInput):
+        asyncio.run(system.feedback(ok[1].request_id, 0.5, source="oracle"))
+
+    def learnt() -> float:
+        return ray.get(system.handles.selector.__ray_call__.remote(
+            lambda shell: shell.core.quality_for("gpt-4o-mini", "graded")))
+
+    prior = system.config.model("gpt-4o-mini").quality_prior
+    assert _wait_for(lambda: learnt() < prior - 0.1, timeout_s=30), learnt()
+    feedback = [e for e in _events(system) if e.event_type == "FeedbackRecorded"
+                and e.request_id in {r.request_id for r in ok}]
+    assert len(feedback) == len(ok) and all(e.comment is None for e in feedback)  # no text kept
+    assert {e.model_id for e in feedback} == {"gpt-4o-mini"} and {e.agent_type for e in feedback} == {"graded"}

@@ -87,9 +87,21 @@ def test_score_is_the_weighted_sum_of_the_sub_scores():
 def test_sub_scores_follow_their_definitions():
     sel, _ = make()
     by_id = {c.model_id: c for c in sel.select(req()).candidates}
-    assert by_id["local"].cost == 1.0  # free: the cheapest
-    assert by_id["big"].cost == 0.0  # the most expensive
-    assert 0 < by_id["mid"].cost < by_id["cheap"].cost < 1
+    assert by_id["local"].cost == 1.0  # free: the top of the scale
+    # the log-price on one fixed scale (1e-6 .. 1 USD): price ratios keep their meaning
+    assert 0 < by_id["big"].cost < by_id["mid"].cost < by_id["cheap"].cost < 1
+    from math import log
+
+    from api_model_management.selection import COST_FLOOR_USD
+
+    def cost_usd(model_id: str) -> float:
+        m = sel.config.model(model_id)
+        request = req()
+        return (request.estimated_input_tokens() * float(m.cost_per_1k_input_tokens)
+                + request.max_tokens * float(m.cost_per_1k_output_tokens)) / 1000
+    ratio = (cost_usd("big") + COST_FLOOR_USD) / (cost_usd("mid") + COST_FLOOR_USD)
+    span = log(1.0 + COST_FLOOR_USD) - log(2 * COST_FLOOR_USD)
+    assert by_id["mid"].cost - by_id["big"].cost == pytest.approx(log(ratio) / span)
     assert by_id["big"].capability == 1.0  # 3 extra capabilities: full bonus
     assert by_id["cheap"].capability == pytest.approx(0.8)
     assert by_id["mid"].capability == pytest.approx(0.8 + 0.2 / 3)
@@ -480,3 +492,25 @@ def test_live_state_carries_health_cool_downs_and_weights_to_a_polling_router():
             polled.select(req(model_id=pinned))
     assert polled.select(req()).candidates == source.select(req()).candidates
     assert polled.apply_live_state(state) == []  # nothing new the second time
+
+
+def test_learnt_quality_per_agent_type_drives_the_choice():
+    """Issue 11: quality is learnt per (model, agent type) from feedback; the same two models
+    rank differently for two agent types when feedback says so."""
+    from api_model_management.events import FeedbackRecorded
+    from api_model_management.selection import QualityFold
+
+    sel, _ = make()
+    fold = QualityFold({m.id: m.quality_prior for m in sel.config.models})
+    for i in range(200):  # "big" is right on law, "cheap" on cooking
+        for model, agent, right in (("big", "law", 1.0), ("cheap", "law", 0.0),
+                                    ("big", "cooking", 0.0), ("cheap", "cooking", 1.0)):
+            fold.apply(FeedbackRecorded(request_id=f"{model}-{agent}-{i}", model_id=model,
+                                        agent_type=agent, score=right, source="user"))
+    sel.update_quality(fold.snapshot())
+    allowed = {"allowed_models": ("big", "cheap")}
+    perf = {a: {c.model_id: c.performance for c in sel.select(req(agent_type=a, constraints=allowed)).candidates}
+            for a in ("law", "cooking")}
+    assert perf["law"]["big"] > perf["law"]["cheap"]
+    assert perf["cooking"]["cheap"] > perf["cooking"]["big"]
+    assert sel.quality_for("big", "law") > 0.9 > 0.1 > sel.quality_for("cheap", "law")
