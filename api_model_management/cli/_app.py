@@ -131,9 +131,13 @@ def report(
     raise typer.Exit(report_command(data_dir, since, agent_type, fmt, config))
 
 
-_COST = typer.Option("--cost-per-usd", min=0.0, help="Reward lost per USD spent (reward = quality - this x cost - latency term).")
-_LATENCY = typer.Option("--latency-per-s", min=0.0, help="Reward lost per second of latency.")
+_COST = typer.Option("--cost-per-usd", min=0.0, help=(
+    "How much quality (0..1 scale) one USD is worth: reward = quality - this x cost_usd - latency term. "
+    "At 10 a request must gain 0.1 quality per cent it costs more; `amm tune` prints the rate at which "
+    "always-cheapest and always-strongest break even on your log."))
+_LATENCY = typer.Option("--latency-per-s", min=0.0, help="Quality (0..1 scale) one second of latency is worth.")
 _EPSILON = typer.Option(min=0.0, max=1.0, help="Exploration of the target policy (as the Selector's).")
+_CONFIDENCE = typer.Option(min=0.5, max=0.999, help="Level of the confidence intervals (normal approximation).")
 
 
 @app.command("replay")
@@ -144,13 +148,14 @@ def replay(
     epsilon: Annotated[float, _EPSILON] = 0.0,
     cost_per_usd: Annotated[float, _COST] = 10.0,
     latency_per_s: Annotated[float, _LATENCY] = 0.01,
+    confidence: Annotated[float, _CONFIDENCE] = 0.9,
 ) -> None:
     """Estimate offline what these weights would have achieved on the logged requests (IPS,
     self-normalised IPS, direct method, doubly robust): quality, cost, latency, failures."""
     from ._replay import replay_command
 
     raise typer.Exit(replay_command(weights, data_dir, fmt, epsilon=epsilon, cost_per_usd=cost_per_usd,
-                                    latency_per_s=latency_per_s))
+                                    latency_per_s=latency_per_s, confidence=confidence))
 
 
 @app.command("tune")
@@ -168,15 +173,33 @@ def tune(
     epsilon: Annotated[float, _EPSILON] = 0.0,
     cost_per_usd: Annotated[float, _COST] = 10.0,
     latency_per_s: Annotated[float, _LATENCY] = 0.01,
+    objective: Annotated[str | None, typer.Option(help=(
+        "reward (default), max-quality (with --max-cost-share) or min-cost (with --min-quality-share); "
+        "inferred from the share given."))] = None,
+    max_cost_share: Annotated[float | None, typer.Option(min=0.0, help=(
+        "max-quality: the best quality whose estimated cost per request stays at most this share of always "
+        "choosing the highest-quality model (upper confidence bound), e.g. 0.5."))] = None,
+    min_quality_share: Annotated[float | None, typer.Option(min=0.0, help=(
+        "min-cost: the cheapest weights whose estimated quality stays at least this share of always choosing "
+        "the highest-quality model (lower confidence bound), e.g. 0.95."))] = None,
+    confidence: Annotated[float, _CONFIDENCE] = 0.9,
+    min_decisions: Annotated[int, typer.Option(min=1, help=(
+        "Fewest decisions to tune on, overall and per agent type (an agent type with fewer keeps the global "
+        "weights)."))] = 50,
 ) -> None:
-    """Search selection weights that maximise the estimated reward on the logged requests and
-    write them as a weights file (apply with `ModelManagement.load_weights(path)`)."""
+    """Search selection weights on the logged requests (the highest estimated reward, or the best
+    quality / lowest cost under a constraint relative to always-strongest) and write them as a
+    weights file (apply with `ModelManagement.load_weights(path)`). Prints every estimate with its
+    confidence interval beside always-strongest and always-cheapest; exits 2 with one line when the log
+    cannot answer (too few decisions, no exploration for ips/snips, constraint unmet)."""
     from ._replay import tune_command
 
     raise typer.Exit(tune_command(
         out, data_dir, fmt, version=version, estimator=estimator, grid_step=grid_step, samples=samples,
         seed=seed, epsilon=epsilon, per_agent_type=per_agent_type, baseline_file=baseline,
-        cost_per_usd=cost_per_usd, latency_per_s=latency_per_s,
+        cost_per_usd=cost_per_usd, latency_per_s=latency_per_s, objective=objective,
+        max_cost_share=max_cost_share, min_quality_share=min_quality_share, confidence=confidence,
+        min_decisions=min_decisions,
     ))
 
 

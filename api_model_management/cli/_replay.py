@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow as pa
@@ -10,24 +11,38 @@ from rich.console import Console
 from rich.table import Table
 
 from .._clock import SYSTEM_CLOCK, Clock
+from ..config import SelectionWeights
 from ..errors import ConfigError, InvalidInput
 from ..replay._decisions import load_decisions
-from ..replay._estimators import METRICS, Objective, ReplayReport, replay
+from ..replay._estimators import (
+    ESTIMATORS,
+    METRICS,
+    Interval,
+    Objective,
+    ReplayReport,
+    replay,
+    z_score,
+)
+from ..replay._goal import Goal
 from ..replay._policy import TargetPolicy
+from ..replay._reference import CHEAPEST, STRONGEST, compare
 from ..replay._tune import TuneResult, tune
 from ..replay._weights_file import read_weights_file, write_weights_file
 
 _FORMATS = ("table", "json")
+_SUMMARY_METRICS = ("quality", "cost_usd", "latency_ms", "failure_rate", "reward")
 
 
 def replay_command(weights_file: Path, data_dir: Path, fmt: str = "table", *,
                    epsilon: float = 0.0, cost_per_usd: float = 10.0,
-                   latency_per_s: float = 0.01, console: Console | None = None) -> int:
+                   latency_per_s: float = 0.01, confidence: float = 0.9,
+                   console: Console | None = None) -> int:
     """Estimate what the weights in ``weights_file`` would have achieved on the log in
     ``data_dir``; 0 on success, 2 (one line on stderr) on bad input."""
     out = console or Console()
     try:
         _check_format(fmt)
+        z_score(confidence)  # validates the level
         loaded = read_weights_file(weights_file)
         decisions = load_decisions(data_dir)
         policy = TargetPolicy(loaded.weights, loaded.agent_weights, epsilon)
@@ -35,10 +50,14 @@ def replay_command(weights_file: Path, data_dir: Path, fmt: str = "table", *,
     except (InvalidInput, ConfigError, OSError, pa.ArrowException) as exc:
         return _fail(exc)
     if fmt == "json":
+        intervals = {est: {m: i.to_dict() for m, i in report.intervals(est, confidence).items()}
+                     for est in ESTIMATORS}
         out.print_json(json.dumps({"weights_version": loaded.weights_version,
-                                   **report.to_dict()}, default=str))
+                                   **report.to_dict(), "confidence": confidence,
+                                   "intervals": intervals}, default=str))
     else:
-        render_replay(report, out, title=f"Replay of weights {loaded.weights_version}")
+        render_replay(report, out, title=f"Replay of weights {loaded.weights_version}",
+                      confidence=confidence)
     return 0
 
 
@@ -46,26 +65,34 @@ def tune_command(out: Path, data_dir: Path, fmt: str = "table", *, version: str 
                  estimator: str = "dr", grid_step: float = 0.1, samples: int = 100,
                  seed: int = 0, epsilon: float = 0.0, per_agent_type: bool = False,
                  baseline_file: Path | None = None, cost_per_usd: float = 10.0,
-                 latency_per_s: float = 0.01, console: Console | None = None,
-                 clock: Clock = SYSTEM_CLOCK) -> int:
+                 latency_per_s: float = 0.01, objective: str | None = None,
+                 max_cost_share: float | None = None, min_quality_share: float | None = None,
+                 confidence: float = 0.9, min_decisions: int = 50,
+                 console: Console | None = None, clock: Clock = SYSTEM_CLOCK) -> int:
     """Search weights on the log in ``data_dir`` and write them to ``out``; 0 on success, 2 (one
-    line on stderr) on bad input. ``baseline_file``: a weights file to compare against."""
+    line on stderr) on bad input or a refusal. ``baseline_file``: a weights file to compare
+    against. ``objective``: reward, max-quality (with ``max_cost_share``) or min-cost (with
+    ``min_quality_share``); inferred from the share given when None."""
     console = console or Console()
-    objective = Objective(cost_per_usd, latency_per_s)
+    reward = Objective(cost_per_usd, latency_per_s)
     try:
         _check_format(fmt)
+        goal = _goal(objective, max_cost_share, min_quality_share, confidence)
         baseline = None
         if baseline_file is not None:
             base = read_weights_file(baseline_file)
             baseline = TargetPolicy(base.weights, base.agent_weights, epsilon)
         decisions = load_decisions(data_dir)
-        result = tune(decisions, objective, estimator=estimator, grid_step=grid_step,
+        result = tune(decisions, reward, estimator=estimator, grid_step=grid_step,
                       n_random=samples, seed=seed, epsilon=epsilon,
-                      per_agent_type=per_agent_type, baseline=baseline)
+                      per_agent_type=per_agent_type, min_decisions=min_decisions,
+                      baseline=baseline, goal=goal)
         version = version or f"tuned-{clock.now():%Y%m%dT%H%M%SZ}"
         provenance = {"data_dir": str(data_dir), "decisions": len(decisions), "seed": seed,
                       "grid_step": grid_step, "samples": samples, "epsilon": epsilon,
                       "objective": {"cost_per_usd": cost_per_usd, "latency_per_s": latency_per_s},
+                      "goal": goal.to_dict(), "estimator": estimator,
+                      "min_decisions": min_decisions, "per_agent_type": per_agent_type,
                       "created_at": clock.now().isoformat()}
         write_weights_file(out, result.weights, version, result.agent_weights,
                            estimated=result.estimated(), provenance=provenance)
@@ -78,15 +105,17 @@ def tune_command(out: Path, data_dir: Path, fmt: str = "table", *, version: str 
     return 0
 
 
-def render_replay(report: ReplayReport, out: Console, title: str = "Replay") -> None:
-    """The report as a table: one row per metric, one column per estimator."""
-    table = Table(title=title)
+def render_replay(report: ReplayReport, out: Console, title: str = "Replay",
+                  confidence: float = 0.9) -> None:
+    """The report as a table: one row per metric, one column per estimator, each estimate with
+    its ``confidence`` interval (DM has none)."""
+    table = Table(title=f"{title} ({confidence:.0%} intervals)")
     for name in ("metric", "logged", "IPS", "SNIPS", "DM", "DR"):
         table.add_column(name, justify="left" if name == "metric" else "right")
     for metric in METRICS:
         e = report.metrics[metric]
-        table.add_row(metric, _num(e.logged), _num(e.ips, e.ips_se), _num(e.snips, e.snips_se),
-                      _num(e.dm), _num(e.dr, e.dr_se))
+        table.add_row(metric, _num(e.logged),
+                      *(_ci(e.interval(est, confidence), bare=True) for est in ESTIMATORS))
     out.print(table)
     o = report.objective
     out.print(f"{report.n_decisions} decisions; target agrees on {report.n_agree}, "
@@ -97,20 +126,80 @@ def render_replay(report: ReplayReport, out: Console, title: str = "Replay") -> 
 
 
 def _render_tune(result: TuneResult, version: str, out_path: Path, console: Console) -> None:
-    w = result.weights
-    console.print(f"best weights ({result.estimator}, {result.evaluated} candidates): capability "
-                  f"{w.capability:.3f}, cost {w.cost:.3f}, performance {w.performance:.3f}, "
-                  f"availability {w.availability:.3f}; estimated reward {result.value:.4f}",
-                  highlight=False)
+    def say(text: str) -> None:
+        console.print(text, highlight=False, soft_wrap=True)
+
+    w, est, goal = result.weights, result.estimator, result.goal
+    say(f"objective: {goal.describe()}")
+    say(f"best weights ({est}, {result.evaluated} candidates): {_weights(w)}; estimated reward "
+        f"{result.value:.4f}")
+    _render_agents(result, say)
+    console.print(_estimates_table(result, version))
+    for line in _scale_lines(result):
+        say(line)
+    if result.report.n_unsupported:
+        say(f"warning: on {result.report.n_unsupported} decisions logged without exploration the "
+            f"tuned weights pick another model than the log: only the outcome model (DM, and DR "
+            f"through it) estimates those")
+    render_replay(result.report, console, title=f"Replay of weights {version}",
+                  confidence=goal.confidence)
+    say(f"wrote {out_path} (weights_version {version})")
+
+
+def _render_agents(result: TuneResult, say: Callable[[str], None]) -> None:
     for agent, aw in result.agent_weights.items():
-        console.print(f"  {agent}: capability {aw.capability:.3f}, cost {aw.cost:.3f}, "
-                      f"performance {aw.performance:.3f}, availability {aw.availability:.3f}",
-                      highlight=False)
+        say(f"  agent type {agent}: {_weights(aw)}")
+    for agent, why in result.kept_global.items():
+        say(f"  agent type {agent} kept the global weights: {why}")
+
+
+def _estimates_table(result: TuneResult, version: str) -> Table:
+    """Each metric (rows) under the tuned weights, the references and the baseline (columns),
+    with its interval."""
+    est, level = result.estimator, result.goal.confidence
+    table = Table(title=f"Estimated per request ({est.upper()}, {level:.0%} intervals)")
+    table.add_column("metric")
+    columns = [(f"tuned {version}", result.report)]
+    columns += [(f"{name}\n({ref.model})", ref.report) for name, ref in result.references.items()]
     if result.baseline is not None:
-        console.print(f"baseline estimated reward {_num(result.baseline.value(result.estimator))}",
-                      highlight=False)
-    render_replay(result.report, console, title=f"Replay of weights {version}")
-    console.print(f"wrote {out_path} (weights_version {version})", highlight=False)
+        columns.append(("baseline", result.baseline))
+    for name, report in columns:
+        if not report.estimable(est):
+            name += f"\nnot estimable by {est}"
+        table.add_column(name, justify="right")
+    for metric in _SUMMARY_METRICS:
+        table.add_row(metric, *(_ci(report.metrics[metric].interval(est, level))
+                                for _, report in columns))
+    return table
+
+
+def _scale_lines(result: TuneResult) -> list[str]:
+    """What the tuned weights cost and gain relative to the references, the break-even rate of
+    quality per USD, and the constraint."""
+    if not result.references:
+        return []
+    rel = compare(result.report, result.references, result.estimator)
+    lines = [
+        f"tuned vs {STRONGEST}: {_pct(rel['quality_share_of_strongest'])} of its quality at "
+        f"{_pct(rel['cost_share_of_strongest'])} of its cost; vs {CHEAPEST}: "
+        f"{_signed(rel['quality_gain_over_cheapest'])} quality for "
+        f"{_signed(rel['extra_cost_over_cheapest_usd'])} USD per request",
+    ]
+    rate = rel["break_even_cost_per_usd"]
+    if rate is not None:
+        lines.append(f"{CHEAPEST} -> {STRONGEST} buys quality at {rate:.3g} per USD: with "
+                     f"--cost-per-usd above that the reward prefers {CHEAPEST}, below it "
+                     f"{STRONGEST} (latency aside); reward here = quality - "
+                     f"{result.report.objective.cost_per_usd:g} x cost_usd - "
+                     f"{result.report.objective.latency_per_s:g} x latency_s")
+    check = result.goal.check(result.report, result.estimator, result.limit)
+    if check is not None:
+        verdict = "met" if check["met"] else "NOT met by the combined per-agent-type policy"
+        op = "<=" if check["bound"] == "upper" else ">="
+        lines.append(f"constraint {verdict}: {check['metric']} {check['bound']} bound "
+                     f"{_num(check['bound_value'])} {op} {check['share']:g} x "
+                     f"{STRONGEST}'s = {_num(check['limit'])}")
+    return lines
 
 
 def _tune_json(result: TuneResult, version: str, out_path: Path) -> dict:
@@ -120,11 +209,56 @@ def _tune_json(result: TuneResult, version: str, out_path: Path) -> dict:
             "estimated": result.estimated()}
 
 
-def _num(value: float | None, se: float | None = None) -> str:
+def _goal(objective: str | None, max_cost_share: float | None,
+          min_quality_share: float | None, confidence: float) -> Goal:
+    """The goal from the flags: the objective is inferred from the share given when None."""
+    if max_cost_share is not None and min_quality_share is not None:
+        raise InvalidInput("give --max-cost-share (max-quality) or --min-quality-share "
+                           "(min-cost), not both", field="objective")
+    if objective is None:
+        objective = ("max-quality" if max_cost_share is not None
+                     else "min-cost" if min_quality_share is not None else "reward")
+    wrong = {"max-quality": ("--min-quality-share", min_quality_share),
+             "min-cost": ("--max-cost-share", max_cost_share)}.get(objective)
+    if wrong is not None and wrong[1] is not None:
+        raise InvalidInput(f"{wrong[0]} does not apply to --objective {objective}",
+                           field="objective")
+    share = max_cost_share if max_cost_share is not None else min_quality_share
+    return Goal(objective, share, confidence)
+
+
+def _weights(w: SelectionWeights) -> str:
+    return (f"capability {w.capability:.3f}, cost {w.cost:.3f}, performance {w.performance:.3f}, "
+            f"availability {w.availability:.3f}")
+
+
+def _ci(interval: Interval, bare: bool = False) -> str:
+    """``estimate [low, high]``; without a standard error the estimate alone (``bare``) or
+    marked as having no interval."""
+    if interval.estimate is None:
+        return "n/a"
+    if interval.low is None or interval.high is None:
+        return _short(interval.estimate) + ("" if bare else " (no interval)")
+    return f"{_short(interval.estimate)} [{_short(interval.low)}, {_short(interval.high)}]"
+
+
+def _short(value: float) -> str:
+    """Three significant digits, without an exponent from 1000 up (latencies)."""
+    return f"{value:.0f}" if abs(value) >= 1000 else f"{value:.3g}"
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.0%}"
+
+
+def _signed(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:+.4g}"
+
+
+def _num(value: float | None) -> str:
     if value is None:
         return "n/a"
-    text = f"{value:.4g}"
-    return f"{text} ± {se:.2g}" if se is not None else text
+    return f"{value:.4g}"
 
 
 def _check_format(fmt: str) -> None:

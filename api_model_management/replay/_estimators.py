@@ -18,8 +18,13 @@ weight 0 to IPS/SNIPS (biased towards 0 / towards the supported decisions); DM a
 estimate them through the outcome model.
 
 Every metric (``reward``, ``quality``, ``cost_usd``, ``latency_ms``, ``failure_rate``) gets all four
-estimates, the logged mean, and standard errors for IPS, SNIPS (delta method) and DR. Estimates are
-statistics, so cost is a float here (the logged costs themselves stay ``Decimal``).
+estimates, the logged mean, and standard errors for IPS, SNIPS (delta method) and DR; a confidence
+interval is the normal approximation ``estimate ± z·se`` (DM has no standard error, so no interval).
+Estimates are statistics, so cost is a float here (the logged costs themselves stay ``Decimal``).
+
+A target policy is any choice of one candidate per decision (plus exploration ε): weights replayed
+greedily (:class:`TargetPolicy`) or a reference such as "always the strongest model"
+(``replay_choices``).
 """
 
 from __future__ import annotations
@@ -27,7 +32,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from math import sqrt
+from statistics import NormalDist
 
+from ..errors import InvalidInput
 from ._decisions import LoggedDecision
 from ._errors import NoDecisions
 from ._policy import TargetPolicy, greedy_index, probabilities
@@ -35,14 +42,18 @@ from ._policy import TargetPolicy, greedy_index, probabilities
 METRICS = ("reward", "quality", "cost_usd", "latency_ms", "failure_rate")
 ESTIMATORS = ("ips", "snips", "dm", "dr")
 _DETERMINISTIC = 1.0 - 1e-9
+_SE_OF = {"ips": "ips_se", "snips": "snips_se", "dr": "dr_se"}
 
 
 @dataclass(frozen=True)
 class Objective:
     """The reward of one request: ``quality − cost_per_usd · cost_usd − latency_per_s · latency_s``.
 
-    Quality is in [0, 1] and 0 for a failed request (its cost and latency still count). Defaults: a
-    dollar costs 10 quality points (a 1-cent request loses 0.1), a second of latency 0.01."""
+    Quality is in [0, 1] and 0 for a failed request (its cost and latency still count).
+    ``cost_per_usd`` is how much quality (on that 0..1 scale) one USD is worth: at the default 10 a
+    request must gain 0.1 quality for every cent it costs more. ``latency_per_s`` is the quality one
+    second of latency is worth (default 0.01). ``amm tune`` prints the rate at which always the
+    cheapest and always the strongest model break even, which shows the scale on a given log."""
 
     cost_per_usd: float = 10.0
     latency_per_s: float = 0.01
@@ -69,6 +80,43 @@ class Estimate:
         """The estimate of ``estimator`` (one of ``ESTIMATORS``)."""
         return getattr(self, estimator)
 
+    def se(self, estimator: str) -> float | None:
+        """The standard error of ``estimator``'s estimate (None for DM, or SNIPS without weight)."""
+        name = _SE_OF.get(estimator)
+        return getattr(self, name) if name else None
+
+    def interval(self, estimator: str, confidence: float) -> Interval:
+        """``estimator``'s estimate with its two-sided normal-approximation ``confidence`` interval
+        (``low``/``high`` None when there is no standard error)."""
+        value, se = self.get(estimator), self.se(estimator)
+        if value is None or se is None:
+            return Interval(value, se, None, None, confidence)
+        half = z_score(confidence) * se
+        return Interval(value, se, value - half, value + half, confidence)
+
+
+@dataclass(frozen=True)
+class Interval:
+    """An estimate, its standard error and its ``confidence`` interval ``[low, high]``."""
+
+    estimate: float | None
+    se: float | None
+    low: float | None
+    high: float | None
+    confidence: float
+
+    def to_dict(self) -> dict:
+        """Plain JSON-ready data."""
+        return asdict(self)
+
+
+def z_score(confidence: float) -> float:
+    """The normal quantile of a two-sided ``confidence`` interval (1.645 at 0.9)."""
+    if not 0.0 < confidence < 1.0:
+        raise InvalidInput(f"confidence {confidence!r}: use a level in (0, 1) such as 0.9",
+                           field="confidence")
+    return NormalDist().inv_cdf(0.5 + confidence / 2.0)
+
 
 @dataclass(frozen=True)
 class ReplayReport:
@@ -87,6 +135,19 @@ class ReplayReport:
         """The estimated mean reward (the tuning objective) by ``estimator``."""
         return self.metrics["reward"].get(estimator)
 
+    def estimable(self, estimator: str) -> bool:
+        """Whether ``estimator`` can estimate this policy on the log: IPS and SNIPS cannot where
+        the target picks a model the log never could have (``n_unsupported``), and SNIPS not
+        without any importance weight; DM and DR always can (through the outcome model)."""
+        if estimator in ("dm", "dr"):
+            return True
+        first = next(iter(self.metrics.values()), None)
+        return self.n_unsupported == 0 and (first is None or first.get(estimator) is not None)
+
+    def intervals(self, estimator: str, confidence: float) -> dict[str, Interval]:
+        """Every metric's ``estimator`` estimate with its ``confidence`` interval."""
+        return {m: e.interval(estimator, confidence) for m, e in self.metrics.items()}
+
     def to_dict(self) -> dict:
         """Plain JSON-ready data."""
         return asdict(self)
@@ -104,22 +165,37 @@ class PreparedLog:
         self.chosen = [d.chosen_index for d in self.decisions]
         self.n_quality_observed = sum(
             1 for d in self.decisions if d.outcome.success and d.outcome.quality is not None)
+        #: decisions logged without exploration among several candidates (propensity 1)
+        self.n_unexplored = sum(1 for d in self.decisions
+                                if d.propensity >= _DETERMINISTIC and len(d.candidates) > 1)
         self.values = _values(self.decisions, self.objective)
-        self.predicted = {m: _predicted(self.decisions, v) for m, v in self.values.items()}
+        self.model_means = {m: _model_means(self.decisions, v) for m, v in self.values.items()}
+        self.predicted = {m: _predicted(self.decisions, v, self.model_means[m])
+                          for m, v in self.values.items()}
 
     def replay(self, policy: TargetPolicy, metrics: Sequence[str] = METRICS) -> ReplayReport:
         """Estimate ``metrics`` under ``policy``."""
         weights_cache: dict = {}
-        probs, n_agree, n_unsupported = [], 0, 0
-        for d, chosen in zip(self.decisions, self.chosen, strict=True):
+        picks = []
+        for d in self.decisions:
             key = (d.agent_type, d.priority)
             w = weights_cache.get(key)
             if w is None:
                 w = weights_cache[key] = policy.weights_for(d.agent_type, d.priority)
-            g = greedy_index(d, w)
+            picks.append(greedy_index(d, w))
+        return self.replay_choices(picks, policy.epsilon, metrics)
+
+    def replay_choices(self, picks: Sequence[int], epsilon: float = 0.0,
+                       metrics: Sequence[str] = METRICS) -> ReplayReport:
+        """Estimate ``metrics`` under the policy that picks candidate ``picks[i]`` of decision
+        ``i`` (exploring with ``epsilon`` as the Selector does)."""
+        if len(picks) != len(self.decisions):
+            raise InvalidInput("one pick per decision", field="picks")
+        probs, n_agree, n_unsupported = [], 0, 0
+        for d, chosen, g in zip(self.decisions, self.chosen, picks, strict=True):
             n_agree += g == chosen
             n_unsupported += g != chosen and d.propensity >= _DETERMINISTIC
-            probs.append(probabilities(g, len(d.candidates), policy.epsilon))
+            probs.append(probabilities(g, len(d.candidates), epsilon))
         iw = [p[c] / d.propensity for p, c, d in zip(probs, self.chosen, self.decisions,
                                                      strict=True)]
         sum_w, sum_w2 = sum(iw), sum(x * x for x in iw)
@@ -128,7 +204,7 @@ class PreparedLog:
         return ReplayReport(
             n_decisions=len(self.decisions), n_agree=n_agree, n_unsupported=n_unsupported,
             n_quality_observed=self.n_quality_observed, effective_sample_size=ess,
-            epsilon=policy.epsilon, objective=self.objective, metrics=estimates,
+            epsilon=epsilon, objective=self.objective, metrics=estimates,
         )
 
     def _estimate(self, metric: str, probs: list[list[float]], iw: list[float]) -> Estimate:
@@ -188,16 +264,21 @@ def _imputed_quality(decisions: Sequence[LoggedDecision]) -> list[float]:
             for d in decisions]
 
 
-def _predicted(decisions: Sequence[LoggedDecision], values: list[float]) -> list[list[float]]:
-    """The outcome model's value of each candidate of each decision: the mean value when that
-    model was chosen (the overall mean for a model never chosen)."""
+def _model_means(decisions: Sequence[LoggedDecision], values: list[float]) -> dict[str, float]:
+    """The mean value of each model over the decisions that chose it."""
     sums: dict[str, list[float]] = {}
     for d, v in zip(decisions, values, strict=True):
         acc = sums.setdefault(d.chosen, [0.0, 0.0])
         acc[0] += v
         acc[1] += 1.0
+    return {m: s / n for m, (s, n) in sums.items()}
+
+
+def _predicted(decisions: Sequence[LoggedDecision], values: list[float],
+               means: dict[str, float]) -> list[list[float]]:
+    """The outcome model's value of each candidate of each decision: the mean value when that
+    model was chosen (the overall mean for a model never chosen)."""
     overall = sum(values) / len(values)
-    means = {m: s / n for m, (s, n) in sums.items()}
     return [[means.get(c.model_id, overall) for c in d.candidates] for d in decisions]
 
 

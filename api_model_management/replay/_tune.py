@@ -1,12 +1,24 @@
-"""Searching selection weights that maximise the estimated objective on the logged decisions.
+"""Searching selection weights that best meet a goal on the logged decisions.
 
 Candidates are a regular grid on the weight simplex (every vector of multiples of ``grid_step``
 summing to 1) plus ``n_random`` points drawn uniformly from the simplex (a seeded
-``random.Random``). Each is replayed as a target policy; the best estimate of the mean reward by
-``estimator`` wins (ties: the first found, grid before random). With ``per_agent_type`` the search
-is repeated on the decisions of each agent type that has at least ``min_agent_decisions`` of them,
-giving ``agent_weights`` overrides. ``min_ess`` skips candidates whose effective sample size is
-too small for the estimate to be trusted.
+``random.Random``). Each is replayed as a target policy and judged by the :class:`Goal`: the
+highest estimated reward (``reward``), or the best quality / lowest cost whose confidence bound
+meets a limit relative to always-strongest (``max-quality`` / ``min-cost``, see ``_goal``). Ties:
+the first found, grid before random.
+
+Refusals, each an ``InvalidInput`` with the reason:
+
+- fewer than ``min_decisions`` decisions in the log (:class:`TooFewDecisions`): nothing is tuned;
+- no candidate the estimator can estimate (:class:`NoSupport`): IPS/SNIPS cannot estimate weights
+  that pick, on a decision logged without exploration (propensity 1), another model than the log;
+  DM and DR can (through the outcome model);
+- no candidate with an effective sample size of ``min_ess``;
+- no candidate meeting the constraint (:class:`ConstraintUnmet`, naming the nearest point).
+
+With ``per_agent_type`` the search is repeated on the decisions of each agent type; one with
+fewer than ``min_decisions`` decisions, or refused for one of the reasons above, keeps the global
+weights, and ``kept_global`` says why.
 """
 
 from __future__ import annotations
@@ -19,14 +31,17 @@ from itertools import product
 from ..config import SelectionWeights
 from ..errors import InvalidInput
 from ._decisions import LoggedDecision
-from ._errors import NoDecisions
+from ._errors import ConstraintUnmet, NoDecisions, NoSupport, TooFewDecisions
 from ._estimators import ESTIMATORS, Objective, PreparedLog, ReplayReport
+from ._goal import Goal
 from ._policy import TargetPolicy
+from ._reference import STRONGEST, Reference, compare, references
 
 
 @dataclass(frozen=True)
 class TuneResult:
-    """The best weights found, their replay, and (if given) the baseline's replay."""
+    """The best weights found, their replay, the references, and (if given) the baseline's
+    replay. ``value`` is the estimated mean reward whatever the goal."""
 
     weights: SelectionWeights
     value: float
@@ -35,13 +50,34 @@ class TuneResult:
     evaluated: int
     agent_weights: dict[str, SelectionWeights] = field(default_factory=dict)
     baseline: ReplayReport | None = None
+    goal: Goal = field(default_factory=Goal)
+    references: dict[str, Reference] = field(default_factory=dict)
+    limit: float | None = None
+    kept_global: dict[str, str] = field(default_factory=dict)
+    min_decisions: int = 50
 
     def estimated(self) -> dict:
-        """What goes under ``estimated`` in a weights file."""
-        out = {"estimator": self.estimator, "value": self.value,
-               "candidates_evaluated": self.evaluated, "replay": self.report.to_dict()}
+        """What goes under ``estimated`` in a weights file: the estimates with their intervals,
+        the references, the shares relative to them, and the constraint."""
+        est, level = self.estimator, self.goal.confidence
+        out: dict = {"estimator": est, "value": self.value,
+                     "candidates_evaluated": self.evaluated, "replay": self.report.to_dict(),
+                     "goal": self.goal.to_dict(), "confidence": level,
+                     "intervals": _intervals(self.report, est, level)}
         if self.baseline is not None:
-            out["baseline_value"] = self.baseline.value(self.estimator)
+            out["baseline_value"] = self.baseline.value(est)
+            out["baseline_intervals"] = _intervals(self.baseline, est, level)
+        if self.references:
+            out["references"] = {
+                name: {"model": ref.model, "estimable": ref.report.estimable(est),
+                       "intervals": _intervals(ref.report, est, level)}
+                for name, ref in self.references.items()}
+            out["relative"] = compare(self.report, self.references, est)
+        if self.goal.constrained:
+            out["constraint"] = self.goal.check(self.report, est, self.limit)
+        out["agent_types"] = {**{a: "tuned" for a in self.agent_weights},
+                              **{a: f"kept the global weights: {why}"
+                                 for a, why in self.kept_global.items()}}
         return out
 
 
@@ -64,6 +100,15 @@ def random_simplex(n: int, rng: random.Random) -> list[SelectionWeights]:
     return out
 
 
+@dataclass(frozen=True)
+class _Search:
+    candidates: list[SelectionWeights]
+    estimator: str
+    epsilon: float
+    min_ess: float
+    goal: Goal
+
+
 def tune(
     decisions: Sequence[LoggedDecision],
     objective: Objective | None = None,
@@ -74,72 +119,172 @@ def tune(
     seed: int = 0,
     epsilon: float = 0.0,
     per_agent_type: bool = False,
-    min_agent_decisions: int = 50,
+    min_decisions: int = 50,
     min_ess: float = 0.0,
     baseline: TargetPolicy | None = None,
+    goal: Goal | None = None,
 ) -> TuneResult:
-    """Search the weights maximising the ``estimator``'s estimate of the mean reward.
+    """Search the weights that best meet ``goal`` (default: the highest ``estimator`` estimate
+    of the mean reward) on ``decisions``.
 
-    Raises :class:`NoDecisions` on an empty log and ``InvalidInput`` on bad search settings or
-    when no candidate reaches ``min_ess``."""
-    if estimator not in ESTIMATORS:
-        raise InvalidInput(f"estimator {estimator!r}: use one of {', '.join(ESTIMATORS)}",
-                           field="estimator")
+    Raises :class:`NoDecisions` on an empty log, and ``InvalidInput`` on bad search settings or
+    a refusal (see the module docstring)."""
+    goal = goal or Goal()
+    search = _settings(estimator, n_random, min_decisions, goal, grid_step, seed, epsilon, min_ess)
     if not decisions:
         raise NoDecisions("no logged decisions to tune on")
-    if n_random < 0:
-        raise InvalidInput("n_random must be >= 0", field="n_random")
-    candidates = simplex_grid(grid_step) + random_simplex(n_random, random.Random(seed))
+    if len(decisions) < min_decisions:
+        raise TooFewDecisions(
+            f"only {len(decisions)} logged decisions, fewer than min_decisions {min_decisions}: "
+            "nothing can be tuned (log more, or lower --min-decisions)", field="min_decisions")
     prepared = PreparedLog(decisions, objective)
-    best = _search(prepared, candidates, estimator, epsilon, min_ess)
-    agent_weights = {}
+    best, refs, limit = _tune_log(prepared, search)
+    agent_weights: dict[str, SelectionWeights] = {}
+    kept: dict[str, str] = {}
+    searched = 1
     if per_agent_type:
-        agent_weights = _per_agent(decisions, prepared.objective, candidates, estimator, epsilon,
-                                   min_ess, min_agent_decisions)
-    policy = TargetPolicy(best, agent_weights, epsilon)
-    report = prepared.replay(policy)
+        agent_weights, kept, searched = _per_agent(decisions, prepared.objective, search,
+                                                   min_decisions)
+    report = prepared.replay(TargetPolicy(best, agent_weights, epsilon))
     return TuneResult(
         weights=best, value=report.value(estimator) or 0.0, estimator=estimator, report=report,
-        evaluated=len(candidates) * (1 + len(agent_weights)), agent_weights=agent_weights,
-        baseline=prepared.replay(baseline) if baseline is not None else None,
+        evaluated=len(search.candidates) * searched, agent_weights=agent_weights,
+        baseline=prepared.replay(baseline) if baseline is not None else None, goal=goal,
+        references=refs, limit=limit, kept_global=kept, min_decisions=min_decisions,
     )
 
 
-def _search(prepared: PreparedLog, candidates: list[SelectionWeights], estimator: str,
-            epsilon: float, min_ess: float) -> SelectionWeights:
-    best, best_value, supported = None, None, False
-    for w in candidates:
-        report = prepared.replay(TargetPolicy(w, {}, epsilon), metrics=("reward",))
-        value = report.value(estimator)
-        if value is None:
-            continue
-        supported = True
-        if report.effective_sample_size < min_ess:
-            continue
-        if best_value is None or value > best_value:
-            best, best_value = w, value
-    if not supported:
-        raise InvalidInput(
-            f"the log supports none of the candidate weights under {estimator} (every importance "
-            "weight is 0): use dr or dm, or log with exploration (selection.exploration_epsilon)",
-            field="estimator")
-    if best is None:
-        raise InvalidInput(f"no candidate weights reach an effective sample size of {min_ess}",
-                           field="min_ess")
-    return best
+def _settings(estimator: str, n_random: int, min_decisions: int, goal: Goal, grid_step: float,
+              seed: int, epsilon: float, min_ess: float) -> _Search:
+    if estimator not in ESTIMATORS:
+        raise InvalidInput(f"estimator {estimator!r}: use one of {', '.join(ESTIMATORS)}",
+                           field="estimator")
+    if n_random < 0:
+        raise InvalidInput("n_random must be >= 0", field="n_random")
+    if min_decisions < 1:
+        raise InvalidInput("min_decisions must be >= 1", field="min_decisions")
+    if goal.constrained and estimator == "dm":
+        raise InvalidInput(f"objective {goal.kind} checks a confidence bound and dm has no "
+                           "standard error: use dr, snips or ips", field="estimator")
+    candidates = simplex_grid(grid_step) + random_simplex(n_random, random.Random(seed))
+    return _Search(candidates, estimator, epsilon, min_ess, goal)
 
 
-def _per_agent(decisions: Sequence[LoggedDecision], objective: Objective,
-               candidates: list[SelectionWeights], estimator: str, epsilon: float,
-               min_ess: float, min_decisions: int) -> dict[str, SelectionWeights]:
+def _tune_log(prepared: PreparedLog, search: _Search
+              ) -> tuple[SelectionWeights, dict[str, Reference], float | None]:
+    """The best weights on one log, its references and the constraint's limit."""
+    refs = references(prepared)
+    limit = None
+    if search.goal.constrained:
+        strongest = refs[STRONGEST].report
+        if not strongest.estimable(search.estimator):
+            why = (f"on {strongest.n_unsupported} decisions logged without exploration it picks "
+                   "another model" if strongest.n_unsupported else "no importance weight on it")
+            raise NoSupport(
+                f"{search.estimator} cannot estimate always-strongest on this log ({why}): use "
+                "dr, or log with selection.exploration_epsilon", field="estimator")
+        limit = search.goal.limit(strongest, search.estimator)
+    return _search(prepared, search, limit), refs, limit
+
+
+def _search(prepared: PreparedLog, search: _Search, limit: float | None) -> SelectionWeights:
+    goal, estimator = search.goal, search.estimator
+    best, best_rank = None, None
+    nearest: tuple[SelectionWeights, ReplayReport, float | None] | None = None
+    estimable = unsupported = 0
+    for w in search.candidates:
+        report = prepared.replay(TargetPolicy(w, {}, search.epsilon), metrics=goal.metrics)
+        if not report.estimable(estimator):
+            unsupported += report.n_unsupported > 0
+            continue
+        estimable += 1
+        if report.effective_sample_size < search.min_ess:
+            continue
+        verdict = goal.judge(report, estimator, limit)
+        if not verdict.feasible:
+            if nearest is None or goal.closer(verdict.bound, nearest[2]):
+                nearest = (w, report, verdict.bound)
+            continue
+        if best_rank is None or verdict.rank > best_rank:
+            best, best_rank = w, verdict.rank
+    if not estimable:
+        raise _no_support(prepared, estimator, unsupported > 0)
+    if best is not None:
+        return best
+    if nearest is None:
+        raise InvalidInput(f"no candidate weights reach an effective sample size of "
+                           f"{search.min_ess}", field="min_ess")
+    raise _unmet(goal, estimator, limit, *nearest)
+
+
+def _no_support(prepared: PreparedLog, estimator: str, unexplored: bool) -> NoSupport:
+    if unexplored:
+        return NoSupport(
+            f"{prepared.n_unexplored} of {len(prepared.decisions)} decisions were logged without exploration "
+            f"(propensity 1) and every candidate weights choose another model on some of them: "
+            f"{estimator} cannot estimate that, only dm or dr can (or log with "
+            "selection.exploration_epsilon > 0)", field="estimator")
+    return NoSupport(
+        f"the log supports none of the candidate weights under {estimator} (every importance "
+        "weight is 0): use dr or dm, or log with exploration (selection.exploration_epsilon)",
+        field="estimator")
+
+
+def _unmet(goal: Goal, estimator: str, limit: float | None, w: SelectionWeights,
+           report: ReplayReport, bound: float | None) -> ConstraintUnmet:
+    quality = report.metrics["quality"].get(estimator)
+    cost = report.metrics["cost_usd"].get(estimator)
+    share = goal.share or 0.0
+    level = f"{goal.confidence:.0%}"
+    reached = f"{bound / (limit / share):.3g}" if bound is not None and limit else "n/a"
+    if goal.kind == "max-quality":
+        what = (f"no candidate weights keep the cost's {level} upper bound within {share:g} x "
+                f"always-strongest's ({_fmt(limit)} USD per request); the cheapest reachable: "
+                f"upper bound {_fmt(bound)} USD ({reached} x always-strongest's), estimated "
+                f"cost {_fmt(cost)} USD and quality {_fmt(quality)}")
+    else:
+        what = (f"no candidate weights keep the quality's {level} lower bound at {share:g} x "
+                f"always-strongest's ({_fmt(limit)}) or more; the best reachable: lower bound "
+                f"{_fmt(bound)} ({reached} x always-strongest's), estimated quality "
+                f"{_fmt(quality)} at cost {_fmt(cost)} USD")
+    return ConstraintUnmet(f"{what}, with weights {_describe(w)}", field="objective",
+                           best_bound=bound, limit=limit)
+
+
+def _per_agent(decisions: Sequence[LoggedDecision], objective: Objective, search: _Search,
+               min_decisions: int) -> tuple[dict[str, SelectionWeights], dict[str, str], int]:
+    """Weights per agent type, the agent types that keep the global weights (and why), and how
+    many logs were searched (the global one included)."""
     groups: dict[str, list[LoggedDecision]] = {}
     for d in decisions:
         if d.agent_type:
             groups.setdefault(d.agent_type, []).append(d)
-    return {
-        agent: _search(PreparedLog(group, objective), candidates, estimator, epsilon, min_ess)
-        for agent, group in sorted(groups.items()) if len(group) >= min_decisions
-    }
+    tuned: dict[str, SelectionWeights] = {}
+    kept: dict[str, str] = {}
+    searched = 1
+    for agent, group in sorted(groups.items()):
+        if len(group) < min_decisions:
+            kept[agent] = f"{len(group)} decisions, fewer than min_decisions {min_decisions}"
+            continue
+        searched += 1
+        try:
+            tuned[agent] = _tune_log(PreparedLog(group, objective), search)[0]
+        except InvalidInput as exc:  # a refusal on this agent type's decisions
+            kept[agent] = str(exc)
+    return tuned, kept, searched
+
+
+def _intervals(report: ReplayReport, estimator: str, confidence: float) -> dict:
+    return {m: i.to_dict() for m, i in report.intervals(estimator, confidence).items()}
+
+
+def _describe(w: SelectionWeights) -> str:
+    return (f"capability {w.capability:.3f}, cost {w.cost:.3f}, performance {w.performance:.3f}, "
+            f"availability {w.availability:.3f}")
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4g}"
 
 
 def _weights(parts: tuple[float, ...]) -> SelectionWeights:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import csv
 import json
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -28,10 +28,16 @@ from api_model_management.events import (
     ResponseEvaluated,
 )
 from api_model_management.replay import (
+    CHEAPEST,
+    STRONGEST,
     BadWeightsFile,
+    ConstraintUnmet,
+    Goal,
     NoDecisions,
+    NoSupport,
     Objective,
     TargetPolicy,
+    TooFewDecisions,
     decisions_from_events,
     load_decisions,
     read_weights_file,
@@ -427,7 +433,9 @@ def test_missing_weights_file(tmp_path):
 # ------------------------------------------------------------------------------------------------
 # the CLI commands
 
-def _small_log(tmp_path: Path) -> Path:
+def _small_log(tmp_path: Path, noisy: bool = False) -> Path:
+    """60 decisions between "cheap" and "strong", logged with epsilon 0.5; ``noisy``: both cost
+    something and their quality varies (so every estimate has a spread)."""
     rng = random.Random(5)
     events = []
     for i in range(60):
@@ -435,13 +443,18 @@ def _small_log(tmp_path: Path) -> Path:
                 ("strong", 1.0, 0.0, rng.uniform(0.6, 0.9), 1.0)]
         cands, chosen, propensity, explored = log_choice(subs, LOGGING, "normal", 0.5, rng)
         rid = f"r{i}"
+        strong = chosen == "strong"
+        cost = Decimal("0.01") if strong else Decimal("0.001") if noisy else Decimal(0)
+        score = 0.9 if strong else 0.4
+        if noisy:
+            score = float(rng.random() < score)
         events.append(ModelSelected(occurred_at=T0, request_id=rid, agent_type="qa",
                                     model_id=chosen, candidates=cands, propensity=propensity,
                                     explored=explored))
         events.append(RequestCompleted(occurred_at=T0, request_id=rid, latency_ms=100.0,
-                                       cost_usd=Decimal("0.01") if chosen == "strong" else 0))
+                                       cost_usd=cost))
         events.append(FeedbackRecorded(occurred_at=T0, request_id=rid, source="user",
-                                       score=0.9 if chosen == "strong" else 0.4))
+                                       score=score))
     data = tmp_path / "data"
     EventLog(data, fsync="never").append(events)
     return data
@@ -472,6 +485,9 @@ def test_replay_and_tune_commands(tmp_path, capsys):
     body = json.loads(console.export_text())
     assert body["n_decisions"] == 60 and body["weights_version"] == "v-test"
     assert body["metrics"]["reward"]["dr"] == pytest.approx(tuned.estimated["value"])
+    assert body["confidence"] == 0.9
+    assert body["intervals"]["dr"]["quality"] == tuned.estimated["intervals"]["quality"]
+    assert body["intervals"]["dm"]["quality"]["low"] is None
     assert capsys.readouterr().err == ""
 
 
@@ -534,5 +550,226 @@ def test_tuning_without_any_support_is_refused_clearly_but_dr_still_tunes():
                                 propensity=0.5, weights_version="v", explored=False,
                                 outcome=Outcome(success=True, cost_usd=Decimal(0), latency_ms=0.0, quality=0.0))]
     with pytest.raises(InvalidInput, match="supports none"):
-        tune(decisions, estimator="snips", grid_step=0.5, n_random=0)
-    assert tune(decisions, estimator="dr", grid_step=0.5, n_random=0).value is not None
+        tune(decisions, estimator="snips", grid_step=0.5, n_random=0, min_decisions=1)
+    assert tune(decisions, estimator="dr", grid_step=0.5, n_random=0, min_decisions=1).value is not None
+
+
+# ------------------------------------------------------------------------------------------------
+# constrained tuning, references, intervals and refusals (issue 11)
+
+def _truth_of_always(world: list[Context], model: str) -> dict:
+    n = len(world)
+    return {"quality": sum(c.results[model].quality for c in world) / n,
+            "cost_usd": sum(float(c.results[model].cost_usd) for c in world) / n}
+
+
+def test_references_are_the_strongest_and_the_cheapest_model(world, logged):
+    result = tune(logged, grid_step=0.5, n_random=0)
+    strong, cheap = result.references[STRONGEST], result.references[CHEAPEST]
+    assert (strong.model, cheap.model) == (GPT4, MIXTRAL)
+    # both are off-policy estimates that land near what always sending there achieves
+    for ref, model in ((strong, GPT4), (cheap, MIXTRAL)):
+        truth = _truth_of_always(world, model)
+        for metric in ("quality", "cost_usd"):
+            e = ref.report.metrics[metric]
+            assert abs(e.dr - truth[metric]) <= 4 * e.dr_se, (model, metric)
+    relative = result.estimated()["relative"]
+    q_s, c_s = (strong.report.metrics[m].dr for m in ("quality", "cost_usd"))
+    q_c, c_c = (cheap.report.metrics[m].dr for m in ("quality", "cost_usd"))
+    assert relative["break_even_cost_per_usd"] == pytest.approx((q_s - q_c) / (c_s - c_c))
+    assert relative["cost_share_of_strongest"] == pytest.approx(
+        result.report.metrics["cost_usd"].dr / c_s)
+    # on this log a USD buys ~200 quality points between the two: the scale of --cost-per-usd
+    assert 100 < relative["break_even_cost_per_usd"] < 400
+
+
+def test_intervals_are_normal_approximations_at_the_stated_level(logged):
+    report = replay(logged, TargetPolicy(TARGET))
+    e = report.metrics["quality"]
+    ci = e.interval("dr", 0.9)
+    assert (ci.estimate, ci.se, ci.confidence) == (e.dr, e.dr_se, 0.9)
+    assert ci.low == pytest.approx(e.dr - 1.6449 * e.dr_se, rel=1e-4)
+    assert ci.high == pytest.approx(e.dr + 1.6449 * e.dr_se, rel=1e-4)
+    wider = e.interval("dr", 0.99)
+    assert wider.low < ci.low and wider.high > ci.high
+    assert e.interval("snips", 0.9).se == e.snips_se and e.interval("ips", 0.9).se == e.ips_se
+    dm = e.interval("dm", 0.9)
+    assert dm.estimate == e.dm and dm.se is dm.low is dm.high is None  # DM has no standard error
+    with pytest.raises(InvalidInput, match="confidence"):
+        e.interval("dr", 1.0)
+
+
+def test_estimated_holds_every_metric_with_its_interval(logged):
+    result = tune(logged, grid_step=0.5, n_random=0, goal=Goal(confidence=0.8))
+    est = result.estimated()
+    assert est["confidence"] == 0.8 and est["goal"] == {"kind": "reward", "share": None,
+                                                        "confidence": 0.8}
+    for name in ("intervals", *(f"references.{r}" for r in (STRONGEST, CHEAPEST))):
+        intervals = est[name] if "." not in name else est["references"][name.split(".")[1]][
+            "intervals"]
+        for metric in ("quality", "cost_usd", "latency_ms", "reward"):
+            i = intervals[metric]
+            assert i["low"] <= i["estimate"] <= i["high"] and i["confidence"] == 0.8, (name, metric)
+    assert est["intervals"]["reward"]["estimate"] == est["value"] == result.value
+    assert "constraint" not in est  # reward mode
+
+
+@pytest.mark.parametrize("share", [0.5, 0.25])
+def test_max_quality_keeps_the_cost_bound_within_its_share(world, logged, share):
+    result = tune(logged, grid_step=0.25, n_random=10, seed=3,
+                  goal=Goal("max-quality", share, confidence=0.9))
+    cost = result.report.metrics["cost_usd"]
+    strong_cost = result.references[STRONGEST].report.metrics["cost_usd"].dr
+    assert result.limit == pytest.approx(share * strong_cost)
+    assert cost.interval("dr", 0.9).high <= result.limit
+    check = result.estimated()["constraint"]
+    assert check["met"] and check["bound"] == "upper" and check["metric"] == "cost_usd"
+    # and in the world itself: the tuned weights cost at most that share of always-GPT-4
+    truth = true_values(world, result.weights, Objective())
+    assert truth["cost_usd"] <= share * _truth_of_always(world, GPT4)["cost_usd"]
+    # a looser limit buys at least as much estimated quality
+    looser = tune(logged, grid_step=0.25, n_random=10, seed=3, goal=Goal("max-quality", 1.0))
+    assert looser.report.metrics["quality"].dr >= result.report.metrics["quality"].dr
+
+
+def test_min_cost_keeps_the_quality_bound_at_its_share(world, logged):
+    result = tune(logged, grid_step=0.25, n_random=10, seed=3, goal=Goal("min-cost", 0.8))
+    quality = result.report.metrics["quality"]
+    assert quality.interval("dr", 0.9).low >= result.limit
+    assert result.limit == pytest.approx(
+        0.8 * result.references[STRONGEST].report.metrics["quality"].dr)
+    truth = true_values(world, result.weights, Objective())
+    assert truth["quality"] >= 0.8 * _truth_of_always(world, GPT4)["quality"]
+    # cheaper than the reward-optimal weights, which pay for quality beyond the limit
+    reward_opt = tune(logged, grid_step=0.25, n_random=10, seed=3)
+    assert result.report.metrics["cost_usd"].dr < reward_opt.report.metrics["cost_usd"].dr
+
+
+@pytest.mark.parametrize(("goal", "reach"), [
+    (Goal("max-quality", 0.01), "the cheapest reachable: upper bound"),
+    (Goal("min-cost", 0.95), "the best reachable: lower bound"),
+])
+def test_an_unreachable_constraint_is_refused_with_the_nearest_point(logged, goal, reach):
+    with pytest.raises(ConstraintUnmet, match=reach) as info:
+        tune(logged, grid_step=0.25, n_random=0, goal=goal)
+    exc = info.value
+    assert isinstance(exc, InvalidInput) and exc.limit is not None
+    if goal.kind == "max-quality":
+        assert exc.best_bound > exc.limit
+    else:
+        assert exc.best_bound < exc.limit
+    assert "with weights capability" in str(exc)
+
+
+def test_goal_settings_are_validated(logged):
+    for bad in (lambda: Goal("best"), lambda: Goal("max-quality"), lambda: Goal("min-cost", 0.0),
+                lambda: Goal("reward", 0.5), lambda: Goal(confidence=1.5)):
+        with pytest.raises(InvalidInput):
+            bad()
+    with pytest.raises(InvalidInput, match="dm has no standard error"):
+        tune(logged, estimator="dm", goal=Goal("max-quality", 0.5))
+    with pytest.raises(InvalidInput, match="min_decisions"):
+        tune(logged, min_decisions=0)
+
+
+def test_without_exploration_ips_refuses_and_dr_says_what_it_extrapolates(world):
+    unexplored = decisions_from_events(log_world(world, LOGGING, epsilon=0.0, seed=11))
+    assert all(d.propensity == 1.0 for d in unexplored)
+    for estimator in ("ips", "snips"):
+        with pytest.raises(NoSupport, match="without exploration.*only dm or dr"):
+            tune(unexplored, estimator=estimator, grid_step=0.25, n_random=0)
+        with pytest.raises(NoSupport, match="always-strongest"):
+            tune(unexplored, estimator=estimator, grid_step=0.25, n_random=0,
+                 goal=Goal("max-quality", 0.5))
+    result = tune(unexplored, grid_step=0.25, n_random=0)
+    assert result.report.n_unsupported > 0  # counted, and said by the CLI
+    assert not result.references[STRONGEST].report.estimable("ips")
+
+
+def test_too_few_decisions_are_refused_overall_and_kept_global_per_agent_type(logged):
+    with pytest.raises(TooFewDecisions, match=f"only {len(logged)} logged decisions"):
+        tune(logged, grid_step=0.5, n_random=0, min_decisions=len(logged) + 1)
+    # two agent types: "qa" (every decision but 30) and "coder" (30)
+    relabelled = [replace(d, agent_type="coder") if i < 30 else d for i, d in enumerate(logged)]
+    result = tune(relabelled, grid_step=0.5, n_random=0, per_agent_type=True, min_decisions=50)
+    assert list(result.agent_weights) == ["qa"]
+    assert result.kept_global == {"coder": "30 decisions, fewer than min_decisions 50"}
+    assert result.estimated()["agent_types"] == {
+        "qa": "tuned", "coder": "kept the global weights: 30 decisions, fewer than min_decisions 50"}
+    lower = tune(relabelled, grid_step=0.5, n_random=0, per_agent_type=True, min_decisions=30)
+    assert sorted(lower.agent_weights) == ["coder", "qa"] and lower.kept_global == {}
+    # a constraint met on the whole log but not on 30 decisions (a wider interval) keeps that
+    # agent type on the global weights too
+    refused = tune(relabelled, grid_step=0.5, n_random=0, per_agent_type=True, min_decisions=20,
+                   goal=Goal("min-cost", 0.8))
+    assert list(refused.agent_weights) == ["qa"] and list(refused.kept_global) == ["coder"]
+    assert "quality's 90% lower bound at 0.8 x always-strongest's" in refused.kept_global["coder"]
+    assert refused.estimated()["constraint"]["met"]
+
+
+def test_tune_command_prints_the_scale_and_the_constraint(tmp_path, capsys):
+    data = _small_log(tmp_path, noisy=True)
+    out = tmp_path / "w.json"
+    console = _console()
+    assert tune_command(out, data, "table", version="v-c", grid_step=0.5, samples=5,
+                        max_cost_share=0.8, min_decisions=60, console=console) == 0
+    text = console.export_text()
+    assert "objective: best quality with cost at most 0.8 x always-strongest's" in text
+    assert "Estimated per request (DR, 90% intervals)" in text
+    assert f"{STRONGEST}\n" in text or STRONGEST in text
+    assert "of its quality at" in text and "quality at" in text and "per USD" in text
+    assert "constraint met: cost_usd upper bound" in text
+    written = read_weights_file(out)
+    assert written.provenance["min_decisions"] == 60
+    assert written.provenance["goal"] == {"kind": "max-quality", "share": 0.8, "confidence": 0.9}
+    assert written.estimated["constraint"]["met"] is True
+    assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"min_decisions": 61}, "only 60 logged decisions, fewer than min_decisions 61"),
+    ({"max_cost_share": 0.001}, "no candidate weights keep the cost's 90% upper bound"),
+    ({"min_quality_share": 0.999, "confidence": 0.99}, "no candidate weights keep the quality"),
+    ({"objective": "max-quality"}, "needs --max-cost-share"),
+    ({"max_cost_share": 0.5, "min_quality_share": 0.5}, "not both"),
+    ({"objective": "min-cost", "max_cost_share": 0.5}, "does not apply to --objective min-cost"),
+    ({"objective": "reward", "min_quality_share": 0.5}, "not reward"),
+    ({"max_cost_share": 0.5, "estimator": "dm"}, "dm has no standard error"),
+])
+def test_tune_command_refusals_are_one_line(tmp_path, capsys, kwargs, message):
+    data = _small_log(tmp_path, noisy=True)
+    out = tmp_path / "w.json"
+    assert tune_command(out, data, "table", grid_step=0.5, samples=0, console=_console(),
+                        **kwargs) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and message in err, err
+    assert not out.exists()
+
+
+def test_amm_tune_constrained_modes_from_the_command_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from api_model_management.cli import app
+
+    data = _small_log(tmp_path, noisy=True)
+    runner = CliRunner()
+    base = ["tune", "--data-dir", str(data), "--grid-step", "0.5", "--samples", "3"]
+    out = tmp_path / "q.json"
+    quality = runner.invoke(app, [*base, "--out", str(out), "--objective", "min-cost",
+                                  "--min-quality-share", "0.6", "--min-decisions", "10",
+                                  "--format", "json"])
+    assert quality.exit_code == 0, quality.output
+    body = json.loads(quality.output)
+    assert body["estimated"]["goal"]["kind"] == "min-cost"
+    assert body["estimated"]["constraint"]["met"]
+    assert read_weights_file(out).provenance["min_decisions"] == 10
+    cost = runner.invoke(app, [*base, "--out", str(tmp_path / "c.json"), "--max-cost-share", "0.7",
+                               "--confidence", "0.8"])
+    assert cost.exit_code == 0, cost.output
+    assert "80% intervals" in cost.output and "constraint met" in cost.output
+    refused = runner.invoke(app, [*base, "--out", str(tmp_path / "r.json"), "--max-cost-share",
+                                  "0.0001"])
+    assert refused.exit_code == 2 and "cheapest reachable" in refused.output
+    assert not (tmp_path / "r.json").exists()
+    few = runner.invoke(app, [*base, "--out", str(tmp_path / "f.json"), "--min-decisions", "500"])
+    assert few.exit_code == 2 and "nothing can be tuned" in few.output

@@ -1,0 +1,132 @@
+"""What a weight search optimises: the reward, or quality and cost under a constraint.
+
+- ``reward``: the highest estimated mean reward (:class:`Objective`);
+- ``max-quality``: the highest estimated quality among weights whose estimated cost per request
+  has its upper confidence bound at most ``share`` × always-strongest's estimated cost;
+- ``min-cost``: the lowest estimated cost per request among weights whose estimated quality has
+  its lower confidence bound at least ``share`` × always-strongest's estimated quality.
+
+The bounds are the ends of the two-sided normal-approximation interval at ``confidence`` (so each
+is a one-sided bound at ``(1 + confidence) / 2``); the limit is the reference's point estimate by
+the same estimator. Ties among feasible weights: the cheaper (max-quality) or the better
+(min-cost), then the first found.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from ..errors import InvalidInput
+from ._estimators import ReplayReport, z_score
+
+GOALS = ("reward", "max-quality", "min-cost")
+_CONSTRAINED = {"max-quality": ("cost_usd", "high"), "min-cost": ("quality", "low")}
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A candidate under a goal: whether it meets the constraint, its rank among those that do
+    (larger is better), and the checked bound (None in reward mode)."""
+
+    feasible: bool
+    rank: tuple[float, ...]
+    bound: float | None
+
+
+@dataclass(frozen=True)
+class Goal:
+    """The search's goal (see the module docstring); ``share`` is required by the constrained
+    kinds: the cost share for ``max-quality``, the quality share for ``min-cost``."""
+
+    kind: str = "reward"
+    share: float | None = None
+    confidence: float = 0.9
+
+    def __post_init__(self) -> None:
+        if self.kind not in GOALS:
+            raise InvalidInput(f"objective {self.kind!r}: use one of {', '.join(GOALS)}",
+                               field="objective")
+        z_score(self.confidence)  # validates the level
+        if self.constrained and (self.share is None or not self.share > 0):
+            flag = "--max-cost-share" if self.kind == "max-quality" else "--min-quality-share"
+            raise InvalidInput(f"objective {self.kind} needs {flag} > 0", field="share")
+        if not self.constrained and self.share is not None:
+            raise InvalidInput("a share applies to max-quality or min-cost, not reward",
+                               field="share")
+
+    @property
+    def constrained(self) -> bool:
+        """Whether this goal has a constraint (max-quality or min-cost)."""
+        return self.kind in _CONSTRAINED
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        """The metrics a candidate's replay needs."""
+        return ("quality", "cost_usd") if self.constrained else ("reward",)
+
+    @property
+    def constrained_metric(self) -> str | None:
+        """``cost_usd`` (max-quality), ``quality`` (min-cost) or None (reward)."""
+        return _CONSTRAINED[self.kind][0] if self.constrained else None
+
+    def limit(self, strongest: ReplayReport, estimator: str) -> float | None:
+        """The constraint's limit: ``share`` × always-strongest's estimate (None in reward mode,
+        or when the estimator has no estimate of the reference)."""
+        metric = self.constrained_metric
+        if metric is None or self.share is None:
+            return None
+        value = strongest.metrics[metric].get(estimator)
+        return None if value is None else self.share * value
+
+    def judge(self, report: ReplayReport, estimator: str, limit: float | None) -> Verdict:
+        """How a candidate's replay fares (``report`` has this goal's ``metrics``)."""
+        if not self.constrained:
+            return Verdict(True, (report.value(estimator) or 0.0,), None)
+        quality = report.metrics["quality"].get(estimator) or 0.0
+        cost = report.metrics["cost_usd"].get(estimator) or 0.0
+        bound = self.bound(report, estimator)
+        if self.kind == "max-quality":
+            ok = bound is not None and limit is not None and bound <= limit
+            return Verdict(ok, (quality, -cost), bound)
+        ok = bound is not None and limit is not None and bound >= limit
+        return Verdict(ok, (-cost, quality), bound)
+
+    def bound(self, report: ReplayReport, estimator: str) -> float | None:
+        """The checked bound: the cost's upper (max-quality) or the quality's lower (min-cost)
+        confidence bound; None in reward mode or without a standard error."""
+        if not self.constrained:
+            return None
+        metric, end = _CONSTRAINED[self.kind]
+        return getattr(report.metrics[metric].interval(estimator, self.confidence), end)
+
+    def closer(self, a: float | None, b: float | None) -> bool:
+        """Whether bound ``a`` is nearer to meeting the constraint than ``b``."""
+        if a is None:
+            return False
+        return b is None or (a < b if self.kind == "max-quality" else a > b)
+
+    def check(self, report: ReplayReport, estimator: str, limit: float | None) -> dict | None:
+        """The constraint on ``report`` as plain data (None in reward mode)."""
+        if not self.constrained:
+            return None
+        metric, end = _CONSTRAINED[self.kind]
+        bound = self.bound(report, estimator)
+        return {"metric": metric, "bound": "upper" if end == "high" else "lower",
+                "bound_value": bound, "share": self.share, "limit": limit,
+                "confidence": self.confidence,
+                "met": self.judge(report, estimator, limit).feasible}
+
+    def describe(self) -> str:
+        """One line: what is optimised, under which constraint."""
+        pct = f"{self.confidence:.0%}"
+        if self.kind == "max-quality":
+            return (f"best quality with cost at most {self.share:g} x always-strongest's "
+                    f"(checked on the {pct} interval's upper end)")
+        if self.kind == "min-cost":
+            return (f"lowest cost with quality at least {self.share:g} x always-strongest's "
+                    f"(checked on the {pct} interval's lower end)")
+        return "the highest mean reward"
+
+    def to_dict(self) -> dict:
+        """Plain JSON-ready data."""
+        return asdict(self)
