@@ -203,6 +203,33 @@ def tune(
     ))
 
 
+# ---------------------------------------------------------------------------------------------
+# evaluation  (owner: evaluation)
+
+
+@app.command("calibrate")
+def calibrate(
+    data_dir: Annotated[Path | None, typer.Option(
+        "--data-dir", help="Fit to the judge/user/ground-truth feedback in this event log "
+        "(its answers need settings.store_prompts) [default: data].")] = None,
+    labels: Annotated[Path | None, typer.Option(
+        "--labels", help="Fit to a JSONL of question, answer, score (a 1-10 rating or 0-1).")] = None,
+    out: Annotated[Path, typer.Option("--out", help="Where to write the model "
+                                      "(use it with quality.calibration_path).")] = Path("quality_calibration.json"),
+    name: Annotated[str | None, typer.Option(help="The model's name (default: calibrated-<UTC time>).")] = None,
+    ridge: Annotated[float, typer.Option(min=0.0, help="Ridge penalty on the standardized features.")] = 10.0,
+    folds: Annotated[int, typer.Option(min=2, help="Cross-validation folds, by question.")] = 10,
+    sources: Annotated[str, typer.Option(help="Feedback sources read from the log.")] = "judge,user,ground_truth",
+    fmt: Annotated[str, typer.Option("--format", help="table or json")] = "table",
+) -> None:
+    """Fit the evaluator's quality calibration to labelled answers and write it as a JSON model;
+    reports its Spearman agreement on questions it was not fitted on."""
+    from ._calibrate import calibrate_command
+
+    raise typer.Exit(calibrate_command(data_dir, labels, out, name=name, ridge=ridge, folds=folds,
+                                       sources=sources, fmt=fmt))
+
+
 def main() -> None:
     app()
 

@@ -227,6 +227,10 @@ class JudgeSettings(_Strict):
 class QualitySettings(_Strict):
     threshold: float = Field(default=0.6, ge=0, le=1)
     weights: QualityWeights = QualityWeights()
+    #: The model that turns the evaluator's scores into ``quality_score`` (a judge's rating / 10):
+    #: "default" for the packaged one (fitted on MT-Bench GPT-4 judge ratings), a file written by
+    #: ``amm calibrate``, or None for the weighted sum of the three scores under ``weights``.
+    calibration_path: str | None = "default"
     reroute_on_low_quality: bool = False
     judge: JudgeSettings = JudgeSettings()
 

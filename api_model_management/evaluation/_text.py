@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from functools import lru_cache
 
 _WORD = re.compile(r"[a-z0-9]+(?:[+#][a-z0-9+#]*|\+\+|#)?")
+_PLAIN_WORD = re.compile(r"[a-z0-9]+")
 _VOWEL = re.compile(r"[aeiouy]")
 
 STOP_WORDS = frozenset(
@@ -62,34 +63,59 @@ def stem(word: str) -> str:
 
 def words(text: str) -> list[str]:
     """Lower-case word tokens (letters and digits; keeps ``c++`` and ``c#``)."""
-    return _WORD.findall(text.lower())
+    lowered = text.lower()
+    if "+" in lowered or "#" in lowered:
+        return _WORD.findall(lowered)
+    return _PLAIN_WORD.findall(lowered)  # the same tokens, found faster
+
+
+_TERMS: dict[str, str] = {}  # token -> content term ("" for a stop word): a bounded memo
+_TERMS_MAX = 100_000
+
+
+def _term(token: str) -> str:
+    """The stemmed content term of a token, or "" for a stop word or a single letter."""
+    if token in STOP_WORDS or (len(token) == 1 and not token.isdigit()):
+        term = ""
+    else:
+        term = stem(token)
+    if len(_TERMS) < _TERMS_MAX:
+        _TERMS[token] = term
+    return term
 
 
 def content_terms(tokens: Iterable[str], *, drop_instructions: bool = False) -> list[str]:
     """Stemmed tokens without stop words (and without instruction verbs, if asked)."""
-    out = []
-    for token in tokens:
-        if token in STOP_WORDS or (drop_instructions and token in INSTRUCTION_WORDS):
-            continue
-        if len(token) == 1 and not token.isdigit():
-            continue
-        out.append(stem(token))
-    return out
+    if drop_instructions:
+        tokens = [token for token in tokens if token not in INSTRUCTION_WORDS]
+    elif not isinstance(tokens, list):
+        tokens = list(tokens)
+    terms = list(map(_TERMS.get, tokens))  # None for a token not seen yet
+    if None in terms:
+        terms = [_term(token) if term is None else term for token, term in zip(tokens, terms, strict=True)]
+    return list(filter(None, terms))
 
 
 def sentences(text: str) -> list[str]:
     """Sentences (split at ``.!?`` followed by a space, and at line breaks), stripped, non-empty."""
-    out = []
-    for line in text.splitlines():
-        if not ("." in line or "!" in line or "?" in line):
-            if stripped := line.strip():
-                out.append(stripped)
-            continue
-        marked = line.replace(". ", ".\0").replace("! ", "!\0").replace("? ", "?\0")
-        out += [s for piece in marked.split("\0") if (s := piece.strip())]
-    return out
+    marked = text.replace(". ", ".\n").replace("! ", "!\n").replace("? ", "?\n")
+    return [s for piece in marked.splitlines() if (s := piece.strip())]
+
+
+class Answer:
+    """An answer's text with its tokens, stemmed terms and sentences, computed once."""
+
+    __slots__ = ("text", "tokens", "terms", "term_set", "sentences", "sentence_words")
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.tokens = words(text)
+        self.terms = content_terms(self.tokens)
+        self.term_set = frozenset(self.terms)
+        self.sentences = sentences(text)
+        self.sentence_words = list(map(len, map(str.split, self.sentences)))
 
 
 def normalize_sentence(sentence: str) -> str:
-    """Lower case, single spaces, no end punctuation: how repeated sentences are recognised."""
-    return " ".join(sentence.lower().split()).strip(" .!?")
+    """Lower case, no end punctuation: how repeated sentences are recognised."""
+    return sentence.lower().strip(" .!?")

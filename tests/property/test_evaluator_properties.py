@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from api_model_management import ModelRequest
-from api_model_management.evaluation import ResponseEvaluator
+from api_model_management.evaluation import FEATURE_NAMES, Calibration, ResponseEvaluator
+from api_model_management.evaluation._calibration import MONOTONE
+from api_model_management.evaluation._checks import arithmetic
 from api_model_management.evaluation._text import content_terms, words
 
 pytestmark = pytest.mark.property
@@ -85,3 +89,44 @@ def test_duplicating_a_real_answer_strictly_lowers_coherence(prompt: str, senten
     once = EVALUATOR.evaluate(request, text, "stop")
     twice = EVALUATOR.evaluate(request, text + "\n" + text, "stop")
     assert twice.coherence < once.coherence or once.coherence == 0.0
+
+
+arithmetic_text = st.text(alphabet="0123456789+-*/^()=|xX.,$% \n<>abf", max_size=300)
+
+
+@COMMON
+@given(arithmetic_text)
+def test_the_arithmetic_check_takes_anything_an_answer_writes(text: str) -> None:
+    checked, wrong = arithmetic(text)
+    assert 0 <= wrong <= checked
+    assert arithmetic(text) == (checked, wrong)
+
+
+@COMMON
+@given(prompts, arithmetic_text, finish_reasons)
+def test_answers_full_of_arithmetic_score_within_bounds(prompt: str, text: str, finish: str | None) -> None:
+    result = EVALUATOR.evaluate(_request(prompt), text, finish)
+    assert 0.0 <= result.quality_score <= 1.0
+    assert EVALUATOR.evaluate(_request(prompt), text, finish) == result
+
+
+monotone_models = st.builds(
+    lambda w, c, s, b: Calibration(name="m", weights=tuple(w), center=tuple(c), scale=tuple(s), intercept=b),
+    st.lists(st.floats(-1, 1), min_size=len(FEATURE_NAMES), max_size=len(FEATURE_NAMES)).map(
+        lambda w: [abs(v) if name in MONOTONE else v for v, name in zip(w, FEATURE_NAMES, strict=True)]),
+    st.lists(st.floats(-2, 2), min_size=len(FEATURE_NAMES), max_size=len(FEATURE_NAMES)),
+    st.lists(st.floats(0.01, 3), min_size=len(FEATURE_NAMES), max_size=len(FEATURE_NAMES)),
+    st.floats(0, 1),
+)
+
+
+@COMMON
+@given(monotone_models, st.lists(st.floats(0, 1), min_size=len(FEATURE_NAMES), max_size=len(FEATURE_NAMES)),
+       st.sampled_from(MONOTONE), st.floats(0, 1))
+def test_a_calibration_never_rewards_a_worse_score(model: Calibration, x: list[float], name: str,
+                                                   drop: float) -> None:
+    worse = list(x)
+    worse[FEATURE_NAMES.index(name)] *= drop
+    assert model.predict(worse) <= model.predict(x)
+    assert 0.0 <= model.predict(x) <= 1.0
+    assert Calibration.from_json(json.loads(json.dumps(model.to_json()))) == model

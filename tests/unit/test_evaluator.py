@@ -3,21 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 
 import pytest
 
 from api_model_management import Message, ModelRequest
 from api_model_management.config import QualitySettings, QualityWeights
+from api_model_management.errors import ConfigError, InvalidInput
 from api_model_management.evaluation import (
+    FEATURE_NAMES,
     JUDGE_SYSTEM_PROMPT,
+    Calibration,
     Evaluation,
     JudgePrompt,
     ResponseEvaluator,
     build_judge_prompt,
     extract,
+    load_calibration,
     parse_judge_score,
 )
+from api_model_management.evaluation._checks import arithmetic, json_parses, template_leak
 from api_model_management.events import ResponseEvaluated
 
 pytestmark = pytest.mark.unit
@@ -66,10 +72,24 @@ def test_good_beats_off_topic_beats_empty(evaluator: ResponseEvaluator) -> None:
     assert "empty answer" in empty.explanation
 
 
-def test_scores_use_the_configured_weights() -> None:
-    settings = QualitySettings(weights=QualityWeights(completeness=0.0, relevance=1.0, coherence=0.0))
+def test_without_calibration_scores_use_the_configured_weights() -> None:
+    settings = QualitySettings(weights=QualityWeights(completeness=0.0, relevance=1.0, coherence=0.0),
+                               calibration_path=None)
     result = ResponseEvaluator(settings).evaluate(ASYNC_REQUEST, OFF_TOPIC, "stop")
     assert result.quality_score == result.relevance
+    assert result.calibration is None and "calibrated" not in result.explanation
+
+
+def test_the_packaged_calibration_decides_by_default_and_says_so() -> None:
+    evaluator = ResponseEvaluator()
+    assert evaluator.calibration is not None
+    result = evaluator.evaluate(ASYNC_REQUEST, GOOD_ASYNC, "stop")
+    assert result.calibration == evaluator.calibration.name
+    assert result.explanation.endswith(f"quality calibrated by {evaluator.calibration.name}")
+    weighted = ResponseEvaluator(QualitySettings(calibration_path=None)).evaluate(
+        ASYNC_REQUEST, GOOD_ASYNC, "stop")
+    assert (result.completeness, result.relevance, result.coherence) == (
+        weighted.completeness, weighted.relevance, weighted.coherence)
 
 
 def test_threshold_decides_low_quality() -> None:
@@ -223,6 +243,194 @@ def test_fast_on_a_2kb_answer(evaluator: ResponseEvaluator) -> None:
         evaluator.evaluate(ASYNC_REQUEST, answer, "stop")
     per_call_ms = (time.perf_counter() - start) / runs * 1000
     assert per_call_ms < 5.0  # target is < 1 ms; loose bound so a busy CI box does not flake
+
+
+# -- instruction following, degenerate text, arithmetic ----------------------------------------
+
+RAW = ResponseEvaluator(QualitySettings(calibration_path=None))
+
+
+def _why(prompt: str, answer: str, finish: str | None = "stop") -> Evaluation:
+    return RAW.evaluate(ModelRequest(prompt=prompt, max_tokens=4096), answer, finish)
+
+
+def _sentences(n: int, topic: str = "smartphone") -> str:
+    return " ".join(f"Point {i} about the {topic} camera, battery and screen is here." for i in range(n))
+
+
+def test_a_word_limit_is_held_loosely() -> None:
+    prompt = "Write an outline for a blog post comparing two smartphones in fewer than 200 words."
+    within, far_over = _why(prompt, _sentences(25)), _why(prompt, _sentences(90))
+    assert "asked" not in within.explanation
+    assert far_over.completeness < within.completeness and "words, 200 asked" in far_over.explanation
+
+
+def test_concise_asked_and_a_long_answer_given() -> None:
+    prompt = "Write a persuasive email to a friend about volunteering. Please be concise."
+    assert "not concise" in _why(prompt, _sentences(120, "volunteering")).explanation
+    assert "not concise" not in _why(prompt, _sentences(20, "volunteering")).explanation
+
+
+def test_json_asked_needs_json_that_parses() -> None:
+    prompt = ("Identify the countries and capitals in the following sentences. Output in JSON "
+              "format.\na) Copenhagen is the capital of Denmark and Danish is spoken there by "
+              "most people who live in the city, in the suburbs and in the wider region around it "
+              "as well. b) Buenos Aires is the capital of Argentina, where Spanish is spoken.")
+    good = '```json\n{"Denmark": "Copenhagen", "Argentina": "Buenos Aires"}\n```'
+    broken = '``[\n {"country": "Denmark", "capital": "Copenhagen"}\n }\n]\n``'
+    assert "JSON" not in _why(prompt, good).explanation
+    assert "JSON asked, none parses" in _why(prompt, broken).explanation
+    assert json_parses("Here: [5, 1, 3]") and not json_parses("Here: [5, 1, 3")
+
+
+def test_one_item_per_line_asked() -> None:
+    prompt = ("Extract the book, the author and the year from the texts below, one book per line."
+              "\n" + "a) The book Dune by Frank Herbert appeared in 1965 and is a classic of the "
+              "genre that many readers still love to read again and again. b) Neuromancer by "
+              "William Gibson appeared in 1984 and started a whole new genre of fiction.")
+    on_lines = "Dune, Frank Herbert, 1965\nNeuromancer, William Gibson, 1984"
+    one_line = "Dune, Frank Herbert, 1965; Neuromancer, William Gibson, 1984"
+    assert "per line" not in _why(prompt, on_lines).explanation
+    assert "one item per line asked" in _why(prompt, one_line).explanation
+
+
+def test_an_answer_in_another_language_than_asked() -> None:
+    prompt = 'Translate and refine my text in English, with eloquent expressions: "衣带渐宽终不悔"'
+    english = "As the sash grows loose, I shall never regret it: for her I am worn and wan."
+    chinese = "纵使衣带渐宽，终究无悔，为伊而消磨人心也是悲伤不已。"
+    assert "another language" not in _why(prompt, english).explanation
+    assert "in another language than the request's" in _why(prompt, chinese).explanation
+
+
+def test_code_in_another_language_than_asked() -> None:
+    prompt = "Write a C++ program to find the nth Fibonacci number using recursion."
+    cpp = "```cpp\n#include <iostream>\nint fib(int n) { return n < 2 ? n : fib(n-1) + fib(n-2); }\n```"
+    python = "```python\ndef fib(n):\n    return n if n < 2 else fib(n-1) + fib(n-2)\n```"
+    assert _why(prompt, cpp).completeness > _why(prompt, python).completeness
+    assert "code in another language than asked" in _why(prompt, python).explanation
+
+
+def test_an_answer_written_as_the_one_asking() -> None:
+    prompt = "Develop a Python program that reads text files and returns the top-5 words."
+    impostor = "I'm trying to implement this task using Python. Here's my code, can you fix it?"
+    assert "answers as the one asking" in _why(prompt, impostor).explanation
+
+
+def test_a_refusal_with_an_answer_after_it_is_not_a_refusal() -> None:
+    prompt = "Suggest five award-winning documentary films for aspiring filmmakers."
+    disclaimer = ("As an AI language model, I cannot watch films, but I can provide a list: 1. Man "
+                  "on Wire. 2. Free Solo. 3. Citizenfour. 4. Searching for Sugar Man. 5. Bowling "
+                  "for Columbine.")
+    assert "refusal" not in _why(prompt, disclaimer).explanation
+    assert "refusal" not in _why("Write to my friend", "I can't help but think of you.").explanation
+
+
+def test_a_word_repeated_in_a_run_and_template_text_lower_coherence() -> None:
+    prompt = "List 5 artworks and ideas to adapt them for children."
+    run = "1. **Van " + "van " * 40 + "Gogh**"
+    leak = ("The Starry Night can become a projection room.\n\nHuman: What are the three states of "
+            "matter? Assistant: Solid, liquid and gas.")
+    assert "a word repeated" in _why(prompt, run).explanation
+    assert "chat-template text" in _why(prompt, leak).explanation
+    assert not template_leak("A fine answer.<|im_end|>") and not template_leak("assistant\nHello there.")
+
+
+def test_arithmetic_slips_are_found() -> None:
+    right = "f(2) = 4(2)^3 - 9(2) - 14\nf(2) = 4(8) - 18 - 14\nf(2) = 32 - 18 - 14\nf(2) = 0"
+    wrong = right.replace("f(2) = 0", "f(2) = 4")
+    assert arithmetic(right) == (3, 0)
+    assert arithmetic(wrong)[1] == 1
+    assert arithmetic("She has 16 - 3 = 13 eggs, sells 13 * $2 = $<<13*2=26>>26.") == (3, 0)
+    assert arithmetic("So 3S + 9 - 9 = 27 - 9 and x = 2 ** 9999999.")[1] == 0
+    assert arithmetic("```python\nx = 2 + 2 == 5\n```") == (0, 0)
+    prompt = "Given that f(x) = 4x^3 - 9x - 14, find the value of f(2)."
+    assert "calculations wrong" in _why(prompt, wrong).explanation
+    assert _why(prompt, wrong).coherence < _why(prompt, right).coherence
+
+
+MMLU = ("What is true for a type-Ia supernova?\nA. This type occurs in binary systems.\nB. This "
+        "type occurs in young galaxies.\nC. This type produces gamma-ray bursts.\nD. This type "
+        "produces high amounts of X-rays.\nAnswer:")
+
+
+@pytest.mark.parametrize("answer", ["A", "B.", "(c)", "**D**", "The answer is B",
+                                    "C. This type produces gamma-ray bursts."])
+def test_a_letter_answer_to_a_multiple_choice_question_is_complete(answer: str) -> None:
+    request = ModelRequest(prompt=MMLU)
+    result = ResponseEvaluator().evaluate(request, answer, "stop")
+    assert not result.low_quality and result.relevance == 1.0 and result.completeness == 1.0
+
+
+def test_a_letter_that_is_no_option_or_no_letter_is_not_an_answer() -> None:
+    request = ModelRequest(prompt=MMLU)
+    valid = ResponseEvaluator().evaluate(request, "B", "stop")
+    for answer in ("E", "Hmm."):
+        result = ResponseEvaluator().evaluate(request, answer, "stop")
+        assert result.quality_score < valid.quality_score and result.low_quality
+    assert extract(MMLU).choices == "ABCD" and extract(MMLU).kind == "solve"
+
+
+def test_material_quoted_in_the_prompt_is_not_a_demand() -> None:
+    prompt = ("Evaluate the following movie reviews on a scale of 1 to 5:\n1. This movie was "
+              "phenomenal, with great acting and a plot that kept everyone on the edge of their "
+              "seat until the end.\n2. Never before have I been so disappointed with a movie; list "
+              "3 reasons why would not be enough.\n3. The movie was okay, some parts were good "
+              "and some were boring.\nReturn the answer as a JSON array of integers.")
+    req = extract(prompt)
+    assert req.kind == "extract" and req.wants_json and req.count is None and not req.parts
+    assert "misses" not in _why(prompt, "[5, 1, 3]").explanation
+
+
+# -- input and calibration files ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("request_", "text", "finish"), [
+    ("not a request", "text", "stop"), (ASYNC_REQUEST, None, "stop"), (ASYNC_REQUEST, b"bytes", None),
+    (ASYNC_REQUEST, "text", 3),
+])
+def test_bad_input_is_a_typed_error(request_: object, text: object, finish: object) -> None:
+    with pytest.raises(InvalidInput):
+        ResponseEvaluator().evaluate(request_, text, finish)  # type: ignore[arg-type]
+
+
+def _model_json(**changes: object) -> dict:
+    data = load_calibration("default").to_json()  # type: ignore[union-attr]
+    data.update(changes)
+    return data
+
+
+@pytest.mark.parametrize(("data", "reason"), [
+    ({"format": "something else"}, "not a quality calibration file"),
+    (_model_json(features_version=0), "features version 0"),
+    (_model_json(features=["a", "b"]), "features but"),
+    (_model_json(weights=[-1.0] + [0.0] * (len(FEATURE_NAMES) - 1)), "weight of completeness is negative"),
+    (_model_json(scale=[0.0] * len(FEATURE_NAMES)), "scale <= 0"),
+    (_model_json(weights="nope"), "malformed"),
+])
+def test_a_bad_calibration_file_is_a_config_error(tmp_path, data: dict, reason: str) -> None:
+    path = tmp_path / "model.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(ConfigError, match=reason):
+        ResponseEvaluator(QualitySettings(calibration_path=str(path)))
+
+
+def test_a_missing_or_garbled_calibration_file_is_a_config_error(tmp_path) -> None:
+    with pytest.raises(ConfigError, match="cannot read the calibration file"):
+        load_calibration(str(tmp_path / "absent.json"))
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(ConfigError, match="is not JSON"):
+        load_calibration(str(tmp_path / "bad.json"))
+
+
+def test_a_calibration_file_round_trips(tmp_path) -> None:
+    packaged = load_calibration("default")
+    assert isinstance(packaged, Calibration)
+    packaged.save(tmp_path / "copy.json")
+    copy = load_calibration(str(tmp_path / "copy.json"))
+    assert copy == packaged
+    settings = QualitySettings(calibration_path=str(tmp_path / "copy.json"))
+    assert ResponseEvaluator(settings).evaluate(ASYNC_REQUEST, GOOD_ASYNC, "stop") == \
+        ResponseEvaluator().evaluate(ASYNC_REQUEST, GOOD_ASYNC, "stop")
 
 
 # -- judge mode ------------------------------------------------------------------------------
