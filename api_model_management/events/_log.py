@@ -324,6 +324,19 @@ def _partition_value(dirname: str, key: str) -> str | None:
     return dirname[len(prefix):] if dirname.startswith(prefix) else None
 
 
+def schema_compatible(found: pa.Schema, expected: pa.Schema) -> bool:
+    """Whether a file written with schema ``found`` can be read as ``expected``: every column it
+    has is a column of the type with the same Arrow type, and every column it lacks is nullable
+    (a field added to the event type since the file was written: read as null). Metadata is not
+    compared. Anything else (a changed type, an unknown column) is another schema."""
+    for field in found:
+        if expected.get_field_index(field.name) < 0:
+            return False
+        if not field.type.equals(expected.field(field.name).type):
+            return False
+    return all(field.nullable or field.name in found.names for field in expected)
+
+
 def claimed_names(pf: pq.ParquetFile) -> list[str]:
     """The file names a merged file replaced (empty for an ordinary file)."""
     metadata = pf.schema_arrow.metadata or {}
@@ -617,14 +630,25 @@ class EventLog:
         on another schema; pyarrow's error on a footer that does not parse)."""
         pf = self.storage.parquet_file(file.path)
         cls = EVENT_TYPES.get(file.event_type)
-        if cls is not None and not pf.schema_arrow.equals(cls.arrow_schema()):
+        if cls is not None and not schema_compatible(pf.schema_arrow, cls.arrow_schema()):
             raise CorruptLogFile(f"{file.path} does not have the {file.event_type} schema",
                                  path=file.path, event_type=file.event_type)
         return pf
 
     def _read_checked(self, file: LogFile, columns: Sequence[str] | None = None) -> pa.Table:
-        table = self.open_file(file).read(columns=list(columns) if columns is not None else None)
-        return table.replace_schema_metadata(event_class(file.event_type).arrow_schema().metadata)
+        pf = self.open_file(file)
+        schema = event_class(file.event_type).arrow_schema()
+        present = set(pf.schema_arrow.names)
+        wanted = list(columns) if columns is not None else list(schema.names)
+        table = pf.read(columns=[c for c in wanted if c in present])
+        for name in wanted:  # a column the file predates (a field added since): all null
+            if name not in present:
+                field = schema.field(name)
+                table = table.append_column(field, pa.nulls(table.num_rows, field.type))
+        table = table.select(wanted)
+        if columns is None:
+            table = table.cast(schema)
+        return table.replace_schema_metadata(schema.metadata)
 
     def _events_checked(self, file: LogFile) -> list[Event]:
         return table_to_events(self._read_checked(file), event_class(file.event_type))

@@ -362,3 +362,24 @@ def test_amm_compact_works_on_the_rest_and_says_which_file(tmp_path):
     assert line.startswith("warning: quarantined") and str(bad) in line
     assert "Traceback" not in result.output
     assert len(log.read("RequestCompleted")) == 3
+
+
+def test_a_file_older_than_a_field_is_read_with_nulls_not_quarantined(tmp_path):
+    """Schema evolution: a file written before a nullable field was added to its event type is
+    readable (the field is null), by events, by columns and by the views; only a changed or
+    unknown column is another schema."""
+    log = good_log(tmp_path, files=1)
+    table = events_to_table([done(7)], RequestCompleted).drop_columns(["time_to_first_token_ms"])
+    plant(log, parquet_bytes(table), name="older-0001.parquet")
+    events = [e for e in log.read("RequestCompleted") if e.request_id == "r7"]
+    assert len(events) == 1 and events[0].time_to_first_token_ms is None
+    assert not (tmp_path / "quarantine").exists() and alerts_in(log) == []
+    (file,) = [f for f in log.partition_files("RequestCompleted", DATE) if f.name.startswith("older")]
+    columns = log.read_file(file, ["request_id", "time_to_first_token_ms"])
+    assert columns is not None and columns.column("time_to_first_token_ms").null_count == 1
+    changed = events_to_table([done(8)], RequestCompleted)
+    changed = changed.set_column(changed.schema.get_field_index("latency_ms"),
+                                 pa.field("latency_ms", pa.string()), pa.array(["8"]))
+    plant(log, parquet_bytes(changed), name="changed-0001.parquet")
+    log.read("RequestCompleted")
+    assert quarantine_path(tmp_path, name="changed-0001.parquet").exists()
