@@ -32,7 +32,7 @@ SECRET_PROMPT = "zebra-quartz-7781 explain the tangerine protocol"
 BUDGETED = "budgeted"
 BUDGET_USD = Decimal("0.05")
 KILLED = "killed-routers"  # an agent type with its own strict budget, for the router-kill test
-KILLED_BUDGET_USD = Decimal("0.03")
+KILLED_BUDGET_USD = Decimal("0.08")
 PINNED_RPM_MODEL = "rpm-probe"  # a model only this test uses, 30 requests per minute
 
 
@@ -243,7 +243,7 @@ def test_router_kills_under_a_strict_budget_overspend_nothing_and_lose_no_call(s
     emulator.set_profile(_profile(defaults={"latency": {"kind": "fixed", "latency_s": 0.1}}))
     routers = system.handles.routers
     pids = [ray.get(r.pid.remote()) for r in routers[:2]]
-    requests = [_request(9000 + i, agent=KILLED, max_tokens=256, model_id="gpt-4o-mini")
+    requests = [_request(20000 + i, agent=KILLED, max_tokens=256, model_id="gpt-4.1-mini")
                 for i in range(2000)]
     returned, refused = [], []
 
@@ -260,17 +260,18 @@ def test_router_kills_under_a_strict_budget_overspend_nothing_and_lose_no_call(s
 
         async def killer():
             for n, pid in enumerate(pids):  # each killed while it holds a slice
-                while len(returned) < 40 * (n + 1):
+                while len(returned) < 40 * (n + 1) and queue:
                     await asyncio.sleep(0.01)
                 os.kill(pid, signal.SIGKILL)
 
-        await asyncio.gather(killer(), *(worker() for _ in range(12)))
+        await asyncio.wait_for(asyncio.gather(killer(), *(worker() for _ in range(12))), 240)
 
     try:
         asyncio.run(load())
     finally:
         emulator.set_profile(_profile())
-    assert returned and refused, "some requests were served before the budget ran out"
+    assert len(returned) >= 80 and refused, (len(returned), Counter(
+        (type(e).__name__, tuple(getattr(e, "errors", ()) or ())) for e in refused))
     for router in routers[:2]:
         _wait_until_alive(router)
     events = _events(system)
@@ -486,7 +487,7 @@ def test_per_agent_type_weights_are_applied_everywhere_and_named(system, tmp_pat
     original = system.config.settings.selection
     try:
         system.load_weights(path)
-        responses = asyncio.run(_run_all(system, [_request(9900 + i, agent="thrifty")
+        responses = asyncio.run(_run_all(system, [_request(31000 + i, agent="thrifty")
                                                   for i in range(4)]))
         ok = [r for r in responses if not isinstance(r, BaseException)]
         assert ok
@@ -501,7 +502,7 @@ def test_per_agent_type_weights_are_applied_everywhere_and_named(system, tmp_pat
                        + w.performance * c.performance + w.availability * c.availability)
             assert event.model_id == best.model_id, "the logged policy is the one that chose"
         def routers_have_it() -> bool:
-            states = [ray.get(r.select.remote(_request(9990, agent="thrifty")))
+            states = [ray.get(r.select.remote(_request(31990, agent="thrifty")))
                       for r in system.handles.routers]
             return all(s.weights_version == "per-agent-test" for s in states)
 
@@ -517,7 +518,7 @@ def test_feedback_is_recorded_once_validated_and_moves_the_learnt_quality(system
 
     from api_model_management.errors import InvalidInput
 
-    responses = asyncio.run(_run_all(system, [_request(9700 + i, agent="graded",
+    responses = asyncio.run(_run_all(system, [_request(30000 + i, agent="graded",
                                                        model_id="gpt-4o-mini") for i in range(6)]))
     ok = [r for r in responses if not isinstance(r, BaseException)]
     assert ok
