@@ -97,8 +97,11 @@ class LogSpend:
         """Everything: the cached files' spend, then a poll of every partition (what a ledger
         starts from). Request ids: those delivered within ``recent_s``."""
         delta = SpendDelta(request_ids=self.recent_request_ids())
-        for spend in self.files.values():
-            delta.added.extend(self._entries(spend))
+        total: Rows = {}
+        for spend in self.files.values():  # summed across files first: one entry per key/minute
+            for bucket, amount in spend.rows.items():
+                total[bucket] = total.get(bucket, Decimal(0)) + amount
+        delta.added.extend(self._entries(FileSpend(("", ""), total)))
         polled = self.poll(all_partitions=True)
         delta.added.extend(polled.added)
         delta.removed.extend(polled.removed)

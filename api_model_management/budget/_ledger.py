@@ -429,13 +429,37 @@ class CostLedgerCore:
     def apply_log(self, delta: SpendDelta) -> list[BudgetAlert]:
         """Take what the log delivered since the last poll (:class:`LogSpend`): spend added and
         removed, and the request ids of terminal events, whose pending holds (from slice returns)
-        are dropped now that their spend is settled. Returns the alerts crossed."""
+        are dropped now that their spend is settled. Returns the alerts crossed.
+
+        Applied in bulk: amounts are summed per key and window first, so a start from a whole
+        log costs one bucket update per key and window, not one per event."""
         now = self._clock.monotonic()
+        by_minute: dict[tuple[SpendKey, datetime], Decimal] = {}
         for key, at, amount in delta.removed:
-            self._add_to_buckets(key, -amount, at)
-        alerts: list[BudgetAlert] = []
+            by_minute[(key, at)] = by_minute.get((key, at), Decimal(0)) - amount
         for key, at, amount in delta.added:
-            alerts.extend(self._add_spend(key, amount, at))
+            by_minute[(key, at)] = by_minute.get((key, at), Decimal(0)) + amount
+        starts: dict[datetime, tuple[datetime, datetime]] = {}
+        windowed: dict[tuple[SpendKey, datetime, datetime], list[Any]] = {}
+        for (key, at), amount in by_minute.items():
+            if not amount:
+                continue
+            hit = starts.get(at)
+            if hit is None:
+                hit = starts[at] = (self._window_start("day", at), self._window_start("month", at))
+            entry = windowed.setdefault((key, *hit), [Decimal(0), at])
+            entry[0] += amount
+            entry[1] = max(entry[1], at)
+        alerts: list[BudgetAlert] = []
+        for (key, day, month), (amount, at) in windowed.items():
+            for window, start in (("day", day), ("month", month)):
+                for scope, scope_key in scope_keys(key):
+                    bucket = (scope, scope_key, window, start)
+                    self._settled[bucket] = self._settled.get(bucket, Decimal(0)) + amount
+            if amount > 0:
+                found = self._new_alerts(key, at)
+                self._events.extend(found)
+                alerts.extend(found)
         for request_id in delta.request_ids:
             self._note_logged(request_id, now)
             pending = self._reservations.get(f"p:{request_id}")

@@ -1,0 +1,318 @@
+"""Selection that learns, end to end through the real system, on real per-prompt correctness.
+
+    # hold out an eval split of the routellm data (by prompt hash; the same split every time)
+    python benchmarks/selection_quality.py split --source ../shared/data/routellm --out /tmp/rl
+
+    python benchmarks/selection_quality.py --train /tmp/rl/train --eval /tmp/rl/eval \\
+        [--log-requests 3000] [--eval-requests 1500] [--epsilon 0.3] [--max-cost-share 0.5] \\
+        [--format json]
+
+What it does (issue 11), all through ``ModelManagement`` on local Ray and the emulator:
+
+1. The emulator serves an *answer world*: for every prompt of the train and eval files, a strong
+   model (``gpt-4-1106-preview``, $10 / $30 per million input / output tokens) and a weak one
+   (``mixtral-8x7b``, $0.60 / $0.60) answer right or wrong as the real models did (the routellm
+   data), the answer marked ``[correct]`` / ``[incorrect]``.
+2. Logging: ``--log-requests`` train prompts (agent type = subject) go through the system with
+   exploration ``--epsilon``; the marker of each answer is fed back with
+   ``mm.feedback(request_id, 1.0 or 0.0, source="ground_truth")`` (the selector learns quality per
+   model and subject from it as it goes).
+3. ``amm tune --per-agent-type --objective max-quality --max-cost-share X`` on that log writes a
+   weights file (per subject: the best estimated quality whose cost stays within X of
+   always-strong's).
+4. A second system on the same log (its selector rebuilds what was learnt from the log: no cold
+   start) loads the weights with ``mm.load_weights`` and serves ``--eval-requests`` eval prompts
+   (prompts not in the log) without exploration; then the same prompts pinned to the strong model
+   and to the weak one. Accuracy is read from the answers' markers, cost from the responses.
+
+The last line with ``--format json`` is one object: ``tuned``, ``always_strong``, ``always_weak``
+(each ``{"accuracy", "cost_usd", "requests"}``), ``random_mix_same_cost`` (the accuracy of a random
+strong/weak mix that costs what ``tuned`` cost) and the targets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import hashlib
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+
+STRONG, WEAK = "gpt-4-1106-preview", "mixtral-8x7b"
+COLUMNS = {STRONG: "gpt-4-1106-preview", WEAK: "mistralai/Mixtral-8x7B-Instruct-v0.1"}
+PRICES = {STRONG: ("0.01", "0.03"), WEAK: ("0.0006", "0.0006")}  # USD per 1k tokens (data README)
+KEY_ENV = "AMM_BENCH_OPENAI_KEY"
+
+
+@dataclass(frozen=True)
+class Prompt:
+    agent_type: str
+    text: str
+    max_tokens: int
+
+
+# ---------------------------------------------------------------------------------------------
+# data
+
+
+def _csv_files(root: Path) -> list[Path]:
+    return sorted(root.rglob("*.csv"))
+
+
+def _agent_type(path: Path) -> str:
+    name = path.stem
+    return "gsm8k" if name.startswith("gsm8k") else name.removeprefix("mmlu_")
+
+
+def load_prompts(root: Path) -> list[Prompt]:
+    csv.field_size_limit(16 * 1024 * 1024)
+    prompts = []
+    for path in _csv_files(root):
+        agent = _agent_type(path)
+        with path.open(newline="", encoding="utf-8") as handle:
+            for row in csv.DictReader(handle):
+                if row.get("prompt"):
+                    # a letter answer needs few tokens; a worked answer many (the marker is last)
+                    prompts.append(Prompt(agent, row["prompt"], 1024 if agent == "gsm8k" else 24))
+    return prompts
+
+
+def split(source: Path, out: Path, eval_fraction: float) -> None:
+    """Write ``out/train`` and ``out/eval`` with the layout of ``source``, each prompt in one of
+    them by its hash (stable, independent of order)."""
+    csv.field_size_limit(16 * 1024 * 1024)
+    counts = {"train": 0, "eval": 0}
+    for path in _csv_files(source):
+        with path.open(newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            rows = list(reader)
+            fields = reader.fieldnames or []
+        parts: dict[str, list[dict[str, str]]] = {"train": [], "eval": []}
+        for row in rows:
+            digest = hashlib.sha256(row.get("prompt", "").encode()).digest()
+            share = int.from_bytes(digest[:8], "big") / 2**64
+            parts["eval" if share < eval_fraction else "train"].append(row)
+        for part, part_rows in parts.items():
+            target = out / part / path.relative_to(source)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with target.open("w", newline="", encoding="utf-8") as handle:
+                writer = csv.DictWriter(handle, fieldnames=fields)
+                writer.writeheader()
+                writer.writerows(part_rows)
+            counts[part] += len(part_rows)
+    print(f"split {source} -> {out}: {counts['train']} train, {counts['eval']} eval prompts")
+
+
+# ---------------------------------------------------------------------------------------------
+# the system
+
+
+def make_config(data_dir: Path, emulator_url: str, epsilon: float):
+    from api_model_management.config import config_from_dict
+
+    def model(model_id: str) -> dict:
+        price_in, price_out = PRICES[model_id]
+        return {
+            "id": model_id, "provider": "openai", "name": model_id,
+            "capabilities": ["text-generation"], "cost_per_1k_input_tokens": price_in,
+            "cost_per_1k_output_tokens": price_out, "context_window": 32000,
+            "rate_limits": {"requests_per_minute": 1_000_000, "tokens_per_minute": 1_000_000_000},
+            "average_response_time_ms": 500, "quality_prior": 0.7,
+        }
+
+    return config_from_dict({
+        "models": [model(STRONG), model(WEAK)],
+        "providers": {"openai": {"type": "openai", "base_url": emulator_url, "api_key_env": KEY_ENV}},
+        "settings": {
+            "data_dir": str(data_dir),
+            "routers": {"replicas": 1},
+            "selection": {"exploration_epsilon": epsilon, "assignment_cache_ttl_s": 1.0},
+            "cache": {"enabled": False},
+            "quality": {"reroute_on_low_quality": False},
+            "concurrency": {"max_in_flight": 64},
+        },
+    }, source="selection_quality")
+
+
+def world_dir(train: Path, eval_: Path, into: Path) -> Path:
+    """One folder with both splits' files (the emulator's answer world)."""
+    for name, root in (("train", train), ("eval", eval_)):
+        for path in _csv_files(root):
+            target = into / name / path.relative_to(root)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, target)
+    return into
+
+
+def marker_score(text: str) -> float | None:
+    if "[correct]" in text:
+        return 1.0
+    if "[incorrect]" in text:
+        return 0.0
+    return None
+
+
+async def serve(mm, prompts: list[Prompt], *, pin: str | None = None, feedback: bool,
+                concurrency: int = 16, label: str = "") -> dict:
+    """Send ``prompts`` through the system; accuracy from the answers' markers, cost from the
+    responses; feedback of each marker when asked."""
+    from api_model_management import AMMError, ModelRequest
+
+    right, cost, served, failed, unmarked = 0, Decimal(0), 0, 0, 0
+    chosen: dict[str, int] = {}
+    queue = list(prompts)
+    started = time.monotonic()
+
+    async def worker() -> None:
+        nonlocal right, cost, served, failed, unmarked
+        while queue:
+            prompt = queue.pop()
+            request = ModelRequest(prompt=prompt.text, agent_type=prompt.agent_type,
+                                   max_tokens=prompt.max_tokens, model_id=pin,
+                                   parameters={"temperature": 0.7}, cacheable=False)
+            try:
+                response = await mm.complete(request)
+            except AMMError:
+                failed += 1
+                continue
+            score = marker_score(response.text)
+            if score is None:
+                unmarked += 1
+                continue
+            served += 1
+            right += int(score)
+            cost += response.cost_usd
+            chosen[response.model_id] = chosen.get(response.model_id, 0) + 1
+            if feedback:
+                await mm.feedback(response.request_id, score, source="ground_truth")
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    took = time.monotonic() - started
+    if label:
+        print(f"  {label}: {served} answered, {failed} failed, {unmarked} unmarked, "
+              f"{right / max(served, 1):.3f} accuracy, ${cost:.4f}, chose {chosen}, {took:.0f} s",
+              file=sys.stderr)
+    return {"accuracy": right / served if served else 0.0, "cost_usd": float(cost),
+            "requests": served, "failed": failed, "unmarked": unmarked, "chosen": chosen}
+
+
+def run(args: argparse.Namespace) -> dict:
+    from api_model_management import ModelManagement
+    from api_model_management.emulator import Profile
+    from api_model_management.emulator.testing import EmulatorServer
+
+    rng = random.Random(args.seed)
+    train = load_prompts(Path(args.train))
+    eval_prompts = load_prompts(Path(args.eval))
+    train_ids = {p.text for p in train}
+    eval_prompts = [p for p in eval_prompts if p.text not in train_ids]
+    log_prompts = rng.sample(train, min(args.log_requests, len(train)))
+    eval_sample = rng.sample(eval_prompts, min(args.eval_requests, len(eval_prompts)))
+    work = Path(tempfile.mkdtemp(prefix="amm-selq-"))
+    data_dir = work / "data"
+    os.environ[KEY_ENV] = "bench-key-0000000000"
+    profile = Profile.model_validate({
+        "seed": args.seed,
+        "catalog": {"openai": [STRONG, WEAK]},
+        "world_dir": str(world_dir(Path(args.train), Path(args.eval), work / "world")),
+        "world_models": {m: {"column": c} for m, c in COLUMNS.items()},
+    })
+    print(f"{len(log_prompts)} logged train prompts, {len(eval_sample)} eval prompts, "
+          f"data in {work}", file=sys.stderr)
+    with EmulatorServer(profile=profile) as emulator:
+        url = emulator.url_for("openai")
+        with ModelManagement.start(make_config(data_dir, url, args.epsilon),
+                                   num_cpus=args.num_cpus) as mm:
+            asyncio.run(serve(mm, log_prompts, feedback=True, label="logging (exploring)"))
+            mm.flush()
+        weights = work / "weights.json"
+        tune = [sys.executable, "-c", "from api_model_management.cli import main; main()",
+                "tune", "--data-dir",
+                str(data_dir), "--out", str(weights), "--per-agent-type",
+                "--objective", "max-quality", "--max-cost-share", str(args.max_cost_share),
+                "--min-decisions", str(args.min_decisions), "--format", "json"]
+        done = subprocess.run(tune, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise SystemExit(f"amm tune refused: {done.stderr.strip() or done.stdout.strip()}")
+        with ModelManagement.start(make_config(data_dir, url, 0.0), num_cpus=args.num_cpus) as mm:
+            version = mm.load_weights(weights)
+            tuned = asyncio.run(serve(mm, eval_sample, feedback=False, label=f"tuned ({version})"))
+            strong = asyncio.run(serve(mm, eval_sample, pin=STRONG, feedback=False,
+                                       label="always strong"))
+            weak = asyncio.run(serve(mm, eval_sample, pin=WEAK, feedback=False,
+                                     label="always weak"))
+    share = ((tuned["cost_usd"] - weak["cost_usd"]) / (strong["cost_usd"] - weak["cost_usd"])
+             if strong["cost_usd"] > weak["cost_usd"] else 0.0)
+    share = min(1.0, max(0.0, share))
+    mix = share * strong["accuracy"] + (1 - share) * weak["accuracy"]
+    result = {
+        "tuned": {k: tuned[k] for k in ("accuracy", "cost_usd", "requests")},
+        "always_strong": {k: strong[k] for k in ("accuracy", "cost_usd", "requests")},
+        "always_weak": {k: weak[k] for k in ("accuracy", "cost_usd", "requests")},
+        "random_mix_same_cost": {"accuracy": mix, "strong_share": share},
+        "targets": {
+            "accuracy_vs_strong": tuned["accuracy"] / strong["accuracy"] if strong["accuracy"] else 0.0,
+            "cost_vs_strong": tuned["cost_usd"] / strong["cost_usd"] if strong["cost_usd"] else 0.0,
+            "points_over_random_mix": 100 * (tuned["accuracy"] - mix),
+        },
+        "weights_version": version,
+        "log_requests": len(log_prompts),
+        "epsilon": args.epsilon,
+        "max_cost_share": args.max_cost_share,
+    }
+    if not args.keep:
+        shutil.rmtree(work, ignore_errors=True)
+    return result
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "split":
+        parser = argparse.ArgumentParser(prog="selection_quality.py split")
+        parser.add_argument("split")
+        parser.add_argument("--source", required=True)
+        parser.add_argument("--out", required=True)
+        parser.add_argument("--eval-fraction", type=float, default=0.3)
+        args = parser.parse_args()
+        split(Path(args.source), Path(args.out), args.eval_fraction)
+        return
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--train", required=True)
+    parser.add_argument("--eval", required=True)
+    parser.add_argument("--log-requests", type=int, default=3000)
+    parser.add_argument("--eval-requests", type=int, default=1500)
+    parser.add_argument("--epsilon", type=float, default=0.3)
+    parser.add_argument("--max-cost-share", type=float, default=0.5)
+    parser.add_argument("--min-decisions", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--num-cpus", type=int, default=2)
+    parser.add_argument("--format", choices=("table", "json"), default="table")
+    parser.add_argument("--keep", action="store_true", help="keep the work folder (log, weights)")
+    args = parser.parse_args()
+    result = run(args)
+    if args.format == "json":
+        print(json.dumps(result))
+        return
+    print(f"{'policy':<24}{'accuracy':>10}{'cost USD':>12}{'requests':>10}")
+    for name in ("tuned", "always_strong", "always_weak"):
+        row = result[name]
+        print(f"{name:<24}{row['accuracy']:>10.3f}{row['cost_usd']:>12.4f}{row['requests']:>10}")
+    mix = result["random_mix_same_cost"]
+    print(f"{'random mix, same cost':<24}{mix['accuracy']:>10.3f}")
+    t = result["targets"]
+    print(f"tuned: {t['accuracy_vs_strong']:.1%} of always-strong's accuracy at "
+          f"{t['cost_vs_strong']:.1%} of its cost; {t['points_over_random_mix']:+.1f} points over "
+          f"a random mix of the same cost")
+
+
+if __name__ == "__main__":
+    main()
