@@ -228,8 +228,9 @@ def _goal(objective: str | None, max_cost_share: float | None,
 
 
 def _weights(w: SelectionWeights) -> str:
-    return (f"capability {w.capability:.3f}, cost {w.cost:.3f}, performance {w.performance:.3f}, "
+    text = (f"capability {w.capability:.3f}, cost {w.cost:.3f}, performance {w.performance:.3f}, "
             f"availability {w.availability:.3f}")
+    return text + (f", value {w.value_usd:.4g} USD per point" if w.value_usd else "")
 
 
 def _ci(interval: Interval, bare: bool = False) -> str:

@@ -240,11 +240,20 @@ class SelectionWeights(_Strict):
     cost: float = Field(default=0.25, ge=0, le=1)
     performance: float = Field(default=0.25, ge=0, le=1)
     availability: float = Field(default=0.20, ge=0, le=1)
+    #: What one point of suitability is worth in USD. Unset (the default), cost enters only as
+    #: the log-price sub-score, which keeps price ratios but not amounts. Set, the suitability
+    #: also loses the request's expected cost divided by ``value_usd``: a model dearer by Δc USD
+    #: for this request must score Δc / value_usd higher, so cheap requests go to a dear model
+    #: and dear ones do not (the trade-off ``amm tune`` finds for a cost constraint).
+    value_usd: float | None = Field(default=None, gt=0, allow_inf_nan=False)
 
     @model_validator(mode="after")
     def _sum(self) -> SelectionWeights:
-        _check_sum_one(self.model_dump(), "selection weights")
+        _check_sum_one(self.model_dump(include=_WEIGHT_PARTS), "selection weights")
         return self
+
+
+_WEIGHT_PARTS = {"capability", "cost", "performance", "availability"}
 
 
 class SelectionSettings(_Strict):

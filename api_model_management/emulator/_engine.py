@@ -14,7 +14,8 @@ from datetime import datetime, timedelta
 
 from .._clock import SYSTEM_CLOCK, Clock
 from ._data import TraceRecord, WorldEntry, load_trace, load_world, prompt_key
-from ._profile import FaultSpec, Profile, Provider, TraceLatency, effective_spec
+from ._judge import judge_reply
+from ._profile import PROVIDERS, FaultSpec, Profile, Provider, TraceLatency, effective_spec
 from ._text import compose_answer, world_answer
 
 WINDOW_S = 60.0
@@ -181,6 +182,8 @@ class Engine:
         self.profile = profile
         self._traces = traces
         self._world = world
+        self._catalogs = {provider: catalog_of(profile, provider) for provider in PROVIDERS}
+        self._known = {provider: frozenset(models) for provider, models in self._catalogs.items()}
         self._specs: dict[tuple[str, str], FaultSpec] = {}
         self._rates: dict[int, list[tuple[str, int, float]]] = {}
         self.profile_start = self.clock.monotonic()
@@ -215,14 +218,20 @@ class Engine:
         return None
 
     def catalog(self, provider: Provider) -> list[str]:
-        return self.profile.catalog.get(provider) or DEFAULT_CATALOG[provider]
+        """The models ``provider`` lists (see :func:`catalog_of`); do not modify."""
+        return self._catalogs[provider]
 
     def knows(self, provider: Provider, model: str) -> bool:
-        return not self.profile.strict_models or model in self.catalog(provider)
+        return not self.profile.strict_models or model in self._known[provider]
 
     # ---- answers
 
     def answer_text(self, model: str, conversation: str, prompt: str) -> str:
+        """A judge's score for a judge request (see :mod:`._judge`), the world's answer for a world
+        model and prompt, else a composed answer. ``prompt`` is the last user message."""
+        verdict = judge_reply(prompt)
+        if verdict is not None:
+            return verdict
         mapping = self.profile.world_models.get(model)
         if mapping is not None and self._world:
             entry: WorldEntry | None = self._world.get(prompt_key(prompt))
@@ -355,6 +364,15 @@ class Engine:
             "models": {m: dict(c) for m, c in models.items()},
             "providers": {p: dict(c) for p, c in providers.items()},
         }
+
+
+def catalog_of(profile: Profile, provider: Provider) -> list[str]:
+    """The profile's catalog for ``provider`` (the default one when unset), then the world models
+    that ``provider`` lists (those tied to it or to no provider); each model once."""
+    listed = profile.catalog.get(provider) or DEFAULT_CATALOG[provider]
+    world = [model for model, mapping in profile.world_models.items()
+             if mapping.provider in (None, provider)]
+    return list(dict.fromkeys([*listed, *world]))
 
 
 def _fault_rates(spec: FaultSpec) -> list[tuple[str, int, float]]:

@@ -9,6 +9,19 @@ request, ``providers.<name>`` override them for one protocol and ``models.<name>
      "providers": {"anthropic": {"error_rates": {"529": 0.02}}},
      "models": {"gpt-4o-mini": {"rate_limits": {"requests_per_minute": 60},
                                 "outages": [{"start_s": 5, "end_s": 20}]}}}
+
+An *answer world* replays real per-prompt correctness: ``world_dir`` names a folder of
+routellm-format CSV files (a ``prompt`` column, one ``True``/``False`` column per real model, and
+optionally ``<column>_response`` texts), and ``world_models`` maps emulator model names to those
+columns, e.g. ``{"world_dir": "routellm", "world_models": {"gpt-4o": {"column":
+"gpt-4-1106-preview"}, "llama3.2": {"column": "mistralai/Mixtral-8x7B-Instruct-v0.1",
+"provider": "ollama"}}}``. For a prompt of the world (the last user message), a world model answers
+as its column did, the text ending with ``[correct]`` or ``[incorrect]``; other prompts get the
+usual composed answer. World models are listed on the models endpoint of their ``provider``, or of
+every provider when it is unset, after the ``catalog`` models (so ``strict_models`` accepts them).
+Any model asked to grade an answer with the system's judge request replies ``Score: N``: 8-10 for
+an answer ending in ``[correct]``, 1-3 for ``[incorrect]``, 4-7 without a marker (see
+:mod:`._judge`).
 """
 
 from __future__ import annotations
@@ -118,6 +131,8 @@ class WorldModel(_Strict):
     """Which correctness column of the answer world an emulator model follows."""
 
     column: str = Field(min_length=1)
+    #: The provider whose models endpoint lists the model (None: every provider lists it).
+    provider: Provider | None = None
 
 
 class Profile(_Strict):
@@ -126,7 +141,8 @@ class Profile(_Strict):
     valid_keys: list[str] | None = None
     #: Keys always rejected as invalid.
     invalid_keys: list[str] = Field(default_factory=lambda: ["invalid"])
-    #: Models each provider lists on its models endpoint (defaults per provider when unset).
+    #: Models each provider lists on its models endpoint (defaults per provider when unset), before
+    #: the world models it lists.
     catalog: dict[Provider, list[str]] = Field(default_factory=dict)
     #: Answer 404 for models not in the catalog.
     strict_models: bool = False
@@ -135,7 +151,7 @@ class Profile(_Strict):
     models: dict[str, FaultSpec] = Field(default_factory=dict)
     #: Folder (under the shared data directory, or absolute) with routellm-format CSV files.
     world_dir: str | None = None
-    #: Emulator model name -> the world column it follows.
+    #: Emulator model name -> the world column it follows. Added to the catalogs (see ``catalog``).
     world_models: dict[str, WorldModel] = Field(default_factory=dict)
     #: Upper bound on a hang, so a forgotten client cannot hold the server forever.
     hang_max_s: float = Field(default=300.0, gt=0)

@@ -1,7 +1,8 @@
 """The optional judge mode: a prompt asking a judge model to grade an answer, and its score parser.
 
 The router sends the judge request through the system like any other (so it is selected, budgeted
-and logged); this module only builds the request and reads the score from the judge's reply.
+and logged); this module only builds the request and reads the score from the judge's reply. The
+request's text is defined in :mod:`api_model_management._judge_format`, which the emulator shares.
 """
 
 from __future__ import annotations
@@ -9,16 +10,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from .._judge_format import JUDGE_SYSTEM_PROMPT, JUDGE_TEMPLATE
 from .._request import ModelRequest
 from ._evaluator import request_text
-
-JUDGE_SYSTEM_PROMPT = (
-    "You are a strict grader of answers written by AI assistants. Judge the ANSWER to the REQUEST "
-    "for completeness (does it do everything asked), relevance (does it stay on the request) and "
-    "coherence (is it clear, well structured, not repetitive). Reply with one line of the form "
-    "'Score: N' where N is an integer from 0 (useless) to 10 (excellent), then nothing else."
-)
-_TEMPLATE = "REQUEST:\n<<<\n{request}\n>>>\n\nANSWER:\n<<<\n{answer}\n>>>\n\nScore (0-10):"
 
 _FRACTION = re.compile(r"(-?\d+(?:\.\d+)?)\s*(?:/|out of)\s*(100|10|5|1)(?![\d.])", re.IGNORECASE)
 _LABELLED = re.compile(r"\b(?:score|rating|grade)\b\s*(?:is|of|=|:)?\s*[:=]?\s*(-?\d+(?:\.\d+)?)",
@@ -37,7 +31,8 @@ class JudgePrompt:
 
     def text(self, request: ModelRequest, answer: str) -> str:
         """The user message sent to the judge."""
-        return _TEMPLATE.format(request=self._clip(request_text(request)), answer=self._clip(answer))
+        return JUDGE_TEMPLATE.format(request=self._clip(request_text(request)),
+                                     answer=self._clip(answer))
 
     def build(self, request: ModelRequest, answer: str, judge_model_id: str | None = None
               ) -> ModelRequest:
@@ -65,7 +60,7 @@ def build_judge_prompt(request_text: str, answer: str, *, max_chars: int = 6000)
     """One self-contained judge message (instructions included) for callers that send no system
     prompt: the text of the request and the answer, clipped to ``max_chars`` each."""
     clip = JudgePrompt(max_chars=max_chars)._clip
-    body = _TEMPLATE.format(request=clip(request_text), answer=clip(answer))
+    body = JUDGE_TEMPLATE.format(request=clip(request_text), answer=clip(answer))
     return f"{JUDGE_SYSTEM_PROMPT}\n\n{body}"
 
 

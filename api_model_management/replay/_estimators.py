@@ -7,8 +7,12 @@ propensity) and observed value ``v_i``; the target policy gives candidate ``a`` 
 - **IPS** ``Σ w_i v_i / N`` — unbiased when every action the target may take had ``p > 0``;
 - **SNIPS** ``Σ w_i v_i / Σ w_i`` — self-normalised, within the range of the logged values
   (None when every weight is 0);
-- **DM** ``Σ_i Σ_a π_i(a) q(a) / N`` — ``q`` is the outcome model: the mean logged value of each
-  model when it was chosen (the overall mean for a model never chosen);
+- **DM** ``Σ_i Σ_a π_i(a) q(a) / N`` — ``q`` is the outcome model: the mean logged value of model
+  ``a`` on the decision's agent type, shrunk towards the model's mean over all agent types with
+  ``AGENT_PSEUDO`` pseudo-observations (the selector's ``CELL_PSEUDO``: per-task differences are
+  real but thin, so an agent type with a few decisions leans on the model's overall mean); the
+  model's overall mean on an agent type where it was never chosen, the overall mean for a model
+  never chosen;
 - **DR** ``DM + Σ w_i (v_i − q(a_i)) / N`` — doubly robust: unbiased if either the propensities or
   the outcome model are right.
 
@@ -35,9 +39,13 @@ from math import sqrt
 from statistics import NormalDist
 
 from ..errors import InvalidInput
+from ..selection._quality import CELL_PSEUDO
 from ._decisions import LoggedDecision
 from ._errors import NoDecisions
 from ._policy import TargetPolicy, greedy_index, probabilities
+
+#: Pseudo-observations of a model's overall mean in the outcome model of one agent type.
+AGENT_PSEUDO = CELL_PSEUDO
 
 METRICS = ("reward", "quality", "cost_usd", "latency_ms", "failure_rate")
 ESTIMATORS = ("ips", "snips", "dm", "dr")
@@ -173,6 +181,25 @@ class PreparedLog:
         self.predicted = {m: _predicted(self.decisions, v, self.model_means[m])
                           for m, v in self.values.items()}
 
+    def subset(self, indices: Sequence[int]) -> PreparedLog:
+        """The decisions at ``indices`` with this log's values and outcome model (not refitted):
+        a policy's estimate on the whole log is the size-weighted mean of its estimates on
+        disjoint subsets that cover it, so per-agent-type choices add up exactly."""
+        if not indices:
+            raise NoDecisions("no logged decisions to replay")
+        part = object.__new__(PreparedLog)
+        part.decisions = [self.decisions[i] for i in indices]
+        part.objective = self.objective
+        part.chosen = [self.chosen[i] for i in indices]
+        part.n_quality_observed = sum(
+            1 for d in part.decisions if d.outcome.success and d.outcome.quality is not None)
+        part.n_unexplored = sum(1 for d in part.decisions
+                                if d.propensity >= _DETERMINISTIC and len(d.candidates) > 1)
+        part.values = {m: [v[i] for i in indices] for m, v in self.values.items()}
+        part.model_means = self.model_means
+        part.predicted = {m: [p[i] for i in indices] for m, p in self.predicted.items()}
+        return part
+
     def replay(self, policy: TargetPolicy, metrics: Sequence[str] = METRICS) -> ReplayReport:
         """Estimate ``metrics`` under ``policy``."""
         weights_cache: dict = {}
@@ -276,10 +303,29 @@ def _model_means(decisions: Sequence[LoggedDecision], values: list[float]) -> di
 
 def _predicted(decisions: Sequence[LoggedDecision], values: list[float],
                means: dict[str, float]) -> list[list[float]]:
-    """The outcome model's value of each candidate of each decision: the mean value when that
-    model was chosen (the overall mean for a model never chosen)."""
+    """The outcome model's value of each candidate of each decision: the model's mean value on
+    the decision's agent type shrunk towards its overall mean (``AGENT_PSEUDO``); the overall
+    mean of all decisions for a model never chosen."""
     overall = sum(values) / len(values)
-    return [[means.get(c.model_id, overall) for c in d.candidates] for d in decisions]
+    cells: dict[tuple[str | None, str], list[float]] = {}
+    for d, v in zip(decisions, values, strict=True):
+        acc = cells.setdefault((d.agent_type, d.chosen), [0.0, 0.0])
+        acc[0] += v
+        acc[1] += 1.0
+    fitted: dict[tuple[str | None, str], float] = {}
+    out = []
+    for d in decisions:
+        row = []
+        for c in d.candidates:
+            key = (d.agent_type, c.model_id)
+            q = fitted.get(key)
+            if q is None:
+                prior = means.get(c.model_id, overall)
+                total, n = cells.get(key, (0.0, 0.0))
+                q = fitted[key] = (AGENT_PSEUDO * prior + total) / (AGENT_PSEUDO + n)
+            row.append(q)
+        out.append(row)
+    return out
 
 
 def _se(terms: list[float]) -> float:

@@ -5,7 +5,10 @@ sum of its four logged sub-scores with ``adjust_for_priority(weights, priority)`
 own adjustment — where ``weights`` is ``agent_weights[agent_type]`` if given, else ``weights``. The
 greedy choice is the best score (ties: the higher cost sub-score, i.e. the cheaper model, then
 the smaller ``model_id``: the Selector breaks exact ties by configuration order, which the event
-does not record, and the logged order cannot be used because an explored choice is moved first). With ``epsilon`` ε > 0 the policy explores as the Selector does: the greedy model
+does not record, and the logged order cannot be used because an explored choice is moved first).
+With ``value_usd`` in the weights the score also loses the candidate's expected cost over
+``value_usd``, the expected cost read back from the logged log-price sub-score (its exact inverse,
+``selection.expected_cost_usd``), as the Selector computes it. With ``epsilon`` ε > 0 the policy explores as the Selector does: the greedy model
 has probability ``1 − ε + ε/n``, every other ``ε/n``.
 """
 
@@ -16,7 +19,7 @@ from dataclasses import dataclass, field
 
 from ..config import SelectionWeights
 from ..errors import InvalidInput
-from ..selection._core import adjust_for_priority
+from ..selection._core import adjust_for_priority, expected_cost_usd
 from ._decisions import LoggedDecision
 
 
@@ -50,9 +53,12 @@ class TargetPolicy:
 def greedy_index(decision: LoggedDecision, w: SelectionWeights) -> int:
     """The best-scoring candidate under (already priority-adjusted) weights ``w``."""
     best, best_key, best_id = 0, None, ""
+    per_usd = 1.0 / w.value_usd if w.value_usd else 0.0
     for i, c in enumerate(decision.candidates):
         score = (w.capability * c.capability + w.cost * c.cost + w.performance * c.performance
                  + w.availability * c.availability)
+        if per_usd:
+            score -= per_usd * expected_cost_usd(c.cost)
         key = (score, c.cost)
         if best_key is None or key > best_key or (key == best_key and c.model_id < best_id):
             best, best_key, best_id = i, key, c.model_id

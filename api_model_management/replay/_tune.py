@@ -2,7 +2,9 @@
 
 Candidates are a regular grid on the weight simplex (every vector of multiples of ``grid_step``
 summing to 1) plus ``n_random`` points drawn uniformly from the simplex (a seeded
-``random.Random``). Each is replayed as a target policy and judged by the :class:`Goal`: the
+``random.Random``), plus value candidates (:func:`value_candidates`): a few performance-led
+vectors with ``value_usd`` on a log grid, which trade quality against each request's expected
+USD rather than against its price ratio. Each is replayed as a target policy and judged by the :class:`Goal`: the
 highest estimated reward (``reward``), or the best quality / lowest cost whose confidence bound
 meets a limit relative to always-strongest (``max-quality`` / ``min-cost``, see ``_goal``). Ties:
 the first found, grid before random.
@@ -16,9 +18,16 @@ Refusals, each an ``InvalidInput`` with the reason:
 - no candidate with an effective sample size of ``min_ess``;
 - no candidate meeting the constraint (:class:`ConstraintUnmet`, naming the nearest point).
 
-With ``per_agent_type`` the search is repeated on the decisions of each agent type; one with
+With ``per_agent_type`` the search is repeated on the decisions of each agent type (with the
+whole log's outcome model, so that per-agent-type estimates add up to the whole log's); one with
 fewer than ``min_decisions`` decisions, or refused for one of the reasons above, keeps the global
-weights, and ``kept_global`` says why.
+weights, and ``kept_global`` says why. In reward mode each agent type takes its best candidate.
+Under a constraint the constraint is the whole log's (the operator's "at most X of
+always-strongest's cost" is about the bill, not about each agent type's share of it): for a
+price of quality λ (quality per USD, on a log grid from 0 to 1e10) each agent type takes the
+candidate with the best ``quality − λ · cost`` (the Lagrangian of the constrained problem), the
+combined policy is replayed on the whole log and judged by the goal; the best feasible combination
+wins (the global weights alone are always among them, so it never does worse than them).
 """
 
 from __future__ import annotations
@@ -79,6 +88,20 @@ class TuneResult:
                               **{a: f"kept the global weights: {why}"
                                  for a, why in self.kept_global.items()}}
         return out
+
+
+#: The prices of quality (quality per USD) the constrained per-agent-type search tries.
+QUALITY_PRICES = (0.0, *(10.0 ** (k / 8) for k in range(-24, 81)))
+#: The value candidates' ``value_usd``: 1e-5 .. 1e3 USD per point of suitability, 4 per decade.
+VALUE_GRID = tuple(10.0 ** (k / 4) for k in range(-20, 13))
+_VALUE_BASES = ((0.0, 0.0, 1.0, 0.0), (0.0, 0.0, 0.7, 0.3), (0.0, 0.2, 0.5, 0.3))
+
+
+def value_candidates() -> list[SelectionWeights]:
+    """Performance-led weights (performance alone; with availability; with some log-price) with
+    ``value_usd`` on ``VALUE_GRID``: each picks, per request, the model whose quality gain is worth
+    its extra expected USD at that value."""
+    return [_weights(parts, value) for parts in _VALUE_BASES for value in VALUE_GRID]
 
 
 def simplex_grid(step: float) -> list[SelectionWeights]:
@@ -143,8 +166,13 @@ def tune(
     kept: dict[str, str] = {}
     searched = 1
     if per_agent_type:
-        agent_weights, kept, searched = _per_agent(decisions, prepared.objective, search,
-                                                   min_decisions)
+        groups, kept = _groups(prepared, min_decisions)
+        if goal.constrained:
+            agent_weights, more, searched = _per_agent_constrained(prepared, groups, search,
+                                                                   best, limit)
+        else:
+            agent_weights, more, searched = _per_agent(prepared, groups, search)
+        kept.update(more)
     report = prepared.replay(TargetPolicy(best, agent_weights, epsilon))
     return TuneResult(
         weights=best, value=report.value(estimator) or 0.0, estimator=estimator, report=report,
@@ -166,7 +194,8 @@ def _settings(estimator: str, n_random: int, min_decisions: int, goal: Goal, gri
     if goal.constrained and estimator == "dm":
         raise InvalidInput(f"objective {goal.kind} checks a confidence bound and dm has no "
                            "standard error: use dr, snips or ips", field="estimator")
-    candidates = simplex_grid(grid_step) + random_simplex(n_random, random.Random(seed))
+    candidates = (simplex_grid(grid_step) + random_simplex(n_random, random.Random(seed))
+                  + value_candidates())
     return _Search(candidates, estimator, epsilon, min_ess, goal)
 
 
@@ -251,27 +280,68 @@ def _unmet(goal: Goal, estimator: str, limit: float | None, w: SelectionWeights,
                            best_bound=bound, limit=limit)
 
 
-def _per_agent(decisions: Sequence[LoggedDecision], objective: Objective, search: _Search,
-               min_decisions: int) -> tuple[dict[str, SelectionWeights], dict[str, str], int]:
-    """Weights per agent type, the agent types that keep the global weights (and why), and how
-    many logs were searched (the global one included)."""
-    groups: dict[str, list[LoggedDecision]] = {}
-    for d in decisions:
+def _groups(prepared: PreparedLog, min_decisions: int
+            ) -> tuple[dict[str, list[int]], dict[str, str]]:
+    """The decisions (indices) of each agent type with at least ``min_decisions`` of them, and
+    the agent types with fewer (and why they keep the global weights)."""
+    groups: dict[str, list[int]] = {}
+    for i, d in enumerate(prepared.decisions):
         if d.agent_type:
-            groups.setdefault(d.agent_type, []).append(d)
+            groups.setdefault(d.agent_type, []).append(i)
+    kept = {agent: f"{len(idx)} decisions, fewer than min_decisions {min_decisions}"
+            for agent, idx in groups.items() if len(idx) < min_decisions}
+    return ({a: idx for a, idx in sorted(groups.items()) if a not in kept}, kept)
+
+
+def _per_agent(prepared: PreparedLog, groups: dict[str, list[int]], search: _Search
+               ) -> tuple[dict[str, SelectionWeights], dict[str, str], int]:
+    """Reward mode: each agent type's best weights, the agent types refused (and why), and how
+    many logs were searched (the global one included)."""
     tuned: dict[str, SelectionWeights] = {}
     kept: dict[str, str] = {}
-    searched = 1
-    for agent, group in sorted(groups.items()):
-        if len(group) < min_decisions:
-            kept[agent] = f"{len(group)} decisions, fewer than min_decisions {min_decisions}"
-            continue
-        searched += 1
+    for agent, idx in groups.items():
         try:
-            tuned[agent] = _tune_log(PreparedLog(group, objective), search)[0]
+            tuned[agent] = _search(prepared.subset(idx), search, None)
         except InvalidInput as exc:  # a refusal on this agent type's decisions
             kept[agent] = str(exc)
-    return tuned, kept, searched
+    return tuned, kept, 1 + len(groups)
+
+
+def _per_agent_constrained(prepared: PreparedLog, groups: dict[str, list[int]], search: _Search,
+                           base: SelectionWeights, limit: float | None
+                           ) -> tuple[dict[str, SelectionWeights], dict[str, str], int]:
+    """Under a constraint: the per-agent-type weights whose combination best meets the goal on
+    the whole log (see the module docstring), the agent types left out (and why), and how many
+    logs were searched."""
+    goal, estimator = search.goal, search.estimator
+    tables: dict[str, list[tuple[SelectionWeights, float, float]]] = {}
+    kept: dict[str, str] = {}
+    for agent, idx in groups.items():
+        part = prepared.subset(idx)
+        rows = []
+        for w in search.candidates:
+            report = part.replay(TargetPolicy(w, {}, search.epsilon), metrics=goal.metrics)
+            if report.estimable(estimator) and report.effective_sample_size >= search.min_ess:
+                rows.append((w, report.metrics["quality"].get(estimator) or 0.0,
+                             report.metrics["cost_usd"].get(estimator) or 0.0))
+        if rows:
+            tables[agent] = rows
+        else:
+            kept[agent] = f"no candidate weights {estimator} can estimate on its decisions"
+    best: dict[str, SelectionWeights] = {}
+    report = prepared.replay(TargetPolicy(base, {}, search.epsilon), metrics=goal.metrics)
+    best_rank = goal.judge(report, estimator, limit).rank
+    for price in QUALITY_PRICES:
+        choice = {agent: max(rows, key=lambda r: (r[1] - price * r[2], -r[2]))[0]
+                  for agent, rows in tables.items()}
+        report = prepared.replay(TargetPolicy(base, choice, search.epsilon), metrics=goal.metrics)
+        verdict = goal.judge(report, estimator, limit)
+        if verdict.feasible and verdict.rank > best_rank:
+            best, best_rank = choice, verdict.rank
+    if not best:
+        kept.update({agent: "no per-agent-type weights meet the constraint together with the "
+                     "others better than the global weights" for agent in tables})
+    return best, kept, 1 + len(groups)
 
 
 def _intervals(report: ReplayReport, estimator: str, confidence: float) -> dict:
@@ -279,14 +349,16 @@ def _intervals(report: ReplayReport, estimator: str, confidence: float) -> dict:
 
 
 def _describe(w: SelectionWeights) -> str:
-    return (f"capability {w.capability:.3f}, cost {w.cost:.3f}, performance {w.performance:.3f}, "
+    text = (f"capability {w.capability:.3f}, cost {w.cost:.3f}, performance {w.performance:.3f}, "
             f"availability {w.availability:.3f}")
+    return text + (f", value {w.value_usd:.4g} USD per point" if w.value_usd else "")
 
 
 def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4g}"
 
 
-def _weights(parts: tuple[float, ...]) -> SelectionWeights:
+def _weights(parts: tuple[float, ...], value_usd: float | None = None) -> SelectionWeights:
     cap, cost, perf, avail = parts
-    return SelectionWeights(capability=cap, cost=cost, performance=perf, availability=avail)
+    return SelectionWeights(capability=cap, cost=cost, performance=perf, availability=avail,
+                            value_usd=value_usd)

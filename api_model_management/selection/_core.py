@@ -20,6 +20,10 @@ A pure class (no Ray, no I/O). The original algorithm:
      clipped to [0, 1], with ``f = 1e-6`` USD and ``C = 1`` USD: a cheaper model never scores
      lower, and price ratios keep their meaning (a 20× dearer model scores 0.22 less, whatever
      else is eligible), so weights can trade quality against cost;
+   - with ``value_usd`` set in the weights (see ``config.SelectionWeights``), the suitability
+     also loses ``c / value_usd`` (``c`` clipped to the scale's ends, so that replay, which
+     reads ``c`` back from the logged cost sub-score, computes the same score): amounts count,
+     not only ratios;
    - performance: ``0.4 · quality + 0.3 · success_rate + 0.3 / (1 + latency_ms / 1000)``. The
      quality is learnt per (model, agent type) from the log (``QualityFold``: feedback over judge
      over the calibrated heuristic, shrunk to the model's mean and its prior) when pushed
@@ -49,7 +53,7 @@ import random
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from math import isfinite, log
+from math import exp, isfinite, log
 
 from .. import config, events
 from .._clock import Clock
@@ -159,9 +163,12 @@ def _describe(sel: Selection) -> str:
     text = (
         f"{sel.model_id}: {how}, score {score:.3f} = capability {cap:.2f}×{w.capability:.2f} + "
         f"cost {cost:.2f}×{w.cost:.2f} + performance {perf:.2f}×{w.performance:.2f} + "
-        f"availability {avail:.2f}×{w.availability:.2f} (priority {sel.priority}, weights "
-        f"{sel.weights_version}); {len(sel._raw)} of {sel._n_models} models eligible"
+        f"availability {avail:.2f}×{w.availability:.2f}"
     )
+    if w.value_usd:
+        text += f" − expected ${expected_cost_usd(cost):.6f} / value ${w.value_usd:g}"
+    text += (f" (priority {sel.priority}, weights {sel.weights_version}); {len(sel._raw)} of "
+             f"{sel._n_models} models eligible")
     if sel.filtered:
         text += "; filtered: " + "; ".join(f"{k} ({v})" for k, v in sel.filtered.items())
     return text
@@ -540,12 +547,14 @@ class SelectorCore:
         max_tokens = request.max_tokens
         n_required = len(request.required_capabilities)
         wc, wk, wp, wa = w.capability, w.cost, w.performance, w.availability
+        per_usd = 1.0 / w.value_usd if w.value_usd else 0.0
         dynamic = self._dynamic
         learnt = self._quality
         agent = request.agent_type
         out = []
         for m in eligible:
-            lc = log(est_in * m.in_per_token + max_tokens * m.out_per_token + COST_FLOOR_USD)
+            usd = est_in * m.in_per_token + max_tokens * m.out_per_token
+            lc = log(usd + COST_FLOOR_USD)
             capability = 0.8 + 0.2 * min(1.0, (m.n_caps - n_required) / 3.0)
             cost = min(1.0, max(0.0, (_LOG_COST_CEILING - lc) / _LOG_COST_SPAN))
             dyn = dynamic[m.id]
@@ -555,6 +564,8 @@ class SelectorCore:
                 perf = 0.4 * learnt.quality(m.id, agent, m.quality_prior) + dyn.reliability
             avail = dyn.availability
             score = wc * capability + wk * cost + wp * perf + wa * avail
+            if per_usd:  # the amount the cost sub-score stands for (see expected_cost_usd)
+                score -= per_usd * min(COST_CEILING_USD, max(COST_FLOOR_USD, usd))
             out.append(((m.id, score, capability, cost, perf, avail), m, lc))
         out.sort(key=lambda t: (-t[0][1], t[2], t[1].order))
         return out
@@ -640,8 +651,15 @@ class SelectorCore:
         self._resolved_weights: dict[tuple[str, str], config.SelectionWeights] = {}
 
 
+def expected_cost_usd(cost_score: float) -> float:
+    """The expected cost (USD) a cost sub-score stands for: the inverse of the log-price scale
+    (exact between COST_FLOOR_USD and COST_CEILING_USD; the clipped ends give those bounds)."""
+    return max(0.0, exp(_LOG_COST_CEILING - cost_score * _LOG_COST_SPAN) - COST_FLOOR_USD)
+
+
 def adjust_for_priority(w: config.SelectionWeights, priority: str) -> config.SelectionWeights:
-    """Shift weights for a task priority (factors in the module docstring); sums stay 1."""
+    """Shift weights for a task priority (factors in the module docstring); sums stay 1;
+    ``value_usd`` is kept as it is."""
     cap, cost, perf, avail = w.capability, w.cost, w.performance, w.availability
     if priority in ("high", "critical"):
         moved = cost * (0.5 if priority == "high" else 0.8)
@@ -658,7 +676,7 @@ def adjust_for_priority(w: config.SelectionWeights, priority: str) -> config.Sel
     total = cap + cost + perf + avail
     return config.SelectionWeights(
         capability=cap / total, cost=cost / total, performance=perf / total,
-        availability=avail / total,
+        availability=avail / total, value_usd=w.value_usd,
     )
 
 

@@ -480,27 +480,34 @@ def test_per_agent_type_weights_are_applied_everywhere_and_named(system, tmp_pat
     from api_model_management.config import SelectionWeights
     from api_model_management.replay import write_weights_file
     from api_model_management.selection import adjust_for_priority
+    from api_model_management.selection._core import expected_cost_usd
 
     thrifty = SelectionWeights(capability=0.05, cost=0.85, performance=0.05, availability=0.05)
+    # amounts: performance only, less the expected cost at $0.0001 per point
+    valued = SelectionWeights(capability=0, cost=0, performance=1, availability=0, value_usd=1e-4)
     path = write_weights_file(tmp_path / "w.json", SelectionWeights(), "per-agent-test",
-                              {"thrifty": thrifty})
+                              {"thrifty": thrifty, "valued": valued})
     original = system.config.settings.selection
     try:
         system.load_weights(path)
-        responses = asyncio.run(_run_all(system, [_request(31000 + i, agent="thrifty")
-                                                  for i in range(4)]))
+        responses = asyncio.run(_run_all(system, [
+            _request(31000 + i, agent="thrifty" if i < 4 else "valued") for i in range(8)]))
         ok = [r for r in responses if not isinstance(r, BaseException)]
         assert ok
         selected = [e for e in _events(system) if e.event_type == "ModelSelected"
                     and e.request_id in {r.request_id for r in ok}]
         assert selected and {e.weights_version for e in selected} == {"per-agent-test"}
-        w = adjust_for_priority(thrifty, "normal")
         for event in selected:
             if event.explored:
                 continue
+            w = adjust_for_priority(thrifty if event.agent_type == "thrifty" else valued,
+                                    "normal")
+            per_usd = 1 / w.value_usd if w.value_usd else 0.0
             best = max(event.candidates, key=lambda c: w.capability * c.capability + w.cost * c.cost
-                       + w.performance * c.performance + w.availability * c.availability)
+                       + w.performance * c.performance + w.availability * c.availability
+                       - per_usd * expected_cost_usd(c.cost))
             assert event.model_id == best.model_id, "the logged policy is the one that chose"
+            assert ("/ value $0.0001" in event.reason) == (event.agent_type == "valued")
         def routers_have_it() -> bool:
             states = [ray.get(r.select.remote(_request(31990, agent="thrifty")))
                       for r in system.handles.routers]

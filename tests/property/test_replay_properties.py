@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from decimal import Decimal
 from itertools import product
 from math import isclose, prod
@@ -30,6 +31,7 @@ from api_model_management.replay import (
     simplex_grid,
     tune,
 )
+from api_model_management.replay._tune import value_candidates
 from api_model_management.selection._core import adjust_for_priority
 
 pytestmark = pytest.mark.property
@@ -167,7 +169,8 @@ def test_tuning_returns_weights_on_the_simplex_and_the_best_candidate(world, ste
                                                                       seed, estimator):
     decisions, _ = world
     prepared = PreparedLog(decisions, QUALITY_ONLY)
-    searched = simplex_grid(step) + random_simplex(n_random, random.Random(seed))
+    searched = (simplex_grid(step) + random_simplex(n_random, random.Random(seed))
+                + value_candidates())
     # IPS/SNIPS cannot estimate weights that leave the logged choice where the log did not explore
     # (or that leave every importance weight 0): with none estimable, a clear refusal
     if not any(prepared.replay(TargetPolicy(c), metrics=("reward",)).estimable(estimator)
@@ -271,3 +274,47 @@ def test_always_strongest_has_the_best_modelled_quality_of_any_weights(decisions
                for d in decisions for c in d.candidates))
     strongest = references(prepared)[STRONGEST].report.metrics["quality"].dm
     assert prepared.replay(TargetPolicy(target)).metrics["quality"].dm <= strongest + 1e-12
+
+
+@settings(max_examples=60, deadline=None)
+@given(costed_world(), simplex(), st.floats(0, 1), st.data())
+def test_estimates_on_disjoint_subsets_add_up_to_the_whole_log(decisions, target, epsilon, data):
+    """What per-agent-type tuning relies on: DM, IPS and DR are means over decisions, so the
+    whole log's estimate is the size-weighted mean of the estimates on a partition of it."""
+    prepared = PreparedLog(decisions, QUALITY_ONLY)
+    labels = data.draw(st.lists(st.integers(0, 2), min_size=len(decisions),
+                                max_size=len(decisions)))
+    parts = [[i for i, k in enumerate(labels) if k == part] for part in range(3)]
+    parts = [p for p in parts if p]
+    policy = TargetPolicy(target, epsilon=epsilon)
+    whole = prepared.replay(policy)
+    pieces = [(len(p), prepared.subset(p).replay(policy)) for p in parts]
+    for metric in ("quality", "cost_usd", "reward"):
+        for estimator in ("dm", "ips", "dr"):
+            total = whole.metrics[metric].get(estimator)
+            if total is None:
+                continue
+            mean = sum(n * r.metrics[metric].get(estimator) for n, r in pieces) / len(decisions)
+            assert mean == pytest.approx(total, rel=1e-9, abs=1e-12), (metric, estimator)
+
+
+@settings(max_examples=30, deadline=None)
+@given(costed_world(), st.sampled_from(["max-quality", "min-cost"]), st.floats(0.2, 1.0),
+       st.data())
+def test_per_agent_weights_under_a_constraint_meet_it_and_never_lose_to_the_global(
+        decisions, kind, share, data):
+    labels = data.draw(st.lists(st.sampled_from(["a", "b"]), min_size=len(decisions),
+                                max_size=len(decisions)))
+    labelled = [replace(d, agent_type=k) for d, k in zip(decisions, labels, strict=True)]
+    goal = Goal(kind, share, 0.8)
+    try:
+        alone = tune(labelled, QUALITY_ONLY, grid_step=0.5, n_random=0, min_decisions=1, goal=goal)
+    except (ConstraintUnmet, NoSupport):
+        return
+    together = tune(labelled, QUALITY_ONLY, grid_step=0.5, n_random=0, min_decisions=1,
+                    goal=goal, per_agent_type=True)
+    assert together.estimated()["constraint"]["met"]
+    mine = goal.judge(together.report, "dr", together.limit)
+    assert mine.feasible and mine.rank >= goal.judge(alone.report, "dr", alone.limit).rank
+    if not together.agent_weights:
+        assert sorted(together.kept_global) == sorted(set(labels))

@@ -269,3 +269,38 @@ def test_selector_fed_from_replayed_events_selects_as_when_fed_live(cfg, outcome
     for p in PROVIDERS:
         assert replayed_health[p].snapshot() == live_health[p].snapshot()
     assert fed(replayed_health, replayed_stats) == fed(live_health, live_stats)
+
+
+_VALUE = st.sampled_from([1e-5, 1e-4, 3e-3, 0.1, 10.0]) | st.floats(1e-6, 100.0)
+_PART = st.integers(0, 10)
+
+
+@PROP_SETTINGS
+@given(world=worlds(), request=requests(), parts=st.tuples(_PART, _PART, _PART, _PART),
+       value=st.none() | _VALUE)
+def test_replay_scores_the_logged_candidates_as_the_selector_did(world, request, parts, value):
+    """Replay equality with value_usd: from the logged sub-scores alone, replay's greedy choice
+    under the serving weights is the Selector's (up to float rounding in an exact tie)."""
+    from api_model_management.replay import LoggedDecision, Outcome
+    from api_model_management.replay._policy import greedy_index
+    from api_model_management.selection._core import adjust_for_priority
+
+    if not any(parts):
+        parts = (1, 0, 0, 0)
+    total = sum(parts)
+    weights = config.SelectionWeights(
+        capability=parts[0] / total, cost=parts[1] / total, performance=parts[2] / total,
+        availability=parts[3] / total, value_usd=value)
+    sel = build(*world)
+    sel.set_weights(weights, "w")
+    try:
+        s = sel.select(request)
+    except NoEligibleModel:
+        return
+    decision = LoggedDecision(
+        request_id="r", agent_type=None, priority=s.priority, candidates=tuple(s.candidates),
+        chosen=s.model_id, propensity=1.0, weights_version="w", explored=False,
+        outcome=Outcome(success=True, cost_usd=Decimal(0), latency_ms=0.0, quality=None))
+    picked = s.candidates[greedy_index(decision, adjust_for_priority(weights, s.priority))]
+    by_id = {c.model_id: c.score for c in s.candidates}
+    assert by_id[picked.model_id] == pytest.approx(by_id[s.model_id], rel=1e-9, abs=1e-12)

@@ -272,7 +272,7 @@ def test_priority_adjustment_factors():
     assert low.cost == pytest.approx(0.25 + 0.10 + 0.06)
     for adjusted in (high, critical, low):
         assert adjusted.availability == pytest.approx(0.20)
-        assert sum(adjusted.model_dump().values()) == pytest.approx(1.0)
+        assert sum(adjusted.model_dump(exclude={"value_usd"}).values()) == pytest.approx(1.0)
 
 
 def test_priority_moves_the_choice_between_cheap_and_strong():
@@ -514,3 +514,56 @@ def test_learnt_quality_per_agent_type_drives_the_choice():
     assert perf["law"]["big"] > perf["law"]["cheap"]
     assert perf["cooking"]["cheap"] > perf["cooking"]["big"]
     assert sel.quality_for("big", "law") > 0.9 > 0.1 > sel.quality_for("cheap", "law")
+
+
+# ---- value_usd: amounts, not only price ratios
+
+def test_value_usd_is_validated_and_not_part_of_the_weight_sum():
+    w = config.SelectionWeights(capability=0, cost=0, performance=1, availability=0,
+                                value_usd=0.01)
+    assert w.value_usd == 0.01
+    for bad in (0, -1, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="value_usd"):
+            config.SelectionWeights(value_usd=bad)
+    with pytest.raises(ValueError, match="sum"):
+        config.SelectionWeights(capability=0.5, cost=0, performance=0, availability=0,
+                                value_usd=0.5)
+    assert adjust_for_priority(w, "critical").value_usd == 0.01
+
+
+def test_value_usd_sends_cheap_requests_to_the_dear_model_and_dear_ones_to_the_cheap():
+    cfg = registry(
+        model("cheap", "openai", cin="0.0006", cout="0.0006", ms=800, quality_prior=0.68),
+        model("strong", "anthropic", cin="0.01", cout="0.03", ms=800, quality_prior=0.80),
+    )
+    sel, _ = make(cfg)
+    # performance only, and one point of suitability worth $1: 0.4 x 0.12 quality = 0.048 points
+    # are worth $0.048, more than the extra cost of a short answer, less than that of a long one
+    sel.set_weights(config.SelectionWeights(capability=0, cost=0, performance=1, availability=0,
+                                            value_usd=1.0), "value-1")
+    short = sel.select(req(max_tokens=100))
+    long = sel.select(req(max_tokens=4000))
+    assert short.model_id == "strong" and long.model_id == "cheap"
+    by_id = {c.model_id: c for c in long.candidates}
+    m = cfg.model("strong")
+    usd = (req(max_tokens=4000).estimated_input_tokens() * float(m.cost_per_1k_input_tokens)
+           + 4000 * float(m.cost_per_1k_output_tokens)) / 1000
+    assert by_id["strong"].score == pytest.approx(by_id["strong"].performance - usd)
+    assert "value $1" in long.selection_reason and long.weights_version == "value-1"
+    # without value_usd the performance alone picks the strong model for both
+    sel.set_weights(config.SelectionWeights(capability=0, cost=0, performance=1, availability=0),
+                    "perf")
+    assert sel.select(req(max_tokens=4000)).model_id == "strong"
+
+
+def test_expected_cost_usd_inverts_the_cost_sub_score():
+    from api_model_management.selection._core import expected_cost_usd
+    sel, _ = make()
+    request = req(max_tokens=700)
+    for c in sel.select(request).candidates:
+        m = sel.config.model(c.model_id)
+        usd = (request.estimated_input_tokens() * float(m.cost_per_1k_input_tokens)
+               + request.max_tokens * float(m.cost_per_1k_output_tokens)) / 1000
+        # exact on the scale; below its floor (the free local model) the floor
+        assert expected_cost_usd(c.cost) == pytest.approx(max(usd, 1e-6), rel=1e-9)
+    assert expected_cost_usd(1.0) == pytest.approx(1e-6) and expected_cost_usd(0.0) == pytest.approx(1.0)
