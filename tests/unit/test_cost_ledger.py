@@ -379,3 +379,24 @@ def test_zero_amount_holds_release_cleanly():
     ledger.release(first)
     ledger.release(second)
     assert ledger.reserved_usd() == 0 and ledger.status()[0].reserved_usd == 0
+
+
+def test_negative_headroom_grants_an_empty_slice_and_admission_says_budget_exceeded():
+    """Issue 10.2: spend above the limit (an actual cost above its reservation, or slices
+    returned to a restarted ledger on top of spend read from the log) leaves the headroom
+    negative: a slice is then empty with the limit named, never ``InvalidInput``, and a
+    request is refused with ``BudgetExceeded``."""
+    import asyncio
+
+    from api_model_management.budget._admission import LocalSliceGranter, SliceBudget
+
+    ledger, _ = make(GLOBAL_10)
+    ledger.record(KEY, D("12.5"))  # $2.50 over the $10 limit
+    empty = ledger.grant_slice(KEY, D(1), "router-0", minimum_usd=D("0.01"))
+    assert (empty.slice_id, empty.amount_usd) == (None, D(0))
+    assert empty.limited_by is not None and empty.limited_by.limit_usd == D(10)
+    budget = SliceBudget(LocalSliceGranter(ledger), settings(GLOBAL_10), "router-0")
+    with pytest.raises(BudgetExceeded) as refused:
+        asyncio.run(budget.reserve(KEY, D("0.01"), "req-1"))
+    assert not isinstance(refused.value, InvalidInput)
+    assert ledger.reserved_usd() == 0  # nothing held by the refusal

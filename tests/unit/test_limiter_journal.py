@@ -104,3 +104,42 @@ def test_no_journal_means_an_empty_window(tmp_path):
     clock = ManualClock()
     core = limiter(LimiterJournal(tmp_path / "absent.jsonl", clock), clock)
     assert core.status().requests_used == 0
+
+
+def test_a_torn_line_is_skipped_and_never_swallows_the_next_record(tmp_path):
+    """Both journals (the limiter's and the CostLedger's holds) share one file format: a crash in
+    the middle of a write leaves a torn last line, which the next incarnation ends before it
+    appends, so the record after it is read whole."""
+    from decimal import Decimal
+
+    from api_model_management.budget import HoldJournal
+    from api_model_management.budget._ledger import Reservation
+    from api_model_management.budget._limits import SpendKey
+
+    clock = ManualClock()
+    path = tmp_path / "holds.jsonl"
+    hold = Reservation(reservation_id="s-1", kind="slice", key=SpendKey("p", "m", "a"),
+                       amount_usd=Decimal("0.25"), created_at=clock.monotonic(),
+                       drop_at=clock.monotonic() + 60, holder="router-0")
+    first = HoldJournal(path, clock)
+    first.append([("+", hold)])
+    first.close()
+    with path.open("a") as fh:
+        fh.write('["+",{"reservation_id":"s-torn"')  # the crash: no end of line
+    second = HoldJournal(path, clock)
+    assert [h.reservation_id for h in second.load()] == ["s-1"]
+    second.append([("+", Reservation(**{**hold.__dict__, "reservation_id": "s-2"})),
+                   ("-", "s-1")])
+    second.close()
+    assert [h.reservation_id for h in HoldJournal(path, clock).load()] == ["s-2"]
+    # the limiter's journal, the same way
+    journal = LimiterJournal(tmp_path / "m.jsonl", clock)
+    core = limiter(journal, clock)
+    act(core, journal, lambda c: c.lease("router-a", 2, 100))
+    journal.close()
+    with journal.path.open("a") as fh:
+        fh.write('{"type":"Granted","at":')
+    again = LimiterJournal(journal.path, clock)
+    core = limiter(again, clock)
+    act(core, again, lambda c: c.lease("router-b", 2, 100))
+    assert len(LimiterJournal(journal.path, clock).load()) == 2
