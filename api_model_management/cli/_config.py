@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..config import RegistryConfig
-from ..config._load import config_warnings, load_config
+from ..config._load import config_warnings, read_config
 from ..config._secrets import Secrets, load_secrets
 from ..errors import ConfigError
 
@@ -25,7 +25,7 @@ def validate_command(path: Path, *, dotenv_path: Path | None = None) -> int:
     out = Console(highlight=False, soft_wrap=True)
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     try:
-        config = load_config(path)
+        config, defaults = read_config(path, dotenv_path=dotenv_path)
         secrets = load_secrets(config, dotenv_path=dotenv_path)
     except ConfigError as exc:
         issues = exc.issues
@@ -36,6 +36,8 @@ def validate_command(path: Path, *, dotenv_path: Path | None = None) -> int:
         return EXIT_INVALID
     out.print(f"{path}: valid (version {config.version}, updated {config.updated or 'unknown'})", markup=False)
     out.print(_providers_table(config))
+    for default in defaults:
+        out.print(f"default provider applied (not defined in the file): {default}", markup=False)
     _print_keys(out, secrets)
     out.print(_budgets_table(config))
     for warning in config_warnings(config):

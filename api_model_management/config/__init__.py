@@ -6,13 +6,16 @@ environment, and logging (level and redaction).
     secrets = load_secrets(config)                          # API keys as SecretStr, never logged
 """
 
+from ._defaults import BUILTIN_PROVIDERS, ProviderDefault
 from ._load import (
     ConfigIssue,
+    LoadedConfig,
     config_from_dict,
     config_warnings,
     demo_config,
     load_config,
     override,
+    read_config,
     with_emulator_port,
     with_provider_base_urls,
 )
@@ -47,6 +50,7 @@ from ._secrets import Availability, Secrets, load_secrets
 
 __all__ = [
     "Availability",
+    "BUILTIN_PROVIDERS",
     "BudgetLimit",
     "BudgetSettings",
     "CacheSettings",
@@ -57,8 +61,10 @@ __all__ = [
     "HealthCheckEndpoint",
     "HealthSettings",
     "JudgeSettings",
+    "LoadedConfig",
     "ModelConfig",
     "ProviderConfig",
+    "ProviderDefault",
     "ProviderType",
     "QualitySettings",
     "QualityWeights",
@@ -80,6 +86,7 @@ __all__ = [
     "load_config",
     "load_secrets",
     "override",
+    "read_config",
     "redact",
     "register_secret",
     "with_emulator_port",

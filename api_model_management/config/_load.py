@@ -5,7 +5,9 @@ already in memory. Both raise one :class:`~api_model_management.errors.ConfigErr
 list holds a :class:`ConfigIssue` per problem, e.g. ``models[2].cost_per_1k_input_tokens: Input
 should be greater than or equal to 0 (hint: ...)``. Field errors come from pydantic; cross-field
 problems (unknown provider, duplicate id, unknown fallback, budget naming an unknown model, ...) are
-found by :func:`cross_field_issues`, each as its own issue with its exact path.
+found by :func:`cross_field_issues`, each as its own issue with its exact path. A model naming one
+of the four built-in providers that the file does not define gets that provider's defaults
+(``_defaults.py``); :func:`read_config` says which were added.
 
 Configuration models are frozen. To get a modified copy use :func:`override` (re-validates) or, for
 an unchecked copy of one model, ``model.model_copy(update={...})``.
@@ -28,6 +30,7 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import BaseModel, ValidationError
 
 from ..errors import ConfigError
+from ._defaults import BUILTIN_PROVIDERS, ProviderDefault, provider_defaults, with_defaults
 from ._schema import RegistryConfig
 
 #: The capability names the shipped registries and the selector use (see config/README.md).
@@ -68,28 +71,58 @@ class ConfigIssue(NamedTuple):
 # public API
 
 
-def load_config(path: str | Path) -> RegistryConfig:
-    """Read and validate a registry file. Raises ``ConfigError`` listing every problem found."""
+class LoadedConfig(NamedTuple):
+    """A validated configuration and the built-in providers the loader added to it (see
+    ``config/_defaults.py``), in the order the models first name them."""
+
+    config: RegistryConfig
+    provider_defaults: list[ProviderDefault]
+
+
+def load_config(path: str | Path, *, env: Mapping[str, str] | None = None,
+                dotenv_path: str | Path | None = None) -> RegistryConfig:
+    """Read and validate a registry file. Raises ``ConfigError`` listing every problem found.
+
+    A provider that a model names and the file does not define (the original system's files
+    define none) is one of the four built-in providers, located by the variables the official
+    SDKs read (``OPENAI_BASE_URL``, ...) from ``env`` (default ``os.environ``) or ``.env``."""
+    return read_config(path, env=env, dotenv_path=dotenv_path).config
+
+
+def read_config(path: str | Path, *, env: Mapping[str, str] | None = None,
+                dotenv_path: str | Path | None = None) -> LoadedConfig:
+    """As :func:`load_config`, also saying which built-in providers were added."""
     source = str(path)
     data = _parse_json(_read_text(Path(path)), source)
-    return config_from_dict(data, source=source)
+    return _validate(data, source, env, dotenv_path)
 
 
-def config_from_dict(data: Any, *, source: str = "<dict>") -> RegistryConfig:
-    """Validate registry data already in memory (as parsed from JSON)."""
+def config_from_dict(data: Any, *, source: str = "<dict>", env: Mapping[str, str] | None = None,
+                     dotenv_path: str | Path | None = None) -> RegistryConfig:
+    """Validate registry data already in memory (as parsed from JSON), adding the built-in
+    providers its models name and it does not define (as :func:`load_config`)."""
+    return _validate(data, source, env, dotenv_path).config
+
+
+def _validate(data: Any, source: str, env: Mapping[str, str] | None,
+              dotenv_path: str | Path | None) -> LoadedConfig:
     if not isinstance(data, Mapping):
         _raise(source, [ConfigIssue("$", "the top level must be a JSON object", 'use {"models": [...]}')])
-    issues: list[ConfigIssue] = []
+    defaults, problems = provider_defaults(data, env=env, dotenv_path=dotenv_path)
+    if defaults:
+        data = with_defaults(data, defaults)
+    issues = [ConfigIssue(p.path, p.message, p.hint) for p in problems]
     config: RegistryConfig | None = None
     try:
         config = RegistryConfig.model_validate(data, context=DEFER_CROSS_CHECKS)
     except ValidationError as exc:
         issues.extend(issues_from_validation_error(exc))
     issues.extend(cross_field_issues(data))
+    issues.extend(_undefined_provider_issues(data))
     if issues:
         _raise(source, issues)
     assert config is not None
-    return config
+    return LoadedConfig(config, defaults)
 
 
 def demo_config() -> RegistryConfig:
@@ -321,6 +354,22 @@ def _section(data: Any, *keys: str) -> Mapping[str, Any]:
     for key in keys:
         data = data.get(key) if isinstance(data, Mapping) else None
     return data if isinstance(data, Mapping) else {}
+
+
+def _undefined_provider_issues(data: Mapping[str, Any]) -> Iterable[ConfigIssue]:
+    """Models naming a provider that is neither defined nor built in, when no provider is
+    defined at all (otherwise :func:`_model_issues` reports them)."""
+    if data.get("providers"):
+        return
+    models = data.get("models")
+    for i, model in enumerate(models if isinstance(models, list) else []):
+        provider = model.get("provider") if isinstance(model, Mapping) else None
+        if isinstance(provider, str) and provider not in BUILTIN_PROVIDERS:
+            yield ConfigIssue(
+                f"models[{i}].provider", f"unknown provider {provider!r}",
+                _did_you_mean(provider, BUILTIN_PROVIDERS)
+                or f"define it under providers, or use one of {', '.join(BUILTIN_PROVIDERS)}",
+            )
 
 
 def _model_issues(models: list, providers: Mapping[str, Any]) -> Iterable[ConfigIssue]:
