@@ -21,6 +21,7 @@ from ._load import (
 )
 from ._logging import configure_logging, redact, register_secret
 from ._schema import (
+    AlertSettings,
     BudgetLimit,
     BudgetSettings,
     CacheSettings,
@@ -49,6 +50,7 @@ from ._schema import (
 from ._secrets import Availability, Secrets, load_secrets
 
 __all__ = [
+    "AlertSettings",
     "Availability",
     "BUILTIN_PROVIDERS",
     "BudgetLimit",

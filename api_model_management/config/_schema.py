@@ -282,6 +282,43 @@ class FailoverSettings(_Strict):
         return self
 
 
+class AlertSettings(_Strict):
+    """Performance degradation alerts, per model and router (``alerts.DegradationCore``).
+
+    Each model's calls are counted in slices of ``slice_s``; the last ``window_s`` of them are
+    the *window*, the ``baseline_s`` before the window the *baseline*. At every slice boundary:
+    - ``latency_degraded``: the window's p95 latency (successful calls, at least ``min_calls``) is
+      at least ``latency_factor`` x the baseline's p95 (at least ``baseline_min_calls``) and at
+      least ``latency_min_increase_ms`` above it;
+    - ``error_rate``: at least ``min_calls`` calls in the window and a share of failures (the
+      model's, not the request's) of at least ``error_rate_threshold``;
+    - ``quality_degraded``: the window's mean quality (at least ``min_evaluations`` scores) is at
+      least ``quality_drop`` below the baseline's (at least ``baseline_min_calls`` scores).
+    An alert is raised once when its condition starts and cleared once it has been absent for
+    ``clear_after_s`` (a window too small to judge changes nothing)."""
+
+    enabled: bool = True
+    slice_s: float = Field(default=10.0, gt=0, allow_inf_nan=False)
+    window_s: float = Field(default=60.0, gt=0, allow_inf_nan=False)
+    baseline_s: float = Field(default=1800.0, gt=0, allow_inf_nan=False)
+    min_calls: int = Field(default=20, gt=0)
+    baseline_min_calls: int = Field(default=50, gt=0)
+    min_evaluations: int = Field(default=10, gt=0)
+    latency_factor: float = Field(default=2.0, gt=1, allow_inf_nan=False)
+    latency_min_increase_ms: float = Field(default=100.0, ge=0, allow_inf_nan=False)
+    error_rate_threshold: float = Field(default=0.25, gt=0, le=1)
+    quality_drop: float = Field(default=0.15, gt=0, le=1)
+    clear_after_s: float = Field(default=300.0, ge=0, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _windows(self) -> AlertSettings:
+        if self.window_s < self.slice_s:
+            raise ValueError("window_s must be at least slice_s")
+        if self.baseline_s < self.window_s:
+            raise ValueError("baseline_s must be at least window_s")
+        return self
+
+
 class ConcurrencySettings(_Strict):
     max_in_flight: int = Field(default=512, gt=0)
     per_provider: dict[str, int] = Field(default_factory=dict)
@@ -325,6 +362,7 @@ class Settings(_Strict):
     quality: QualitySettings = QualitySettings()
     selection: SelectionSettings = SelectionSettings()
     failover: FailoverSettings = FailoverSettings()
+    alerts: AlertSettings = AlertSettings()
     concurrency: ConcurrencySettings = ConcurrencySettings()
     events: EventSettings = EventSettings()
     routers: RouterSettings = RouterSettings()

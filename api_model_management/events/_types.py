@@ -399,7 +399,12 @@ class PerformanceAlert(Event):
     ``provider_unavailable``, ``usage_anomaly`` (a provider reported more ``metric`` tokens,
     ``value``, than the call could use, ``threshold``; it was charged within the bound),
     ``log_file_quarantined`` (an unreadable event log file was moved aside; ``message`` names it,
-    its error class and where it went)."""
+    its error class and where it went).
+
+    ``latency_degraded``, ``error_rate`` and ``quality_degraded`` are raised once when their
+    condition starts and cleared once when it has been gone a while (``cleared`` true, ``value``
+    the metric then); see ``alerts.DegradationCore``. ``cleared`` is null in files written before
+    it existed, read as false."""
 
     event_type: ClassVar[str] = "PerformanceAlert"
     kind: str
@@ -407,6 +412,7 @@ class PerformanceAlert(Event):
     value: float
     threshold: float
     message: str = ""
+    cleared: bool = False
 
     _arrow_fields: ClassVar[list[pa.Field]] = [
         pa.field("kind", pa.string(), nullable=False),
@@ -414,7 +420,13 @@ class PerformanceAlert(Event):
         pa.field("value", pa.float64(), nullable=False),
         pa.field("threshold", pa.float64(), nullable=False),
         pa.field("message", pa.string(), nullable=False),
+        pa.field("cleared", pa.bool_()),
     ]
+
+    @field_validator("cleared", mode="before")
+    @classmethod
+    def _null_is_raised(cls, value: object) -> object:
+        return False if value is None else value
 
 
 class FeedbackRecorded(Event):
