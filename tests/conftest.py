@@ -63,6 +63,22 @@ def _unit_layer_guard(request, monkeypatch):
         monkeypatch.setattr(socket.socket, method_name, _refuse_network(method_name))
 
 
+@pytest.fixture(autouse=True)
+def _package_logger_restored():
+    """Entry points (``amm`` commands, facades, ``ModelManagement.start``, shells built in
+    process) set the package logger's level and add a console handler; each test leaves the level
+    as it found it and no console handler it added (the redaction handler stays)."""
+    import logging
+
+    logger = logging.getLogger("api_model_management")
+    level, before = logger.level, set(logger.handlers)
+    yield
+    logger.setLevel(level)
+    for handler in [h for h in logger.handlers if getattr(h, "_amm_console", False)]:
+        if handler not in before:
+            logger.removeHandler(handler)
+
+
 @pytest.fixture(scope="session")
 def ray_session():
     """One local Ray for the whole test session: 2 CPUs, no dashboard, shut down at the end."""

@@ -2,6 +2,9 @@
 
 Every command prints a clear one-line error and exits 2 on bad input, never a traceback. Heavy
 imports (ray, duckdb, uvicorn) happen inside the commands so that ``amm --help`` is instant.
+Before any command runs, the package logger is set up at ``API_MODEL_LOG_LEVEL`` (INFO when it is
+unset; a command given a registry then applies that registry's ``settings.log_level`` unless the
+variable is set). ``amm --version`` prints the package's version.
 """
 
 from __future__ import annotations
@@ -28,6 +31,31 @@ def fail(message: str, code: int = 2) -> NoReturn:
     """Print one line to stderr and exit (2 = bad input)."""
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
     raise typer.Exit(code)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from .. import __version__
+
+        typer.echo(f"api-model-management {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _before_every_command(
+    version: Annotated[bool, typer.Option(
+        "--version", callback=_print_version, is_eager=True,
+        help="Print the package version and exit.")] = False,
+) -> None:
+    # the package logger at API_MODEL_LOG_LEVEL (INFO when unset), for every command
+    from ..config._logging import configure_logging
+    from ..errors import ConfigError
+    from ._errors import error_line
+
+    try:
+        configure_logging()
+    except ConfigError as exc:
+        fail(error_line(exc))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -54,12 +54,28 @@ def _missing(text: str) -> bool:
     return "://" not in text and not Path(text).is_dir()
 
 
+class _SaidByTheCommand(logging.Filter):
+    """Keeps the log's own WARNING about a quarantined file off the console: the command says it
+    once, as a ``warning:`` line (:func:`warn_quarantined`)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.name == _LOG_LOGGER and record.getMessage().startswith(_QUARANTINED))
+
+
+_LOG_LOGGER = "api_model_management.events._log"
+_QUARANTINED = "event log: quarantined"
+
+
 def open_log(text: str) -> EventLog:
-    """The log a command reads. Without logging configured, Python would print the log's own
-    WARNING about a quarantined file raw to stderr as well: the command says it once
-    (:func:`warn_quarantined`)."""
+    """The log a command reads. The log's own WARNING about a quarantined file is kept off the
+    package's console handler (or, with logging not configured, from Python's last-resort
+    printing of it): the command says it once (:func:`warn_quarantined`)."""
     package = logging.getLogger("api_model_management")
-    if not package.hasHandlers():
+    consoles = [h for h in package.handlers if getattr(h, "_amm_console", False)]
+    for console in consoles:
+        if not any(isinstance(f, _SaidByTheCommand) for f in console.filters):
+            console.addFilter(_SaidByTheCommand())
+    if not consoles and not package.hasHandlers():
         package.addHandler(logging.NullHandler())
     return EventLog(text)
 

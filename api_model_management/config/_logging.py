@@ -6,6 +6,11 @@ including the root logger's, sees only the redacted text. It removes anything th
 key (``sk-...``, ``sk-ant-...``, ``AIza...``, Bearer tokens, ``x-api-key`` / ``x-goog-api-key`` /
 ``authorization`` header values, ``key=`` query parameters) and every secret value registered with
 :func:`register_secret` (``load_secrets`` registers the keys it reads).
+
+The level: ``API_MODEL_LOG_LEVEL`` when set wins over ``settings.log_level``, which wins over INFO.
+Every entry point applies it: ``ModelManagement.start`` (which passes the level in effect to the
+actors in their configuration: :func:`with_effective_log_level`, :func:`configure_actor_logging`),
+the in-process facades (:func:`configure_logging_for`) and every ``amm`` command.
 """
 
 from __future__ import annotations
@@ -15,8 +20,12 @@ import os
 import re
 import sys
 from collections.abc import Mapping
+from typing import TYPE_CHECKING, TextIO
 
 from ..errors import ConfigError
+
+if TYPE_CHECKING:
+    from ._schema import RegistryConfig
 
 PACKAGE_LOGGER = "api_model_management"
 LEVEL_ENV = "API_MODEL_LOG_LEVEL"
@@ -125,23 +134,75 @@ def parse_level(value: str, source: str = LEVEL_ENV) -> int:
     return getattr(logging, name)
 
 
+def effective_level(level: str | None = None, *, env: Mapping[str, str] | None = None) -> str:
+    """The name of the level in effect: ``API_MODEL_LOG_LEVEL`` in ``env`` (default ``os.environ``)
+    when set and not blank, else ``level`` (e.g. ``settings.log_level``), else INFO: the
+    environment variable wins over the configuration. ``ConfigError`` naming the source when the
+    chosen value is not a level name."""
+    env = os.environ if env is None else env
+    from_env = env.get(LEVEL_ENV, "").strip()
+    value, source = (from_env, LEVEL_ENV) if from_env else (level or "INFO", "log_level")
+    parse_level(value, source=source)
+    return value.strip().upper()
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is when a record is emitted (as ``logging.lastResort``),
+    so a handler installed while stderr was replaced (a test runner, rich's progress display)
+    never writes to a stream that has since been closed."""
+
+    def __init__(self) -> None:
+        logging.Handler.__init__(self)
+
+    @property
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+
 def configure_logging(level: str | None = None, *, env: Mapping[str, str] | None = None) -> int:
     """Set up the package logger: redaction, a stderr handler and a level.
 
-    The level is ``API_MODEL_LOG_LEVEL`` when set (so operators can change it without editing the
-    registry), else ``level`` (e.g. ``settings.log_level``), else INFO. Returns the level number.
-    Calling it again replaces the handler it added before.
+    The level is ``API_MODEL_LOG_LEVEL`` when set (it wins over the configuration, so operators
+    can change it without editing the registry), else ``level`` (e.g. ``settings.log_level``),
+    else INFO (:func:`effective_level`). Returns the level number. Calling it again replaces the
+    handler it added before.
     """
-    env = os.environ if env is None else env
-    from_env = env.get(LEVEL_ENV, "").strip()
-    number = parse_level(from_env) if from_env else parse_level(level or "INFO", source="log_level")
+    number = parse_level(effective_level(level, env=env))
     logger = logging.getLogger(PACKAGE_LOGGER)
     for handler in [h for h in logger.handlers if getattr(h, "_amm_console", False)]:
         logger.removeHandler(handler)
-    console = logging.StreamHandler(sys.stderr)
+    console = _StderrHandler()
     console.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     console._amm_console = True  # type: ignore[attr-defined]  # our marker on a stdlib handler
     console.addFilter(redaction_filter())
     logger.addHandler(console)
     logger.setLevel(number)
     return number
+
+
+def configure_logging_for(config: RegistryConfig | None, *,
+                          env: Mapping[str, str] | None = None) -> int:
+    """:func:`configure_logging` at ``config.settings.log_level`` (INFO without a configuration),
+    ``API_MODEL_LOG_LEVEL`` winning. What the in-process facades and the ``amm`` commands call
+    when they are given a configuration. Returns the level number."""
+    return configure_logging(config.settings.log_level if config is not None else None, env=env)
+
+
+def with_effective_log_level(config: RegistryConfig, *,
+                             env: Mapping[str, str] | None = None) -> RegistryConfig:
+    """A copy of ``config`` whose ``settings.log_level`` is the level in effect in this process
+    (``API_MODEL_LOG_LEVEL`` winning): the configuration handed to the actors, so that they log
+    at the driver's level whatever their own environment holds."""
+    name = effective_level(config.settings.log_level, env=env)
+    if name == config.settings.log_level:
+        return config
+    settings = config.settings.model_copy(update={"log_level": name})
+    return config.model_copy(update={"settings": settings})
+
+
+def configure_actor_logging(config: RegistryConfig) -> int:
+    """:func:`configure_logging` in an actor's constructor, at ``config.settings.log_level``
+    exactly: the driver already resolved ``API_MODEL_LOG_LEVEL`` into it
+    (:func:`with_effective_log_level`), and the actor's own environment (a worker on another node
+    may have a different one) is not consulted. Returns the level number."""
+    return configure_logging(config.settings.log_level, env={})

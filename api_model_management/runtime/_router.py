@@ -13,11 +13,13 @@ from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from typing import Any
 
 from .._clock import SYSTEM_CLOCK, Clock, Every
+from .._feedback import check_feedback  # the one rule (no Ray there: the facades use it too)
 from .._request import ModelRequest, ModelResponse, StreamChunk
 from .._supervise import Supervisor
 from ..budget import SliceBudget
 from ..cache import TieredCache
 from ..config import RegistryConfig, SelectionWeights
+from ..config._logging import configure_actor_logging
 from ..errors import ComponentUnavailable
 from ..events._resilient import ResilientSpool
 from ..events._spool import SpoolWriter
@@ -53,6 +55,7 @@ class RouterShell:
         sink: Handle | None = None,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
+        configure_actor_logging(config)
         self.config = config
         self.index = index
         self.holder = f"router-{index}-{int(time.time() * 1000)}"
@@ -222,23 +225,6 @@ class RouterShell:
         for adapter in self.adapters.values():
             await adapter.aclose()
         return True
-
-
-FEEDBACK_SOURCES = ("user", "judge", "ground_truth")
-
-
-def check_feedback(request_id: object, score: object, source: object, comment: object) -> None:
-    """InvalidInput for feedback that cannot be recorded."""
-    from ..errors import InvalidInput
-
-    if not isinstance(request_id, str) or not request_id:
-        raise InvalidInput("request_id must be a non-empty string", field="request_id")
-    if isinstance(score, bool) or not isinstance(score, int | float) or not 0.0 <= score <= 1.0:
-        raise InvalidInput("score must be a number in [0, 1]", field="score")
-    if source not in FEEDBACK_SOURCES:
-        raise InvalidInput(f"source must be one of {', '.join(FEEDBACK_SOURCES)}", field="source")
-    if comment is not None and (not isinstance(comment, str) or len(comment) > 2000):
-        raise InvalidInput("comment must be a string of at most 2000 characters", field="comment")
 
 
 async def record_feedback(core: RouterCore | None, selector: Handle | None, request_id: str,

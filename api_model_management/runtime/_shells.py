@@ -25,6 +25,7 @@ from .._supervise import Supervisor
 from ..budget import BudgetStatus, Slice, SpendKey
 from ..cache import CacheHit, CacheStats
 from ..config import RegistryConfig, SelectionWeights
+from ..config._logging import configure_actor_logging
 from ..errors import ComponentUnavailable
 from ..events import Event
 from ..events._resilient import ResilientSpool
@@ -112,6 +113,7 @@ class EventSinkShell:
     def __init__(self, config: RegistryConfig) -> None:
         from ..events._ingest import SpoolIngestor
 
+        configure_actor_logging(config)
         self.config = config
         self.ingestor = SpoolIngestor(config.settings.data_dir, config.settings.events)
         self.supervisor = Supervisor("event sink: ingestion")
@@ -168,6 +170,7 @@ class HealthCheckerShell:
         from ..health._core import HealthCore
         from ..providers import make_adapter
 
+        configure_actor_logging(config)
         self.config = config
         self.provider = provider
         settings = config.settings.health_check
@@ -265,14 +268,15 @@ class RateLimiterShell:
     def __init__(self, config: RegistryConfig, model_id: str) -> None:
         from ..ratelimit import LimiterJournal, RateLimiterCore
 
+        configure_actor_logging(config)
         model = config.model(model_id)
         self.model_id = model_id
         # a restarted limiter replays its decisions: grants made before count until they expire
         self.journal = LimiterJournal(_state_dir(config) / "ratelimit" / f"{_safe(model_id)}.jsonl",
                                       SYSTEM_CLOCK)
         self.core = RateLimiterCore.replay(
-            self.journal.load(), model_id, model.rate_limits.requests_per_minute,
-            model.rate_limits.tokens_per_minute, settings=config.settings.rate_limit,
+            self.journal.load(), model_id, config.admitted_rate_limits(model).requests_per_minute,
+            config.admitted_rate_limits(model).tokens_per_minute, settings=config.settings.rate_limit,
             clock=SYSTEM_CLOCK, provider=model.provider,
         )
         self.spool = _spool(config, f"ratelimit-{model_id}")
@@ -370,6 +374,7 @@ class CostLedgerShell:
         from ..budget import CostLedgerCore, HoldJournal, LogSpend
         from ..events import EventLog
 
+        configure_actor_logging(config)
         self.config = config
         data_dir = config.settings.data_dir
         spool_root = Path(data_dir) / "spool"
@@ -514,6 +519,7 @@ class CacheShell:
     def __init__(self, config: RegistryConfig) -> None:
         from ..cache._core import CacheCore
 
+        configure_actor_logging(config)
         self.core = CacheCore(config.settings.cache, clock=SYSTEM_CLOCK)
         self._purge = Every(CACHE_PURGE_S, SYSTEM_CLOCK, start_due=False)
 
@@ -546,6 +552,7 @@ class SelectorShell:
         from ..selection import QualityFold
         from ..selection._core import SelectorCore
 
+        configure_actor_logging(config)
         self.config = config
         self.core = SelectorCore(config, clock=SYSTEM_CLOCK)
         self.subscribers = _Subscribers()
@@ -614,17 +621,13 @@ class SelectorShell:
                         comment: str | None = None) -> bool:
         """Record one outcome for a request (validated by the caller); False when this request
         already has feedback from ``source`` (idempotent: nothing written)."""
-        from ..events import FeedbackRecorded
+        from .._feedback import feedback_event
 
         with self._lock:
             if (request_id, source) in self._feedback:
                 return False
-            event = FeedbackRecorded(
-                request_id=request_id, task_id=task_id, agent_type=agent_type, model_id=model_id,
-                provider=self.config.model(model_id).provider, score=score,
-                source=source,
-                comment=comment if self.config.settings.store_prompts else None,
-            )
+            event = feedback_event(self.config, request_id, score, source, model_id, agent_type,
+                                   task_id, comment)
             self.spool.write([event])
             self.spool.tick()
             self._remember_feedback(request_id, source)

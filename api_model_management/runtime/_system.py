@@ -70,8 +70,14 @@ class ModelManagement:
         raises ``ComponentUnavailable`` at once, naming it. Then the actors are started and
         waited for: an actor that cannot come up (its constructor raised, or it did not answer
         within ``start_timeout_s``) raises ``ComponentUnavailable`` naming it and its error
-        class, with every actor started killed (and Ray stopped, if this call started it)."""
+        class, with every actor started killed (and Ray stopped, if this call started it).
+
+        The package logs at ``API_MODEL_LOG_LEVEL`` from ``env`` (default ``os.environ``) when it
+        is set, else at ``settings.log_level``: in this process and in every actor, which get the
+        level in effect in their configuration (``mm.config.settings.log_level`` shows it). API
+        keys are read from ``env`` too, then from ``dotenv_path`` (default ``./.env``)."""
         from ..config import load_config, load_secrets
+        from ..config._logging import configure_logging, with_effective_log_level
         from ._actors import start_actors
 
         t0 = time.monotonic()
@@ -82,9 +88,11 @@ class ModelManagement:
             config = config.model_copy(update={
                 "settings": config.settings.model_copy(update={"data_dir": str(data_dir)})
             })
+        config = with_effective_log_level(config, env=env)
+        configure_logging(config.settings.log_level, env={})  # resolved just above
         Path(config.settings.data_dir).mkdir(parents=True, exist_ok=True)
         secrets = load_secrets(config, env=env, dotenv_path=dotenv_path)
-        api_keys = {name: secrets.key_for(name) for name in config.providers}
+        api_keys = {name: secrets.keys_for(name) for name in config.providers}
         owns_ray = False
         if not _ray.is_initialized():
             owns_ray = _ray.start_or_join(address, num_cpus=num_cpus)
