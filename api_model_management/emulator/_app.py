@@ -28,7 +28,7 @@ from ._engine import (
 )
 from ._profile import ProfileError, Provider, parse_profile
 from ._replies import TRANSPORT_KEY, Dropped, Hung, Plain, Receive, Scope, Send, Streamed
-from ._text import make_answer, oversized_answer
+from ._text import degraded_answer, make_answer, oversized_answer
 from ._wire import Call, Reply, WireError, json_reply
 
 _WIRES: dict[str, Any] = {"openai": _openai, "anthropic": _anthropic, "gemini": _gemini,
@@ -159,6 +159,8 @@ class EmulatorApp:
             answer = oversized_answer(answer, plan.size_bytes)
         elif kind == "inflated_usage":
             answer = dataclasses.replace(answer, output_tokens=INFLATED_OUTPUT_TOKENS)
+        elif kind == "degraded":
+            answer = degraded_answer(answer)
         rate = engine.rate_info(provider, call.model)
         latency_ms = int(plan.latency_s * 1000)
         headers = wire.success_headers(rate, engine.clock.now(), latency_ms)

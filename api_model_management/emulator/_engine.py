@@ -118,7 +118,7 @@ class RateWindow:
 class Plan:
     """What to do with one request."""
 
-    #: ok, error, drop, hang, midstream, malformed, oversized, inflated_usage
+    #: ok, error, drop, hang, midstream, malformed, oversized, inflated_usage, degraded
     kind: str
     status: int = 200
     retry_after_s: float | None = None
@@ -157,11 +157,11 @@ def plan_from_header(value: str) -> Plan:
             raise HeaderFaultError(f"{FAULT_HEADER}: oversized=<bytes> needs a positive size")
         return Plan("oversized", reason="header", size_bytes=int(size))
     kinds = {"timeout": "hang", "hang": "hang", "drop": "drop", "midstream-error": "midstream",
-             "malformed": "malformed", "inflated-usage": "inflated_usage"}
+             "malformed": "malformed", "inflated-usage": "inflated_usage", "degraded": "degraded"}
     if value not in kinds:
         raise HeaderFaultError(
             f"{FAULT_HEADER}: expected status=<code>, timeout, drop, midstream-error, malformed, "
-            "oversized[=<bytes>] or inflated-usage"
+            "oversized[=<bytes>], inflated-usage or degraded"
         )
     return Plan(kinds[value], reason="header")
 
@@ -351,7 +351,7 @@ class Engine:
         """``{"total": n, "models": {model: {outcome: n}}, "providers": {provider: {outcome: n}}}``.
 
         Outcomes are HTTP statuses as strings (``"200"``, ``"429"``) or ``drop``, ``hang``,
-        ``midstream_error``, ``malformed``, ``oversized``, ``inflated_usage``.
+        ``midstream_error``, ``malformed``, ``oversized``, ``inflated_usage``, ``degraded``.
         """
         models: dict[str, Counter[str]] = {}
         providers: dict[str, Counter[str]] = {}
@@ -379,7 +379,7 @@ def _fault_rates(spec: FaultSpec) -> list[tuple[str, int, float]]:
     rates = [("error", int(s), r) for s, r in sorted((spec.error_rates or {}).items()) if r > 0]
     for kind, rate in (("drop", spec.drop_rate), ("hang", spec.hang_rate),
                        ("midstream", spec.midstream_error_rate), ("malformed", spec.malformed_rate),
-                       ("oversized", spec.oversized_rate)):
+                       ("oversized", spec.oversized_rate), ("degraded", spec.degraded_rate)):
         if rate:
             rates.append((kind, 0, rate))
     return rates

@@ -105,6 +105,9 @@ class FaultSpec(_Strict):
     hang_rate: float | None = Field(default=None, ge=0, le=1)
     midstream_error_rate: float | None = Field(default=None, ge=0, le=1)
     malformed_rate: float | None = Field(default=None, ge=0, le=1)
+    #: Probability of a degraded answer: a complete 200 whose text is the answer's first words
+    #: over and over (a model stuck in a loop), which the quality evaluator scores near 0.
+    degraded_rate: float | None = Field(default=None, ge=0, le=1)
     #: Probability of an answer of ``oversized_bytes`` of text (default 20 MiB).
     oversized_rate: float | None = Field(default=None, ge=0, le=1)
     oversized_bytes: int | None = Field(default=None, gt=0)

@@ -140,6 +140,14 @@ def oversized_answer(answer: Answer, size_bytes: int) -> Answer:
     return Answer(text, answer.input_tokens, count_tokens(text), False)
 
 
+def degraded_answer(answer: Answer, words: int = 4) -> Answer:
+    """``answer`` as a model stuck in a loop writes it: its first ``words`` words repeated to
+    about its length (at least twice); usage counted on the text sent."""
+    head = " ".join(answer.text.split()[:words]) or "the"
+    text = " ".join([head] * max(2, len(answer.text) // (len(head) + 1)))
+    return Answer(text, answer.input_tokens, count_tokens(text), answer.truncated)
+
+
 def split_for_stream(text: str, words_per_chunk: int = 3) -> list[str]:
     """Pieces of ``text`` that concatenate back to it exactly."""
     pieces = re.findall(r"\S+\s*|\s+", text)

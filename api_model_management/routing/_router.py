@@ -23,6 +23,7 @@ from typing import Any, Protocol, TypeVar
 
 from .._clock import SYSTEM_CLOCK, Clock
 from .._request import ModelRequest, ModelResponse, ProviderResult, StreamChunk
+from ..alerts import DegradationCore
 from ..budget import (
     BudgetPort,
     BudgetTicket,
@@ -177,6 +178,8 @@ class RouterCore:
         self.limits = ConcurrencyLimits(config.settings.concurrency, replicas=replicas)
         self._failovers: deque[float] = deque()
         self._failover_alerted_at = -1e18
+        #: latency, error-rate and quality degradation of the models this router calls
+        self.degradation = DegradationCore(config.settings.alerts, clock=clock, router_id=router_id)
         self._background: set[asyncio.Task[None]] = set()
         self.counters = {"requests": 0, "completed": 0, "failed": 0, "cache_hits": 0, "failovers": 0,
                          "refused_spool": 0}
@@ -580,6 +583,8 @@ class RouterCore:
         ))
         if isinstance(exc, ProviderError | StreamInterrupted):
             self.outcomes.outcome(model.provider, model.id, False, kind, 0.0)
+            state.events.extend(self.degradation.record(model.id, model.provider, False,
+                                                        error_kind=kind))
         if isinstance(exc, ProviderError) and (exc.transient or exc.error_kind in _PROVIDER_WIDE):
             state.failed_providers.add(model.provider)
         if isinstance(exc, RateLimited):
@@ -670,6 +675,8 @@ class RouterCore:
         evaluation = await self.evaluator.evaluate_async(state.request, result.text,
                                                          result.finish_reason)
         self.outcomes.outcome(model.provider, model.id, True, None, result.latency_ms, evaluation.quality_score)
+        state.events.extend(self.degradation.record(model.id, model.provider, True, result.latency_ms,
+                                                    evaluation.quality_score))
         state.events.append(ResponseEvaluated(
             **state.common(model), completeness=evaluation.completeness,
             relevance=evaluation.relevance, coherence=evaluation.coherence,
