@@ -47,10 +47,11 @@ from ._schema import (
     Timeouts,
     Window,
 )
-from ._secrets import Availability, Secrets, load_secrets
+from ._secrets import ApiKey, Availability, Secrets, load_secrets
 
 __all__ = [
     "AlertSettings",
+    "ApiKey",
     "Availability",
     "BUILTIN_PROVIDERS",
     "BudgetLimit",

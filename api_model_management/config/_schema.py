@@ -8,6 +8,7 @@ variable that holds its key (``api_key_env``), and :func:`load_secrets` reads th
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from typing import Literal
 
@@ -18,6 +19,8 @@ Window = Literal["day", "month"]
 Scope = Literal["global", "provider", "model", "agent_type"]
 
 _WEIGHT_TOLERANCE = 1e-6
+#: What an environment variable's name may be (``api_key_env``, ``api_key_envs``).
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 class _Strict(BaseModel):
@@ -74,10 +77,18 @@ class Timeouts(_Strict):
 
 
 class ProviderConfig(_Strict):
+    # a key pasted where a variable's name belongs must not reach an error message
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+
     type: ProviderType
     base_url: str = Field(min_length=1)
     #: Environment variable holding the API key; None for providers that need none (local Ollama).
     api_key_env: str | None = None
+    #: More variables holding keys of this provider (a key pool, after ``api_key_env`` when both
+    #: are set; a name in both is one key). Each key has its own provider-side limits: calls go
+    #: round robin over the keys not cooling down after their own 429, and each model's
+    #: ``rate_limits`` count once per key (see :meth:`RegistryConfig.admitted_rate_limits`).
+    api_key_envs: list[str] | None = None
     health_check: HealthCheckEndpoint = HealthCheckEndpoint()
     timeouts: Timeouts = Timeouts()
     max_connections: int = Field(default=100, gt=0)
@@ -97,6 +108,31 @@ class ProviderConfig(_Strict):
         if not value.startswith(("http://", "https://")):
             raise ValueError("base_url must start with http:// or https://")
         return value.rstrip("/")
+
+    @field_validator("api_key_envs")
+    @classmethod
+    def _key_names(cls, value: list[str] | None) -> list[str] | None:
+        """Names only, each once; a bad entry is named by its index, never its value."""
+        if value is None:
+            return None
+        if not value:
+            raise ValueError("api_key_envs is empty: list the variables that hold the keys, or remove it")
+        first: dict[str, int] = {}
+        for i, name in enumerate(value):
+            if not ENV_NAME.match(name):
+                raise ValueError(f"api_key_envs[{i}] must be the NAME of an environment variable "
+                                 "(letters, digits, _); put the key itself in the environment or .env")
+            if name in first:
+                raise ValueError(f"api_key_envs[{i}] repeats api_key_envs[{first[name]}]")
+            first[name] = i
+        return value
+
+    @property
+    def key_envs(self) -> tuple[str, ...]:
+        """Every variable naming a key of this provider, in order (``api_key_env`` first), each
+        once; empty for a provider that needs no key."""
+        names = [self.api_key_env] if self.api_key_env is not None else []
+        return tuple(dict.fromkeys([*names, *(self.api_key_envs or ())]))
 
 
 # --------------------------------------------------------------------------------------------
@@ -378,6 +414,9 @@ class Settings(_Strict):
 class RegistryConfig(_Strict):
     """The whole configuration file."""
 
+    # errors name paths, never values (a key pasted where a variable's name belongs)
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+
     version: str = "1"
     updated: str | None = None
     models: list[ModelConfig] = Field(min_length=1)
@@ -412,3 +451,14 @@ class RegistryConfig(_Strict):
 
     def provider_of(self, model_id: str) -> ProviderConfig:
         return self.providers[self.model(model_id).provider]
+
+    def admitted_rate_limits(self, model: ModelConfig) -> RateLimits:
+        """The limits the system's RateLimiter holds ``model`` to: its ``rate_limits`` (one API
+        key's limits at the provider) times the keys its provider lists (at least one)."""
+        provider = self.providers.get(model.provider)
+        keys = len(provider.key_envs) if provider is not None else 0
+        if keys <= 1:
+            return model.rate_limits
+        limits = model.rate_limits
+        return RateLimits(requests_per_minute=limits.requests_per_minute * keys,
+                          tokens_per_minute=limits.tokens_per_minute * keys)

@@ -134,34 +134,49 @@ class EmulatorApp:
             return Plain(wire.not_found(call.model))
         answer = make_answer(engine.answer_text(call.model, call.conversation, call.prompt),
                              len(call.conversation), call.max_tokens)
+        key = self._key_of(request, provider)
         try:
             plan = engine.plan(provider, call.model, answer.input_tokens + answer.output_tokens,
-                               request.headers.get(FAULT_HEADER))
+                               request.headers.get(FAULT_HEADER), key)
         except HeaderFaultError as exc:
-            engine.record(provider, call.model, "400")
+            engine.record(provider, call.model, "400", key)
             return Plain(wire.error(400, str(exc)))
-        return self._reply(provider, call, answer, plan, json_array)
+        return self._reply(provider, call, answer, plan, json_array, key)
 
-    def _reply(self, provider: Provider, call: Call, answer: Any, plan: Plan, json_array: bool) -> Any:
+    def _key_of(self, request: Request, provider: Provider) -> str | None:
+        """The request's API key when the profile names keys (per-key limits and statistics),
+        else None (the common case reads no header)."""
+        profile = self.engine.profile
+        if not profile.key_rate_limits and profile.valid_keys is None:
+            return None
+        if provider == "anthropic":
+            return _anthropic.api_key(request.headers)
+        if provider == "gemini":
+            return _gemini.api_key(request.headers, request.query_params)
+        return _openai.api_key(request.headers)  # OpenAI, and Ollama's optional bearer token
+
+    def _reply(self, provider: Provider, call: Call, answer: Any, plan: Plan, json_array: bool,
+               key: str | None = None) -> Any:
         engine, wire = self.engine, _WIRES[provider]
         kind = plan.kind
         if kind == "error":
-            engine.record(provider, call.model, str(plan.status))
-            return Plain(self._error(provider, plan.status, call.model, plan.retry_after_s), plan.latency_s)
+            engine.record(provider, call.model, str(plan.status), key)
+            return Plain(self._error(provider, plan.status, call.model, plan.retry_after_s, key),
+                         plan.latency_s)
         if kind == "drop":
-            engine.record(provider, call.model, "drop")
+            engine.record(provider, call.model, "drop", key)
             return Dropped()
         if kind == "hang":
-            engine.record(provider, call.model, "hang")
+            engine.record(provider, call.model, "hang", key)
             return Hung(engine.profile.hang_max_s, self.hangs)
-        engine.record(provider, call.model, {"ok": "200", "midstream": "midstream_error"}.get(kind, kind))
+        engine.record(provider, call.model, {"ok": "200", "midstream": "midstream_error"}.get(kind, kind), key)
         if kind == "oversized":
             answer = oversized_answer(answer, plan.size_bytes)
         elif kind == "inflated_usage":
             answer = dataclasses.replace(answer, output_tokens=INFLATED_OUTPUT_TOKENS)
         elif kind == "degraded":
             answer = degraded_answer(answer)
-        rate = engine.rate_info(provider, call.model)
+        rate = engine.rate_info(provider, call.model, key)
         latency_ms = int(plan.latency_s * 1000)
         headers = wire.success_headers(rate, engine.clock.now(), latency_ms)
         if call.stream and not json_array:
@@ -185,17 +200,18 @@ class EmulatorApp:
             fault_frame = wire.midstream_error() if plan.kind == "midstream" else wire.malformed_frame()
         return Streamed(200, headers, frames, plan.ttft_s, plan.latency_s, fault_at, fault_frame)
 
-    def _error(self, provider: Provider, status: int, model: str, retry_after_s: float | None) -> Reply:
+    def _error(self, provider: Provider, status: int, model: str, retry_after_s: float | None,
+               key: str | None = None) -> Reply:
         engine = self.engine
         if provider == "openai":
             return _openai.error(status, retry_after_s=retry_after_s,
-                                 rate=engine.rate_info("openai", model))
+                                 rate=engine.rate_info("openai", model, key))
         if provider == "anthropic":
             return _anthropic.error(status, retry_after_s=retry_after_s,
-                                    rate=engine.rate_info("anthropic", model), now=engine.clock.now())
+                                    rate=engine.rate_info("anthropic", model, key), now=engine.clock.now())
         if provider == "gemini":
             return _gemini.error(status, retry_after_s=retry_after_s,
-                                 rate=engine.rate_info("gemini", model), model=model)
+                                 rate=engine.rate_info("gemini", model, key), model=model)
         return _ollama.error(status)
 
     def _auth(self, request: Request, provider: Provider) -> Reply | None:

@@ -15,7 +15,15 @@ from datetime import datetime, timedelta
 from .._clock import SYSTEM_CLOCK, Clock
 from ._data import TraceRecord, WorldEntry, load_trace, load_world, prompt_key
 from ._judge import judge_reply
-from ._profile import PROVIDERS, FaultSpec, Profile, Provider, TraceLatency, effective_spec
+from ._profile import (
+    PROVIDERS,
+    FaultSpec,
+    Profile,
+    Provider,
+    RateLimits,
+    TraceLatency,
+    effective_spec,
+)
 from ._text import compose_answer, world_answer
 
 WINDOW_S = 60.0
@@ -191,8 +199,9 @@ class Engine:
 
     def reset(self) -> None:
         """Forget rate windows and statistics; re-seed the fault draws."""
-        self._windows: dict[str, RateWindow] = {}
+        self._windows: dict[tuple[str, str | None], RateWindow] = {}
         self._stats: dict[tuple[str, str], Counter[str]] = {}
+        self._key_stats: dict[str, Counter[str]] = {}
         self.rng = random.Random(self.profile.seed)
 
     def advance(self, seconds: float) -> None:
@@ -243,17 +252,22 @@ class Engine:
 
     # ---- decisions
 
-    def rate_info(self, provider: Provider, model: str) -> RateInfo:
-        limits = self.spec(provider, model).rate_limits
-        window = self._window(model)
+    def rate_info(self, provider: Provider, model: str, key: str | None = None) -> RateInfo:
+        """The limits a reply reports: those of ``key`` for ``model`` when the profile gives the
+        key limits of its own, else the model's."""
+        limits = self.profile.key_rate_limits.get(key) if key is not None else None
+        window = self._window(model, key) if limits is not None else self._window(model)
+        if limits is None:
+            limits = self.spec(provider, model).rate_limits
         now = self.clock.monotonic()
         window.prune(now)
         rpm = limits.requests_per_minute if limits else None
         tpm = limits.tokens_per_minute if limits else None
         return window.info(now, rpm, tpm)
 
-    def plan(self, provider: Provider, model: str, tokens: int, header: str | None = None) -> Plan:
-        """Decide the fate of one request costing ``tokens`` (input + output)."""
+    def plan(self, provider: Provider, model: str, tokens: int, header: str | None = None,
+             key: str | None = None) -> Plan:
+        """Decide the fate of one request costing ``tokens`` (input + output), made with ``key``."""
         if header:
             return plan_from_header(header)
         spec = self.spec(provider, model)
@@ -262,8 +276,9 @@ class Engine:
             outage = self._outage(provider, spec, now)
             if outage is not None:
                 return outage
-        if spec.rate_limits is not None:
-            limited = self._admit(model, spec, now, tokens)
+        key_limits = self.profile.key_rate_limits.get(key) if key is not None else None
+        if spec.rate_limits is not None or key_limits is not None:
+            limited = self._admit(model, spec.rate_limits, key, key_limits, now, tokens)
             if limited is not None:
                 return limited
         else:
@@ -287,15 +302,24 @@ class Engine:
                 return Plan("error", status, reason="outage")
         return None
 
-    def _admit(self, model: str, spec: FaultSpec, now: float, tokens: int) -> Plan | None:
-        limits = spec.rate_limits
-        assert limits is not None
-        window = self._window(model)
-        window.prune(now)
-        wait = window.retry_after_s(now, limits.requests_per_minute, limits.tokens_per_minute, tokens)
-        if wait is not None:
-            return Plan("error", 429, retry_after_s=max(wait, 0.001), reason="rate_limit")
-        window.add(now, tokens)
+    def _admit(self, model: str, limits: RateLimits | None, key: str | None,
+               key_limits: RateLimits | None, now: float, tokens: int) -> Plan | None:
+        """A 429 when the request does not fit the model's window or its key's (the longer
+        wait); else the request counts in both."""
+        windows = [(self._window(model), limits)]
+        if key_limits is not None:
+            windows.append((self._window(model, key), key_limits))
+        waits = []
+        for window, bound in windows:
+            window.prune(now)
+            if bound is not None:
+                wait = window.retry_after_s(now, bound.requests_per_minute, bound.tokens_per_minute, tokens)
+                if wait is not None:
+                    waits.append(wait)
+        if waits:
+            return Plan("error", 429, retry_after_s=max(max(waits), 0.001), reason="rate_limit")
+        for window, _ in windows:
+            window.add(now, tokens)
         return None
 
     def _draw(self, provider: Provider, spec: FaultSpec) -> Plan:
@@ -332,23 +356,31 @@ class Engine:
         status = record.error_status if latency.errors else None
         return record.end_to_end_s * latency.scale, record.ttft_s * latency.scale, status
 
-    def _window(self, model: str) -> RateWindow:
-        window = self._windows.get(model)
+    def _window(self, model: str, key: str | None = None) -> RateWindow:
+        """The model's window, or with ``key`` that key's own window for the model."""
+        window = self._windows.get((model, key))
         if window is None:
-            window = self._windows[model] = RateWindow()
+            window = self._windows[model, key] = RateWindow()
         return window
 
     # ---- statistics
 
-    def record(self, provider: str, model: str, outcome: str) -> None:
-        key = (provider, model)
-        counter = self._stats.get(key)
+    def record(self, provider: str, model: str, outcome: str, key: str | None = None) -> None:
+        """Count one outcome, and against ``key`` too when the profile names that key."""
+        scope = (provider, model)
+        counter = self._stats.get(scope)
         if counter is None:
-            counter = self._stats[key] = Counter()
+            counter = self._stats[scope] = Counter()
         counter[outcome] += 1
+        if key is not None and self._named(key):
+            self._key_stats.setdefault(key, Counter())[outcome] += 1
+
+    def _named(self, key: str) -> bool:
+        return key in self.profile.key_rate_limits or key in (self.profile.valid_keys or ())
 
     def stats(self) -> dict[str, object]:
-        """``{"total": n, "models": {model: {outcome: n}}, "providers": {provider: {outcome: n}}}``.
+        """``{"total": n, "models": {model: {outcome: n}}, "providers": {provider: {outcome: n}},
+        "keys": {key: {outcome: n}}}`` (``keys``: the keys the profile names, once used).
 
         Outcomes are HTTP statuses as strings (``"200"``, ``"429"``) or ``drop``, ``hang``,
         ``midstream_error``, ``malformed``, ``oversized``, ``inflated_usage``, ``degraded``.
@@ -363,6 +395,7 @@ class Engine:
             "total": total,
             "models": {m: dict(c) for m, c in models.items()},
             "providers": {p: dict(c) for p, c in providers.items()},
+            "keys": {k: dict(c) for k, c in self._key_stats.items()},
         }
 
 

@@ -10,6 +10,12 @@ request, ``providers.<name>`` override them for one protocol and ``models.<name>
      "models": {"gpt-4o-mini": {"rate_limits": {"requests_per_minute": 60},
                                 "outages": [{"start_s": 5, "end_s": 20}]}}}
 
+Each API key may have limits of its own, as a provider gives every key (of its own organization):
+``key_rate_limits`` maps a key to the limits of each model for requests made with it, over that
+key's own window (``{"key_rate_limits": {"sk-a": {"requests_per_minute": 2}}}``), checked with
+the model's limits (a request must fit both). The statistics count requests per key for the keys
+the profile names (``key_rate_limits``, ``valid_keys``).
+
 An *answer world* replays real per-prompt correctness: ``world_dir`` names a folder of
 routellm-format CSV files (a ``prompt`` column, one ``True``/``False`` column per real model, and
 optionally ``<column>_response`` texts), and ``world_models`` maps emulator model names to those
@@ -144,6 +150,9 @@ class Profile(_Strict):
     valid_keys: list[str] | None = None
     #: Keys always rejected as invalid.
     invalid_keys: list[str] = Field(default_factory=lambda: ["invalid"])
+    #: Key -> the limits of each model for requests made with that key (its own 60 s window per
+    #: model), checked as well as the model's ``rate_limits``.
+    key_rate_limits: dict[str, RateLimits] = Field(default_factory=dict)
     #: Models each provider lists on its models endpoint (defaults per provider when unset), before
     #: the world models it lists.
     catalog: dict[Provider, list[str]] = Field(default_factory=dict)

@@ -1,7 +1,7 @@
 """httpx adapters for the providers' wire protocols (OpenAI, Anthropic, Gemini, Ollama), their
 rate-limit header parsers, and exact cost.
 
-    adapter = make_adapter("openai", provider_config, api_key)
+    adapter = make_adapter("openai", provider_config, api_key)   # or secrets.keys_for("openai")
     result = await adapter.complete(request, model_config)
     async for chunk in adapter.stream(request, model_config): ...
     await adapter.aclose()
@@ -10,7 +10,6 @@ rate-limit header parsers, and exact cost.
 from __future__ import annotations
 
 import httpx
-from pydantic import SecretStr
 
 from .._clock import SYSTEM_CLOCK, Clock
 from ..budget._pricing import cost_usd, worst_case_cost_usd
@@ -19,6 +18,7 @@ from ..config._logging import register_secret
 from ..errors import ConfigError
 from ._base import ProbeResult, ProviderAdapter
 from ._errors import redact, translate_transport_error
+from ._keys import KeyPool, KeySource, KeyState, keys_of
 from .anthropic import AnthropicAdapter
 from .gemini import GeminiAdapter
 from .ollama import OllamaAdapter
@@ -35,13 +35,14 @@ ADAPTERS: dict[str, type[ProviderAdapter]] = {
 def make_adapter(
     provider_name: str,
     config: ProviderConfig,
-    api_key: SecretStr | None = None,
+    api_key: KeySource = None,
     *,
     client: httpx.AsyncClient | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
     clock: Clock = SYSTEM_CLOCK,
 ) -> ProviderAdapter:
-    """The adapter for ``config.type`` (openai, anthropic, google, ollama)."""
+    """The adapter for ``config.type`` (openai, anthropic, google, ollama), with one key or a
+    pool of keys (``secrets.keys_for(name)``: each an ``ApiKey`` named by its variable)."""
     try:
         cls = ADAPTERS[config.type]
     except KeyError:
@@ -53,15 +54,19 @@ def make_adapter(
                 )
             ],
         ) from None
-    if api_key is not None:  # every process holding a key redacts it (actors included)
-        register_secret(api_key.get_secret_value())
-    return cls(provider_name, config, api_key, client=client, transport=transport, clock=clock)
+    keys = keys_of(api_key)
+    for key in keys:  # every process holding a key redacts it (actors included)
+        register_secret(key.secret.get_secret_value())
+    return cls(provider_name, config, keys, client=client, transport=transport, clock=clock)
 
 
 __all__ = [
     "ADAPTERS",
     "AnthropicAdapter",
     "GeminiAdapter",
+    "KeyPool",
+    "KeySource",
+    "KeyState",
     "OllamaAdapter",
     "OpenAIAdapter",
     "ProbeResult",

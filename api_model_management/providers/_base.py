@@ -3,6 +3,10 @@ the edge, and the stream driver that turns a provider's event parser into ``Stre
 
 A concrete adapter supplies only its wire protocol: URLs and auth headers, the request body, how
 to read a reply and a stream, and how to classify an error body.
+
+Every call takes a key from the adapter's :class:`~._keys.KeyPool`. A key's own 429 (or a refusal
+of that key) is retried at once on another free key of the pool, within the call's deadline,
+before the error goes up: a caller sees ``RateLimited`` only when every key cools for the model.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ import asyncio
 import logging
 import re
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -22,14 +26,19 @@ from pydantic import BaseModel, ConfigDict, SecretStr
 from .. import errors
 from .._clock import SYSTEM_CLOCK, Clock
 from .._request import ModelRequest, ProviderResult, StreamChunk
-from ..config import ModelConfig, ProviderConfig
+from ..config import ApiKey, ModelConfig, ProviderConfig
 from ..ratelimit import RateLimitState
 from ._errors import malformed, translate_transport_error
+from ._keys import KeyPool, keys_of
 
 logger = logging.getLogger(__name__)
 
 _VERSIONED = re.compile(r"/v\d+(?:beta\d*|alpha\d*)?$")
 _TRANSPORT_ERRORS = (httpx.TransportError, httpx.DecodingError, TimeoutError)
+#: Errors that refuse a key rather than a call (a revoked key, an account out of credit).
+_KEY_REFUSALS = frozenset({"auth", "quota"})
+#: The index of "no key" (a provider that needs none).
+_NO_KEY = -1
 
 
 class ProbeResult(BaseModel):
@@ -134,8 +143,9 @@ class ProviderAdapter(ABC):
     delivered raises :class:`errors.StreamInterrupted` carrying ``partial_text``; before any text,
     it raises the provider error itself (so a router can fail over invisibly).
 
-    ``client`` (or ``transport``) may be injected for tests; an injected client is not closed by
-    :meth:`aclose`.
+    ``api_key`` is one key, or several (``ApiKey`` items, named by their variables): the
+    adapter's :attr:`keys` pool. ``client`` (or ``transport``) may be injected for tests; an
+    injected client is not closed by :meth:`aclose`.
     """
 
     provider_type: ClassVar[str]
@@ -144,7 +154,7 @@ class ProviderAdapter(ABC):
         self,
         name: str,
         config: ProviderConfig,
-        api_key: SecretStr | None = None,
+        api_key: SecretStr | Sequence[ApiKey | SecretStr] | None = None,
         *,
         client: httpx.AsyncClient | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
@@ -152,9 +162,9 @@ class ProviderAdapter(ABC):
     ) -> None:
         self.name = name
         self.config = config
-        self._api_key = api_key
+        self.keys = KeyPool(name, keys_of(api_key), clock=clock)
         self._clock = clock
-        self._header_cache: dict[bool, dict[str, str]] = {}
+        self._header_cache: dict[tuple[bool, int], dict[str, str]] = {}
         self._url_cache: dict[str, httpx.URL] = {}
         self._owns_client = client is None
         if transport is None and client is None and config.http_client == "aiohttp":
@@ -171,13 +181,14 @@ class ProviderAdapter(ABC):
             follow_redirects=False,
         )
 
-    def __repr__(self) -> str:  # never shows the key
-        return f"{type(self).__name__}(name={self.name!r}, base_url={self.config.base_url!r})"
+    def __repr__(self) -> str:  # never shows a key
+        return (f"{type(self).__name__}(name={self.name!r}, base_url={self.config.base_url!r}, "
+                f"keys={len(self.keys)})")
 
     # -- protocol hooks ------------------------------------------------------------------------
     @abstractmethod
-    def _auth_headers(self) -> dict[str, str]:
-        """Authentication (and version) headers."""
+    def _auth_headers(self, key: SecretStr | None) -> dict[str, str]:
+        """Authentication (with ``key``; None: no key) and version headers."""
 
     @abstractmethod
     def _complete_url(self, model: ModelConfig) -> str: ...
@@ -231,7 +242,7 @@ class ProviderAdapter(ABC):
         total_s = self._total_s(timeout_s)
         start = self._clock.monotonic()
         body = self._body(request, model, stream=False)
-        response = await self._send(
+        response, key = await self._send(
             "POST", self._complete_url(model), body, model.id, total_s, headers
         )
         payload = self._decode(response, model.id)
@@ -241,7 +252,7 @@ class ProviderAdapter(ABC):
             raise malformed(self.name, model.id, type(exc).__name__, response.status_code) from exc
         headers = _header_map(response)
         state.provider_request_id = state.provider_request_id or self._request_id(headers)
-        result = self._result(text, state, headers, start, ttft_ms=None)
+        result = self._result(text, state, headers, start, None, key, model.id)
         self._check_refusal(result, model.id)
         logger.debug(
             "%s %s completed: status=%d latency_ms=%.1f finish=%s",
@@ -266,8 +277,9 @@ class ProviderAdapter(ABC):
         deadline = asyncio.get_running_loop().time() + total_s
         start = self._clock.monotonic()
         body = self._body(request, model, stream=True)
-        response = await self._open_stream(
-            self._stream_url(model), body, model.id, total_s, deadline, headers
+        response, key = await self._exchange(
+            "POST", self._stream_url(model), body, model.id, total_s, deadline, headers,
+            stream=True,
         )
         state = StreamState()
         delivered: list[str] = []
@@ -295,7 +307,7 @@ class ProviderAdapter(ABC):
                 )
             headers = _header_map(response)
             state.provider_request_id = state.provider_request_id or self._request_id(headers)
-            result = self._result("".join(delivered), state, headers, start, ttft_ms)
+            result = self._result("".join(delivered), state, headers, start, ttft_ms, key, model.id)
             self._check_refusal(result, model.id)
         except errors.ProviderError as exc:
             if not delivered:
@@ -313,7 +325,7 @@ class ProviderAdapter(ABC):
         total_s = self.config.health_check.timeout_s or self.config.timeouts.total_s
         start = self._clock.monotonic()
         try:
-            response = await self._send("GET", url, None, None, total_s, headers)
+            response, _ = await self._send("GET", url, None, None, total_s, headers)
         except errors.ProviderError as exc:
             return ProbeResult(
                 ok=False,
@@ -358,9 +370,10 @@ class ProviderAdapter(ABC):
         )
 
     def _build(
-        self, method: str, url: str, body: dict | None, total_s: float, headers: dict | None
+        self, method: str, url: str, body: dict | None, total_s: float, headers: dict | None,
+        key: int,
     ) -> httpx.Request:
-        merged = self._base_headers(body is not None)
+        merged = self._base_headers(body is not None, key)
         if headers:
             merged = {**merged, **headers}
         content = None if body is None else orjson.dumps(body)
@@ -369,14 +382,16 @@ class ProviderAdapter(ABC):
             timeout=self._httpx_timeout(total_s),
         )
 
-    def _base_headers(self, with_body: bool) -> dict[str, str]:
-        """Accept, auth and content type: the same for every call, so built once (httpx copies)."""
-        cached = self._header_cache.get(with_body)
+    def _base_headers(self, with_body: bool, key: int) -> dict[str, str]:
+        """Accept, auth (with key ``key``) and content type: the same for every call with that
+        key, so built once per key (httpx copies)."""
+        cached = self._header_cache.get((with_body, key))
         if cached is None:
-            cached = {"accept": "application/json", **self._auth_headers()}
+            secret = self.keys.secret(key) if key != _NO_KEY else None
+            cached = {"accept": "application/json", **self._auth_headers(secret)}
             if with_body:
                 cached["content-type"] = "application/json"
-            self._header_cache[with_body] = cached
+            self._header_cache[with_body, key] = cached
         return cached
 
     def _url(self, url: str) -> httpx.URL:
@@ -396,43 +411,108 @@ class ProviderAdapter(ABC):
         model_id: str | None,
         total_s: float,
         headers: dict | None,
-    ) -> httpx.Response:
+    ) -> tuple[httpx.Response, int]:
         """Send and read the whole reply (at most ``max_response_bytes``) within ``total_s``;
-        raise the typed error for ≥400."""
-        request = self._build(method, url, body, total_s, headers)
-        try:
-            async with asyncio.timeout(total_s):
-                response = await self._client.send(request, stream=True)
-                await self._read_bounded(response, model_id)
-        except _TRANSPORT_ERRORS as exc:
-            raise self._transport_error(exc, model_id) from exc
-        if response.status_code >= 400:
-            raise self._http_error(response, model_id)
-        return response
+        the response and the key that got it; raise the typed error for ≥400."""
+        deadline = asyncio.get_running_loop().time() + total_s
+        return await self._exchange(method, url, body, model_id, total_s, deadline, headers,
+                                    stream=False)
 
-    async def _open_stream(
+    async def _exchange(
         self,
+        method: str,
         url: str,
-        body: dict,
-        model_id: str,
+        body: dict | None,
+        model_id: str | None,
         total_s: float,
         deadline: float,
         headers: dict | None,
-    ) -> httpx.Response:
-        request = self._build("POST", url, body, total_s, headers)
-        try:
-            async with asyncio.timeout_at(deadline):
-                response = await self._client.send(request, stream=True)
-                if response.status_code >= 400:
-                    await self._read_bounded(response, model_id)
-        except _TRANSPORT_ERRORS as exc:
-            raise self._transport_error(exc, model_id) from exc
-        if response.status_code >= 400:
-            raise self._http_error(response, model_id)
-        response.stream = _BoundedBody(response.stream, self.config.max_response_bytes,
-                                       lambda: self._too_large(model_id, 200, "stream line"),
-                                       per_line=True)
-        return response
+        *,
+        stream: bool,
+    ) -> tuple[httpx.Response, int]:
+        """One call before ``deadline``: the response and the key that got it. A key's own 429
+        or refusal is retried on another key while one is free (at most once per key); an error
+        status otherwise raises its typed error. The body is read whole, except a stream's on
+        success (then it is bounded per line)."""
+        scope = model_id or ""
+        key = self._take_key(scope, model_id)
+        for tries in range(1, len(self.keys) + 2):
+            request = self._build(method, url, body, total_s, headers, key)
+            try:
+                async with asyncio.timeout_at(deadline):
+                    response = await self._client.send(request, stream=True)
+                    if not stream or response.status_code >= 400:
+                        await self._read_bounded(response, model_id)
+            except _TRANSPORT_ERRORS as exc:
+                raise self._transport_error(exc, model_id) from exc
+            if response.status_code < 400:
+                if stream:
+                    response.stream = _BoundedBody(
+                        response.stream, self.config.max_response_bytes,
+                        lambda: self._too_large(model_id, 200, "stream line"), per_line=True)
+                return response, key
+            error = self._http_error(response, model_id, key)
+            key = self._other_key(error, key, scope, last=tries >= len(self.keys))
+        raise AssertionError("unreachable: the last try raises")  # pragma: no cover
+
+    # -- keys ----------------------------------------------------------------------------------
+    def _take_key(self, scope: str, model_id: str | None) -> int:
+        """The key for a call for ``scope``: ``_NO_KEY`` when the provider needs none;
+        ``RateLimited`` (no call made) when every key cools for ``scope``."""
+        if not self.keys:
+            return _NO_KEY
+        key = self.keys.pick(scope)
+        if key is None:
+            raise self._all_cooling(scope)
+        return key
+
+    def _all_cooling(self, scope: str) -> errors.RateLimited:
+        wait = self.keys.retry_after_s(scope)
+        return errors.RateLimited(
+            f"{self.name}: every API key ({len(self.keys)}) is cooling down for {scope or 'probes'}",
+            provider=self.name, model_id=scope or None, retry_after_s=max(wait, 0.001),
+            raw_type="keys_cooling",
+        )
+
+    def _other_key(self, error: errors.ProviderError, key: int, scope: str, *, last: bool) -> int:
+        """After ``error`` on ``key``: the key to try next, or raise. A 429 cools ``key`` for
+        ``scope``; a refusal (auth, quota) sets it aside (unless it is the last key in
+        rotation). With no free key left a 429 goes up carrying the wait for the first key to
+        free (``RateLimited`` too after a refusal, when the other keys cool); anything else goes
+        up as it is."""
+        if key == _NO_KEY:
+            raise error
+        name = self.keys.name(key)
+        if isinstance(error, errors.RateLimited):
+            self.keys.cool_down(key, scope, error.retry_after_s)
+            following = None if last else self.keys.pick(scope)
+            if following is None:
+                raise self._with_pool_wait(error, scope)
+            logger.info("%s %s: key %s rate-limited; retrying on key %s", self.name,
+                        scope or "probe", name, self.keys.name(following))
+            return following
+        if error.error_kind in _KEY_REFUSALS and not last and self.keys.set_aside(key):
+            following = self.keys.pick(scope)
+            if following is None:  # the keys still in rotation cool: rate-limited, not refused
+                raise self._all_cooling(scope) from error
+            logger.warning("%s: key %s refused (%s); out of rotation for a while, retrying on "
+                           "key %s", self.name, name, error.error_kind, self.keys.name(following))
+            return following
+        raise error
+
+    def _with_pool_wait(self, error: errors.ProviderError, scope: str) -> errors.ProviderError:
+        """The last 429 of a call, saying when the first key of the pool frees (sooner than the
+        last key's own hint, or instead of none); with one key, the error as the provider sent
+        it."""
+        wait = self.keys.retry_after_s(scope)
+        hint = error.retry_after_s
+        if len(self.keys) <= 1 or wait <= 0 or (hint is not None and wait >= hint):
+            return error
+        return type(error)(error.message, **{**error.fields, "retry_after_s": wait})
+
+    def _observed(self, key: int, scope: str, state: RateLimitState | None) -> RateLimitState | None:
+        """What a success's rate-limit headers say about the model (see ``KeyPool.observe``)."""
+        return state if key == _NO_KEY else self.keys.observe(key, scope, state)
 
     async def _read_bounded(self, response: httpx.Response, model_id: str | None) -> None:
         """Read the body into ``response.content``, refused past ``max_response_bytes``: by its
@@ -480,13 +560,17 @@ class ProviderAdapter(ABC):
         logger.info("%s %s: %s", self.name, model_id, error.message)
         return error
 
-    def _http_error(self, response: httpx.Response, model_id: str | None) -> errors.ProviderError:
+    def _http_error(self, response: httpx.Response, model_id: str | None,
+                    key: int = _NO_KEY) -> errors.ProviderError:
         try:
             body: Any = orjson.loads(response.content) if response.content else None
         except orjson.JSONDecodeError:
             body = None
         error = self._classify_error(response.status_code, body, response.headers, model_id)
-        logger.info("%s %s: %s", self.name, model_id, error.message)
+        if key == _NO_KEY:
+            logger.info("%s %s: %s", self.name, model_id, error.message)
+        else:
+            logger.info("%s %s: %s (key %s)", self.name, model_id, error.message, self.keys.name(key))
         return error
 
     def _decode(self, response: httpx.Response, model_id: str | None) -> Any:
@@ -512,6 +596,8 @@ class ProviderAdapter(ABC):
         headers: Mapping[str, str],
         start: float,
         ttft_ms: float | None,
+        key: int,
+        model_id: str,
     ) -> ProviderResult:
         return ProviderResult(
             text=text,
@@ -524,7 +610,7 @@ class ProviderAdapter(ABC):
             provider_request_id=state.provider_request_id,
             latency_ms=self._elapsed_ms(start),
             time_to_first_token_ms=ttft_ms,
-            rate_limit=self._rate_limit(headers),
+            rate_limit=self._observed(key, model_id, self._rate_limit(headers)),
         )
 
     def _check_refusal(self, result: ProviderResult, model_id: str) -> None:

@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
+from pydantic import SecretStr
+
 from .. import errors
 from .._request import ModelRequest
 from ..config import ModelConfig
@@ -75,10 +77,10 @@ class AnthropicAdapter(ProviderAdapter):
     def _root(self) -> str:
         return api_root(self.config.base_url, "v1")
 
-    def _auth_headers(self) -> dict[str, str]:
+    def _auth_headers(self, key: SecretStr | None) -> dict[str, str]:
         headers = {"anthropic-version": API_VERSION}
-        if self._api_key is not None:
-            headers["x-api-key"] = self._api_key.get_secret_value()
+        if key is not None:
+            headers["x-api-key"] = key.get_secret_value()
         return headers
 
     def _complete_url(self, model: ModelConfig) -> str:

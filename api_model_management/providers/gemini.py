@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
+from pydantic import SecretStr
+
 from .. import errors
 from .._request import ModelRequest
 from ..config import ModelConfig
@@ -74,10 +76,10 @@ class GeminiAdapter(ProviderAdapter):
     def _root(self) -> str:
         return api_root(self.config.base_url, "v1beta")
 
-    def _auth_headers(self) -> dict[str, str]:
-        if self._api_key is None:
+    def _auth_headers(self, key: SecretStr | None) -> dict[str, str]:
+        if key is None:
             return {}
-        return {"x-goog-api-key": self._api_key.get_secret_value()}
+        return {"x-goog-api-key": key.get_secret_value()}
 
     def _model_path(self, model: ModelConfig) -> str:
         name = model.wire_name

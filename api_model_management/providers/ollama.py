@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
+from pydantic import SecretStr
+
 from .. import errors
 from .._request import ModelRequest
 from ..config import ModelConfig
@@ -34,10 +36,10 @@ class OllamaAdapter(ProviderAdapter):
     def _root(self) -> str:
         return self.config.base_url.removesuffix("/api")
 
-    def _auth_headers(self) -> dict[str, str]:
-        if self._api_key is None:
+    def _auth_headers(self, key: SecretStr | None) -> dict[str, str]:
+        if key is None:
             return {}
-        return {"authorization": f"Bearer {self._api_key.get_secret_value()}"}
+        return {"authorization": f"Bearer {key.get_secret_value()}"}
 
     def _complete_url(self, model: ModelConfig) -> str:
         return f"{self._root()}/api/chat"

@@ -10,6 +10,8 @@ import logging
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
+from pydantic import SecretStr
+
 from .. import errors
 from .._request import ModelRequest
 from ..config import ModelConfig
@@ -77,10 +79,10 @@ class OpenAIAdapter(ProviderAdapter):
     def _root(self) -> str:
         return api_root(self.config.base_url, "v1")
 
-    def _auth_headers(self) -> dict[str, str]:
-        if self._api_key is None:
+    def _auth_headers(self, key: SecretStr | None) -> dict[str, str]:
+        if key is None:
             return {}
-        return {"authorization": f"Bearer {self._api_key.get_secret_value()}"}
+        return {"authorization": f"Bearer {key.get_secret_value()}"}
 
     def _complete_url(self, model: ModelConfig) -> str:
         return f"{self._root()}/chat/completions"

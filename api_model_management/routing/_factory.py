@@ -13,9 +13,7 @@ from __future__ import annotations
 import random
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Protocol, TypeVar
-
-from pydantic import SecretStr
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from .._clock import SYSTEM_CLOCK, Clock
 from ..budget import BudgetPort, CostLedgerCore, LocalBudget
@@ -26,6 +24,9 @@ from ..ratelimit import AdmissionPort, LocalAdmission, RateLimiterCore
 from ..selection import SelectorCore, StatsCore
 from ._ports import AdapterPort, EventPort, NullOutcomes, OutcomePort
 from ._router import RouterCore
+
+if TYPE_CHECKING:
+    from ..providers import KeySource
 
 
 class RouterBackend(Protocol):
@@ -47,10 +48,10 @@ class LocalBackend:
         settings = config.settings
         self.budgets_limited = bool(settings.budgets.limits)
         self.limiters = {
-            m.id: RateLimiterCore(m.id, m.rate_limits.requests_per_minute,
-                                  m.rate_limits.tokens_per_minute, settings=settings.rate_limit,
-                                  clock=clock, provider=m.provider)
+            m.id: RateLimiterCore(m.id, limits.requests_per_minute, limits.tokens_per_minute,
+                                  settings=settings.rate_limit, clock=clock, provider=m.provider)
             for m in config.models
+            for limits in (config.admitted_rate_limits(m),)
         }
         self.ledger = CostLedgerCore(settings.budgets, clock=clock, registry=config)
         self.cache_core = CacheCore(settings.cache, clock=clock)
@@ -68,16 +69,16 @@ class LocalBackend:
         return NullOutcomes()
 
 
-def make_adapters(config: RegistryConfig, api_keys: Mapping[str, SecretStr | None] | None = None,
+def make_adapters(config: RegistryConfig, api_keys: Mapping[str, KeySource] | None = None,
                   *, env: Mapping[str, str] | None = None) -> dict[str, AdapterPort]:
-    """One adapter per configured provider, with its key (from ``api_keys``, else the
-    environment)."""
+    """One adapter per configured provider, with its keys (from ``api_keys``: one key or a
+    pool each, else every key the environment holds)."""
     from ..config import load_secrets
     from ..providers import make_adapter
 
     if api_keys is None:
         secrets = load_secrets(config, env=dict(env) if env is not None else None)
-        api_keys = {name: secrets.key_for(name) for name in config.providers}
+        api_keys = {name: secrets.keys_for(name) for name in config.providers}
     return {name: make_adapter(name, p, api_keys.get(name))
             for name, p in config.providers.items()}
 
@@ -130,16 +131,19 @@ def build_local_router(
     adapters: Mapping[str, AdapterPort] | None = None,
     rng: random.Random | None = None,
     evaluator: ResponseEvaluator | None = None,
+    backend: LocalBackend | None = None,
+    selector: SelectorCore | None = None,
 ) -> LocalRouter:
-    """An in-process router (no Ray): local cores, events to ``data_dir``'s spool (or
-    ``events``), adapters from the environment's keys (or ``adapters``). With no housekeeping
-    and no EventSink, events the spool could not take are written back when the next request
-    is admitted (``ResilientSpool.check``)."""
+    """An in-process router (no Ray): local cores (those of ``backend`` when given, e.g. the
+    original system's facades' own), selection on ``selector`` (else its own), events to
+    ``data_dir``'s spool (or ``events``), adapters from the environment's keys (or
+    ``adapters``). With no housekeeping and no EventSink, events the spool could not take are
+    written back when the next request is admitted (``ResilientSpool.check``)."""
     from ..events._resilient import ResilientSpool
     from ..events._spool import SpoolWriter
 
     settings = config.settings
-    backend = LocalBackend(config, clock)
+    backend = backend if backend is not None else LocalBackend(config, clock)
     if events is None:
         events = ResilientSpool(
             SpoolWriter(data_dir or settings.data_dir, fsync=settings.events.fsync,
@@ -147,7 +151,7 @@ def build_local_router(
     router = build_router(
         config, backend, holder="local", events=events,
         adapters=adapters if adapters is not None else make_adapters(config, env=env),
-        clock=clock, rng=rng, evaluator=evaluator, cls=LocalRouter,
+        clock=clock, selector=selector, rng=rng, evaluator=evaluator, cls=LocalRouter,
     )
     router.limiters, router.ledger = backend.limiters, backend.ledger
     return router
