@@ -71,6 +71,9 @@ _EXPORTS = {
     "ModelSelection": ".compat",
     "ModelSelector": ".compat",
     "RateLimiter": ".compat",
+    "AgentType": "._model_optimizer",
+    "APIModelAssignment": "._model_optimizer",
+    "ModelOptimizerIntegration": "._model_optimizer",
     "PerformanceMonitor": ".projections",
     "Selection": ".selection",
     "ActorHandles": ".runtime",
@@ -94,6 +97,11 @@ def __dir__() -> list[str]:
 
 
 if _TYPE_CHECKING:  # for type checkers and IDEs: the same names, eagerly (checked by a test)
+    from ._model_optimizer import (
+        AgentType,
+        APIModelAssignment,
+        ModelOptimizerIntegration,
+    )
     from ._request import (
         Message,
         ModelRequest,

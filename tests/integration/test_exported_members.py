@@ -18,7 +18,7 @@ pytestmark = pytest.mark.integration
 ORIGINAL_NAMES = (
     "ModelRegistry", "ModelSelector", "HealthChecker", "RateLimiter", "PerformanceMonitor",
     "FailoverManager", "ResponseEvaluator", "CacheManager", "CostTracker", "ModelRequest",
-    "ModelManagement",
+    "ModelManagement", "ModelOptimizerIntegration", "APIModelAssignment", "AgentType",
 )
 INCLUDED_PRIVATE = {"__version__"}
 
