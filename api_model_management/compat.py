@@ -247,7 +247,7 @@ class HealthChecker:
 
         for name, provider in self.config.providers.items():
             if name not in self.unavailable_reasons:
-                self._adapters[name] = make_adapter(name, provider, self.secrets.key_for(name))
+                self._adapters[name] = make_adapter(name, provider, self.secrets.keys_for(name))
         await self.check_all()
         self._task = asyncio.get_running_loop().create_task(self._loop())
 
@@ -362,7 +362,8 @@ class RateLimiter:
         self.config = _config_of(registry)
         configure_logging_for(self.config)
         self.cores = {
-            m.id: RateLimiterCore(m.id, m.rate_limits.requests_per_minute, m.rate_limits.tokens_per_minute,
+            m.id: RateLimiterCore(m.id, self.config.admitted_rate_limits(m).requests_per_minute,
+                                  self.config.admitted_rate_limits(m).tokens_per_minute,
                                   settings=self.config.settings.rate_limit, clock=clock, provider=m.provider)
             for m in self.config.models
         }
