@@ -4,8 +4,9 @@ The views list the log's *live* files as of :func:`connect` (a consistent snapsh
 that a finished or interrupted compaction replaced), so they never double count. Call ``connect``
 again with the same ``con`` to see files written since. Every type in ``EVENT_TYPES`` gets a view;
 a type without files gets an empty one with the right columns, so queries return 0 rows instead of
-failing. Money stays ``DECIMAL(38,12)``. Each view has the file's columns plus ``date`` (DATE, the
-partition). ``events`` is the union by name of all type views.
+failing. Money stays ``DECIMAL(38,12)``. Each view has its type's columns plus ``date`` (DATE, the
+partition); a column that files written before its field existed lack is null there, also when no
+file has it yet. ``events`` is the union by name of all type views.
 
 Views are built from readable files only: each file's footer is checked once per ``EventLog`` (by
 name), and a file that does not read as its type is quarantined (``EventLog.quarantine``; the
@@ -65,6 +66,10 @@ def _create_views(con: duckdb.DuckDBPyConnection, log: EventLog, files: dict) ->
         type_files = files.get(event_type, [])
         if not type_files:
             con.execute(f"CREATE OR REPLACE VIEW {view} AS {empty_select(event_type)}")
+        elif log.storage.local and event_type in EVENT_TYPES:
+            # the type's columns first (null where every file predates a field added since)
+            con.execute(f"CREATE OR REPLACE VIEW {view} AS ({empty_select(event_type)}) "
+                        f"UNION ALL BY NAME (SELECT * FROM {_read_parquet(type_files)})")
         elif log.storage.local:
             con.execute(f"CREATE OR REPLACE VIEW {view} AS SELECT * FROM {_read_parquet(type_files)}")
         else:

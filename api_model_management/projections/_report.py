@@ -262,12 +262,13 @@ def _alerts_table(r: Report) -> Table:
     shown = r.alerts[-_ALERTS_SHOWN:]
     title = f"Alerts ({len(r.alerts)}{', latest ' + str(len(shown)) if len(shown) < len(r.alerts) else ''})"
     table = Table(title=title)
-    for name in ("time (UTC)", "severity", "category", "subject", "message"):
+    for name in ("time (UTC)", "severity", "category", "kind", "subject", "message"):
         table.add_column(name)
+    colours = {"critical": "red", "warning": "yellow", "info": "green"}
     for alert in shown:
-        colour = "red" if alert.severity == "critical" else "yellow"
+        colour = colours.get(alert.severity, "yellow")
         table.add_row(f"{alert.occurred_at:%Y-%m-%d %H:%M:%S}", f"[{colour}]{alert.severity}[/]",
-                      alert.category, alert.subject, alert.message)
+                      alert.category, alert.kind, alert.subject, alert.message)
     return table
 
 

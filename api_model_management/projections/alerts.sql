@@ -1,6 +1,7 @@
 -- What needs attention, oldest first: budget thresholds crossed (BudgetAlert), performance
--- alerts, rate limits being approached, and providers or models turning unhealthy. With an agent
--- filter, alerts not tied to an agent type (agent_type NULL) are kept.
+-- alerts (a degradation cleared is severity 'info'), rate limits being approached, and providers
+-- or models turning unhealthy. With an agent filter, alerts not tied to an agent type
+-- (agent_type NULL) are kept.
 CREATE OR REPLACE MACRO alerts_for(p_since, p_agent) AS TABLE
     WITH raised AS (
         SELECT event_id, occurred_at, agent_type, model_id, provider,
@@ -13,7 +14,7 @@ CREATE OR REPLACE MACRO alerts_for(p_since, p_agent) AS TABLE
         FROM budget_alert
         UNION ALL
         SELECT event_id, occurred_at, agent_type, model_id, provider,
-               'performance', kind, 'warning',
+               'performance', kind, CASE WHEN cleared THEN 'info' ELSE 'warning' END,
                coalesce(model_id, provider, '*'),
                coalesce(nullif(message, ''),
                         format('{} = {} (threshold {})', metric, value, threshold))
