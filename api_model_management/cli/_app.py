@@ -150,13 +150,21 @@ def report(
     agent_type: Annotated[str | None, typer.Option("--agent-type")] = None,
     fmt: Annotated[str, typer.Option("--format", help="table or json")] = "table",
     config: Annotated[Path | None, typer.Option(help="Registry, for budget limits.")] = None,
+    plot: Annotated[Path | None, typer.Option("--plot", help=(
+        "Also write the charts (latency, cost per day, success and failover, budget burn, cache) "
+        "into this folder, one file each."))] = None,
+    html: Annotated[Path | None, typer.Option("--html", help=(
+        "Also write the charts into one self-contained HTML file."))] = None,
+    plot_format: Annotated[str, typer.Option("--plot-format", help="png or svg")] = "png",
 ) -> None:
-    """Cost, latency, success, quality, cache and budget report from the event log."""
+    """Cost, latency, success, quality, cache and budget report from the event log; with --plot
+    or --html, charts of it as well."""
     from ._report import report_command
 
     if not (data_dir / "events").is_dir():
         fail(f"no event log under {data_dir} (expected {data_dir}/events/); try `amm demo --data-dir {data_dir}`")
-    raise typer.Exit(report_command(data_dir, since, agent_type, fmt, config))
+    raise typer.Exit(report_command(data_dir, since, agent_type, fmt, config, plot_dir=plot,
+                                    html_path=html, plot_format=plot_format))
 
 
 _COST = typer.Option("--cost-per-usd", min=0.0, help=(

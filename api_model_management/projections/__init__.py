@@ -1,5 +1,7 @@
 """Projections: DuckDB SQL over the event log (cost, latency, success, quality, tokens, cache,
-budgets, alerts), with a Python API, a report and the original ``PerformanceMonitor`` facade.
+budgets, alerts), with a Python API, a report, the operator's charts (``plot_figures``,
+``write_plots``, ``write_html``: matplotlib, imported when a chart is drawn) and the original
+``PerformanceMonitor`` facade.
 
 Each ``<name>.sql`` file in this package defines a view ``<name>`` and a table macro
 ``<name>_for(p_since, p_agent)`` over the per-event-type views of ``_duckdb.connect``.
@@ -8,6 +10,8 @@ Each ``<name>.sql`` file in this package defines a view ``<name>`` and a table m
 from ._api import Projections, fetch_dicts, open_projections, to_arrow
 from ._budget import BudgetRow, spend_by_scope, window_start
 from ._monitor import PerformanceMonitor
+from ._plotdata import PlotData, gather_plot_data
+from ._plots import CHARTS, plot_figures, write_html, write_plots
 from ._report import (
     AlertRow,
     CostRow,
@@ -21,6 +25,7 @@ from ._report import (
 from ._sql import PROJECTIONS, VIEWS, install, sql_text
 
 __all__ = [
+    "CHARTS",
     "PROJECTIONS",
     "VIEWS",
     "AlertRow",
@@ -28,17 +33,22 @@ __all__ = [
     "CostRow",
     "LatencyRow",
     "PerformanceMonitor",
+    "PlotData",
     "Projections",
     "QualityRow",
     "Report",
     "SuccessRow",
     "build_report",
     "fetch_dicts",
+    "gather_plot_data",
     "install",
     "open_projections",
+    "plot_figures",
     "render_report",
     "spend_by_scope",
     "sql_text",
     "to_arrow",
     "window_start",
+    "write_html",
+    "write_plots",
 ]

@@ -13,12 +13,14 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from api_model_management import ModelRequest, SelectionConstraints
 from api_model_management.config._load import demo_config, with_provider_base_urls
 from api_model_management.emulator import Profile
 from api_model_management.errors import AMMError
 from api_model_management.events._ingest import SpoolIngestor, read_all_events
+from api_model_management.projections import CHARTS
 from api_model_management.routing._factory import build_local_router
 
 pytestmark = pytest.mark.integration
@@ -98,10 +100,12 @@ def test_explore_event_log_notebook_runs_and_plots(tmp_path, fresh_emulator, mon
     outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
     images = [o for o in outputs if "image/png" in o.get("data", {})]
-    assert len(images) == 2
-    for name in ("latency_by_model.png", "cost_by_agent_type.png"):
-        png = (figures / name).read_bytes()
-        assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 5_000, name
+    assert len(images) == len(CHARTS)  # the charts of `amm report --plot`, from the same functions
+    for name in CHARTS:
+        png = (figures / f"{name}.png").read_bytes()
+        assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 20_000, name
+        with Image.open(figures / f"{name}.png") as image:
+            assert len(image.convert("RGB").getcolors(maxcolors=1 << 24) or []) > 200, name
 
     text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
     total = Decimal(re.search(r"total cost \$(\d+\.\d+) over (\d+) requests", text).group(1))
@@ -115,3 +119,5 @@ def test_explore_event_log_notebook_runs_and_plots(tmp_path, fresh_emulator, mon
         assert re.search(rf"^{re.escape(model_id)}\s+p50", text, re.M), model_id
         assert re.search(rf"^{re.escape(model_id)}\s+quality", text, re.M), model_id
     assert re.search(r"\d+ of 60 requests served from the cache", text)
+    buckets = re.search(r"(\d+) s buckets; budget series drawn: \[(.*)\]", text)
+    assert buckets and "'global * (day)'" in buckets.group(2)
