@@ -93,6 +93,9 @@ class RateLimitStatus:
     cooling_until_monotonic: float | None
     approaching_rpm: bool
     approaching_tpm: bool
+    #: Seconds of cool-down left, on the limiter's own clock (None when not cooling down):
+    #: meaningful to a reader in another process or on another machine.
+    cooling_for_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -406,6 +409,8 @@ class RateLimiterCore:
             cooling_until_monotonic=self._cooling_until if self._is_cooling(now) else None,
             approaching_rpm=self._used_requests >= threshold * self.rpm,
             approaching_tpm=self._used_tokens >= threshold * self.tpm,
+            cooling_for_s=(self._cooling_until - now if self._cooling_until is not None
+                           and now < self._cooling_until else None),
         )
 
     def headroom(self) -> float:

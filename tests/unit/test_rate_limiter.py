@@ -337,10 +337,14 @@ def test_cool_down_refuses_reservations_and_leases_until_it_ends():
     assert core.lease("r").lease_id is None
     assert core.is_limited()
     assert core.status().cooling_until_monotonic == clock.monotonic() + 7.5
+    assert core.status().cooling_for_s == 7.5
     core.cool_down(2.0)  # a shorter cool-down does not shorten the current one
-    clock.advance(7.5)
+    clock.advance(3.0)
+    assert core.status().cooling_for_s == 4.5
+    clock.advance(4.5)
     assert core.reserve(1).granted and not core.is_limited()
     assert core.status().cooling_until_monotonic is None
+    assert core.status().cooling_for_s is None
 
 
 @pytest.mark.parametrize("seconds", [-1.0, float("nan"), float("inf"), "3", None])
