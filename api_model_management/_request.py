@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import hashlib
 from decimal import Decimal
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .errors import InvalidInput
 from .ratelimit._state import RateLimitState
 
 __all__ = [
@@ -34,6 +35,17 @@ FRAMING_TOKENS_PER_REQUEST = 16
 def _utf8_bytes(text: str) -> int:
     """UTF-8 bytes of ``text``: its length when ASCII (O(1)), else an encode (about 1 ms a MB)."""
     return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+
+
+def _invalid(exc: ValidationError) -> InvalidInput:
+    """A request's validation errors as one ``InvalidInput``: field paths and messages, no input."""
+    problems, fields = [], []
+    for error in exc.errors(include_url=False, include_input=False, include_context=False):
+        where = ".".join(str(part) for part in error["loc"])
+        message = str(error["msg"]).removeprefix("Value error, ")
+        problems.append(f"{where}: {message}" if where else message)
+        fields.append(where or "request")
+    return InvalidInput(f"invalid ModelRequest: {'; '.join(problems)}", field=fields[0])
 
 
 class Message(BaseModel):
@@ -83,11 +95,28 @@ class ModelRequest(BaseModel):
     request_id: str | None = None
     timeout_s: float | None = Field(default=None, gt=0)
 
+    if not TYPE_CHECKING:  # the type checker keeps the signature pydantic's plugin derives
+
+        def __init__(self, **data: Any) -> None:
+            """Validates; bad input raises ``InvalidInput`` (a ``ValueError``) naming each field
+            and problem on one line, never an input value (a prompt must not reach a message)."""
+            try:
+                super().__init__(**data)
+            except ValidationError as exc:
+                raise _invalid(exc) from None
+
     @model_validator(mode="after")
     def _has_input(self) -> ModelRequest:
         if not self.prompt and not self.messages:
             raise ValueError("a request needs a prompt or messages")
         return self
+
+    @field_validator("prompt")
+    @classmethod
+    def _not_blank(cls, prompt: str | None) -> str | None:
+        if prompt and not prompt.strip():
+            raise ValueError("only whitespace (give the text to answer)")
+        return prompt
 
     # -- derived ----------------------------------------------------------------------------------
     def chat_messages(self) -> list[Message]:

@@ -34,11 +34,16 @@ text: constructors take structured fields, and messages are built from those fie
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
     from .config._load import ConfigIssue
+
+
+#: Numbers (and amounts) in a filter reason: reasons that differ only in these are one kind.
+_NUMBERS = re.compile(r"\$?\d+(?:\.\d+)?")
 
 
 def _rebuild(cls: type[AMMError], kwargs: dict[str, Any]) -> AMMError:
@@ -203,7 +208,33 @@ class RateLimitExceeded(AMMError):
 
 
 class NoEligibleModel(AMMError):
+    """No model passes selection's filters. ``filtered`` maps every model id to the reason it
+    was left out; the message stays one short line (see :meth:`from_reasons`)."""
+
     error_kind = "no_eligible_model"
+    filtered: dict[str, str]
+
+    @classmethod
+    def from_reasons(cls, filtered: Mapping[str, str]) -> NoEligibleModel:
+        """The error for these per-model reasons. Its message names how many models were left
+        out and the most common reason (reasons that differ only in their numbers count as one)
+        with one model it applies to, e.g. ``no eligible model among 14: 12 like gpt-4o
+        (max_tokens 100000 > max output 16384), 2 for other reasons; each model's reason is in
+        .filtered``."""
+        reasons = dict(filtered)
+        if len(reasons) <= 1:
+            detail = "; ".join(f"{k}: {v}" for k, v in reasons.items()) or "no model is configured"
+            return cls(f"no eligible model ({detail})", filtered=reasons)
+        kinds: dict[str, list[str]] = {}
+        for model_id, reason in reasons.items():
+            kinds.setdefault(_NUMBERS.sub("#", reason), []).append(model_id)
+        common = max(kinds.values(), key=len)
+        example = common[0]
+        others = len(reasons) - len(common)
+        message = (f"no eligible model among {len(reasons)}: {len(common)} like {example} "
+                   f"({reasons[example]})" + (f", {others} for other reasons" if others else "")
+                   + "; each model's reason is in .filtered")
+        return cls(message, filtered=reasons)
 
 
 class AllCandidatesFailed(AMMError):

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow as pa
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from .._clock import SYSTEM_CLOCK, Clock
@@ -28,6 +30,7 @@ from ..replay._policy import TargetPolicy
 from ..replay._reference import CHEAPEST, STRONGEST, compare
 from ..replay._tune import TuneResult, tune
 from ..replay._weights_file import read_weights_file, write_weights_file
+from ._errors import print_error
 
 _FORMATS = ("table", "json")
 _SUMMARY_METRICS = ("quality", "cost_usd", "latency_ms", "failure_rate", "reward")
@@ -77,6 +80,7 @@ def tune_command(out: Path, data_dir: Path, fmt: str = "table", *, version: str 
     reward = Objective(cost_per_usd, latency_per_s)
     try:
         _check_format(fmt)
+        missing_folder = check_out(out)
         goal = _goal(objective, max_cost_share, min_quality_share, confidence)
         baseline = None
         if baseline_file is not None:
@@ -94,6 +98,8 @@ def tune_command(out: Path, data_dir: Path, fmt: str = "table", *, version: str 
                       "goal": goal.to_dict(), "estimator": estimator,
                       "min_decisions": min_decisions, "per_agent_type": per_agent_type,
                       "created_at": clock.now().isoformat()}
+        if missing_folder is not None:
+            _make_folder(missing_folder)
         write_weights_file(out, result.weights, version, result.agent_weights,
                            estimated=result.estimated(), provenance=provenance)
     except (InvalidInput, ConfigError, OSError, pa.ArrowException) as exc:
@@ -103,6 +109,40 @@ def tune_command(out: Path, data_dir: Path, fmt: str = "table", *, version: str 
     else:
         _render_tune(result, version, out, console)
     return 0
+
+
+def check_out(out: Path) -> Path | None:
+    """Refuse, before any work, a ``--out`` that cannot be written: a folder, a path through a
+    file, a folder where a file cannot be created (tried: a probe file is made and removed).
+    Returns the folder to create when ``out``'s folder does not exist yet (None when it does);
+    nothing is created here."""
+    if out.is_dir():
+        raise InvalidInput(f"--out {out} is a folder: give the weights file's name", field="out")
+    folder = out.parent
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise InvalidInput(f"--out {out}: {existing} is a file, not a folder", field="out")
+    probe = existing / f".amm-write-check-{os.getpid()}"
+    try:
+        os.close(os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        probe.unlink()
+    except OSError as exc:
+        raise InvalidInput(f"--out {out}: cannot create a file in {existing} "
+                           f"({exc.strerror or type(exc).__name__})", field="out") from None
+    return None if existing == folder else folder
+
+
+def _make_folder(folder: Path) -> None:
+    """Create ``folder`` (and its parents) for ``--out`` and say so on stderr."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InvalidInput(f"--out: cannot create the folder {folder} "
+                           f"({exc.strerror or type(exc).__name__})", field="out") from None
+    Console(stderr=True).print(f"note: created the folder {escape(str(folder))} for --out",
+                               highlight=False, soft_wrap=True)
 
 
 def render_replay(report: ReplayReport, out: Console, title: str = "Replay",
@@ -268,7 +308,4 @@ def _check_format(fmt: str) -> None:
 
 
 def _fail(exc: Exception) -> int:
-    errors = Console(stderr=True)
-    lines = str(exc).splitlines() or [exc.__class__.__name__]
-    errors.print(f"[red]error:[/] {lines[0]}", highlight=False, soft_wrap=True)
-    return 2
+    return print_error(exc)

@@ -31,6 +31,7 @@ from pydantic import BaseModel, ValidationError
 
 from ..errors import ConfigError
 from ._defaults import BUILTIN_PROVIDERS, ProviderDefault, provider_defaults, with_defaults
+from ._schema import ENV_NAME as _ENV_NAME
 from ._schema import RegistryConfig
 
 #: The capability names the shipped registries and the selector use (see config/README.md).
@@ -50,7 +51,6 @@ CAPABILITIES: frozenset[str] = frozenset(
 #: Context passed to pydantic so that ``RegistryConfig`` leaves cross-field checks to this module.
 DEFER_CROSS_CHECKS = {"amm_defer_cross_checks": True}
 
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _PLAIN_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
 _SCHEMA_HINT = "see config/README.md or `amm config schema`"
 
@@ -265,8 +265,8 @@ def _hint_for(error: Mapping[str, Any], loc: tuple, model: type[BaseModel]) -> s
         return "add this required field"
     if kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
         return _bound_hint(kind, ctx)
-    if kind in ("decimal_parsing", "decimal_type", "float_parsing", "float_type", "int_parsing", "int_type"):
-        return "use a plain number such as 0.0025 (prices are USD per 1k tokens)"
+    if kind in _NUMBER_KINDS:
+        return _number_hint(kind, loc)
     if kind == "finite_number":
         return "use a finite number"
     if kind == "literal_error":
@@ -278,6 +278,22 @@ def _hint_for(error: Mapping[str, Any], loc: tuple, model: type[BaseModel]) -> s
     if "ascending" in str(error["msg"]):
         return "list thresholds from smallest to largest, e.g. [0.5, 0.8, 1.0]"
     return _SCHEMA_HINT
+
+
+_INT_KINDS = frozenset({"int_parsing", "int_type", "int_from_float"})
+_NUMBER_KINDS = _INT_KINDS | {"decimal_parsing", "decimal_type", "float_parsing", "float_type"}
+
+
+def _number_hint(kind: str, loc: tuple) -> str:
+    """What a number at ``loc`` looks like: the price hint only for prices."""
+    name = str(loc[-1]) if loc else ""
+    if name.startswith("cost_per_1k"):
+        return "use a plain number such as 0.0025 (prices are USD per 1k tokens)"
+    if kind in _INT_KINDS:
+        return "use a whole number such as 60"
+    if name.endswith("_usd"):
+        return "use a plain number of US dollars such as 25.0"
+    return "use a plain number such as 0.5"
 
 
 def _bound_hint(kind: str, ctx: Mapping[str, Any]) -> str:

@@ -472,8 +472,7 @@ class SelectorCore:
             else:
                 filtered[m.id] = reason
         if not eligible:
-            detail = "; ".join(f"{k}: {v}" for k, v in filtered.items())
-            raise NoEligibleModel(f"no eligible model ({detail})", filtered=filtered)
+            raise NoEligibleModel.from_reasons(filtered)
         weights = self.weights_for(request.agent_type, request.priority)
         ordered = self._fallback_order(self._score(eligible, request, est_in, weights))
         return _Ranking(

@@ -809,3 +809,77 @@ def test_amm_tune_constrained_modes_from_the_command_line(tmp_path):
     assert not (tmp_path / "r.json").exists()
     few = runner.invoke(app, [*base, "--out", str(tmp_path / "f.json"), "--min-decisions", "500"])
     assert few.exit_code == 2 and "nothing can be tuned" in few.output
+
+
+# ------------------------------------------------------------------------------------------------
+# bad --out and bad weights (issue 12, item 9)
+
+
+@pytest.mark.parametrize("where", ["under a file", "in /sys"])
+def test_tune_into_an_unwritable_place_names_it_before_tuning(tmp_path, capsys, where):
+    data = _small_log(tmp_path)
+    (tmp_path / "a-file").write_text("")
+    out = tmp_path / "a-file" / "w.json" if where == "under a file" else Path("/sys/amm-weights.json")
+    if where == "in /sys" and not Path("/sys").is_dir():
+        pytest.skip("no /sys here")
+    assert tune_command(out, data, "table", grid_step=0.5, samples=0, console=_console()) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: --out {out}: ") and err.count("\n") == 1, err
+    assert ".tmp" not in err and "amm-write-check" not in err
+    assert ("a-file is a file, not a folder" in err if where == "under a file"
+            else "cannot create a file in /sys" in err)
+
+
+def test_tune_into_a_missing_folder_creates_it_and_says_so(tmp_path, capsys):
+    data = _small_log(tmp_path)
+    out = tmp_path / "new" / "dir" / "w.json"
+    assert tune_command(out, data, "json", grid_step=0.5, samples=0, console=_console()) == 0
+    assert read_weights_file(out).provenance["decisions"] == 60
+    assert capsys.readouterr().err == f"note: created the folder {out.parent} for --out\n"
+    refused = tmp_path / "other" / "w.json"  # a refusal creates nothing
+    assert tune_command(refused, data, "table", grid_step=0.5, samples=0, min_decisions=61,
+                        console=_console()) == 2
+    assert not refused.parent.exists()
+
+
+def test_tune_into_a_folder_is_refused(tmp_path, capsys):
+    data = _small_log(tmp_path)
+    assert tune_command(tmp_path, data, "table", console=_console()) == 2
+    assert capsys.readouterr().err == f"error: --out {tmp_path} is a folder: give the weights file's name\n"
+
+
+def test_writing_a_weights_file_that_cannot_be_written_names_the_file(tmp_path):
+    (tmp_path / "a-file").write_text("")
+    target = tmp_path / "a-file" / "w.json"
+    with pytest.raises(BadWeightsFile) as info:
+        write_weights_file(target, TARGET, "v1")
+    assert str(info.value) == f"cannot write the weights file {target}: File exists"  # mkdir's
+    blocked = tmp_path / "blocked"
+    blocked.mkdir()
+    (blocked / "w.json").mkdir()  # os.replace onto a folder fails after the temporary file
+    with pytest.raises(BadWeightsFile, match=f"cannot write the weights file {blocked / 'w.json'}"):
+        write_weights_file(blocked / "w.json", TARGET, "v1")
+    assert sorted(p.name for p in blocked.iterdir()) == ["w.json"]  # no temporary file left
+
+
+def test_every_problem_of_a_weights_file_is_named(tmp_path, capsys):
+    path = tmp_path / "w.json"
+    path.write_text(json.dumps({
+        "weights": {"capability": 1.5, "cost": -0.5, "performance": "x", "availability": 0},
+        "agent_weights": {"coder": {"capability": 0.5, "cost": 0.6, "performance": 0,
+                                    "availability": 0}},
+        "wieghts": {}, "provenance": [],
+    }))
+    with pytest.raises(BadWeightsFile) as info:
+        read_weights_file(path)
+    problems = info.value.problems
+    assert problems[0] == "unknown keys wieghts"
+    assert problems[1] == "weights_version must be a non-empty string"
+    assert [p.split(":")[0] for p in problems[2:]] == [
+        "weights.capability", "weights.cost", "weights.performance", "agent_weights.coder",
+        "provenance must be an object"]
+    assert "sum to 1" in problems[5]
+    assert str(info.value) == f"weights file {path}: 7 problems: " + "; ".join(problems)
+    assert replay_command(path, _small_log(tmp_path), "table", console=_console()) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and all(p in err for p in problems), err
