@@ -261,7 +261,7 @@ class HealthChecker:
             probe = await adapter.probe()
             self.cores[name].record_probe(probe.ok, probe.latency_ms, http_status=probe.http_status,
                                           error_kind=probe.error_kind, available_models=probe.models)
-            self._publish(name)
+            self._publish()
 
         await asyncio.gather(*(one(n, a) for n, a in self._adapters.items()))
 
@@ -288,7 +288,7 @@ class HealthChecker:
             _text(error_kind, "error_kind")
         self.cores[model.provider].record_outcome(ok, None if ok else error_kind or "error",
                                                   model.wire_name)
-        self._publish(model.provider)
+        self._publish()
         return self.provider_state(model.provider)
 
     def attach_events(self, spool: EventPort) -> None:
@@ -311,8 +311,10 @@ class HealthChecker:
         self._kept.clear()
         return out
 
-    def _publish(self, provider: str) -> None:
-        events = self.cores[provider].drain_events()
+    def _publish(self) -> None:
+        """Hand on the events of every provider's core (including changes made on a core
+        directly, or by time)."""
+        events = [event for core in self.cores.values() for event in core.drain_events()]
         if not events:
             return
         if self._spools:
