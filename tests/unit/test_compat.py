@@ -545,3 +545,23 @@ def test_selector_refuses_components_of_the_wrong_type():
     for kwargs in ({"health_checker": "checker"}, {"rate_limiter": 1}, {"performance_monitor": "db"}):
         with pytest.raises(InvalidInput):
             ModelSelector(demo_config(), **kwargs)
+
+
+def test_selector_sync_pushes_the_components_state():
+    config = demo_config()
+    clock = ManualClock()
+    checker = HealthChecker(config, env=KEYS, clock=clock)
+    limiter = RateLimiter(config, clock=clock)
+    selector = ModelSelector(config, checker, limiter, clock=clock)
+    for _ in range(5):
+        checker.cores["google"].record_probe(False, 10.0, http_status=503, error_kind="server_error")
+    limiter.cores["gpt-4o-mini"].cool_down(30.0)
+
+    selector.sync_health("anthropic")  # another provider: google's state not pushed yet
+    assert "gemini-2.5-flash" not in selector.core.select(request()).filtered
+    selector.sync()
+    filtered = selector.core.select(request()).filtered
+    assert filtered["gemini-2.5-flash"] == "provider google unhealthy"
+    assert filtered["gpt-4o-mini"].startswith("rate-limited for")
+    selector.clear_assignment_cache()
+    assert selector.core.select(request()).filtered == filtered
