@@ -40,6 +40,7 @@ from ..evaluation._labels import (
     labels_from_jsonl,
     labels_from_log,
 )
+from ._errors import print_error
 
 _FORMATS = ("table", "json")
 
@@ -187,7 +188,4 @@ def _render(summary: dict[str, Any], result: Fit, console: Console) -> None:
 
 
 def _fail(exc: Exception) -> int:
-    errors = Console(stderr=True)
-    lines = str(exc).splitlines() or [exc.__class__.__name__]
-    errors.print(f"[red]error:[/] {lines[0]}", highlight=False, soft_wrap=True)
-    return 2
+    return print_error(exc)
