@@ -286,6 +286,31 @@ def test_config_validate_says_how_many_keys_without_values(tmp_path, monkeypatch
 
 
 # ---------------------------------------------------------------------------------------------
+# the emulator's per-key limits
+
+
+def test_the_emulator_holds_each_key_to_its_own_window_and_the_model_to_its_own() -> None:
+    clock = ManualClock()
+    engine = Engine(parse_profile({"models": {"m": {"rate_limits": {"requests_per_minute": 3}}},
+                                   "key_rate_limits": {"a": {"requests_per_minute": 1}}}), clock)
+    assert engine.plan("openai", "m", 10, key="a").kind == "ok"
+    assert engine.rate_info("openai", "m", "a").remaining_requests == 0  # a's own window
+    assert engine.rate_info("openai", "m").remaining_requests == 2  # the model's
+    clock.advance(10.0)
+    limited = engine.plan("openai", "m", 10, key="a")
+    assert (limited.kind, limited.status) == ("error", 429)
+    assert limited.retry_after_s == pytest.approx(50.0)
+    assert engine.plan("openai", "other", 10, key="a").kind == "ok"  # a's window is per model
+    assert [engine.plan("openai", "m", 10, key="b").kind for _ in range(2)] == ["ok", "ok"]
+    assert engine.plan("openai", "m", 10, key="b").status == 429  # the model's 3 a minute
+    for key, outcome in (("a", "200"), ("a", "429"), ("b", "200")):
+        engine.record("openai", "m", outcome, key)
+    assert engine.stats()["keys"] == {"a": {"200": 1, "429": 1}}  # b is not named by the profile
+    engine.reset()
+    assert engine.stats()["keys"] == {} and engine.plan("openai", "m", 10, key="a").kind == "ok"
+
+
+# ---------------------------------------------------------------------------------------------
 # adapters against the emulator, in process
 
 
