@@ -716,7 +716,10 @@ class FailoverManager:
         if type(request.agent_type) is not str:  # an AgentType member: its value, a plain string
             request = request.model_copy(update={"agent_type": _agent(request.agent_type)})
         self.model_selector.sync()
-        return await self.router.complete(request)
+        try:
+            return await self.router.complete(request)
+        finally:
+            self.spool.tick()  # the housekeeping an actor's loop does: fsync on the interval, rotation
 
     async def feedback(self, request_id: str, score: float, *, source: str = "user",
                        comment: str | None = None) -> bool:
