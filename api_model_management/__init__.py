@@ -15,13 +15,21 @@ __version__ = "0.1.0"
 #: public name -> the module that defines it. Imported on first use (PEP 562), so that a Ray
 #: worker importing one actor module does not pay for DuckDB, the evaluator or the facades.
 _EXPORTS = {
+    "ImagePart": "._request",
+    "ImageURL": "._request",
+    "JsonSchemaFormat": "._request",
     "Message": "._request",
     "ModelRequest": "._request",
     "ModelResponse": "._request",
+    "NamedToolChoice": "._request",
     "ProviderResult": "._request",
     "RateLimitState": "._request",
+    "ResponseFormat": "._request",
     "SelectionConstraints": "._request",
     "StreamChunk": "._request",
+    "TextPart": "._request",
+    "Tool": "._request",
+    "ToolCall": "._request",
     "BudgetLimit": ".config",
     "BudgetSettings": ".config",
     "config_from_dict": ".config",
@@ -103,13 +111,21 @@ if _TYPE_CHECKING:  # for type checkers and IDEs: the same names, eagerly (check
         ModelOptimizerIntegration,
     )
     from ._request import (
+        ImagePart,
+        ImageURL,
+        JsonSchemaFormat,
         Message,
         ModelRequest,
         ModelResponse,
+        NamedToolChoice,
         ProviderResult,
         RateLimitState,
+        ResponseFormat,
         SelectionConstraints,
         StreamChunk,
+        TextPart,
+        Tool,
+        ToolCall,
     )
     from .compat import (
         CacheManager,

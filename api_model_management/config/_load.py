@@ -44,6 +44,7 @@ CAPABILITIES: frozenset[str] = frozenset(
         "vision",
         "long-context",
         "function-calling",
+        "structured-output",
         "summarization",
     }
 )

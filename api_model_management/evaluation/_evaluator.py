@@ -165,7 +165,7 @@ def scored_part(text: str) -> str:
 
 def request_text(request: ModelRequest) -> str:
     """What the user asked: the user messages (the system prompt is framing, not the question)."""
-    return "\n".join(m.content for m in request.chat_messages() if m.role == "user")
+    return "\n".join(m.text for m in request.chat_messages() if m.role == "user")
 
 
 # -- helpers -----------------------------------------------------------------------------------

@@ -49,25 +49,18 @@ def openai_usage(usage: Any) -> Usage:
 
 
 def sampling(request: ModelRequest) -> dict[str, Any]:
-    """``temperature``, ``top_p`` and ``stop`` (as a list) from the request's parameters."""
-    params = request.parameters
-    out: dict[str, Any] = {}
-    for key in ("temperature", "top_p"):
-        if params.get(key) is not None:
-            out[key] = params[key]
-    stop = params.get("stop")
-    if stop:
-        out["stop"] = [stop] if isinstance(stop, str) else list(stop)
-    return out
+    """``temperature``, ``top_p``, ``stop`` (as a list) and ``seed`` from the request's
+    parameters (checked by the request)."""
+    return request.sampling()
 
 
-def chat_messages(request: ModelRequest) -> list[dict[str, str]]:
-    """Messages in the role/content form OpenAI and Ollama share, system prompt first."""
-    messages = []
+def chat_messages(request: ModelRequest) -> list[dict[str, Any]]:
+    """Messages in OpenAI's form, system prompt first."""
+    messages: list[dict[str, Any]] = []
     system = request.system_prompt()
     if system:
         messages.append({"role": "system", "content": system})
-    messages.extend({"role": m.role, "content": m.content} for m in request.chat_messages())
+    messages.extend(m.to_openai() for m in request.chat_messages())
     return messages
 
 

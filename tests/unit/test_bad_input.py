@@ -114,9 +114,9 @@ def test_a_bad_request_is_invalid_input_without_its_text() -> None:
         ModelRequest(prompt="the secret plan", system="more secret text", max_tokens=0,
                      messages=[{"role": "narrator", "content": "secret content"}])
     message = str(info.value)
-    assert message == ("invalid ModelRequest: messages.0.role: Input should be 'system', 'user' or "
-                       "'assistant'; max_tokens: Input should be greater than 0")
-    assert info.value.field == "messages.0.role"
+    assert message == ("invalid ModelRequest: messages[0].role: Input should be 'system', 'user', "
+                       "'assistant' or 'tool'; max_tokens: Input should be greater than 0")
+    assert info.value.field == "messages[0].role"
     with pytest.raises(InvalidInput, match="a request needs a prompt or messages"):
         ModelRequest(system="the secret plan")
     assert ModelRequest(prompt=" padded ").prompt == " padded "  # text with spaces is kept
