@@ -167,6 +167,26 @@ def report(
                                     html_path=html, plot_format=plot_format))
 
 
+@app.command("status")
+def status(
+    address: Annotated[str | None, typer.Option(help=(
+        "A running system's Ray cluster (host:port, ray://host:port or auto): its live state. "
+        "Without it, the state the log shows."))] = None,
+    data_dir: DataDir = Path("data"),
+    system: Annotated[str | None, typer.Option(help=(
+        "Which system on the cluster (its actors' name prefix, ModelManagement.name_prefix); "
+        "needed only when several run."))] = None,
+    config: Annotated[Path | None, typer.Option(help="Registry, for budget limits (log mode).")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="table or json")] = "table",
+) -> None:
+    """Providers and their health, models rate-limited or cooling down, budgets with headroom,
+    requests in flight and recent alerts: live from a running system (--address), else from the
+    event log."""
+    from ._status import status_command
+
+    raise typer.Exit(status_command(data_dir, address, system, config, fmt))
+
+
 _COST = typer.Option("--cost-per-usd", min=0.0, help=(
     "How much quality (0..1 scale) one USD is worth: reward = quality - this x cost_usd - latency term. "
     "At 10 a request must gain 0.1 quality per cent it costs more; `amm tune` prints the rate at which "

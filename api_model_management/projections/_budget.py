@@ -7,6 +7,7 @@ of the cross-check with ``CostLedgerCore.spend(scope, key, window, at)``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Literal
@@ -21,6 +22,7 @@ from ..errors import InvalidInput
 from ._sql import install
 
 SpendKey = tuple[str, str, str]  # scope, scope_key, window
+BudgetState = Literal["ok", "warning", "exceeded"]
 
 
 class BudgetRow(BaseModel):
@@ -38,7 +40,7 @@ class BudgetRow(BaseModel):
     used_share: float
     #: The highest alert threshold reached, if any.
     threshold_reached: float | None
-    status: Literal["ok", "warning", "exceeded"]
+    status: BudgetState
 
 
 def window_start(window: Window, at: datetime, timezone: str) -> datetime:
@@ -83,19 +85,25 @@ def budget_rows(spend: dict[SpendKey, Decimal], settings: BudgetSettings,
 def _row(scope: Scope, key: str, window: Window, limit_usd: Decimal, spent: Decimal,
          settings: BudgetSettings, at: datetime) -> BudgetRow:
     share = float(spent / limit_usd)
-    reached = [t for t in settings.alert_thresholds if spent >= Decimal(str(t)) * limit_usd]
-    if spent >= limit_usd:
-        status: Literal["ok", "warning", "exceeded"] = "exceeded"
-    elif reached:
-        status = "warning"
-    else:
-        status = "ok"
+    status, reached = limit_status(spent, limit_usd, settings.alert_thresholds)
     return BudgetRow(
         scope=scope, key=key, window=window,
         window_start=window_start(window, at, settings.timezone),
         limit_usd=limit_usd, spent_usd=spent, remaining_usd=max(Decimal(0), limit_usd - spent),
-        used_share=share, threshold_reached=max(reached) if reached else None, status=status,
+        used_share=share, threshold_reached=reached, status=status,
     )
+
+
+def limit_status(spent: Decimal, limit_usd: Decimal,
+                 thresholds: Sequence[float]) -> tuple[BudgetState, float | None]:
+    """A limit's state for ``spent``: ``exceeded`` at or over the limit, ``warning`` once an
+    alert threshold (a share of the limit) is reached, else ``ok``; and the highest threshold
+    reached, if any."""
+    reached = [t for t in thresholds if spent >= Decimal(str(t)) * limit_usd]
+    top = max(reached) if reached else None
+    if spent >= limit_usd:
+        return "exceeded", top
+    return ("warning" if reached else "ok"), top
 
 
 def _check_aware(at: datetime) -> None:

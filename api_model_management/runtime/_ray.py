@@ -167,6 +167,32 @@ def kill(handle: Handle) -> None:
     ray.kill(handle)
 
 
+def gcs_address() -> str:
+    """The address of the cluster this process is connected to (``host:port``), as another
+    driver passes it to ``ray.init(address=...)``; ``"unknown"`` through a Ray client
+    (``ray://``), which does not say it."""
+    try:
+        return str(ray.get_runtime_context().gcs_address)
+    except (AttributeError, RuntimeError):
+        return "unknown"
+
+
+def named_actors() -> list[tuple[str, str]]:
+    """(namespace, name) of every named actor alive on the cluster, in every namespace."""
+    return [(entry["namespace"], entry["name"])
+            for entry in ray.util.list_named_actors(all_namespaces=True)]
+
+
+def get_actor(name: str, namespace: str) -> Handle:
+    """The handle of the named actor ``name`` in ``namespace``; ``ComponentUnavailable`` when
+    there is none."""
+    try:
+        return ray.get_actor(name, namespace=namespace)
+    except ValueError:
+        raise ComponentUnavailable(f"no actor named {name!r} on the cluster",
+                                   component=name, restarting=False) from None
+
+
 def is_initialized() -> bool:
     return bool(ray.is_initialized())
 

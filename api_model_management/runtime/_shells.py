@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import errno
 import logging
 import os
@@ -24,12 +25,13 @@ from .._request import ModelRequest, ModelResponse
 from .._supervise import Supervisor
 from ..budget import BudgetStatus, Slice, SpendKey
 from ..cache import CacheHit, CacheStats
-from ..config import RegistryConfig, SelectionWeights
+from ..config import RegistryConfig, SelectionWeights, Settings
 from ..config._logging import configure_actor_logging
 from ..errors import ComponentUnavailable
 from ..events import Event
 from ..events._resilient import ResilientSpool
 from ..events._spool import SpoolWriter
+from ..health import HealthSnapshot
 from ..ratelimit import Admission, Lease, RateLimitState, RateLimitStatus
 from ..selection import LiveState, ModelStatsSnapshot, Selection
 from . import _ray
@@ -162,6 +164,11 @@ class EventSinkShell:
     async def compact(self) -> dict[str, Any]:
         return await asyncio.to_thread(self.ingestor.compact)
 
+    async def settings(self) -> Settings:
+        """The system's settings (where the log is, budget limits and thresholds, ...), for
+        readers such as ``amm status``; the configuration holds no API key."""
+        return self.config.settings
+
 
 class HealthCheckerShell:
     """One per provider: active probes on an interval, passive outcomes from routers."""
@@ -256,6 +263,13 @@ class HealthCheckerShell:
         snap = self.core.snapshot()
         unavailable = [self.model_ids.get(m, m) for m in snap.unavailable_models]
         return {"provider": self.provider, "state": snap.state, "unavailable_models": unavailable}
+
+    def status(self) -> HealthSnapshot:
+        """The core's whole snapshot (state, since when, why, window counts, last probe), with
+        model ids for the unavailable models."""
+        snap = self.core.snapshot()
+        return dataclasses.replace(snap, unavailable_models=tuple(
+            self.model_ids.get(m, m) for m in snap.unavailable_models))
 
     def flush_events(self) -> bool:
         self.spool.rotate()

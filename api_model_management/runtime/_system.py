@@ -18,6 +18,7 @@ import itertools
 import logging
 import os
 import time
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,8 @@ class ModelManagement:
         self.embedded = embedded
         self._round_robin = itertools.cycle(range(len(handles.routers)))
         self._closed = False
+        #: The actors' names start with ``<name_prefix>:`` (``amm status --system`` takes it).
+        self.name_prefix: str | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------
     @classmethod
@@ -75,7 +78,11 @@ class ModelManagement:
         The package logs at ``API_MODEL_LOG_LEVEL`` from ``env`` (default ``os.environ``) when it
         is set, else at ``settings.log_level``: in this process and in every actor, which get the
         level in effect in their configuration (``mm.config.settings.log_level`` shows it). API
-        keys are read from ``env`` too, then from ``dotenv_path`` (default ``./.env``)."""
+        keys are read from ``env`` too, then from ``dotenv_path`` (default ``./.env``).
+
+        The actors are named ``<name_prefix>:ledger``, ``<name_prefix>:router:0``, ... (default
+        prefix ``amm-`` and 8 random hex digits, kept in ``mm.name_prefix``), so that another
+        driver on the cluster finds them: ``amm status --address ADDR`` shows their live state."""
         from ..config import load_config, load_secrets
         from ..config._logging import configure_logging, with_effective_log_level
         from ._actors import start_actors
@@ -97,6 +104,7 @@ class ModelManagement:
         if not _ray.is_initialized():
             owns_ray = _ray.start_or_join(address, num_cpus=num_cpus)
         try:
+            name_prefix = name_prefix or f"amm-{uuid.uuid4().hex[:8]}"
             handles = start_actors(config, api_keys, name_prefix=name_prefix,
                                    start_timeout_s=start_timeout_s)
         except BaseException:
@@ -104,8 +112,12 @@ class ModelManagement:
                 _ray.shutdown()
             raise
         embedded = EmbeddedRouter(config, handles, api_keys) if config.settings.routers.embedded else None
-        return cls(config, handles, owns_ray=owns_ray, started_s=time.monotonic() - t0,
-                   embedded=embedded)
+        system = cls(config, handles, owns_ray=owns_ray, started_s=time.monotonic() - t0,
+                     embedded=embedded)
+        system.name_prefix = name_prefix
+        log.info("started system %s; its live state: amm status --address %s", name_prefix,
+                 _ray.gcs_address())
+        return system
 
     def shutdown(self) -> None:
         """Flush every actor's events into the log, stop the actors (and Ray, if we started it)."""
