@@ -40,6 +40,7 @@ from api_model_management.projections._plots import (
     NO_DATA,
     chart_bytes,
     plot_figures,
+    share_text,
     usd_text,
     usd_ticks,
     write_html,
@@ -262,6 +263,7 @@ def test_usd_text() -> None:
     assert usd_ticks([0, 0.25, 0.5]) == ["$0", "$0.25", "$0.50"]
     assert usd_ticks([0, 50, 100]) == ["$0", "$50", "$100"]
     assert usd_ticks([0, 0.0005, 0.001]) == ["$0", "$0.0005", "$0.0010"]
+    assert [share_text(v) for v in (0, 0.5, 0.0123, 0.00097)] == ["0.0%", "50.0%", "1.2%", "0.097%"]
 
 
 # -- amm report --plot / --html -------------------------------------------------------------------
