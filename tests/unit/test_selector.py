@@ -516,6 +516,42 @@ def test_learnt_quality_per_agent_type_drives_the_choice():
     assert sel.quality_for("big", "law") > 0.9 > 0.1 > sel.quality_for("cheap", "law")
 
 
+def test_learnt_quality_never_mixes_signals_within_an_agent_type():
+    """An agent type that reports outcomes is scored on them alone: the heuristic scores of its
+    requests without feedback (another scale) do not dilute them; an agent type without any
+    outcome is scored on the heuristic."""
+    from api_model_management.events import FeedbackRecorded, ResponseEvaluated
+    from api_model_management.selection import QualityFold
+
+    def scored(request_id: str, model: str, agent: str, q: float) -> ResponseEvaluated:
+        return ResponseEvaluated(request_id=request_id, model_id=model, agent_type=agent,
+                                 completeness=q, relevance=q, coherence=q, quality_score=q,
+                                 low_quality=False)
+
+    fold = QualityFold({"big": 0.5, "cheap": 0.5})
+    for i in range(100):  # outcomes: big right, cheap wrong
+        for model, right in (("big", 1.0), ("cheap", 0.0)):
+            fold.apply(FeedbackRecorded(request_id=f"{model}-{i}", model_id=model,
+                                        agent_type="qa", score=right, source="ground_truth"))
+    outcome_only = (fold.quality("big", "qa"), fold.quality("cheap", "qa"))
+    for i in range(1000):  # later requests, never reported: the heuristic likes both alike
+        for model in ("big", "cheap"):
+            fold.apply(scored(f"h-{model}-{i}", model, "qa", 0.8))
+            fold.apply(scored(f"c-{model}-{i}", model, "chat", 0.9 if model == "big" else 0.6))
+    assert (fold.quality("big", "qa"), fold.quality("cheap", "qa")) == outcome_only
+    assert fold.tier("qa") == 3 and fold.tier("chat") == 1 and fold.tier("other") == 0
+    assert outcome_only[0] > 0.9 > 0.1 > outcome_only[1]
+    assert fold.quality("big", "chat") > 0.85 > 0.65 > fold.quality("cheap", "chat")
+    assert fold.observations("big", "qa") == 100 and fold.observations("big", "chat") == 1000
+    snap = fold.snapshot()
+    assert snap.quality("big", "qa", 0.5) == fold.quality("big", "qa")
+    # a judge's rating replaces the heuristic for its request and moves "chat" to the judge tier
+    fold.apply(FeedbackRecorded(request_id="c-cheap-0", model_id="cheap", agent_type="chat",
+                                score=1.0, source="judge"))
+    assert fold.tier("chat") == 2 and fold.observations("cheap", "chat") == 1
+    assert fold.quality("cheap", "chat") > fold.quality("big", "chat")  # big has no judge yet
+
+
 # ---- value_usd: amounts, not only price ratios
 
 def test_value_usd_is_validated_and_not_part_of_the_weight_sum():
