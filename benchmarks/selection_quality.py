@@ -235,6 +235,8 @@ def run(args: argparse.Namespace) -> dict:
                                    num_cpus=args.num_cpus) as mm:
             asyncio.run(serve(mm, log_prompts, feedback=True, label="logging (exploring)"))
             mm.flush()
+        if args.keep:  # the log as tuned, before the eval runs add to it
+            shutil.copytree(data_dir, work / "logged")
         weights = work / "weights.json"
         tune = [sys.executable, "-c", "from api_model_management.cli import main; main()",
                 "tune", "--data-dir",
@@ -296,7 +298,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--num-cpus", type=int, default=2)
     parser.add_argument("--format", choices=("table", "json"), default="table")
-    parser.add_argument("--keep", action="store_true", help="keep the work folder (log, weights)")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the work folder (the log, a copy of it as tuned in logged/, "
+                             "the weights)")
     args = parser.parse_args()
     result = run(args)
     if args.format == "json":
