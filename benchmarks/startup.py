@@ -60,9 +60,9 @@ def child(port: int, replicas: int | None, num_cpus: int | None, out: Path) -> N
 
     import ray
 
+    from api_model_management import ModelManagement
     from api_model_management._request import ModelRequest
     from api_model_management.config import demo_config, override, with_emulator_port
-    from api_model_management import ModelManagement
 
     timings = {"import_s": time.perf_counter() - t0}
     with tempfile.TemporaryDirectory(prefix="amm-startup-") as data_dir:
