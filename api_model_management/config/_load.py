@@ -364,6 +364,7 @@ def cross_field_issues(data: Mapping[str, Any]) -> list[ConfigIssue]:
         *_judge_issues(settings, model_ids),
         *_budget_issues(settings, providers, model_ids),
         *_concurrency_issues(settings, providers, model_ids),
+        *_gateway_issues(settings, model_ids),
     ]
 
 
@@ -474,6 +475,30 @@ def _concurrency_issues(settings: Mapping[str, Any], providers: Mapping, model_i
     for name in per_model if isinstance(per_model, Mapping) else ():
         if name not in model_ids:
             yield ConfigIssue(_join(("settings", "concurrency", "per_model", name)), f"unknown model {name!r}", "use a model id from models[]")
+
+
+def _gateway_issues(settings: Mapping[str, Any], model_ids: set[str]) -> Iterable[ConfigIssue]:
+    """Models a virtual key or an alias names must exist; an alias must not hide a model id."""
+    gateway = _section(settings, "gateway")
+    keys = gateway.get("keys")
+    for i, key in enumerate(keys if isinstance(keys, list) else []):
+        allowed = key.get("allowed_models") if isinstance(key, Mapping) else None
+        yield from _unknown_models(allowed, f"settings.gateway.keys[{i}].allowed_models", model_ids)
+    aliases = gateway.get("aliases")
+    for name, alias in (aliases.items() if isinstance(aliases, Mapping) else ()):
+        path = _join(("settings", "gateway", "aliases", name))
+        if name in model_ids or name == "auto":
+            yield ConfigIssue(path, f"alias {name!r} is a model id or 'auto' (built in)",
+                              "give the alias another name, e.g. auto:cheap")
+        models = alias.get("models") if isinstance(alias, Mapping) else None
+        yield from _unknown_models(models, f"{path}.models", model_ids)
+
+
+def _unknown_models(models: Any, path: str, model_ids: set[str]) -> Iterable[ConfigIssue]:
+    for j, model_id in enumerate(models if isinstance(models, list) else []):
+        if isinstance(model_id, str) and model_id not in model_ids:
+            yield ConfigIssue(f"{path}[{j}]", f"unknown model {model_id!r}",
+                              _did_you_mean(model_id, model_ids) or "use a model id from models[]")
 
 
 # --------------------------------------------------------------------------------------------

@@ -390,6 +390,110 @@ class RouterSettings(_Strict):
         return self.replicas + int(self.embedded)
 
 
+# --------------------------------------------------------------------------------------------
+# the HTTP gateway (``amm serve``)
+
+GatewayPriority = Literal["low", "normal", "medium", "high", "critical"]
+#: A virtual key's or an alias's name (it appears in metrics and logs; the key never does).
+_GATEWAY_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
+
+
+class GatewayConstraints(_Strict):
+    """Selection constraints a virtual key or an alias puts on every request it serves (added
+    to the request's own: lists are joined, bounds take the stricter)."""
+
+    allowed_providers: list[str] | None = None
+    excluded_providers: list[str] = Field(default_factory=list)
+    excluded_models: list[str] = Field(default_factory=list)
+    max_cost_per_request: Decimal | None = Field(default=None, ge=0, allow_inf_nan=False)
+    max_latency_ms: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    min_quality: float | None = Field(default=None, ge=0, le=1)
+
+
+class GatewayKey(_Strict):
+    """A virtual key of the gateway: who a caller is, and what its requests may do.
+
+    The key itself is never in the file: give its SHA-256 (``key_sha256``, as ``amm gateway-key
+    new NAME`` prints it) or the name of the environment variable that holds it (``key_env``).
+    ``agent_type``, ``priority``, ``required_capabilities`` and ``constraints`` are the defaults of
+    its requests (``x-amm-*`` headers or ``metadata`` override them when ``allow_overrides``);
+    ``allowed_models`` are the only models it may pin or be routed to; ``budget_usd`` per
+    ``budget_window`` and ``requests_per_minute`` are its own limits, besides the registry's."""
+
+    # a key pasted where its hash or a variable's name belongs must not reach an error message
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+
+    name: str = Field(pattern=_GATEWAY_NAME)
+    key_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    key_env: str | None = None
+    agent_type: str = Field(default="default", min_length=1)
+    priority: GatewayPriority = "normal"
+    required_capabilities: list[str] = Field(default_factory=list)
+    allowed_models: list[str] | None = None
+    constraints: GatewayConstraints = GatewayConstraints()
+    budget_usd: Decimal | None = Field(default=None, gt=0, allow_inf_nan=False)
+    budget_window: Window = "day"
+    requests_per_minute: int | None = Field(default=None, gt=0)
+    allow_overrides: bool = True
+
+    @field_validator("key_env")
+    @classmethod
+    def _env_name(cls, value: str | None) -> str | None:
+        if value is not None and not ENV_NAME.match(value):
+            raise ValueError("key_env must be the NAME of an environment variable (letters, "
+                             "digits, _); put the key itself in the environment or .env")
+        return value
+
+    @model_validator(mode="after")
+    def _one_source(self) -> GatewayKey:
+        if (self.key_sha256 is None) == (self.key_env is None):
+            raise ValueError("give exactly one of key_sha256 (the key's SHA-256, from `amm "
+                             "gateway-key new NAME`) and key_env (the variable holding the key)")
+        return self
+
+
+class GatewayAlias(_Strict):
+    """A model name the gateway routes by selection (``auto:cheap``, ``auto:code``): what it
+    sets on the request (the weights are those of its ``agent_type``, from
+    ``settings.selection.agent_weights``); unset fields keep the key's or the request's."""
+
+    description: str | None = None
+    agent_type: str | None = Field(default=None, min_length=1)
+    priority: GatewayPriority | None = None
+    required_capabilities: list[str] = Field(default_factory=list)
+    models: list[str] | None = None
+    constraints: GatewayConstraints = GatewayConstraints()
+
+
+class GatewaySettings(_Strict):
+    """``amm serve``: virtual keys, routing aliases and the HTTP limits (``gateway/``)."""
+
+    keys: list[GatewayKey] = Field(default_factory=list)
+    aliases: dict[str, GatewayAlias] = Field(default_factory=dict)
+    #: The largest request body read (bigger: 413 before it is parsed). Images come inline as
+    #: base64, so this is also the bound on a request's images.
+    max_body_bytes: int = Field(default=8 * 1024 * 1024, gt=0)
+    #: ``max_tokens`` of a request that gives none (OpenAI's API allows that); it bounds the
+    #: request's budget reservation.
+    default_max_tokens: int = Field(default=4096, gt=0)
+    #: How long a stopping server waits for requests in flight before it cancels them.
+    shutdown_timeout_s: float = Field(default=10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _unique(self) -> GatewaySettings:
+        names = [k.name for k in self.keys]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"gateway key names must be unique ({', '.join(repeated)} repeats)")
+        hashes = [k.key_sha256 for k in self.keys if k.key_sha256 is not None]
+        if len(set(hashes)) != len(hashes):
+            raise ValueError("two gateway keys have the same key_sha256")
+        for alias in self.aliases:
+            if not re.match(_GATEWAY_NAME, alias):
+                raise ValueError("an alias name has letters, digits and _ . : - only (at most 64)")
+        return self
+
+
 class Settings(_Strict):
     health_check: HealthSettings = HealthSettings()
     rate_limit: RateLimitSettings = RateLimitSettings()
@@ -402,6 +506,7 @@ class Settings(_Strict):
     concurrency: ConcurrencySettings = ConcurrencySettings()
     events: EventSettings = EventSettings()
     routers: RouterSettings = RouterSettings()
+    gateway: GatewaySettings = GatewaySettings()
     data_dir: str = "./data"
     store_prompts: bool = False
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
