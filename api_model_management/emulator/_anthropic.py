@@ -6,8 +6,10 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from . import _shape_anthropic
 from ._engine import RateInfo
-from ._text import Answer, split_for_stream
+from ._shape import ShapeError
+from ._text import Answer, split_for_stream, split_json
 from ._wire import (
     Call,
     Reply,
@@ -98,12 +100,19 @@ def parse(body: dict, query: dict[str, str]) -> Call:
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise WireError(error(400, "messages: Field required"))
-    texts = [text_of(body.get("system"))] if body.get("system") else []
-    texts += [text_of(m.get("content")) for m in messages if isinstance(m, dict)]
-    users = [text_of(m.get("content")) for m in messages if isinstance(m, dict) and m.get("role") == "user"]
-    if not users:
+    if not any(isinstance(m, dict) and m.get("role") == "user" for m in messages):
         raise WireError(error(400, "messages: at least one user message is required"))
-    return Call("anthropic", model, users[-1], "\n".join(texts), max_tokens, body.get("stream") is True)
+    stream = body.get("stream") is True
+    if _shape_anthropic.wanted(body, messages):
+        try:
+            conversation, prompt, shape = _shape_anthropic.read(body, messages)
+        except ShapeError as exc:
+            raise WireError(error(400, exc.message)) from None
+        return Call("anthropic", model, prompt, conversation, max_tokens, stream, shape=shape)
+    texts = [text_of(body.get("system"))] if body.get("system") else []
+    texts += [m["content"] for m in messages]
+    users = [m["content"] for m in messages if m.get("role") == "user"]
+    return Call("anthropic", model, users[-1], "\n".join(texts), max_tokens, stream)
 
 
 def _usage(answer: Answer) -> dict:
@@ -111,11 +120,26 @@ def _usage(answer: Answer) -> dict:
             "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0, "service_tier": "standard"}
 
 
+def _stop_reason(answer: Answer) -> str:
+    if answer.truncated:
+        return "max_tokens"
+    return "tool_use" if answer.tool_calls else "end_turn"
+
+
+def _content(answer: Answer) -> list[dict[str, Any]]:
+    """Content blocks: the text (unless a tool call has none before it), then each tool_use."""
+    blocks: list[dict[str, Any]] = []
+    if answer.text or not answer.tool_calls:
+        blocks.append({"type": "text", "text": answer.text})
+    blocks += [{"type": "tool_use", "id": c.id, "name": c.name,
+                "input": c.arguments if c.arguments is not None else {}} for c in answer.tool_calls]
+    return blocks
+
+
 def body(call: Call, answer: Answer) -> bytes:
     return dumps({
         "id": "msg_" + random_id(24), "type": "message", "role": "assistant", "model": call.model,
-        "content": [{"type": "text", "text": answer.text}],
-        "stop_reason": "max_tokens" if answer.truncated else "end_turn", "stop_sequence": None,
+        "content": _content(answer), "stop_reason": _stop_reason(answer), "stop_sequence": None,
         "usage": _usage(answer),
     })
 
@@ -129,20 +153,34 @@ def frames(call: Call, answer: Answer) -> list[bytes]:
              "model": call.model, "stop_reason": None, "stop_sequence": None,
              "usage": {"input_tokens": answer.input_tokens, "output_tokens": 1,
                        "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}}
-    out = [_event("message_start", {"type": "message_start", "message": start}),
-           _event("content_block_start", {"type": "content_block_start", "index": 0,
-                                          "content_block": {"type": "text", "text": ""}}),
-           _event("ping", {"type": "ping"})]
-    out += [_event("content_block_delta", {"type": "content_block_delta", "index": 0,
-                                           "delta": {"type": "text_delta", "text": piece}})
-            for piece in split_for_stream(answer.text)]
-    out += [_event("content_block_stop", {"type": "content_block_stop", "index": 0}),
-            _event("message_delta", {"type": "message_delta",
-                                     "delta": {"stop_reason": "max_tokens" if answer.truncated else "end_turn",
-                                               "stop_sequence": None},
+    out = [_event("message_start", {"type": "message_start", "message": start})]
+    for index, (block, deltas) in enumerate(_streamed_blocks(answer)):
+        out.append(_event("content_block_start", {"type": "content_block_start", "index": index,
+                                                  "content_block": block}))
+        if index == 0:
+            out.append(_event("ping", {"type": "ping"}))
+        out += [_event("content_block_delta", {"type": "content_block_delta", "index": index,
+                                               "delta": delta}) for delta in deltas]
+        out.append(_event("content_block_stop", {"type": "content_block_stop", "index": index}))
+    out += [_event("message_delta", {"type": "message_delta",
+                                     "delta": {"stop_reason": _stop_reason(answer), "stop_sequence": None},
                                      "usage": {"output_tokens": answer.output_tokens}}),
             _event("message_stop", {"type": "message_stop"})]
     return out
+
+
+def _streamed_blocks(answer: Answer) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
+    """Each content block as it starts (empty) and its deltas: ``text_delta`` pieces of the text,
+    ``input_json_delta`` pieces of a tool's input (the first one empty, as the API sends)."""
+    blocks: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []
+    if answer.text or not answer.tool_calls:
+        blocks.append(({"type": "text", "text": ""},
+                       [{"type": "text_delta", "text": p} for p in split_for_stream(answer.text)]))
+    for c in answer.tool_calls:
+        pieces = ["", *(p for p in split_json(c.text) if p)]
+        blocks.append(({"type": "tool_use", "id": c.id, "name": c.name, "input": {}},
+                       [{"type": "input_json_delta", "partial_json": p} for p in pieces]))
+    return blocks
 
 
 def midstream_error() -> bytes:

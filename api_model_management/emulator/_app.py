@@ -28,7 +28,17 @@ from ._engine import (
 )
 from ._profile import ProfileError, Provider, parse_profile
 from ._replies import TRANSPORT_KEY, Dropped, Hung, Plain, Receive, Scope, Send, Streamed
-from ._text import degraded_answer, make_answer, oversized_answer
+from ._shape import (
+    JSON,
+    TEXT,
+    answer_counts,
+    break_json,
+    break_tool_calls,
+    fault_kind,
+    request_counts,
+    shaped_answer,
+)
+from ._text import Answer, degraded_answer, make_answer, oversized_answer
 from ._wire import Call, Reply, WireError, json_reply
 
 _WIRES: dict[str, Any] = {"openai": _openai, "anthropic": _anthropic, "gemini": _gemini,
@@ -132,16 +142,22 @@ class EmulatorApp:
         if not engine.knows(provider, call.model):
             engine.record(provider, call.model, "404")
             return Plain(wire.not_found(call.model))
-        answer = make_answer(engine.answer_text(call.model, call.conversation, call.prompt),
-                             len(call.conversation), call.max_tokens)
+        if call.shape is None:
+            answer = make_answer(engine.answer_text(call.model, call.conversation, call.prompt),
+                                 len(call.conversation), call.max_tokens)
+            answer_kind = TEXT
+        else:
+            engine.count_content(provider, request_counts(call.shape))
+            answer, answer_kind = shaped_answer(
+                call, lambda: engine.answer_text(call.model, call.conversation, call.prompt))
         key = self._key_of(request, provider)
         try:
             plan = engine.plan(provider, call.model, answer.input_tokens + answer.output_tokens,
-                               request.headers.get(FAULT_HEADER), key)
+                               request.headers.get(FAULT_HEADER), key, fault_kind(answer_kind))
         except HeaderFaultError as exc:
             engine.record(provider, call.model, "400", key)
             return Plain(wire.error(400, str(exc)))
-        return self._reply(provider, call, answer, plan, json_array, key)
+        return self._reply(provider, call, answer, plan, json_array, key, answer_kind)
 
     def _key_of(self, request: Request, provider: Provider) -> str | None:
         """The request's API key when the profile names keys (per-key limits and statistics),
@@ -155,10 +171,17 @@ class EmulatorApp:
             return _gemini.api_key(request.headers, request.query_params)
         return _openai.api_key(request.headers)  # OpenAI, and Ollama's optional bearer token
 
-    def _reply(self, provider: Provider, call: Call, answer: Any, plan: Plan, json_array: bool,
-               key: str | None = None) -> Any:
+    def _reply(self, provider: Provider, call: Call, answer: Answer, plan: Plan, json_array: bool,
+               key: str | None = None, answer_kind: str = TEXT) -> Any:
         engine, wire = self.engine, _WIRES[provider]
         kind = plan.kind
+        if kind in ("bad_tool_args", "bad_json"):
+            broken = _broken(call, answer, kind, answer_kind)
+            if broken is None:  # nothing of that kind to break: answered as without the fault
+                kind = "ok"
+                plan = dataclasses.replace(plan, kind="ok")
+            else:
+                answer = broken
         if kind == "error":
             engine.record(provider, call.model, str(plan.status), key)
             return Plain(self._error(provider, plan.status, call.model, plan.retry_after_s, key),
@@ -176,6 +199,8 @@ class EmulatorApp:
             answer = dataclasses.replace(answer, output_tokens=INFLATED_OUTPUT_TOKENS)
         elif kind == "degraded":
             answer = degraded_answer(answer)
+        if call.shape is not None:
+            engine.count_content(provider, answer_counts(answer, answer_kind))
         rate = engine.rate_info(provider, call.model, key)
         latency_ms = int(plan.latency_s * 1000)
         headers = wire.success_headers(rate, engine.clock.now(), latency_ms)
@@ -321,6 +346,14 @@ class EmulatorApp:
         except ProfileError as exc:
             return Plain(json_reply(400, {"error": str(exc)}))
         return Plain(json_reply(200, {"applied": True}))
+
+
+def _broken(call: Call, answer: Answer, kind: str, answer_kind: str) -> Answer | None:
+    """The answer broken by a ``bad_tool_args`` or ``bad_json`` fault, or None when it has
+    nothing of that kind (a header fault on a request without tools or a schema)."""
+    if kind == "bad_tool_args":
+        return break_tool_calls(call, answer)
+    return break_json(call, answer) if answer_kind == JSON else None
 
 
 def _v1_provider(request: Request) -> Provider:

@@ -126,7 +126,8 @@ class RateWindow:
 class Plan:
     """What to do with one request."""
 
-    #: ok, error, drop, hang, midstream, malformed, oversized, inflated_usage, degraded
+    #: ok, error, drop, hang, midstream, malformed, oversized, inflated_usage, degraded,
+    #: bad_tool_args, bad_json
     kind: str
     status: int = 200
     retry_after_s: float | None = None
@@ -165,11 +166,13 @@ def plan_from_header(value: str) -> Plan:
             raise HeaderFaultError(f"{FAULT_HEADER}: oversized=<bytes> needs a positive size")
         return Plan("oversized", reason="header", size_bytes=int(size))
     kinds = {"timeout": "hang", "hang": "hang", "drop": "drop", "midstream-error": "midstream",
-             "malformed": "malformed", "inflated-usage": "inflated_usage", "degraded": "degraded"}
+             "malformed": "malformed", "inflated-usage": "inflated_usage", "degraded": "degraded",
+             "bad-tool-args": "bad_tool_args", "bad-json": "bad_json"}
     if value not in kinds:
         raise HeaderFaultError(
             f"{FAULT_HEADER}: expected status=<code>, timeout, drop, midstream-error, malformed, "
-            "oversized[=<bytes>], inflated-usage or degraded"
+            "oversized[=<bytes>], inflated-usage or degraded; for tool calls and structured "
+            "output, bad-tool-args or bad-json"
         )
     return Plan(kinds[value], reason="header")
 
@@ -202,6 +205,7 @@ class Engine:
         self._windows: dict[tuple[str, str | None], RateWindow] = {}
         self._stats: dict[tuple[str, str], Counter[str]] = {}
         self._key_stats: dict[str, Counter[str]] = {}
+        self._content: dict[str, Counter[str]] = {}
         self.rng = random.Random(self.profile.seed)
 
     def advance(self, seconds: float) -> None:
@@ -266,8 +270,12 @@ class Engine:
         return window.info(now, rpm, tpm)
 
     def plan(self, provider: Provider, model: str, tokens: int, header: str | None = None,
-             key: str | None = None) -> Plan:
-        """Decide the fate of one request costing ``tokens`` (input + output), made with ``key``."""
+             key: str | None = None, answer: str = "text") -> Plan:
+        """Decide the fate of one request costing ``tokens`` (input + output), made with ``key``.
+
+        ``answer`` is what the answer would be (``text``, ``tool_call`` or ``json``): the
+        ``bad_tool_args_rate`` and ``bad_json_rate`` faults are drawn only for their kind (after the
+        other faults, from the same draw, so plain requests draw as before)."""
         if header:
             return plan_from_header(header)
         spec = self.spec(provider, model)
@@ -285,7 +293,7 @@ class Engine:
             window = self._window(model)
             window.prune(now)
             window.add(now, tokens)
-        return self._draw(provider, spec)
+        return self._draw(provider, spec, answer)
 
     def provider_outage(self, provider: Provider) -> Plan | None:
         """The outage (from ``defaults`` or ``providers``) a health probe would meet now, if any."""
@@ -322,7 +330,7 @@ class Engine:
             window.add(now, tokens)
         return None
 
-    def _draw(self, provider: Provider, spec: FaultSpec) -> Plan:
+    def _draw(self, provider: Provider, spec: FaultSpec, answer: str = "text") -> Plan:
         latency_s, ttft_s, trace_status = self._latency(spec)
         if trace_status is not None:
             return Plan("error", trace_status, retry_after_s=1.0 if trace_status == 429 else None,
@@ -330,7 +338,8 @@ class Engine:
         rates = self._rates.get(id(spec))
         if rates is None:
             rates = self._rates[id(spec)] = _fault_rates(spec)
-        if rates:
+        shaped = _shaped_fault(spec, answer) if answer != "text" else None
+        if rates or shaped:
             draw = self.rng.random()
             for kind, status, rate in rates:
                 if draw < rate:
@@ -339,6 +348,8 @@ class Engine:
                     size = spec.oversized_bytes or OVERSIZED_DEFAULT_BYTES
                     return Plan(kind, latency_s=latency_s, ttft_s=ttft_s, size_bytes=size)
                 draw -= rate
+            if shaped and draw < shaped[1]:
+                return Plan(shaped[0], latency_s=latency_s, ttft_s=ttft_s)
         if latency_s == 0.0:
             return OK
         return Plan("ok", latency_s=latency_s, ttft_s=ttft_s)
@@ -375,15 +386,28 @@ class Engine:
         if key is not None and self._named(key):
             self._key_stats.setdefault(key, Counter())[outcome] += 1
 
+    def count_content(self, provider: str, counts: dict[str, int]) -> None:
+        """Add what a request brought or an answer carried (images, tool calls, ...)."""
+        counter = self._content.get(provider)
+        if counter is None:
+            counter = self._content[provider] = Counter()
+        for name, n in counts.items():
+            if n:
+                counter[name] += n
+
     def _named(self, key: str) -> bool:
         return key in self.profile.key_rate_limits or key in (self.profile.valid_keys or ())
 
     def stats(self) -> dict[str, object]:
         """``{"total": n, "models": {model: {outcome: n}}, "providers": {provider: {outcome: n}},
-        "keys": {key: {outcome: n}}}`` (``keys``: the keys the profile names, once used).
+        "keys": {key: {outcome: n}}, "content": {provider: {item: n}}}`` (``keys``: the keys the
+        profile names, once used).
 
         Outcomes are HTTP statuses as strings (``"200"``, ``"429"``) or ``drop``, ``hang``,
-        ``midstream_error``, ``malformed``, ``oversized``, ``inflated_usage``, ``degraded``.
+        ``midstream_error``, ``malformed``, ``oversized``, ``inflated_usage``, ``degraded``,
+        ``bad_tool_args``, ``bad_json``. ``content`` counts, per provider, the ``images`` and their
+        ``image_tokens``, ``tool_results`` and ``requests_with_tools`` of accepted requests, and
+        the ``tool_calls`` and ``structured`` answers sent (only items seen).
         """
         models: dict[str, Counter[str]] = {}
         providers: dict[str, Counter[str]] = {}
@@ -396,6 +420,7 @@ class Engine:
             "models": {m: dict(c) for m, c in models.items()},
             "providers": {p: dict(c) for p, c in providers.items()},
             "keys": {k: dict(c) for k, c in self._key_stats.items()},
+            "content": {p: dict(c) for p, c in self._content.items()},
         }
 
 
@@ -416,6 +441,15 @@ def _fault_rates(spec: FaultSpec) -> list[tuple[str, int, float]]:
         if rate:
             rates.append((kind, 0, rate))
     return rates
+
+
+def _shaped_fault(spec: FaultSpec, answer: str) -> tuple[str, float] | None:
+    """The fault that breaks an answer of this kind, with its rate, if the spec sets one."""
+    if answer == "tool_call" and spec.bad_tool_args_rate:
+        return "bad_tool_args", spec.bad_tool_args_rate
+    if answer == "json" and spec.bad_json_rate:
+        return "bad_json", spec.bad_json_rate
+    return None
 
 
 def _load_traces(profile: Profile) -> dict[str, tuple[TraceRecord, ...]]:

@@ -6,7 +6,9 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from . import _shape_gemini
 from ._engine import RateInfo
+from ._shape import ShapeError
 from ._text import Answer, split_for_stream
 from ._wire import Call, Reply, WireError, dumps, json_reply, random_id, text_of
 
@@ -78,34 +80,56 @@ def parse(body: dict, query: dict[str, str], model: str, stream: bool) -> Call:
     contents = body.get("contents")
     if not isinstance(contents, list) or not contents:
         raise WireError(error(400, "* GenerateContentRequest.contents: contents is not specified"))
-    texts = []
     system = body.get("systemInstruction") or body.get("system_instruction")
-    if isinstance(system, dict):
-        texts.append(text_of(system.get("parts")))
+    system_text = text_of(system.get("parts")) if isinstance(system, dict) else ""
+    config = body.get("generationConfig") or body.get("generation_config") or {}
+    if not isinstance(config, dict):
+        raise WireError(error(400, "Invalid value at 'generation_config' (type.googleapis.com/google.ai."
+                                   "generativelanguage.v1beta.GenerationConfig)"))
+    max_tokens = config.get("maxOutputTokens", config.get("max_output_tokens"))
+    if max_tokens is not None and (not isinstance(max_tokens, int) or max_tokens < 1):
+        raise WireError(error(400, "generationConfig.maxOutputTokens must be a positive integer"))
+    if _shape_gemini.wanted(body, contents, config):
+        try:
+            conversation, prompt, shape = _shape_gemini.read(body, contents, config, system_text)
+        except ShapeError as exc:
+            raise WireError(error(400, exc.message)) from None
+        return Call("gemini", model, prompt, conversation, max_tokens, stream, shape=shape)
+    texts = [system_text] if system_text else []
     users = []
     for content in contents:
-        if not isinstance(content, dict):
-            raise WireError(error(400, "Invalid value at 'contents' (type.googleapis.com/google.ai.generativelanguage.v1beta.Content)"))
-        text = text_of(content.get("parts"))
+        text = text_of(content["parts"])
         texts.append(text)
         if content.get("role", "user") == "user":
             users.append(text)
-    config = body.get("generationConfig") or body.get("generation_config") or {}
-    max_tokens = config.get("maxOutputTokens") if isinstance(config, dict) else None
-    if max_tokens is not None and (not isinstance(max_tokens, int) or max_tokens < 1):
-        raise WireError(error(400, "generationConfig.maxOutputTokens must be a positive integer"))
     return Call("gemini", model, users[-1] if users else texts[-1], "\n".join(texts), max_tokens, stream)
 
 
-def _usage(answer: Answer, output_tokens: int | None = None) -> dict:
+def _usage(call: Call, answer: Answer, output_tokens: int | None = None) -> dict:
     out = answer.output_tokens if output_tokens is None else output_tokens
+    image_tokens = call.shape.image_tokens if call.shape is not None else 0
+    details = [{"modality": "TEXT", "tokenCount": answer.input_tokens - image_tokens}]
+    if image_tokens:
+        details.append({"modality": "IMAGE", "tokenCount": image_tokens})
     return {"promptTokenCount": answer.input_tokens, "candidatesTokenCount": out,
-            "totalTokenCount": answer.input_tokens + out,
-            "promptTokensDetails": [{"modality": "TEXT", "tokenCount": answer.input_tokens}]}
+            "totalTokenCount": answer.input_tokens + out, "promptTokensDetails": details}
 
 
-def _response(call: Call, text: str, finish: str | None, usage: dict, response_id: str) -> dict:
-    candidate: dict = {"content": {"parts": [{"text": text}], "role": "model"}, "index": 0}
+def _parts(answer: Answer) -> list[dict[str, Any]] | None:
+    """``functionCall`` parts of the complete tool calls (Gemini sends no id), or None."""
+    calls = [{"functionCall": {"name": c.name, "args": c.arguments}}
+             for c in answer.tool_calls if c.arguments is not None]
+    return calls or None
+
+
+def _finish(answer: Answer) -> str:
+    """STOP also after a function call: Gemini has no finish reason of its own for one."""
+    return "MAX_TOKENS" if answer.truncated else "STOP"
+
+
+def _response(call: Call, text: str, finish: str | None, usage: dict, response_id: str,
+              parts: list[dict[str, Any]] | None = None) -> dict:
+    candidate: dict = {"content": {"parts": parts or [{"text": text}], "role": "model"}, "index": 0}
     if finish:
         candidate["finishReason"] = finish
     return {"candidates": [candidate], "usageMetadata": usage, "modelVersion": call.model,
@@ -113,19 +137,23 @@ def _response(call: Call, text: str, finish: str | None, usage: dict, response_i
 
 
 def body(call: Call, answer: Answer) -> bytes:
-    finish = "MAX_TOKENS" if answer.truncated else "STOP"
-    return dumps(_response(call, answer.text, finish, _usage(answer), random_id(22)))
+    return dumps(_response(call, answer.text, _finish(answer), _usage(call, answer), random_id(22),
+                           _parts(answer)))
 
 
 def frames(call: Call, answer: Answer) -> list[bytes]:
     response_id = random_id(22)
+    parts = _parts(answer)
+    if parts is not None:  # function calls arrive whole, in one chunk
+        payload = _response(call, "", _finish(answer), _usage(call, answer), response_id, parts)
+        return [b"data: " + dumps(payload) + b"\r\n\r\n"]
     pieces = split_for_stream(answer.text, words_per_chunk=6)
     out, sent = [], ""
     for i, piece in enumerate(pieces):
         sent += piece
         last = i == len(pieces) - 1
-        finish = ("MAX_TOKENS" if answer.truncated else "STOP") if last else None
-        usage = _usage(answer, None if last else (len(sent) + 3) // 4)
+        finish = _finish(answer) if last else None
+        usage = _usage(call, answer, None if last else (len(sent) + 3) // 4)
         out.append(b"data: " + dumps(_response(call, piece, finish, usage, response_id)) + b"\r\n\r\n")
     return out
 

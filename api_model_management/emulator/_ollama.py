@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
+from . import _shape_ollama
 from ._engine import RateInfo
+from ._shape import ShapeError
 from ._text import Answer, split_for_stream
 from ._wire import Call, Reply, WireError, dumps, json_reply
 
@@ -34,24 +37,38 @@ def parse(body: dict, query: dict[str, str]) -> Call:
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise WireError(error(400, "messages is required"))
-    texts = [m.get("content") or "" for m in messages if isinstance(m, dict)]
-    users = [m.get("content") or "" for m in messages if isinstance(m, dict) and m.get("role") == "user"]
     options = body.get("options") or {}
     max_tokens = options.get("num_predict") if isinstance(options, dict) else None
     if not isinstance(max_tokens, int) or max_tokens < 1:
         max_tokens = None
     stream = body.get("stream", True) is not False
-    return Call("ollama", model, str(users[-1] if users else texts[-1]), "\n".join(map(str, texts)),
-                max_tokens, stream)
+    if _shape_ollama.wanted(body, messages):
+        try:
+            conversation, prompt, shape = _shape_ollama.read(body, messages)
+        except ShapeError as exc:
+            raise WireError(error(400, exc.message)) from None
+        return Call("ollama", model, prompt, conversation, max_tokens, stream, shape=shape)
+    texts = [m.get("content") or "" for m in messages]
+    users = [m.get("content") or "" for m in messages if m.get("role") == "user"]
+    return Call("ollama", model, users[-1] if users else texts[-1], "\n".join(texts), max_tokens, stream)
 
 
 def _created_at() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _final(call: Call, answer: Answer, content: str, latency_ns: int) -> dict:
+def _message(answer: Answer, content: str, with_calls: bool) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": content}
+    calls = [{"id": c.id, "function": {"index": i, "name": c.name, "arguments": c.arguments}}
+             for i, c in enumerate(answer.tool_calls) if c.arguments is not None]
+    if calls and with_calls:
+        message["tool_calls"] = calls
+    return message
+
+
+def _final(call: Call, answer: Answer, content: str, latency_ns: int, with_calls: bool = True) -> dict:
     return {"model": call.model, "created_at": _created_at(),
-            "message": {"role": "assistant", "content": content}, "done": True,
+            "message": _message(answer, content, with_calls), "done": True,
             "done_reason": "length" if answer.truncated else "stop",
             "total_duration": latency_ns + 1_000_000, "load_duration": 1_000_000,
             "prompt_eval_count": answer.input_tokens, "prompt_eval_duration": latency_ns // 4,
@@ -63,10 +80,16 @@ def body(call: Call, answer: Answer, latency_ns: int = 1_000_000) -> bytes:
 
 
 def frames(call: Call, answer: Answer, latency_ns: int = 1_000_000) -> list[bytes]:
+    """Text pieces, then (with tool calls) one chunk carrying them whole, then the final line."""
+    pieces = split_for_stream(answer.text) if answer.text or not answer.tool_calls else []
     out = [dumps({"model": call.model, "created_at": _created_at(),
                   "message": {"role": "assistant", "content": piece}, "done": False}) + b"\n"
-           for piece in split_for_stream(answer.text)]
-    out.append(dumps(_final(call, answer, "", latency_ns)) + b"\n")
+           for piece in pieces]
+    message = _message(answer, "", True)
+    if "tool_calls" in message:
+        out.append(dumps({"model": call.model, "created_at": _created_at(), "message": message,
+                          "done": False}) + b"\n")
+    out.append(dumps(_final(call, answer, "", latency_ns, with_calls=False)) + b"\n")
     return out
 
 

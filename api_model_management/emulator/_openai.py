@@ -5,10 +5,13 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from datetime import datetime
+from typing import Any
 
+from . import _shape_openai
 from ._engine import RateInfo
-from ._text import Answer, split_for_stream
-from ._wire import Call, Reply, WireError, dumps, go_duration, json_reply, random_id, text_of
+from ._shape import ShapeError
+from ._text import Answer, split_for_stream, split_json
+from ._wire import Call, Reply, WireError, dumps, go_duration, json_reply, random_id
 
 name = "openai"
 stream_content_type = b"text/event-stream; charset=utf-8"
@@ -86,8 +89,6 @@ def parse(body: dict, query: dict[str, str]) -> Call:
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise WireError(error(400, "[] is too short - 'messages'", param="messages"))
-    texts = [text_of(m.get("content")) for m in messages if isinstance(m, dict)]
-    users = [text_of(m.get("content")) for m in messages if isinstance(m, dict) and m.get("role") == "user"]
     max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
     if max_tokens is not None and (not isinstance(max_tokens, int) or max_tokens < 1):
         raise WireError(error(400, "max_completion_tokens must be a positive integer",
@@ -95,6 +96,14 @@ def parse(body: dict, query: dict[str, str]) -> Call:
     stream = body.get("stream") is True
     options = body.get("stream_options")
     include_usage = stream and isinstance(options, dict) and options.get("include_usage") is True
+    if _shape_openai.wanted(body, messages):
+        try:
+            conversation, prompt, shape = _shape_openai.read(body, messages)
+        except ShapeError as exc:
+            raise WireError(error(400, exc.message, code=exc.code, param=exc.param)) from None
+        return Call("openai", model, prompt, conversation, max_tokens, stream, include_usage, shape=shape)
+    texts = [m["content"] for m in messages]
+    users = [m["content"] for m in messages if m.get("role") == "user"]
     return Call("openai", model, users[-1] if users else texts[-1], "\n".join(texts), max_tokens,
                 stream, include_usage)
 
@@ -108,16 +117,45 @@ def _usage(answer: Answer) -> dict:
                                           "rejected_prediction_tokens": 0}}
 
 
+def _finish(answer: Answer) -> str:
+    if answer.truncated:
+        return "length"
+    return "tool_calls" if answer.tool_calls else "stop"
+
+
+def _message(answer: Answer) -> dict[str, Any]:
+    if not answer.tool_calls:
+        return {"role": "assistant", "content": answer.text, "refusal": None, "annotations": []}
+    calls = [{"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.text}}
+             for c in answer.tool_calls]
+    return {"role": "assistant", "content": answer.text or None, "tool_calls": calls, "refusal": None,
+            "annotations": []}
+
+
 def body(call: Call, answer: Answer) -> bytes:
     return dumps({
         "id": "chatcmpl-" + random_id(29), "object": "chat.completion", "created": int(time.time()),
         "model": call.model,
-        "choices": [{"index": 0,
-                     "message": {"role": "assistant", "content": answer.text, "refusal": None,
-                                 "annotations": []},
-                     "logprobs": None, "finish_reason": "length" if answer.truncated else "stop"}],
+        "choices": [{"index": 0, "message": _message(answer), "logprobs": None,
+                     "finish_reason": _finish(answer)}],
         "usage": _usage(answer), "service_tier": "default", "system_fingerprint": _FINGERPRINT,
     })
+
+
+def _tool_deltas(answer: Answer) -> list[dict[str, Any]]:
+    """Deltas of streamed tool calls: each call's id and name first (with empty arguments), then
+    its arguments in pieces, by ``index``; the first delta also carries the role."""
+    deltas: list[dict[str, Any]] = []
+    for index, c in enumerate(answer.tool_calls):
+        head = {"index": index, "id": c.id, "type": "function", "function": {"name": c.name, "arguments": ""}}
+        if index == 0:
+            deltas.append({"role": "assistant", "content": answer.text or None, "tool_calls": [head],
+                           "refusal": None})
+        else:
+            deltas.append({"tool_calls": [head]})
+        deltas += [{"tool_calls": [{"index": index, "function": {"arguments": piece}}]}
+                   for piece in split_json(c.text) if piece]
+    return deltas
 
 
 def frames(call: Call, answer: Answer) -> list[bytes]:
@@ -131,9 +169,14 @@ def frames(call: Call, answer: Answer) -> list[bytes]:
                                        "finish_reason": finish}], **usage_null}
         return b"data: " + dumps(chunk) + b"\n\n"
 
-    out = [event({"role": "assistant", "content": "", "refusal": None}, None)]
-    out += [event({"content": piece}, None) for piece in split_for_stream(answer.text)]
-    out.append(event({}, "length" if answer.truncated else "stop"))
+    if answer.tool_calls:
+        out = [event(delta, None) for delta in _tool_deltas(answer)]
+    else:
+        pieces = split_json(answer.text) if call.shape is not None and answer.text.startswith("{") \
+            else split_for_stream(answer.text)
+        out = [event({"role": "assistant", "content": "", "refusal": None}, None)]
+        out += [event({"content": piece}, None) for piece in pieces]
+    out.append(event({}, _finish(answer)))
     if call.include_usage:
         out.append(b"data: " + dumps({**base, "choices": [], "usage": _usage(answer)}) + b"\n\n")
     out.append(b"data: [DONE]\n\n")

@@ -114,6 +114,12 @@ class FaultSpec(_Strict):
     #: Probability of a degraded answer: a complete 200 whose text is the answer's first words
     #: over and over (a model stuck in a loop), which the quality evaluator scores near 0.
     degraded_rate: float | None = Field(default=None, ge=0, le=1)
+    #: Probability that a tool call's arguments do not validate against the tool's schema, or
+    #: (OpenAI, whose arguments are text) are not JSON; drawn only for answers that call a tool.
+    bad_tool_args_rate: float | None = Field(default=None, ge=0, le=1)
+    #: Probability that structured output (a JSON schema or JSON object was asked for) does not
+    #: parse, or does not validate; drawn only for answers that are structured output.
+    bad_json_rate: float | None = Field(default=None, ge=0, le=1)
     #: Probability of an answer of ``oversized_bytes`` of text (default 20 MiB).
     oversized_rate: float | None = Field(default=None, ge=0, le=1)
     oversized_bytes: int | None = Field(default=None, gt=0)

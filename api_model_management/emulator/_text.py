@@ -10,6 +10,7 @@ import functools
 import hashlib
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from ._data import WorldEntry
 
@@ -111,17 +112,33 @@ def world_answer(model: str, column: str, entry: WorldEntry, conversation: str) 
 
 
 @dataclass(frozen=True, slots=True)
+class ToolCall:
+    """One tool call of an answer. ``arguments`` is the object the wires that carry an object send
+    (Anthropic ``input``, Gemini ``args``, Ollama ``arguments``); ``text`` the JSON text OpenAI
+    sends (possibly cut at the maximum of output tokens, or broken by a fault)."""
+
+    id: str
+    name: str
+    arguments: Any
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
 class Answer:
     text: str
     input_tokens: int
     output_tokens: int
     #: True when the text was cut at the requested maximum of output tokens.
     truncated: bool
+    #: Tool calls, after ``text`` (which is then usually empty).
+    tool_calls: tuple[ToolCall, ...] = ()
 
 
-def make_answer(full_text: str, prompt_chars: int, max_tokens: int | None) -> Answer:
-    """Cut ``full_text`` to ``max_tokens`` (on a word boundary when possible) and count tokens."""
-    input_tokens = max(1, (prompt_chars + 3) // 4)
+def make_answer(full_text: str, prompt_chars: int, max_tokens: int | None,
+                extra_input_tokens: int = 0) -> Answer:
+    """Cut ``full_text`` to ``max_tokens`` (on a word boundary when possible) and count tokens;
+    ``extra_input_tokens`` (tool definitions, images) add to the text's input tokens."""
+    input_tokens = max(1, (prompt_chars + 3) // 4) + extra_input_tokens
     if max_tokens is None or count_tokens(full_text) <= max_tokens:
         return Answer(full_text, input_tokens, count_tokens(full_text), False)
     limit_chars = max(0, max_tokens * 4)
@@ -146,6 +163,11 @@ def degraded_answer(answer: Answer, words: int = 4) -> Answer:
     head = " ".join(answer.text.split()[:words]) or "the"
     text = " ".join([head] * max(2, len(answer.text) // (len(head) + 1)))
     return Answer(text, answer.input_tokens, count_tokens(text), answer.truncated)
+
+
+def split_json(text: str, chars_per_chunk: int = 12) -> list[str]:
+    """Pieces of JSON text (which has few spaces) that concatenate back to it exactly."""
+    return [text[i : i + chars_per_chunk] for i in range(0, len(text), chars_per_chunk)] or [""]
 
 
 def split_for_stream(text: str, words_per_chunk: int = 3) -> list[str]:

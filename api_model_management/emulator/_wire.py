@@ -6,8 +6,12 @@ import base64
 import os
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 import orjson
+
+if TYPE_CHECKING:
+    from ._shape import Shape
 
 JSON = b"application/json"
 SSE = b"text/event-stream"
@@ -27,6 +31,8 @@ class Call:
     stream: bool
     include_usage: bool = False
     extra: dict[str, object] = field(default_factory=dict)
+    #: Tools, structured output, images, tool results (None for plain chat).
+    shape: Shape | None = None
 
 
 @dataclass(frozen=True, slots=True)
