@@ -25,11 +25,12 @@ from pydantic import BaseModel, ConfigDict, SecretStr
 
 from .. import errors
 from .._clock import SYSTEM_CLOCK, Clock
-from .._request import ModelRequest, ProviderResult, StreamChunk
+from .._request import FinishReason, ModelRequest, ProviderResult, StreamChunk, ToolCall
 from ..config import ApiKey, ModelConfig, ProviderConfig
 from ..ratelimit import RateLimitState
 from ._errors import malformed, translate_transport_error
 from ._keys import KeyPool, keys_of
+from ._tools import response_tool
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ class ProbeResult(BaseModel):
 class StreamState:
     """What a stream parser learns besides text deltas; read when the stream ends."""
 
-    finish_reason: str | None = None
+    finish_reason: FinishReason | None = None
     raw_finish_reason: str | None = None
     input_tokens: int = 0
     output_tokens: int = 0
@@ -66,6 +67,11 @@ class StreamState:
     reasoning_tokens: int = 0
     provider_request_id: str | None = None
     completed: bool = False
+    #: The calls of the reply, in order.
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    #: The name of the tool a structured answer comes through (see ``_tools.response_tool``),
+    #: when the adapter asked for one: its input is the answer's text, not a call.
+    response_tool: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -200,14 +206,16 @@ class ProviderAdapter(ABC):
     def _body(self, request: ModelRequest, model: ModelConfig, *, stream: bool) -> dict: ...
 
     @abstractmethod
-    def _parse_reply(self, body: Any, model: ModelConfig) -> tuple[str, StreamState]:
-        """Text and metadata of a non-streamed reply; raises KeyError/TypeError/... if malformed."""
+    def _parse_reply(self, body: Any, model: ModelConfig, state: StreamState) -> str:
+        """Text of a non-streamed reply; its metadata and tool calls into ``state``; raises
+        KeyError/TypeError/... if malformed."""
 
     @abstractmethod
     def _parse_stream(
         self, lines: AsyncIterator[str], state: StreamState, model: ModelConfig
-    ) -> AsyncIterator[str]:
-        """Yield text deltas; fill ``state``; set ``state.completed`` on the protocol's terminator."""
+    ) -> AsyncIterator[str | ToolCall]:
+        """Yield text deltas and each tool call once it is whole; fill ``state``; set
+        ``state.completed`` on the protocol's terminator."""
 
     @abstractmethod
     def _classify_error(
@@ -222,6 +230,17 @@ class ProviderAdapter(ABC):
     def _probe_models(self, body: Any) -> tuple[str, ...] | None:
         """Model names in a probe response, if it lists them."""
         return None
+
+    def _answers_by_tool(self, request: ModelRequest) -> bool:
+        """True when this adapter asks for ``request``'s structured answer through a tool."""
+        return False
+
+    def _state(self, request: ModelRequest) -> StreamState:
+        """A new call's state (naming the response tool when the adapter uses one)."""
+        if not self._answers_by_tool(request):
+            return StreamState()
+        tool = response_tool(request)
+        return StreamState(response_tool=tool.name if tool is not None else None)
 
     def _rate_limit(self, headers: Mapping[str, str]) -> RateLimitState | None:
         return None
@@ -246,8 +265,9 @@ class ProviderAdapter(ABC):
             "POST", self._complete_url(model), body, model.id, total_s, headers
         )
         payload = self._decode(response, model.id)
+        state = self._state(request)
         try:
-            text, state = self._parse_reply(payload, model)
+            text = self._parse_reply(payload, model, state)
         except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
             raise malformed(self.name, model.id, type(exc).__name__, response.status_code) from exc
         headers = _header_map(response)
@@ -272,7 +292,8 @@ class ProviderAdapter(ABC):
         timeout_s: float | None = None,
         headers: dict | None = None,
     ) -> AsyncIterator[StreamChunk]:
-        """Text deltas, then one ``done`` chunk whose ``result`` has usage and timings."""
+        """Text deltas and whole tool calls as they complete, then one ``done`` chunk whose
+        ``result`` has usage, timings and every tool call."""
         total_s = self._total_s(timeout_s)
         deadline = asyncio.get_running_loop().time() + total_s
         start = self._clock.monotonic()
@@ -281,22 +302,26 @@ class ProviderAdapter(ABC):
             "POST", self._stream_url(model), body, model.id, total_s, deadline, headers,
             stream=True,
         )
-        state = StreamState()
+        state = self._state(request)
         delivered: list[str] = []
         ttft_ms: float | None = None
         text_bytes = 0
         try:
             lines = self._lines(response, model.id, deadline)
-            async for delta in self._parse_stream(lines, state, model):
-                if not delta:
+            async for item in self._parse_stream(lines, state, model):
+                if not item:
                     continue
-                text_bytes += len(delta.encode("utf-8", "surrogatepass"))
-                if text_bytes > self.config.max_response_bytes:
-                    raise self._too_large(model.id, response.status_code, "streamed text")
                 if ttft_ms is None:
                     ttft_ms = (self._clock.monotonic() - start) * 1000.0
-                delivered.append(delta)
-                yield StreamChunk(delta=delta, model_id=model.id)
+                if isinstance(item, ToolCall):
+                    state.tool_calls.append(item)
+                    yield StreamChunk(tool_call=item, model_id=model.id)
+                    continue
+                text_bytes += len(item.encode("utf-8", "surrogatepass"))
+                if text_bytes > self.config.max_response_bytes:
+                    raise self._too_large(model.id, response.status_code, "streamed text")
+                delivered.append(item)
+                yield StreamChunk(delta=item, model_id=model.id)
             if not state.completed:
                 raise errors.ProviderConnectionError(
                     f"{self.name}: stream ended before its terminator",
@@ -310,7 +335,7 @@ class ProviderAdapter(ABC):
             result = self._result("".join(delivered), state, headers, start, ttft_ms, key, model.id)
             self._check_refusal(result, model.id)
         except errors.ProviderError as exc:
-            if not delivered:
+            if not delivered and not state.tool_calls:
                 raise
             raise self._interrupted(exc, "".join(delivered), model.id) from exc
         finally:
@@ -603,6 +628,7 @@ class ProviderAdapter(ABC):
             text=text,
             finish_reason=state.finish_reason or "other",
             raw_finish_reason=state.raw_finish_reason,
+            tool_calls=tuple(state.tool_calls),
             input_tokens=state.input_tokens,
             output_tokens=state.output_tokens,
             cached_tokens=state.cached_tokens,
@@ -614,8 +640,9 @@ class ProviderAdapter(ABC):
         )
 
     def _check_refusal(self, result: ProviderResult, model_id: str) -> None:
-        """A content-filtered reply with no text at all is a policy violation, not an answer."""
-        if result.finish_reason == "content_filter" and not result.text:
+        """A content-filtered reply with no text and no tool call is a policy violation, not an
+        answer."""
+        if result.finish_reason == "content_filter" and not result.text and not result.tool_calls:
             raise errors.ContentPolicyViolation(
                 f"{self.name}: response blocked ({result.raw_finish_reason})",
                 provider=self.name,
@@ -643,6 +670,15 @@ class ProviderAdapter(ABC):
             http_status=exc.http_status,
             transient=exc.transient,
         )
+
+    def _tool_call(self, model_id: str, call_id: str, name: Any, arguments: Any) -> ToolCall:
+        """A tool call of a reply; a malformed one (a bad name, arguments that are not one JSON
+        object) is ``MalformedResponse`` (the reply is not used)."""
+        try:
+            return ToolCall(id=call_id, name=name, arguments=arguments)
+        except errors.InvalidInput as exc:
+            where = getattr(exc, "field", "call")
+            raise malformed(self.name, model_id, f"tool call: {where} is not valid") from None
 
     def _set_usage(self, state: StreamState, usage: Usage) -> None:
         state.input_tokens = usage.input_tokens

@@ -2,6 +2,12 @@
 
 Usage: ``prompt_tokens`` includes ``prompt_tokens_details.cached_tokens``, so
 ``input_tokens = prompt_tokens - cached_tokens``; ``completion_tokens`` already includes reasoning.
+
+Tools, tool choice, parallel tool calls, images and ``response_format`` go as they are (the
+request's shape is OpenAI's); tool-call ids longer than OpenAI's 40 characters are shortened
+(``_tools.openai_id``). A stream's ``tool_calls`` deltas are assembled by index: a call is whole
+when the next index begins or the choice finishes. A ``refusal`` (structured outputs) with no
+content is ``content_filter``.
 """
 
 from __future__ import annotations
@@ -13,17 +19,18 @@ from typing import Any
 from pydantic import SecretStr
 
 from .. import errors
-from .._request import ModelRequest
+from .._request import FinishReason, Message, ModelRequest, ToolCall
 from ..config import ModelConfig
 from ..ratelimit import RateLimitState
 from ..ratelimit._headers import openai_rate_limit_state, suggested_wait_s
 from ._base import ProviderAdapter, StreamState, Usage, api_root, count, ids_of_data_list
 from ._errors import generic_kind, malformed, mentions_context_overflow, safe_token, status_error
 from ._sse import iter_sse
+from ._tools import ToolCallAssembler, openai_id
 
 logger = logging.getLogger(__name__)
 
-FINISH_REASONS = {
+FINISH_REASONS: dict[str, FinishReason] = {
     "stop": "stop",
     "length": "length",
     "content_filter": "content_filter",
@@ -60,8 +67,33 @@ def chat_messages(request: ModelRequest) -> list[dict[str, Any]]:
     system = request.system_prompt()
     if system:
         messages.append({"role": "system", "content": system})
-    messages.extend(m.to_openai() for m in request.chat_messages())
+    messages.extend(_wire_message(m) for m in request.chat_messages())
     return messages
+
+
+def _wire_message(message: Message) -> dict[str, Any]:
+    out = message.to_openai()
+    if message.tool_calls:
+        out["tool_calls"] = [{**c.to_openai(), "id": openai_id(c.id)} for c in message.tool_calls]
+    if message.tool_call_id is not None:
+        out["tool_call_id"] = openai_id(message.tool_call_id)
+    return out
+
+
+def tool_fields(request: ModelRequest) -> dict[str, Any]:
+    """``tools``, ``tool_choice``, ``parallel_tool_calls`` (only with tools: OpenAI refuses them
+    alone) and ``response_format``."""
+    out: dict[str, Any] = {}
+    if request.tools:
+        out["tools"] = [t.to_openai() for t in request.tools]
+        choice = request.tool_choice
+        if choice is not None:
+            out["tool_choice"] = choice if isinstance(choice, str) else choice.to_openai()
+        if request.parallel_tool_calls is not None:
+            out["parallel_tool_calls"] = request.parallel_tool_calls
+    if request.response_format is not None:
+        out["response_format"] = request.response_format.to_openai()
+    return out
 
 
 class OpenAIAdapter(ProviderAdapter):
@@ -91,6 +123,7 @@ class OpenAIAdapter(ProviderAdapter):
             "messages": chat_messages(request),
             "max_completion_tokens": request.max_tokens,
             **sampling(request),
+            **tool_fields(request),
             "stream": stream,
         }
         if stream:
@@ -107,16 +140,23 @@ class OpenAIAdapter(ProviderAdapter):
         return ids_of_data_list(body)
 
     # -- replies -------------------------------------------------------------------------------
-    def _parse_reply(self, body: Any, model: ModelConfig) -> tuple[str, StreamState]:
+    def _parse_reply(self, body: Any, model: ModelConfig, state: StreamState) -> str:
         choice = body["choices"][0]
         message = choice["message"]
         content = message.get("content")
         if content is not None and not isinstance(content, str):
             raise TypeError("content is not a string")
-        state = StreamState(provider_request_id=body.get("id"))
+        state.provider_request_id = body.get("id")
         self._finish(state, choice.get("finish_reason"))
+        if message.get("refusal") and not content:
+            state.finish_reason = "content_filter"
         self._set_usage(state, openai_usage(body.get("usage")))
-        return content or "", state
+        state.tool_calls = [self._reply_call(c, model.id) for c in message.get("tool_calls") or ()]
+        return content or ""
+
+    def _reply_call(self, call: Any, model_id: str) -> ToolCall:
+        function = call["function"]
+        return self._tool_call(model_id, call["id"], function["name"], function["arguments"])
 
     def _finish(self, state: StreamState, raw: Any) -> None:
         if raw is None:
@@ -126,11 +166,13 @@ class OpenAIAdapter(ProviderAdapter):
 
     async def _parse_stream(
         self, lines: AsyncIterator[str], state: StreamState, model: ModelConfig
-    ) -> AsyncIterator[str]:
+    ) -> AsyncIterator[str | ToolCall]:
+        calls = ToolCallAssembler(self.config.max_response_bytes,
+                                  lambda: self._too_large(model.id, 200, "streamed tool calls"))
         async for event in iter_sse(lines):
             if event.data.strip() == "[DONE]":
                 state.completed = True
-                return
+                break
             chunk = self._decode_event(event.data, model.id)
             if not isinstance(chunk, dict):
                 raise malformed(self.name, model.id, "stream chunk is not an object")
@@ -142,11 +184,49 @@ class OpenAIAdapter(ProviderAdapter):
             for choice in chunk.get("choices") or ():
                 if not isinstance(choice, dict) or choice.get("index", 0) != 0:
                     continue
-                self._finish(state, choice.get("finish_reason"))
                 delta = choice.get("delta") or {}
-                text = delta.get("content") if isinstance(delta, dict) else None
+                if not isinstance(delta, dict):
+                    raise malformed(self.name, model.id, "stream delta is not an object")
+                text = delta.get("content")
                 if isinstance(text, str) and text:
                     yield text
+                for done in self._call_deltas(delta.get("tool_calls"), calls, model.id):
+                    yield done
+                if delta.get("refusal") and not state.tool_calls:
+                    state.extra["refusal"] = True
+                if choice.get("finish_reason") is not None:
+                    self._finish(state, choice["finish_reason"])
+                    for call in calls.take_all():
+                        yield self._tool_call(model.id, *call)
+        for call in calls.take_all():  # a stream that ended without a finish reason
+            yield self._tool_call(model.id, *call)
+        if state.extra.get("refusal") and state.finish_reason in ("stop", None):
+            state.finish_reason = "content_filter"
+
+    def _call_deltas(self, deltas: Any, calls: ToolCallAssembler,
+                     model_id: str) -> list[ToolCall]:
+        """Fold one chunk's ``tool_calls`` deltas into ``calls``; the calls they complete (an
+        index begun closes the ones before it)."""
+        if not deltas:
+            return []
+        if not isinstance(deltas, list):
+            raise malformed(self.name, model_id, "tool_calls delta is not a list")
+        done: list[ToolCall] = []
+        for delta in deltas:
+            index = delta.get("index") if isinstance(delta, dict) else None
+            if not isinstance(index, int) or isinstance(index, bool):
+                raise malformed(self.name, model_id, "tool_calls delta has no index")
+            function = delta.get("function") or {}
+            if index not in calls:
+                done.extend(self._tool_call(model_id, *c) for c in calls.take_before(index))
+                call_id, name = delta.get("id"), function.get("name")
+                if not isinstance(call_id, str) or not isinstance(name, str):
+                    raise malformed(self.name, model_id, "a tool call began without id and name")
+                calls.start(index, call_id, name)
+            fragment = function.get("arguments")
+            if isinstance(fragment, str) and fragment:
+                calls.add(index, fragment)
+        return done
 
     # -- errors --------------------------------------------------------------------------------
     def _classify_error(

@@ -331,6 +331,7 @@ def test_anthropic_reply_normalized():
                "anthropic-ratelimit-requests-reset": "2026-01-01T00:00:30Z"}  # fmt: skip
     result = complete("anthropic", lambda r: json_reply(ANTHROPIC_OK, headers=headers))
     assert result.text == "Hello!"
+    assert [(c.id, c.name, c.arguments) for c in result.tool_calls] == [("t", "n", "{}")]
     assert result.finish_reason == "stop" and result.raw_finish_reason == "end_turn"
     # input_tokens excludes cache reads: uncached = 12 + 2 cache writes, cached = 5 reads
     assert (result.input_tokens, result.cached_tokens, result.output_tokens) == (14, 5, 6)
