@@ -136,6 +136,10 @@ class ModelSelected(Event):
     priority: str = "normal"
     explored: bool = False
     reason: str = ""
+    #: The learnt quality (per model and agent type) each candidate's performance sub-score was
+    #: computed from, in candidate order; None when performance came from live statistics alone
+    #: (no learnt quality yet). Replay uses it to re-score decisions with what is learnt now.
+    candidate_quality: tuple[float, ...] | None = None
 
     _arrow_fields: ClassVar[list[pa.Field]] = [
         pa.field("candidates", pa.list_(CANDIDATE_TYPE), nullable=False),
@@ -144,6 +148,7 @@ class ModelSelected(Event):
         pa.field("priority", pa.string(), nullable=False),
         pa.field("explored", pa.bool_(), nullable=False),
         pa.field("reason", pa.string(), nullable=False),
+        pa.field("candidate_quality", pa.list_(pa.float64()), nullable=True),
     ]
 
 

@@ -7,12 +7,23 @@ action the selection weights control. Quality prefers ``FeedbackRecorded`` (grou
 then judge; the mean within that source), else ``ResponseEvaluated.quality_score``, else None.
 Requests without a terminal event (still in flight, or lost) and decisions whose propensity is
 not in (0, 1] or whose chosen model is not among the candidates are left out.
+
+Learnt quality (``learnt_quality="final"``, the default): a candidate's performance sub-score holds
+``0.4 ×`` the quality the selector had learnt for it when it decided (``ModelSelected.
+candidate_quality``). A decision made early in a log, before outcomes were learnt, would be
+replayed with what was known then, while a policy loaded now will meet what is known now. So each
+logged performance sub-score is re-scored with the quality learnt from the whole log (the same fold
+as the Selector's, ``selection.QualityFold``, with ``priors`` per model, else 0.5):
+``performance + 0.4 × (learnt now − learnt then)``, clipped to [0, 1]. Decisions logged without
+``candidate_quality`` (older logs, or performance from live statistics alone) are kept as logged;
+``learnt_quality="logged"`` keeps every decision as logged.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from math import isfinite
@@ -27,7 +38,9 @@ from ..events import (
     RequestFailed,
     ResponseEvaluated,
 )
+from ..errors import InvalidInput
 from ..events._ingest import read_all_events
+from ..selection._quality import QualityFold
 from ._errors import NoDecisions
 
 log = logging.getLogger(__name__)
@@ -35,6 +48,9 @@ log = logging.getLogger(__name__)
 EVENT_TYPES = ("ModelSelected", "RequestCompleted", "RequestFailed", "ResponseEvaluated",
                "FeedbackRecorded")
 _FEEDBACK_ORDER = ("ground_truth", "user", "judge")
+LEARNT_QUALITY = ("final", "logged")
+#: The weight of learnt quality in the performance sub-score (selection's definition).
+_QUALITY_IN_PERFORMANCE = 0.4
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,24 +84,33 @@ class LoggedDecision:
         return next(i for i, c in enumerate(self.candidates) if c.model_id == self.chosen)
 
 
-def load_decisions(data_dir: str | Path) -> list[LoggedDecision]:
+def load_decisions(data_dir: str | Path, *, learnt_quality: str = "final",
+                   priors: Mapping[str, float] | None = None) -> list[LoggedDecision]:
     """The logged decisions of the event log under ``data_dir`` (see the module docstring).
 
     Raises :class:`NoDecisions` when the directory holds no event log or no complete decision."""
     root = Path(str(data_dir))
     if "://" not in str(data_dir) and not root.is_dir():
         raise NoDecisions(f"no event log at {data_dir}", data_dir=str(data_dir))
-    decisions = decisions_from_events(read_all_events(data_dir, EVENT_TYPES))
+    decisions = decisions_from_events(read_all_events(data_dir, EVENT_TYPES),
+                                      learnt_quality=learnt_quality, priors=priors)
     if not decisions:
         raise NoDecisions(f"no logged decision with an outcome in {data_dir}",
                           data_dir=str(data_dir))
     return decisions
 
 
-def decisions_from_events(events: Iterable[Event]) -> list[LoggedDecision]:
-    """Join events into decisions (may return an empty list), in order of their first selection.
+def decisions_from_events(events: Iterable[Event], *, learnt_quality: str = "final",
+                          priors: Mapping[str, float] | None = None) -> list[LoggedDecision]:
+    """Join events into decisions (may return an empty list), in order of their first selection;
+    performance re-scored with the quality learnt from all ``events`` unless ``learnt_quality``
+    is ``"logged"`` (see the module docstring).
 
     Events are taken in time order (ties in the order given), so "first" is by ``occurred_at``."""
+    if learnt_quality not in LEARNT_QUALITY:
+        raise InvalidInput(f"learnt_quality {learnt_quality!r}: use one of "
+                           f"{', '.join(LEARNT_QUALITY)}", field="learnt_quality")
+    fold = QualityFold(dict(priors or {})) if learnt_quality == "final" else None
     selected: dict[str, ModelSelected] = {}
     terminal: dict[str, RequestCompleted | RequestFailed] = {}
     evaluated: dict[str, ResponseEvaluated] = {}
@@ -100,8 +125,12 @@ def decisions_from_events(events: Iterable[Event]) -> list[LoggedDecision]:
             terminal.setdefault(rid, event)
         elif isinstance(event, ResponseEvaluated):
             evaluated.setdefault(rid, event)
+            if fold is not None:
+                fold.apply(event)
         elif isinstance(event, FeedbackRecorded):
             feedback.setdefault(rid, []).append(event)
+            if fold is not None:
+                fold.apply(event)
     out: list[LoggedDecision] = []
     dropped = 0
     for rid, sel in selected.items():
@@ -112,7 +141,10 @@ def decisions_from_events(events: Iterable[Event]) -> list[LoggedDecision]:
             dropped += 1
             continue
         quality = _quality(feedback.get(rid, []), evaluated.get(rid))
-        out.append(_decision(sel, end, quality))
+        decision = _decision(sel, end, quality)
+        if fold is not None and sel.candidate_quality is not None:
+            decision = _rescored(decision, sel.candidate_quality, fold)
+        out.append(decision)
     if dropped:
         log.warning("replay: left out %d decisions with a bad propensity or chosen model", dropped)
     return out
@@ -134,6 +166,20 @@ def _decision(sel: ModelSelected, end: RequestCompleted | RequestFailed,
         candidates=tuple(sel.candidates), chosen=sel.model_id or "", propensity=sel.propensity,
         weights_version=sel.weights_version, explored=sel.explored, outcome=outcome,
     )
+
+
+def _rescored(decision: LoggedDecision, then: tuple[float, ...], fold: QualityFold
+              ) -> LoggedDecision:
+    """``decision`` with each candidate's performance moved by what was learnt since."""
+    if len(then) != len(decision.candidates):
+        return decision
+    agent = decision.agent_type or "default"
+    moved = []
+    for c, q_then in zip(decision.candidates, then, strict=True):
+        shift = _QUALITY_IN_PERFORMANCE * (fold.quality(c.model_id, agent) - q_then)
+        perf = min(1.0, max(0.0, c.performance + shift))
+        moved.append(c.model_copy(update={"performance": perf}))
+    return dataclasses.replace(decision, candidates=tuple(moved))
 
 
 def _quality(feedback: list[FeedbackRecorded], evaluated: ResponseEvaluated | None) -> float | None:

@@ -318,6 +318,7 @@ class RouterCore:
             priority=state.request.priority,
             explored=selection.explored,
             reason=selection.selection_reason,
+            candidate_quality=selection.candidate_quality,
         ))
         order = [selection.model_id]
         if state.request.model_id is not None:

@@ -101,7 +101,7 @@ class Selection:
     def __init__(
         self,
         *,
-        raw: tuple[tuple[str, float, float, float, float, float], ...],
+        raw: tuple[tuple[str, float, float, float, float, float, float], ...],
         provider: str,
         propensity: float,
         explored: bool,
@@ -130,6 +130,14 @@ class Selection:
         return self._candidates
 
     @property
+    def candidate_quality(self) -> tuple[float, ...] | None:
+        """The learnt quality in each candidate's performance sub-score (candidate order), or
+        None when performance came from live statistics alone."""
+        if any(r[6] == NO_QUALITY for r in self._raw):
+            return None
+        return tuple(r[6] for r in self._raw)
+
+    @property
     def fallbacks(self) -> list[str]:
         """The models to try next, in order."""
         return [r[0] for r in self._raw[1:]]
@@ -148,6 +156,7 @@ class Selection:
             model_id=self.model_id, provider=self.provider, candidates=self.candidates,
             propensity=self.propensity, weights_version=self.weights_version,
             priority=self.priority, explored=self.explored, reason=self.selection_reason,
+            candidate_quality=self.candidate_quality,
         )
 
     def __repr__(self) -> str:
@@ -157,7 +166,7 @@ class Selection:
 
 
 def _describe(sel: Selection) -> str:
-    _, score, cap, cost, perf, avail = sel._raw[0]
+    _, score, cap, cost, perf, avail, _ = sel._raw[0]
     w = sel._weights
     how = "explored (random pick)" if sel.explored else "highest suitability"
     text = (
@@ -209,7 +218,10 @@ class _Dynamic:
     reliability: float = 0.0
 
 
-_Raw = tuple[str, float, float, float, float, float]  # model_id, score, 4 sub-scores
+#: model_id, score, 4 sub-scores, the learnt quality in the performance sub-score (NO_QUALITY:
+#: performance from live statistics alone)
+_Raw = tuple[str, float, float, float, float, float, float]
+NO_QUALITY = -1.0
 
 
 @dataclass(slots=True)
@@ -558,14 +570,15 @@ class SelectorCore:
             cost = min(1.0, max(0.0, (_LOG_COST_CEILING - lc) / _LOG_COST_SPAN))
             dyn = dynamic[m.id]
             if learnt is None:
-                perf = dyn.performance
+                perf, quality = dyn.performance, NO_QUALITY
             else:
-                perf = 0.4 * learnt.quality(m.id, agent, m.quality_prior) + dyn.reliability
+                quality = learnt.quality(m.id, agent, m.quality_prior)
+                perf = 0.4 * quality + dyn.reliability
             avail = dyn.availability
             score = wc * capability + wk * cost + wp * perf + wa * avail
             if per_usd:  # the amount the cost sub-score stands for (see expected_cost_usd)
                 score -= per_usd * min(COST_CEILING_USD, max(COST_FLOOR_USD, usd))
-            out.append(((m.id, score, capability, cost, perf, avail), m, lc))
+            out.append(((m.id, score, capability, cost, perf, avail, quality), m, lc))
         out.sort(key=lambda t: (-t[0][1], t[2], t[1].order))
         return out
 

@@ -84,6 +84,8 @@ def _for_arrow(arrow_type: pa.DataType, name: str) -> st.SearchStrategy:
         return st.lists(text, max_size=4).map(tuple)
     if pa.types.is_list(arrow_type) and pa.types.is_struct(arrow_type.value_type):
         return st.lists(candidates, max_size=3).map(tuple)
+    if pa.types.is_list(arrow_type) and pa.types.is_floating(arrow_type.value_type):
+        return st.lists(floats, max_size=4).map(tuple)
     raise NotImplementedError(f"no strategy for {name}: {arrow_type}")
 
 
@@ -126,3 +128,105 @@ def small_event() -> st.SearchStrategy[Event]:
         st.builds(HealthChecked, event_id=ids, occurred_at=_small_at, ok=st.booleans(),
                   latency_ms=st.floats(0, 1e3)),
     )
+
+
+# ---- JSON Schemas (tool parameters, structured output)
+
+_PROPERTY_NAMES = st.text("abcdefghijklmnopqrstuvwxyz_", min_size=1, max_size=8)
+_JSON_SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-1000, 1000),
+                          st.text("abcxyz -", max_size=6))
+
+
+@st.composite
+def _bounded_integer(draw) -> dict:
+    schema: dict = {"type": "integer"}
+    low = draw(st.none() | st.integers(-500, 500))
+    high = draw(st.none() | st.integers(-500, 500))
+    step = draw(st.none() | st.sampled_from([2, 3, 5]))
+    if low is not None and high is not None and high < low + (step or 1) * 2:
+        high = low + (step or 1) * 2
+    exclusive = draw(st.booleans())
+    if low is not None:
+        schema["exclusiveMinimum" if exclusive else "minimum"] = low
+    if high is not None:
+        schema["exclusiveMaximum" if exclusive else "maximum"] = high
+    if step is not None:
+        schema["multipleOf"] = step
+    return schema
+
+
+@st.composite
+def _bounded_number(draw) -> dict:
+    schema: dict = {"type": "number"}
+    low = draw(st.none() | st.integers(-500, 500))
+    if low is not None:
+        schema["minimum"] = low
+        schema["maximum"] = low + draw(st.integers(2, 100))
+    step = draw(st.none() | st.sampled_from([0.5, 0.25, 0.1]))
+    if step is not None:
+        schema["multipleOf"] = step
+    return schema
+
+
+@st.composite
+def _bounded_string(draw) -> dict:
+    schema: dict = {"type": "string"}
+    low = draw(st.none() | st.integers(0, 12))
+    if low is not None:
+        schema["minLength"] = low
+    if draw(st.booleans()):
+        schema["maxLength"] = (low or 0) + draw(st.integers(0, 12))
+    return schema
+
+
+_scalar_schemas = st.one_of(
+    _bounded_string(), _bounded_integer(), _bounded_number(),
+    st.just({"type": "boolean"}), st.just({"type": "null"}),
+    st.lists(_JSON_SCALARS, min_size=1, max_size=5, unique_by=lambda v: (type(v), v)).map(
+        lambda values: {"enum": values}),
+    st.sampled_from([{"type": ["string", "null"]}, {"type": ["integer", "string"]}]),
+)
+
+
+def _containers(children: st.SearchStrategy[dict]) -> st.SearchStrategy[dict]:
+    @st.composite
+    def array(draw) -> dict:
+        schema: dict = {"type": "array", "items": draw(children)}
+        low = draw(st.none() | st.integers(0, 3))
+        if low is not None:
+            schema["minItems"] = low
+        if draw(st.booleans()):
+            schema["maxItems"] = (low or 0) + draw(st.integers(0, 3))
+        return schema
+
+    return st.one_of(array(), object_schemas(children), children.map(
+        lambda child: {"anyOf": [child, {"type": "null"}]}))
+
+
+@st.composite
+def object_schemas(draw, children: st.SearchStrategy[dict] | None = None) -> dict:
+    """An object schema: typed properties, some required, maybe no additional properties."""
+    children = children if children is not None else _scalar_schemas
+    names = draw(st.lists(_PROPERTY_NAMES, min_size=0, max_size=5, unique=True))
+    properties = {name: draw(children) for name in names}
+    schema: dict = {"type": "object", "properties": properties}
+    required = [name for name in names if draw(st.booleans())]
+    if required:
+        schema["required"] = required
+    if draw(st.booleans()):
+        schema["additionalProperties"] = False
+    return schema
+
+
+@st.composite
+def json_schemas(draw) -> dict:
+    """A tool's parameters or a structured-output schema: an object whose properties are scalars
+    (bounded, enums, type lists), arrays, nested objects and optional (anyOf null) values, up to
+    three levels deep, sometimes through a ``$defs`` reference."""
+    nested = st.recursive(_scalar_schemas, _containers, max_leaves=8)
+    root = draw(object_schemas(nested))
+    if draw(st.booleans()) and root["properties"]:
+        name = sorted(root["properties"])[0]
+        root["$defs"] = {"Shared": root["properties"][name]}
+        root["properties"][name] = {"$ref": "#/$defs/Shared"}
+    return root

@@ -883,3 +883,40 @@ def test_every_problem_of_a_weights_file_is_named(tmp_path, capsys):
     assert replay_command(path, _small_log(tmp_path), "table", console=_console()) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and all(p in err for p in problems), err
+
+
+def test_decisions_are_rescored_with_the_quality_learnt_from_the_whole_log():
+    """A decision logged before outcomes were learnt is replayed with what the log teaches: its
+    candidates' performance moves by 0.4 x (learnt now - learnt then); logged as is on request."""
+    at = T0
+    events = []
+    cands = (CandidateScore(model_id="strong", score=0.5, capability=1.0, cost=0.2,
+                            performance=0.60, availability=1.0),
+             CandidateScore(model_id="weak", score=0.5, capability=1.0, cost=0.9,
+                            performance=0.60, availability=1.0))
+    # the first decision saw no difference (both at the 0.5 prior)...
+    events.append(ModelSelected(occurred_at=at, request_id="r0", agent_type="qa",
+                                model_id="weak", candidates=cands, propensity=0.5,
+                                candidate_quality=(0.5, 0.5)))
+    events.append(RequestCompleted(occurred_at=at + timedelta(milliseconds=1), request_id="r0",
+                                   model_id="weak", latency_ms=5.0, cost_usd=Decimal("0.001")))
+    # ...then outcomes: strong always right, weak always wrong
+    for i in range(1, 200):
+        t = at + timedelta(seconds=i)
+        for model, right in (("strong", 1.0), ("weak", 0.0)):
+            rid = f"{model}-{i}"
+            events.append(FeedbackRecorded(occurred_at=t, request_id=rid, model_id=model,
+                                           agent_type="qa", score=right, source="ground_truth"))
+    final = {d.request_id: d for d in decisions_from_events(events)}["r0"]
+    logged = {d.request_id: d for d in decisions_from_events(
+        events, learnt_quality="logged")}["r0"]
+    by_id = {c.model_id: c.performance for c in final.candidates}
+    assert [c.performance for c in logged.candidates] == [0.60, 0.60]
+    assert by_id["strong"] > 0.60 + 0.4 * 0.4 and by_id["weak"] < 0.60 - 0.4 * 0.4
+    assert by_id["weak"] >= 0.0
+    # a policy on performance alone now picks the strong model for this decision
+    perf_only = SelectionWeights(capability=0, cost=0, performance=1, availability=0)
+    report = replay([final], TargetPolicy(perf_only))
+    assert report.n_agree == 0  # it chose weak; the re-scored policy would not
+    with pytest.raises(InvalidInput, match="learnt_quality"):
+        decisions_from_events(events, learnt_quality="later")
