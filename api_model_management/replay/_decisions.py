@@ -29,6 +29,7 @@ from decimal import Decimal
 from math import isfinite
 from pathlib import Path
 
+from ..errors import InvalidInput
 from ..events import (
     CandidateScore,
     Event,
@@ -38,7 +39,6 @@ from ..events import (
     RequestFailed,
     ResponseEvaluated,
 )
-from ..errors import InvalidInput
 from ..events._ingest import read_all_events
 from ..selection._quality import QualityFold
 from ._errors import NoDecisions
