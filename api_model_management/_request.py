@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from decimal import Decimal
+from functools import cached_property
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import orjson
@@ -32,7 +33,7 @@ from pydantic import (
     model_validator,
 )
 
-from ._images import InlineImage, check_http_url, parse_data_url
+from ._images import InlineImage, check_http_url, image_token_bound, parse_data_url
 from .errors import InvalidInput
 from .ratelimit._state import RateLimitState
 
@@ -745,9 +746,29 @@ class ModelRequest(BaseModel):
         extra = sum(map(_utf8_bytes, self._tool_texts()))
         return (len(self.prompt_text()) + extra) // 3 + 4 * len(self._chat_contents()) + 8
 
-    def input_token_bound(self) -> int:
-        """The most text input tokens this request can be billed for, on any provider. Images
-        are bounded per provider and model by ``budget.usage_bound`` (``images=``), not here.
+    def input_token_bound(self, model_name: str | None = None,
+                          provider_type: str | None = None) -> int:
+        """The most input tokens this request can be billed for on model ``model_name`` (its
+        wire name) of a provider of type ``provider_type``; either None: on any. It is
+        :attr:`text_token_bound` plus :meth:`image_token_bound` (the image rule depends on the
+        provider and model; without them each image counts at the largest of every rule)."""
+        bound = self.text_token_bound
+        if self.messages and any(m.images for m in self.messages):
+            bound += self.image_token_bound(model_name, provider_type)
+        return bound
+
+    def image_token_bound(self, model_name: str | None = None,
+                          provider_type: str | None = None) -> int:
+        """The most input tokens the request's images can be billed for: each image by
+        ``_images.image_token_bound`` (the provider's documented rule, from the size its data
+        URL's header gives, else the largest size the provider keeps)."""
+        return sum(image_token_bound(provider_type, model_name, image.size, image.detail)
+                   for image in self.images())
+
+    @cached_property
+    def text_token_bound(self) -> int:
+        """The most input tokens this request's text can be billed for, on any provider (all
+        but images; computed once).
 
         Every tokenizer in use (byte-level BPE, SentencePiece with byte fallback) makes each text
         token out of at least one byte of UTF-8, so the UTF-8 bytes of everything sent bound the

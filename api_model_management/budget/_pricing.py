@@ -62,8 +62,13 @@ class UsageBound:
 def usage_bound(model: ModelConfig, input_token_bound: int, max_tokens: int) -> UsageBound:
     """The one rule for what a call to ``model`` can use (reserved, taken from TPM, settled).
 
-    - input: ``input_token_bound`` (``ModelRequest.input_token_bound()``: UTF-8 bytes of all that
-      is sent plus framing), capped at the model's ``context_window``, which no input can exceed;
+    - input: ``input_token_bound``, capped at the model's ``context_window``, which no input can
+      exceed. Callers pass ``ModelRequest.input_token_bound(model.wire_name, provider type)``:
+      the UTF-8 bytes of all the text sent (messages, tool definitions, tool calls and results,
+      the response schema) plus framing, and for each image the provider's documented rule
+      (``_images.image_token_bound``: OpenAI base + per-tile tokens of 512 px tiles, or its
+      32 px patch rule, the larger; Anthropic ``w*h/750`` capped at 1,750; Gemini 258 per
+      768 px tile; Ollama at least 6,404; an image of unknown size at the provider's largest);
     - output: ``max_tokens``, capped at ``max_output_tokens`` when that is smaller. There is no
       reasoning allowance: ``ModelConfig`` has no field saying a model bills reasoning beyond
       ``max_tokens`` (OpenAI's ``max_completion_tokens``, Anthropic's thinking budget and

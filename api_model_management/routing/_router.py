@@ -478,7 +478,10 @@ class RouterCore:
         remaining = state.deadline - self._clock.monotonic()
         if remaining <= 0:
             raise ConcurrencyLimitTimeout("the request's deadline passed", model_id=model.id)
-        bound = usage_bound(model, state.request.input_token_bound(), state.request.max_tokens)
+        provider = self.config.providers.get(model.provider)  # its type prices images
+        in_bound = state.request.input_token_bound(model.wire_name,
+                                                   provider.type if provider else None)
+        bound = usage_bound(model, in_bound, state.request.max_tokens)
         rate: RateTicket | float | None = None
         budget: BudgetTicket | None = None
         sent = False
@@ -686,7 +689,7 @@ class RouterCore:
         ))
         response = ModelResponse(
             request_id=state.request_id, model_id=model.id, provider=model.provider,
-            text=result.text, finish_reason=result.finish_reason,
+            text=result.text, finish_reason=result.finish_reason, tool_calls=result.tool_calls,
             input_tokens=result.input_tokens, output_tokens=result.output_tokens,
             cached_tokens=result.cached_tokens, cost_usd=state.cost_usd,
             latency_ms=self._elapsed_ms(state),
