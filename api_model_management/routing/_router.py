@@ -509,6 +509,8 @@ class RouterCore:
                         if chunk.delta:
                             delivered.append(chunk.delta)
                             yield StreamChunk(delta=chunk.delta, model_id=model.id)
+                        elif chunk.tool_call is not None:  # a whole call, as it completes
+                            yield StreamChunk(tool_call=chunk.tool_call, model_id=model.id)
         except BaseException:
             if isinstance(rate, RateTicket):
                 self._settle_failed(rate, budget, sent)
