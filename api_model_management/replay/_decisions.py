@@ -8,13 +8,17 @@ then judge; the mean within that source), else ``ResponseEvaluated.quality_score
 Requests without a terminal event (still in flight, or lost) and decisions whose propensity is
 not in (0, 1] or whose chosen model is not among the candidates are left out.
 
-Learnt quality (``learnt_quality="final"``, the default): a candidate's performance sub-score holds
-``0.4 ×`` the quality the selector had learnt for it when it decided (``ModelSelected.
-candidate_quality``). A decision made early in a log, before outcomes were learnt, would be
-replayed with what was known then, while a policy loaded now will meet what is known now. So each
-logged performance sub-score is re-scored with the quality learnt from the whole log (the same fold
-as the Selector's, ``selection.QualityFold``, with ``priors`` per model, else 0.5):
-``performance + 0.4 × (learnt now − learnt then)``, clipped to [0, 1]. Decisions logged without
+Learnt state (``learnt_quality="final"``, the default): a candidate's performance sub-score is
+``0.4 ×`` the quality the selector had learnt for it (``ModelSelected.candidate_quality``) plus its
+reliability part (success rate and latency, from live statistics) at the moment it decided. A
+decision made early in a log, before outcomes were learnt, or in a moment of noisy statistics,
+would be replayed with what was known then, while a policy loaded now meets what is known now (and
+a policy tuned on that noise would split an agent type's requests at random in replay and send
+them all one way when served). So each logged performance sub-score is replaced by the one the
+selector would compute at the end of the log: ``0.4 ×`` the quality learnt from the whole log (the
+Selector's fold, ``selection.QualityFold``, with ``priors`` per model, else 0.5) plus the model's
+reliability part in the last decision that logged it, clipped to [0, 1]. The request's own parts
+(capability, cost) and availability stay as logged. Decisions logged without
 ``candidate_quality`` (older logs, or performance from live statistics alone) are kept as logged;
 ``learnt_quality="logged"`` keeps every decision as logged.
 """
@@ -111,6 +115,7 @@ def decisions_from_events(events: Iterable[Event], *, learnt_quality: str = "fin
         raise InvalidInput(f"learnt_quality {learnt_quality!r}: use one of "
                            f"{', '.join(LEARNT_QUALITY)}", field="learnt_quality")
     fold = QualityFold(dict(priors or {})) if learnt_quality == "final" else None
+    reliability: dict[str, float] = {}  # model -> its reliability part in the last decision
     selected: dict[str, ModelSelected] = {}
     terminal: dict[str, RequestCompleted | RequestFailed] = {}
     evaluated: dict[str, ResponseEvaluated] = {}
@@ -121,6 +126,9 @@ def decisions_from_events(events: Iterable[Event], *, learnt_quality: str = "fin
             continue
         if isinstance(event, ModelSelected):
             selected.setdefault(rid, event)
+            if fold is not None and event.candidate_quality is not None:
+                for c, q in zip(event.candidates, event.candidate_quality, strict=False):
+                    reliability[c.model_id] = c.performance - _QUALITY_IN_PERFORMANCE * q
         elif isinstance(event, RequestCompleted | RequestFailed):
             terminal.setdefault(rid, event)
         elif isinstance(event, ResponseEvaluated):
@@ -143,7 +151,7 @@ def decisions_from_events(events: Iterable[Event], *, learnt_quality: str = "fin
         quality = _quality(feedback.get(rid, []), evaluated.get(rid))
         decision = _decision(sel, end, quality)
         if fold is not None and sel.candidate_quality is not None:
-            decision = _rescored(decision, sel.candidate_quality, fold)
+            decision = _rescored(decision, sel.candidate_quality, fold, reliability)
         out.append(decision)
     if dropped:
         log.warning("replay: left out %d decisions with a bad propensity or chosen model", dropped)
@@ -168,16 +176,17 @@ def _decision(sel: ModelSelected, end: RequestCompleted | RequestFailed,
     )
 
 
-def _rescored(decision: LoggedDecision, then: tuple[float, ...], fold: QualityFold
-              ) -> LoggedDecision:
-    """``decision`` with each candidate's performance moved by what was learnt since."""
+def _rescored(decision: LoggedDecision, then: tuple[float, ...], fold: QualityFold,
+              reliability: Mapping[str, float]) -> LoggedDecision:
+    """``decision`` with each candidate's performance as the selector would score it at the end
+    of the log (see the module docstring)."""
     if len(then) != len(decision.candidates):
         return decision
     agent = decision.agent_type or "default"
     moved = []
     for c, q_then in zip(decision.candidates, then, strict=True):
-        shift = _QUALITY_IN_PERFORMANCE * (fold.quality(c.model_id, agent) - q_then)
-        perf = min(1.0, max(0.0, c.performance + shift))
+        rel = reliability.get(c.model_id, c.performance - _QUALITY_IN_PERFORMANCE * q_then)
+        perf = min(1.0, max(0.0, _QUALITY_IN_PERFORMANCE * fold.quality(c.model_id, agent) + rel))
         moved.append(c.model_copy(update={"performance": perf}))
     return dataclasses.replace(decision, candidates=tuple(moved))
 

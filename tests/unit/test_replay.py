@@ -907,7 +907,20 @@ def test_decisions_are_rescored_with_the_quality_learnt_from_the_whole_log():
             rid = f"{model}-{i}"
             events.append(FeedbackRecorded(occurred_at=t, request_id=rid, model_id=model,
                                            agent_type="qa", score=right, source="ground_truth"))
+    # the last decision logs each model's reliability part (performance - 0.4 x quality) now
+    late = at + timedelta(seconds=300)
+    now = (cands[0].model_copy(update={"performance": 0.75}),
+           cands[1].model_copy(update={"performance": 0.55}))
+    events.append(ModelSelected(occurred_at=late, request_id="r1", agent_type="qa",
+                                model_id="strong", candidates=now, propensity=0.5,
+                                candidate_quality=(0.5, 0.5)))
     final = {d.request_id: d for d in decisions_from_events(events)}["r0"]
+    from api_model_management.selection import QualityFold
+    fold = QualityFold({})
+    for e in events:
+        fold.apply(e)
+    assert [c.performance for c in final.candidates] == pytest.approx(
+        [0.4 * fold.quality("strong", "qa") + 0.55, 0.4 * fold.quality("weak", "qa") + 0.35])
     logged = {d.request_id: d for d in decisions_from_events(
         events, learnt_quality="logged")}["r0"]
     by_id = {c.model_id: c.performance for c in final.candidates}
