@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from decimal import Decimal
-from functools import cached_property
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import orjson
@@ -750,9 +749,9 @@ class ModelRequest(BaseModel):
                           provider_type: str | None = None) -> int:
         """The most input tokens this request can be billed for on model ``model_name`` (its
         wire name) of a provider of type ``provider_type``; either None: on any. It is
-        :attr:`text_token_bound` plus :meth:`image_token_bound` (the image rule depends on the
+        :meth:`text_token_bound` plus :meth:`image_token_bound` (the image rule depends on the
         provider and model; without them each image counts at the largest of every rule)."""
-        bound = self.text_token_bound
+        bound = self.text_token_bound()
         if self.messages and any(m.images for m in self.messages):
             bound += self.image_token_bound(model_name, provider_type)
         return bound
@@ -765,10 +764,9 @@ class ModelRequest(BaseModel):
         return sum(image_token_bound(provider_type, model_name, image.size, image.detail)
                    for image in self.images())
 
-    @cached_property
     def text_token_bound(self) -> int:
         """The most input tokens this request's text can be billed for, on any provider (all
-        but images; computed once).
+        but images).
 
         Every tokenizer in use (byte-level BPE, SentencePiece with byte fallback) makes each text
         token out of at least one byte of UTF-8, so the UTF-8 bytes of everything sent bound the

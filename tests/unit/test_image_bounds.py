@@ -76,9 +76,9 @@ def test_anthropic_gemini_and_ollama_image_rules():
 
 def test_the_request_bound_adds_its_images_by_provider_and_model():
     request = with_images(png_url(800, 600), "https://img.test/x.png")
-    text = request.text_token_bound
+    text = request.text_token_bound()
     assert text == ModelRequest(messages=[{"role": "user", "content": "Describe."}]
-                                ).text_token_bound
+                                ).text_token_bound()
     anthropic = request.input_token_bound("claude-haiku-4-5", "anthropic")
     assert anthropic == text + 640 + ANTHROPIC_MAX_IMAGE_TOKENS  # the URL's size is unknown
     assert request.image_token_bound("claude-haiku-4-5", "anthropic") == anthropic - text
