@@ -112,8 +112,10 @@ def anthropic_messages(request: ModelRequest) -> list[dict[str, Any]]:
     turns: list[dict[str, Any]] = []
     for message in request.chat_messages():
         if message.role == "tool":
-            block = {"type": "tool_result", "tool_use_id": anthropic_id(message.tool_call_id or ""),
-                     "content": message.text}
+            block: dict[str, Any] = {"type": "tool_result",
+                                     "tool_use_id": anthropic_id(message.tool_call_id or "")}
+            if message.text:  # Anthropic refuses empty text; a result may have no content
+                block["content"] = message.text
             if _open_results(turns):
                 turns[-1]["content"].append(block)
             else:
@@ -138,12 +140,13 @@ def _blocks(message: Message) -> list[dict[str, Any]]:
     content = message.content
     blocks: list[dict[str, Any]] = []
     if isinstance(content, str):
-        if content or not message.tool_calls:
+        if content:  # Anthropic refuses empty text blocks
             blocks.append({"type": "text", "text": content})
     elif content:
         for part in content:
             if isinstance(part, TextPart):
-                blocks.append({"type": "text", "text": part.text})
+                if part.text:
+                    blocks.append({"type": "text", "text": part.text})
             else:
                 blocks.append(_image_block(part.image_url))
     blocks.extend({"type": "tool_use", "id": anthropic_id(call.id), "name": call.name,

@@ -675,3 +675,16 @@ def test_every_adapter_sends_a_plain_request_as_before():
         body = body_sent(kind, ModelRequest(prompt="hi", parameters={"temperature": 0}))
         assert not {"tools", "tool_choice", "toolConfig", "format", "response_format",
                     "parallel_tool_calls"} & set(body), kind
+
+
+def test_anthropic_sends_no_empty_text():
+    request = ModelRequest(messages=[
+        {"role": "user", "content": "q"},
+        {"role": "assistant", "content": "", "tool_calls": [call("c1")]},
+        {"role": "tool", "tool_call_id": "c1", "content": ""},
+        {"role": "user", "content": [{"type": "text", "text": ""},
+                                     {"type": "image_url", "image_url": DATA_URL}]}])
+    _, assistant, results = body_sent("anthropic", request)["messages"]
+    assert [b["type"] for b in assistant["content"]] == ["tool_use"]
+    assert results["content"][0] == {"type": "tool_result", "tool_use_id": "c1"}
+    assert [b["type"] for b in results["content"]] == ["tool_result", "image"]
