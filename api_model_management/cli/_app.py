@@ -23,6 +23,8 @@ app = typer.Typer(
 )
 config_app = typer.Typer(help="Validate the configuration and export its JSON Schema.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
+gateway_key_app = typer.Typer(help="Virtual keys of the HTTP gateway (amm serve).", no_args_is_help=True)
+app.add_typer(gateway_key_app, name="gateway-key")
 
 DataDir = Annotated[Path, typer.Option("--data-dir", help="Where the event log lives.")]
 
@@ -141,6 +143,37 @@ def demo(
         except OSError as exc:
             fail(f"--data-dir {data_dir} is not a writable directory ({exc.strerror or type(exc).__name__})")
     raise typer.Exit(run_demo(requests=requests, data_dir=data_dir, concurrency=concurrency))
+
+
+@app.command("serve")
+def serve(
+    config: Annotated[Path | None, typer.Option(help="The registry (with settings.gateway.keys).")] = None,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port (0 picks a free one).")] = 4000,
+    workers: Annotated[int, typer.Option(min=1, max=64, help=(
+        "Worker processes, each with its own router holding 1/N of every limit (standalone)."))] = 1,
+    data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Event log directory (default: the registry's).")] = None,
+    demo: Annotated[bool, typer.Option("--demo", help=(
+        "The emulator and the demo registry, one virtual key from AMM_DEMO_GATEWAY_KEY (generated and printed when unset)."))] = False,
+    ray: Annotated[bool, typer.Option("--ray", help=(
+        "Serve from the router embedded in a ModelManagement (local Ray, or --address) instead of the standalone one."))] = False,
+    address: Annotated[str | None, typer.Option(help="With --ray: the Ray cluster to join.")] = None,
+) -> None:
+    """An OpenAI- and Anthropic-compatible HTTP gateway with virtual keys: POST /v1/chat/completions,
+    POST /v1/messages, GET /v1/models, POST /v1/feedback, GET /health, GET /metrics. SIGINT or
+    SIGTERM stops it gracefully (requests in flight finish, events are flushed, exit 0)."""
+    from ._serve import serve_command
+
+    raise typer.Exit(serve_command(config, host=host, port=port, workers=workers, data_dir=data_dir,
+                                   demo=demo, ray=ray, address=address))
+
+
+@gateway_key_app.command("new")
+def gateway_key_new(name: Annotated[str, typer.Argument(help="The key's name (in logs and metrics).")]) -> None:
+    """Print a new virtual key once, and its SHA-256 to put in settings.gateway.keys."""
+    from ._serve import new_key_command
+
+    raise typer.Exit(new_key_command(name))
 
 
 @app.command("report")
