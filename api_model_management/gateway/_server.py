@@ -23,6 +23,7 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import uvicorn
@@ -112,12 +113,22 @@ def serve(options: ServeOptions) -> int:
     return 0
 
 
+class _Server(uvicorn.Server):
+    """uvicorn's server, except that a SIGINT or SIGTERM it shut down gracefully for is not
+    raised again afterwards (uvicorn re-raises it, which would end this process before the
+    events are ingested and with the signal's exit status instead of 0)."""
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        super().handle_exit(sig, frame)
+        self._captured_signals.clear()
+
+
 def _serve_here(options: ServeOptions, sock: socket.socket, host: str, port: int) -> None:
     config = options.config
     engine = (options.engine_factory(config) if options.engine_factory is not None
               else LocalEngine(config, env=options.env, probe=options.probe))
     gateway = build_gateway(config, engine, env=options.env)
-    server = uvicorn.Server(_uvicorn_config(gateway.app, config, 1))
+    server = _Server(_uvicorn_config(gateway.app, config, 1))
     _announce_when_started(server, options, host, port)
     server.run(sockets=[sock])
 
