@@ -162,8 +162,11 @@ class _Generator:
     def wrong_for(self, schema: object) -> Any:
         """A value the (sub)schema rejects by its type or enum, or _NOTHING."""
         node = self.flatten(schema)
-        if node is None or node.keys() & {"anyOf", "oneOf"}:
+        if node is None:
             return _NOTHING
+        if node.keys() & {"anyOf", "oneOf"}:
+            union = self._union_types(node.get("anyOf") or node.get("oneOf"))
+            return _wrong_value(union) if union is not None else _NOTHING
         if "const" in node:
             return _NOTHING if node["const"] == "not-a-valid-value" else "not-a-valid-value"
         allowed = self.types_of(node)
@@ -178,6 +181,20 @@ class _Generator:
                     if allowed is None or _json_type(value) & allowed:
                         return value
         return _NOTHING
+
+    def _union_types(self, branches: object) -> frozenset[str] | None:
+        """The types any branch allows, when every branch says (no enum-only branch)."""
+        if not isinstance(branches, list) or not branches:
+            return None
+        union: set[str] = set()
+        for branch in branches:
+            node = self.flatten(branch)
+            types = self.types_of(node) if node is not None and not node.keys() & {
+                "anyOf", "oneOf", "enum", "const"} else None
+            if types is None:
+                return None
+            union |= types
+        return frozenset(union)
 
     # ---- values
 
@@ -284,21 +301,21 @@ class _Generator:
 
     def _multiples(self, low: float, high: float, step: float) -> list[float | int]:
         """Multiples of ``step`` within bounds that a validator computing ``value / step`` (or
-        ``value % step`` for an integer step) accepts; a random one first."""
+        ``value % step`` for an integer step) accepts, a random one first. With a float step
+        not every multiple passes (``0.3 / 0.1`` is not 3 in floating point), so several are tried."""
         first, last = math.ceil(low / step), math.floor(high / step)
         if first > last:
             return []
-        ks = [self.rng.randint(first, last), first, last, 0]
-        out: list[float | int] = []
-        for k in ks:
-            if not first <= k <= last:
-                continue
-            value: float | int = k * step
-            if isinstance(step, int):
-                out.append(int(value))
-            elif (value / step).is_integer() and low <= value <= high:
-                out.append(value)
-        return out
+        if isinstance(step, int):
+            return [self.rng.randint(first, last) * step]
+        start = self.rng.randint(first, last)
+        span = last - first + 1
+        for n in range(min(span, 64)):
+            k = first + (start - first + n) % span
+            for value in (k * step, round(k * step, 12)):
+                if low <= value <= high and (value / step).is_integer():
+                    return [value]
+        return [0.0] if low <= 0 <= high else []
 
     def _array(self, node: dict[str, Any], depth: int) -> list[Any]:
         prefix = node.get("prefixItems")

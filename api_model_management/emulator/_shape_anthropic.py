@@ -3,8 +3,9 @@
 Validated as the API does (its messages): every ``tool_use`` of an assistant message needs a
 ``tool_result`` in the next message and every ``tool_result`` a ``tool_use`` in the previous one;
 ids match ``^[a-zA-Z0-9_-]+$``; a tool's ``input_schema`` is an object schema; images are base64
-(jpeg, png, gif, webp, matching their bytes), a URL or a file. Anthropic has no structured-output
-mode here: a request asks for JSON in words and is answered in text.
+(jpeg, png, gif, webp, matching their bytes), a URL or a file. Structured output is
+``output_config.format`` (``{"type": "json_schema", "schema": ...}``): the answer is one text block
+of JSON.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ _CHOICES = {"auto": "auto", "any": "required", "tool": "required", "none": "none
 
 
 def wanted(body: dict[str, Any], messages: list[Any]) -> bool:
-    if "tools" in body or "tool_choice" in body:
+    if "tools" in body or "tool_choice" in body or "output_config" in body:
         return True
     return any(not isinstance(m, dict) or not isinstance(m.get("content"), str) for m in messages)
 
@@ -54,7 +55,8 @@ def read(body: dict[str, Any], messages: list[Any]) -> tuple[str, str, Shape | N
         shape.after_tool_result = bool(result_ids)
     _tools(body.get("tools"), shape)
     _tool_choice(body.get("tool_choice"), shape)
-    plain = not shape.tools and not shape.images and not shape.tool_results
+    _output(body.get("output_config"), shape)
+    plain = not shape.tools and shape.output == "text" and not shape.images and not shape.tool_results
     prompt = users[-1] if users else texts[-1]
     return "\n".join(texts), prompt, None if plain else shape
 
@@ -148,6 +150,8 @@ def _tools(tools: object, shape: Shape) -> None:
         return
     if not isinstance(tools, list):
         raise ShapeError("tools: Input should be a valid list")
+    if not tools:
+        return
     specs = []
     for k, tool in enumerate(tools):
         if not isinstance(tool, dict):
@@ -185,3 +189,20 @@ def _tool_choice(choice: object, shape: Shape) -> None:
     if shape.tools:
         shape.preface = shape.choice == "auto"
         shape.extra_tokens += ANTHROPIC_TOOL_PROMPT_TOKENS[shape.choice]
+
+
+def _output(config: object, shape: Shape) -> None:
+    if config is None:
+        return
+    if not isinstance(config, dict):
+        raise ShapeError("output_config: Input should be a valid dictionary")
+    fmt = config.get("format")
+    if fmt is None:
+        return
+    if not isinstance(fmt, dict) or fmt.get("type") != "json_schema":
+        raise ShapeError("output_config.format.type: Input should be 'json_schema'")
+    schema = fmt.get("schema")
+    if not isinstance(schema, dict):
+        raise ShapeError("output_config.format.schema: Field required")
+    shape.output, shape.schema = "schema", schema
+    shape.extra_tokens += count_tokens(orjson.dumps(schema).decode())

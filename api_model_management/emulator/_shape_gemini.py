@@ -137,7 +137,7 @@ def _decode(data: str) -> bytes:
         return _images.decode_base64(data)
     except _images.BadImage:
         try:
-            return base64.urlsafe_b64decode(data)
+            return base64.b64decode(data + "=" * (-len(data) % 4), altchars=b"-_", validate=True)
         except (binascii.Error, ValueError):
             raise _images.BadImage("illegal base64 data") from None
 
@@ -174,7 +174,8 @@ def _tools(tools: object, shape: Shape) -> None:
                 schema = decl.get("parameters")
             specs.append(ToolSpec(name, schema if isinstance(schema, dict) else {}))
     shape.tools = tuple(specs)
-    shape.extra_tokens += count_tokens(orjson.dumps(tools).decode())
+    if specs:
+        shape.extra_tokens += count_tokens(orjson.dumps(tools).decode())
 
 
 def _tool_config(config: object, shape: Shape) -> None:

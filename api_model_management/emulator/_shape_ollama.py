@@ -102,6 +102,8 @@ def _tools(tools: object, shape: Shape) -> None:
         return
     if not isinstance(tools, list):
         raise _unmarshal(tools, "api.Tools", "ChatRequest.tools")
+    if not tools:  # ollama-python sends an empty list
+        return
     specs = []
     for tool in tools:
         fn = tool.get("function") if isinstance(tool, dict) else None
