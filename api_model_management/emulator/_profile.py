@@ -10,6 +10,12 @@ request, ``providers.<name>`` override them for one protocol and ``models.<name>
      "models": {"gpt-4o-mini": {"rate_limits": {"requests_per_minute": 60},
                                 "outages": [{"start_s": 5, "end_s": 20}]}}}
 
+Tool calls and structured output have faults of their own, drawn only for answers of their kind:
+``bad_tool_args_rate`` (arguments that do not validate against the tool's schema, or for OpenAI
+sometimes not JSON) and ``bad_json_rate`` (structured output that does not parse or does not
+validate); the header ``x-emulator-fault: bad-tool-args`` / ``bad-json`` asks for one (a request
+with nothing of that kind is answered as without it). Both count as outcomes in the statistics.
+
 Each API key may have limits of its own, as a provider gives every key (of its own organization):
 ``key_rate_limits`` maps a key to the limits of each model for requests made with it, over that
 key's own window (``{"key_rate_limits": {"sk-a": {"requests_per_minute": 2}}}``), checked with

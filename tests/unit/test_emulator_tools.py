@@ -539,3 +539,18 @@ def test_an_empty_tool_list_is_no_tools(provider):
     empty = {"tools": [{"functionDeclarations": []}] if provider == "gemini" else []}
     with_empty, without = ask(provider, tools=None, extra=empty), ask(provider, tools=None)
     assert with_empty.input_tokens == without.input_tokens and with_empty.text == without.text
+
+
+def test_gemini_reads_snake_case_fields_too():
+    image = {"inline_data": {"mime_type": "image/png", "data": base64.urlsafe_b64encode(png()).decode()}}
+    body = {"contents": [{"role": "user", "parts": [image, {"text": PROMPT}]}],
+            "tools": [{"function_declarations": [{"name": "get_time", "parameters_json_schema": CLOCK}]}],
+            "tool_config": {"function_calling_config": {"mode": "ANY", "allowed_function_names": ["get_time"]}}}
+    engine = Engine()
+    reply = send(engine, "gemini", body)
+    assert [c.name for c in reply.calls] == ["get_time"] and valid(CLOCK, reply.arguments()[0])
+    assert engine.stats()["content"]["gemini"]["images"] == 1
+    structured = send(engine, "gemini", {"contents": [{"parts": [{"text": "x"}]}], "generation_config": {
+        "response_mime_type": "application/json", "response_schema": {"type": "OBJECT", "properties": {
+            "n": {"type": "INTEGER"}}, "required": ["n"]}}})
+    assert isinstance(orjson.loads(structured.text)["n"], int)
