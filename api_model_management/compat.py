@@ -653,7 +653,8 @@ class FailoverManager:
         self.rate_limiter = self.model_selector.rate_limiter
         self.cost_tracker = _component(cost_tracker, CostTracker, "cost_tracker", config)
         self.cache_manager = _cache(cache_manager)
-        self.data_dir = Path(data_dir if data_dir is not None else config.settings.data_dir)
+        # a str, not a Path: a remote log's URI (s3://...) would lose a slash in a Path
+        self.data_dir: str | Path = data_dir if data_dir is not None else config.settings.data_dir
         outcomes: OutcomePort = NullOutcomes()
         if self.health_checker is not None:
             outcomes = _HealthOutcomes(self.health_checker, self.model_selector)
@@ -662,11 +663,13 @@ class FailoverManager:
                                  outcomes=outcomes)
         settings = config.settings.events
         self.spool = ResilientSpool(SpoolWriter(self.data_dir, fsync=settings.fsync,
+                                                spool_dir=settings.spool_dir,
                                                 fsync_interval_ms=settings.fsync_interval_ms),
                                     clock=clock)
         self.quality = QualityFold({m.id: m.quality_prior for m in config.models})
         self._feedback: OrderedDict[tuple[str, str], None] = OrderedDict()
-        for event in read_all_events(self.data_dir, ("ResponseEvaluated", "FeedbackRecorded")):
+        for event in read_all_events(self.data_dir, ("ResponseEvaluated", "FeedbackRecorded"),
+                                     spool_dir=settings.spool_dir):
             self.quality.apply(event)
             if isinstance(event, FeedbackRecorded) and event.request_id:
                 self._remember_feedback(event.request_id, event.source)

@@ -192,10 +192,13 @@ def report(
 ) -> None:
     """Cost, latency, success, quality, cache and budget report from the event log; with --plot
     or --html, charts of it as well."""
+    from ._query import data_dir_text, remote_log_missing
     from ._report import report_command
 
-    if not (data_dir / "events").is_dir():
+    if "://" not in data_dir_text(data_dir) and not (data_dir / "events").is_dir():
         fail(f"no event log under {data_dir} (expected {data_dir}/events/); try `amm demo --data-dir {data_dir}`")
+    if (code := remote_log_missing(data_dir_text(data_dir))) is not None:
+        raise typer.Exit(code)
     raise typer.Exit(report_command(data_dir, since, agent_type, fmt, config, plot_dir=plot,
                                     html_path=html, plot_format=plot_format))
 

@@ -26,7 +26,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
+from ..errors import InvalidInput
 from ..events._log import EventLog
+from ..events._storage import display_uri, local_path
 
 FORMATS = ("table", "csv", "json")
 _URI = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*):/+(?P<rest>.*)$")
@@ -50,8 +52,34 @@ def data_dir_text(data_dir: str | Path) -> str:
     return f"{scheme}://{rest}"
 
 
-def _missing(text: str) -> bool:
-    return "://" not in text and not Path(text).is_dir()
+def missing_log(text: str) -> str | None:
+    """Why there is no event log at ``text`` (a directory that does not exist; a remote
+    location with nothing under ``events/``), or None. Raises ``OSError`` (or ``InvalidInput``
+    for a URI that cannot be opened) when a remote store cannot be asked."""
+    if "://" not in text:
+        return None if Path(text).is_dir() else f"no event log: data directory {text} does not exist"
+    if local_path(text) is not None:
+        return None
+    log = EventLog(text)
+    if log.storage.exists(log.events_root):
+        return None
+    return f"no event log at {log.storage.uri} (nothing under events/)"
+
+
+def remote_log_missing(text: str) -> int | None:
+    """As :func:`_missing_or_error`, for a remote ``text`` only (a local one is checked by its caller)."""
+    return _missing_or_error(text) if "://" in text else None
+
+
+def _missing_or_error(text: str) -> int | None:
+    """An exit code and one ``error:`` line when there is no log at ``text``, else None."""
+    try:
+        reason = missing_log(text)
+    except InvalidInput as exc:
+        return _error(str(exc))
+    except OSError as exc:
+        return _error(f"cannot read the event log at {display_uri(text)}: {_first_line(exc)}", code=1)
+    return _error(reason) if reason is not None else None
 
 
 class _SaidByTheCommand(logging.Filter):
@@ -97,8 +125,8 @@ def query_command(sql: str, data_dir: str | Path, fmt: str) -> int:
     if fmt not in FORMATS:
         return _error(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
     text = data_dir_text(data_dir)
-    if _missing(text):
-        return _error(f"no event log: data directory {text} does not exist")
+    if (code := _missing_or_error(text)) is not None:
+        return code
     log = open_log(text)
     try:
         con = connect(log)
@@ -165,10 +193,11 @@ def _print_json(columns: Sequence[str], rows: list[tuple]) -> None:
 def compact_command(data_dir: str | Path) -> int:
     """Compact every partition of ``data_dir`` with a progress bar, then print a summary line."""
     from ..events._compact import CompactionInProgress, compact
+    from ..events._lease import LeaseLost
 
     text = data_dir_text(data_dir)
-    if _missing(text):
-        return _error(f"no event log: data directory {text} does not exist")
+    if (code := _missing_or_error(text)) is not None:
+        return code
     console = Console()
     columns = (TextColumn("compacting"), BarColumn(), MofNCompleteColumn())
     with Progress(*columns, console=console, transient=True) as progress:
@@ -180,8 +209,10 @@ def compact_command(data_dir: str | Path) -> int:
         log = open_log(text)
         try:
             stats = compact(log, progress=advance)
-        except CompactionInProgress as exc:
+        except (CompactionInProgress, LeaseLost) as exc:
             return _error(str(exc), code=1)
+        except OSError as exc:  # a full disk, an unreachable store: what was done stands
+            return _error(f"compaction of {display_uri(text)} stopped: {_first_line(exc)}", code=1)
         finally:
             warn_quarantined(log)
     console.print(

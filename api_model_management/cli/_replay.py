@@ -15,6 +15,7 @@ from rich.table import Table
 from .._clock import SYSTEM_CLOCK, Clock
 from ..config import SelectionWeights
 from ..errors import ConfigError, InvalidInput
+from ..events._storage import display_uri
 from ..replay._decisions import load_decisions
 from ..replay._estimators import (
     ESTIMATORS,
@@ -31,6 +32,7 @@ from ..replay._reference import CHEAPEST, STRONGEST, compare
 from ..replay._tune import TuneResult, tune
 from ..replay._weights_file import read_weights_file, write_weights_file
 from ._errors import print_error
+from ._query import data_dir_text
 
 _FORMATS = ("table", "json")
 _SUMMARY_METRICS = ("quality", "cost_usd", "latency_ms", "failure_rate", "reward")
@@ -47,7 +49,7 @@ def replay_command(weights_file: Path, data_dir: Path, fmt: str = "table", *,
         _check_format(fmt)
         z_score(confidence)  # validates the level
         loaded = read_weights_file(weights_file)
-        decisions = load_decisions(data_dir)
+        decisions = load_decisions(data_dir_text(data_dir))
         policy = TargetPolicy(loaded.weights, loaded.agent_weights, epsilon)
         report = replay(decisions, policy, Objective(cost_per_usd, latency_per_s))
     except (InvalidInput, ConfigError, OSError, pa.ArrowException) as exc:
@@ -86,13 +88,13 @@ def tune_command(out: Path, data_dir: Path, fmt: str = "table", *, version: str 
         if baseline_file is not None:
             base = read_weights_file(baseline_file)
             baseline = TargetPolicy(base.weights, base.agent_weights, epsilon)
-        decisions = load_decisions(data_dir)
+        decisions = load_decisions(data_dir_text(data_dir))
         result = tune(decisions, reward, estimator=estimator, grid_step=grid_step,
                       n_random=samples, seed=seed, epsilon=epsilon,
                       per_agent_type=per_agent_type, min_decisions=min_decisions,
                       baseline=baseline, goal=goal)
         version = version or f"tuned-{clock.now():%Y%m%dT%H%M%SZ}"
-        provenance = {"data_dir": str(data_dir), "decisions": len(decisions), "seed": seed,
+        provenance = {"data_dir": display_uri(data_dir_text(data_dir)), "decisions": len(decisions), "seed": seed,
                       "grid_step": grid_step, "samples": samples, "epsilon": epsilon,
                       "objective": {"cost_per_usd": cost_per_usd, "latency_per_s": latency_per_s},
                       "goal": goal.to_dict(), "estimator": estimator,

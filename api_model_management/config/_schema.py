@@ -371,6 +371,20 @@ class EventSettings(_Strict):
     #: Write an ``AttemptStarted`` intent to the spool before every provider call, so that a
     #: router's crash leaves every call it may have made in the log (charged at its worst case).
     write_ahead_attempts: bool = True
+    #: The spool's directory, on each node's local disk (the spool needs ``flock`` and cheap
+    #: appends). Default: ``<data_dir>/spool``, or when ``data_dir`` is remote (``s3://...``)
+    #: ``<system temp dir>/amm-<hash of data_dir>/spool`` (``events._local``).
+    spool_dir: str | None = Field(default=None, min_length=1)
+    #: Where actors keep local state that outlives a restart (journals, caches). Default:
+    #: ``<data_dir>/state``, or beside the default spool when ``data_dir`` is remote.
+    state_dir: str | None = Field(default=None, min_length=1)
+
+    @field_validator("spool_dir", "state_dir")
+    @classmethod
+    def _local_directory(cls, value: str | None) -> str | None:
+        if value is not None and "://" in value and not value.startswith("file://"):
+            raise ValueError("must be a directory on the local disk (a path), not a URI")
+        return value
 
 
 class RouterSettings(_Strict):
@@ -495,6 +509,9 @@ class GatewaySettings(_Strict):
 
 
 class Settings(_Strict):
+    # errors name paths, never values (a data_dir URI with a secret in it)
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+
     health_check: HealthSettings = HealthSettings()
     rate_limit: RateLimitSettings = RateLimitSettings()
     cache: CacheSettings = CacheSettings()
@@ -507,9 +524,23 @@ class Settings(_Strict):
     events: EventSettings = EventSettings()
     routers: RouterSettings = RouterSettings()
     gateway: GatewaySettings = GatewaySettings()
-    data_dir: str = "./data"
+    #: The event log: a path, or any URI pyarrow opens (``s3://bucket/prefix``: credentials and
+    #: endpoint from the AWS_* environment variables, never in the URI; ``events._storage``).
+    data_dir: str = Field(default="./data", min_length=1)
     store_prompts: bool = False
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+
+    @field_validator("data_dir")
+    @classmethod
+    def _no_credentials(cls, value: str) -> str:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(value) if "://" in value else None
+        if parts is not None and ("@" in parts.netloc or parts.query):
+            raise ValueError("must not carry credentials or options; give them in the AWS_* "
+                             "environment variables (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, "
+                             "AWS_ENDPOINT_URL, AWS_REGION)")
+        return value
 
 
 # --------------------------------------------------------------------------------------------

@@ -12,7 +12,15 @@ The approach (no step needs several files to change at once):
    others are merged without it.
 3. **Publish.** The temp is renamed to ``<first input's base>.c-<hash of the input names>.parquet``
    (deterministic: a re-run over the same inputs writes the same name) and the directory fsynced.
-4. **Retire.** The inputs are deleted one by one, then the directory fsynced.
+   On an object store (``s3://``), which has no rename, steps 2 and 3 are one: the merged file is
+   uploaded under its final name, and an upload becomes visible only when it completes, whole.
+   The merged file is itself the marker that supersedes its inputs: the names it replaces are in
+   its own footer, so the data and the claim appear in the same instant.
+4. **Retire.** The inputs are deleted one by one, then the directory fsynced. On a remote log
+   (``s3://``) they are left for ``retire_grace_s`` (``REMOTE_RETIRE_GRACE_S``, 5 minutes) and
+   deleted by the first run after that (step 1): readers ignore them from the moment the merged
+   file exists, and a query over a snapshot taken just before that instant (a DuckDB view lists
+   its files at ``connect``) can still read them instead of failing on a vanished file.
 
 What readers see, at any crash point:
 
@@ -27,8 +35,11 @@ What readers see, at any crash point:
   exactness use :func:`~api_model_management.projections._duckdb.connect`, whose views list the
   live files only.
 
-One compaction at a time per log: on a local disk an ``flock`` on ``events/.compact.lock``
-enforces it (:class:`CompactionInProgress`); on other filesystems the caller must.
+One compaction at a time per log (two at once over overlapping inputs would publish two merged
+files that do not claim each other: duplicates). On a local disk an ``flock`` on
+``events/.compact.lock`` enforces it; on other filesystems a lease object under ``locks/compact/``
+(``_lease.py``: upload, list, hold only if alone; renewed before each partition). Either way a
+second compaction gets :class:`CompactionInProgress`.
 Appenders need no coordination: compaction only reads and deletes files that existed when it
 listed the partition, and never touches temp files younger than ``stale_temp_s``.
 """
@@ -49,6 +60,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..errors import AMMError
+from ._lease import StoreLease, holding
 from ._log import (
     COMPACTED_FROM_KEY,
     EVENTS_DIR,
@@ -66,6 +78,8 @@ from ._log import (
 
 #: Files at least this big are left alone (they are not "small").
 DEFAULT_TARGET_FILE_BYTES = 256 * 1024 * 1024
+#: How long the files a merged file replaced stay on a remote log (see the module docstring).
+REMOTE_RETIRE_GRACE_S = 300.0
 COMPACT_TEMP_PREFIX = f"{TEMP_PREFIX}compact-"
 
 
@@ -107,20 +121,29 @@ def compact(
     min_files: int = 2,
     target_file_bytes: int = DEFAULT_TARGET_FILE_BYTES,
     stale_temp_s: float = 3600.0,
+    retire_grace_s: float | None = None,
     progress: ProgressHook | None = None,
     _on_step: StepHook | None = None,
 ) -> CompactStats:
     """Merge, in every partition with at least ``min_files`` small live files, those files into one.
 
-    Safe to kill at any point and run again: see the module docstring."""
+    ``retire_grace_s``: how long the files a merged file replaced stay after it is published
+    (deleted by the first run after that); None: 0 on a local disk, ``REMOTE_RETIRE_GRACE_S``
+    on any other filesystem. Safe to kill at any point and run again: see the module docstring."""
     if min_files < 2:
         raise ValueError("min_files must be at least 2")
     log = log_or_data_dir if isinstance(log_or_data_dir, EventLog) else EventLog(log_or_data_dir)
-    job = _Compaction(log, min_files, target_file_bytes, stale_temp_s, _on_step or _no_hook)
-    with _lock(log):
+    if retire_grace_s is None:
+        retire_grace_s = 0.0 if log.storage.local else REMOTE_RETIRE_GRACE_S
+    if retire_grace_s < 0:
+        raise ValueError("retire_grace_s must be >= 0")
+    job = _Compaction(log, min_files, target_file_bytes, stale_temp_s, retire_grace_s,
+                      _on_step or _no_hook)
+    with _lock(log) as renew:
         partitions = log.partitions()
         total = CompactStats(partitions=len(partitions))
         for done, (event_type, date) in enumerate(partitions, start=1):
+            renew()
             total = total + job.partition(event_type, date)
             if progress is not None:
                 progress(done, len(partitions))
@@ -132,9 +155,15 @@ def _no_hook(step: str) -> None:
 
 
 @contextlib.contextmanager
-def _lock(log: EventLog) -> Iterator[None]:
+def _lock(log: EventLog) -> Iterator[Callable[[], None]]:
+    """One compaction at a time; yields what to call before each partition (renewing a store's
+    lease, which raises :class:`~._lease.LeaseLost` if another compaction took it over)."""
     if not log.storage.local:
-        yield
+        lease = StoreLease(log.storage, "compact")
+        with holding(lease) as held:
+            if not held:
+                raise CompactionInProgress(f"another compaction is running on {log.storage.uri}")
+            yield lease.renew
         return
     os.makedirs(log.events_root, exist_ok=True)
     fd = os.open(f"{log.events_root}/.compact.lock", os.O_RDWR | os.O_CREAT, 0o644)
@@ -143,19 +172,24 @@ def _lock(log: EventLog) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise CompactionInProgress(f"another compaction is running on {log.storage.uri}") from None
-        yield
+        yield _no_renewal
     finally:
         os.close(fd)
 
 
+def _no_renewal() -> None:
+    return None
+
+
 class _Compaction:
     def __init__(self, log: EventLog, min_files: int, target_file_bytes: int,
-                 stale_temp_s: float, on_step: StepHook) -> None:
+                 stale_temp_s: float, retire_grace_s: float, on_step: StepHook) -> None:
         self.log = log
         self.storage = log.storage
         self.min_files = min_files
         self.target_file_bytes = target_file_bytes
         self.stale_temp_s = stale_temp_s
+        self.retire_grace_s = retire_grace_s
         self.step = on_step
 
     def partition(self, event_type: str, date: str) -> CompactStats:
@@ -185,21 +219,35 @@ class _Compaction:
                 present.discard(name)
             else:
                 claims[name] = set(found)
-        leftovers = sorted(present & set().union(*claims.values()))
-        pending = list(leftovers)
+        pending = self._retirable(present, claims, dict(entries))
+        removed = 0
         while pending:  # a claimed merged file goes only after the files it claims
-            for name in [n for n in pending if not claims.get(n, set()) & present]:
+            ready = [n for n in pending if not claims.get(n, set()) & present]
+            if not ready:  # what is left waits for files still in their grace period
+                break
+            for name in ready:
                 self.step("recover-delete")
                 self.storage.delete(f"{directory}/{name}")
                 present.discard(name)
+                removed += 1
             pending = [n for n in pending if n in present]
         temps = [n for n, mtime in entries if self._stale_temp(n, mtime)]
         for name in temps:
             self.step("temp-delete")
             self.storage.delete(f"{directory}/{name}")
-        if leftovers or temps:
+        if removed or temps:
             self.storage.fsync_dir(directory)
-        return len(leftovers), len(temps)
+        return removed, len(temps)
+
+    def _retirable(self, present: set[str], claims: dict[str, set[str]],
+                   mtimes: dict[str, float]) -> list[str]:
+        """Present files claimed by a merged file published at least ``retire_grace_s`` ago."""
+        now = time.time()
+        old_claims: set[str] = set()
+        for merged, claimed in claims.items():
+            if now - mtimes.get(merged, now) >= self.retire_grace_s:
+                old_claims |= claimed
+        return sorted(present & old_claims)
 
     def _stale_temp(self, name: str, mtime: float) -> bool:
         if not (name.startswith(TEMP_PREFIX) and name.endswith(TEMP_SUFFIX)):
@@ -212,9 +260,7 @@ class _Compaction:
         return [f for f in files if self._size(f.path) < self.target_file_bytes]
 
     def _size(self, path: str) -> int:
-        if self.storage.local:
-            return os.path.getsize(path)
-        return self.storage.fs.get_file_info(path).size
+        return self.storage.size(path)
 
     # -- 2-4. merge, publish, retire -------------------------------------------------------------
     def _merge(self, directory: str, event_type: str, inputs: dict[str, pa.Table]) -> int:
@@ -226,11 +272,17 @@ class _Compaction:
         table = self._merged_table(event_type, list(inputs.values()), names)
         buffer = pa.BufferOutputStream()
         pq.write_table(table, buffer, compression=self.log.compression)
-        self.step("write-temp")
-        self.storage.write_new(tmp, buffer.getvalue(), fsync=True)
-        self.step("publish")
-        self.storage.rename(tmp, f"{directory}/{final_name}")
-        self.storage.fsync_dir(directory)
+        if self.storage.atomic_upload:  # an object store: the completed upload is the publish
+            self.step("publish")
+            self.storage.write_new(f"{directory}/{final_name}", buffer.getvalue(), fsync=False)
+        else:
+            self.step("write-temp")
+            self.storage.write_new(tmp, buffer.getvalue(), fsync=True)
+            self.step("publish")
+            self.storage.rename(tmp, f"{directory}/{final_name}")
+            self.storage.fsync_dir(directory)
+        if self.retire_grace_s > 0:  # a later run retires them (readers already ignore them)
+            return table.num_rows
         for name in names:
             self.step("retire")
             self.storage.delete(f"{directory}/{name}")

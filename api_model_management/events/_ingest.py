@@ -28,8 +28,10 @@ from decimal import Decimal
 from pathlib import Path
 
 from ..config import EventSettings
+from ._local import spool_root
 from ._log import EventLog
 from ._spool import finished_writers, ingestible_segments, pending_events, read_segment
+from ._storage import local_path
 from ._types import Event, RequestFailed
 
 log = logging.getLogger(__name__)
@@ -44,6 +46,8 @@ class SpoolIngestor:
         settings = settings or EventSettings()
         self.data_dir = data_dir
         self.settings = settings
+        #: This machine's spool (local even when the log is remote).
+        self.spool_dir = spool_root(data_dir, settings.spool_dir)
         self.log = EventLog(data_dir, fsync=settings.fsync, fsync_interval_ms=settings.fsync_interval_ms)
         self.ingested_events = 0
         self._lock = threading.Lock()
@@ -102,7 +106,7 @@ class SpoolIngestor:
         then remove its directory. Safe to repeat after a crash (the files are named after the
         writer; a second pass finds the requests already terminated)."""
         written = 0
-        for writer_dir in finished_writers(self.data_dir):
+        for writer_dir in finished_writers(self.data_dir, self.spool_dir):
             lost = lost_requests(self.log, writer_dir.name)
             if lost:
                 self.log.append(lost, file_stem=f"lost-{writer_dir.name}")
@@ -117,7 +121,7 @@ class SpoolIngestor:
 
     def _ingest(self) -> int:
         written = 0
-        for segment in ingestible_segments(self.data_dir):
+        for segment in ingestible_segments(self.data_dir, self.spool_dir):
             try:
                 events = read_segment(segment)
             except FileNotFoundError:
@@ -143,22 +147,24 @@ class SpoolIngestor:
             return dataclasses.asdict(stats)
 
 
-def read_all_events(data_dir: str | Path, event_types: Iterable[str] | None = None) -> list[Event]:
-    """Every event in the Parquet log plus those still in the spool, each once (by event_id).
-    An unreadable log file is quarantined (its alert appended to the log) and the rest read."""
+def read_all_events(data_dir: str | Path, event_types: Iterable[str] | None = None, *,
+                    spool_dir: str | Path | None = None) -> list[Event]:
+    """Every event in the Parquet log plus those still in this machine's spool (``spool_dir``,
+    by default the log's), each once (by event_id). An unreadable log file is quarantined (its
+    alert appended to the log) and the rest read."""
     wanted = set(event_types) if event_types is not None else None
     seen: set[str] = set()
     out: list[Event] = []
-    root = Path(str(data_dir))
+    local = local_path(data_dir)
     sources: list[list[Event]] = []
-    if (root / "events").exists() or "://" in str(data_dir):
+    if local is None or (local / "events").exists():
         log_ = EventLog(data_dir)
         if wanted is None:
             sources.append(log_.read())
         else:
             for event_type in sorted(wanted):
                 sources.append(log_.read(event_type))
-    sources.append(pending_events(data_dir))
+    sources.append(pending_events(data_dir, spool_dir))
     for events in sources:
         for event in events:
             if wanted is not None and event.event_type not in wanted:

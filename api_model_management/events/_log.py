@@ -26,8 +26,13 @@ What a crash can lose
   ``"never"``, whatever the operating system had not yet written back (on Linux typically up to
   30 s). A file that lost its data can reappear empty or truncated; readers then raise rather than
   guess.
-- On a non-local pyarrow filesystem (``mock://``, object stores) fsync does not exist; durability is
-  the store's.
+- On a non-local pyarrow filesystem (``s3://``, ``mock://``) fsync does not exist; durability is
+  the store's (S3 acknowledges an upload once it is stored redundantly).
+
+Object stores (``s3://bucket/prefix``, see ``_storage.py``) have no rename. There a file is
+written under its final name in one upload, which becomes visible only when it completes, whole:
+the same guarantee as temp + rename. Listing the whole log is one paged request
+(:meth:`EventLog.iter_files`) rather than one per partition directory.
 
 Unreadable files
 ----------------
@@ -57,12 +62,12 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import pyarrow as pa
-import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ValidationError
 
 from .._clock import SYSTEM_CLOCK, Clock
 from ..errors import AMMError, InvalidInput
+from ._storage import Storage
 from ._types import EVENT_TYPES, Event, PerformanceAlert, uuid7
 
 logger = logging.getLogger(__name__)
@@ -95,127 +100,6 @@ def is_merged_name(name: str) -> bool:
 
 def temp_name(final_name: str) -> str:
     return f"{TEMP_PREFIX}{final_name}{TEMP_SUFFIX}"
-
-
-# ------------------------------------------------------------------------------------------------
-# storage: the few file operations the log needs, on the local disk (with fsync) or any pyarrow fs
-
-
-class Storage:
-    """File operations under one root: local (``os``, with fsync) or a pyarrow filesystem."""
-
-    def __init__(self, data_dir: str | Path) -> None:
-        text = str(data_dir)
-        if "://" in text:
-            fs, root = pafs.FileSystem.from_uri(text)
-        else:
-            fs, root = pafs.LocalFileSystem(), str(Path(text).absolute())
-        self.fs: pafs.FileSystem = fs
-        self.root = root.rstrip("/") or "/"
-        self.local = isinstance(fs, pafs.LocalFileSystem)
-        self.uri = text
-
-    def join(self, *parts: str) -> str:
-        return "/".join([self.root, *parts])
-
-    # -- listing ---------------------------------------------------------------------------------
-    def list_dir(self, path: str) -> list[tuple[str, bool, float]]:
-        """``(name, is_dir, mtime_s)`` of the entries of ``path``; ``[]`` if it does not exist."""
-        if self.local:
-            try:
-                with os.scandir(path) as entries:
-                    return [(e.name, e.is_dir(), e.stat().st_mtime) for e in entries]
-            except FileNotFoundError:
-                return []
-        infos = self.fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
-        return [
-            (i.base_name, i.type == pafs.FileType.Directory, i.mtime.timestamp() if i.mtime else 0.0)
-            for i in infos
-        ]
-
-    def exists(self, path: str) -> bool:
-        if self.local:
-            return os.path.exists(path)
-        return self.fs.get_file_info(path).type != pafs.FileType.NotFound
-
-    # -- writing ---------------------------------------------------------------------------------
-    def makedirs(self, path: str) -> None:
-        if self.local:
-            os.makedirs(path, exist_ok=True)
-        else:
-            self.fs.create_dir(path, recursive=True)
-
-    def write_new(self, path: str, data: pa.Buffer | bytes, *, fsync: bool) -> None:
-        """Write ``data`` to ``path`` (replacing a leftover of the same name), fsync if asked."""
-        if not self.local:
-            with self.fs.open_output_stream(path) as out:
-                out.write(data)
-            return
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            if fsync:
-                os.fsync(fd)
-        finally:
-            os.close(fd)
-
-    def rename(self, src: str, dst: str) -> None:
-        if self.local:
-            os.replace(src, dst)
-        else:
-            self.fs.move(src, dst)
-
-    def move_aside(self, src: str, dst: str) -> str:
-        """Move ``src`` to ``dst``, or to ``dst.1``, ``dst.2``, ... (never over a file): by rename,
-        or where the filesystem cannot rename, by copy then delete. Returns where it went;
-        ``FileNotFoundError`` if ``src`` is gone."""
-        target, n = dst, 0
-        while self.exists(target):
-            n += 1
-            target = f"{dst}.{n}"
-        if self.local:
-            os.rename(src, target)
-            return target
-        try:
-            self.fs.move(src, target)
-        except NotImplementedError:  # pyarrow's ArrowNotImplementedError: no rename here
-            self.fs.copy_file(src, target)
-            self.fs.delete_file(src)
-        return target
-
-    def delete(self, path: str) -> None:
-        """Delete a file; a file already gone is fine (deletes are idempotent)."""
-        if self.local:
-            try:
-                os.unlink(path)
-            except FileNotFoundError:
-                return
-        elif self.exists(path):
-            self.fs.delete_file(path)
-
-    def fsync_file(self, path: str) -> None:
-        if self.local:
-            fd = os.open(path, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-
-    def fsync_dir(self, path: str) -> None:
-        if self.local:
-            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-
-    # -- reading ---------------------------------------------------------------------------------
-    def parquet_file(self, path: str) -> pq.ParquetFile:
-        if self.local:
-            return pq.ParquetFile(path)
-        return pq.ParquetFile(self.fs.open_input_file(path))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -350,7 +234,7 @@ def claimed_names(pf: pq.ParquetFile) -> list[str]:
 
 class EventLog:
     """Append-only, Hive-partitioned Parquet event log under ``data_dir`` (a path or a pyarrow
-    filesystem URI such as ``file:///srv/amm`` or ``mock:///``).
+    filesystem URI such as ``file:///srv/amm``, ``s3://bucket/prefix`` or ``mock:///``).
 
     ``fsync``: ``"always"`` fsyncs every file and its directory before ``append`` returns;
     ``"interval"`` at most every ``fsync_interval_ms`` (covering every file written since the
@@ -391,6 +275,7 @@ class EventLog:
         self.quarantined: list[Quarantined] = []
         self._bad: dict[str, Quarantined] = {}  # by path: files that could not be moved
         self._sound: set[str] = set()  # names whose footer was checked (names are never reused)
+        self._claims_by_path: dict[str, tuple[str, ...]] = {}
 
     @property
     def events_root(self) -> str:
@@ -434,8 +319,13 @@ class EventLog:
                 directory = self.partition_dir(cls.event_type, date)
                 self._ensure_dir(directory)
                 name = f"{file_stem or self._names.next()}{PARQUET_SUFFIX}"
+                final = f"{directory}/{name}"
+                if self.storage.atomic_upload:  # an object store: the upload is the publish
+                    done.append(final)
+                    self.storage.write_new(final, self._serialize(group, cls), fsync=False)
+                    continue
                 tmp = f"{directory}/{temp_name(name)}"
-                staged.append((tmp, f"{directory}/{name}"))
+                staged.append((tmp, final))
                 self.storage.write_new(tmp, self._serialize(group, cls), fsync=sync_now)
             for tmp, final in staged:
                 self.storage.rename(tmp, final)
@@ -443,7 +333,7 @@ class EventLog:
         except BaseException:
             self._roll_back(staged, done)
             raise
-        dirs = {final.rsplit("/", 1)[0] for _, final in staged}
+        dirs = {final.rsplit("/", 1)[0] for final in done}
         if sync_now:
             self._sync_pending(extra_dirs=dirs)
         elif self.fsync == "interval":
@@ -464,6 +354,10 @@ class EventLog:
 
     def _ensure_dir(self, directory: str) -> None:
         if directory in self._known_dirs:
+            return
+        if not self.storage.local:  # nothing to fsync: no need to know what was created
+            self.storage.makedirs(directory)
+            self._known_dirs.add(directory)
             return
         parent = directory.rsplit("/", 1)[0]
         created = [p for p in (parent, directory) if not self.storage.exists(p)]
@@ -538,9 +432,13 @@ class EventLog:
     def partition_files(self, event_type: str, date: str) -> list[LogFile]:
         """The partition's live files: visible files minus those a merged file replaced."""
         directory = self.partition_dir(event_type, date)
-        names = sorted(n for n, is_dir, _ in self.storage.list_dir(directory)
-                       if not is_dir and is_visible_name(n))
-        files = [LogFile(event_type, date, n, f"{directory}/{n}") for n in names]
+        names = [n for n, is_dir, _ in self.storage.list_dir(directory)
+                 if not is_dir and is_visible_name(n)]
+        return self._live(event_type, date, names)
+
+    def _live(self, event_type: str, date: str, names: Sequence[str]) -> list[LogFile]:
+        directory = self.partition_dir(event_type, date)
+        files = [LogFile(event_type, date, n, f"{directory}/{n}") for n in sorted(names)]
         claimed: set[str] = set()
         for file in files:
             if is_merged_name(file.name):
@@ -549,16 +447,47 @@ class EventLog:
         return [f for f in files if f.name not in claimed]
 
     def claims(self, file: LogFile) -> list[str] | None:
-        """The names a merged file replaced; None if its footer is unreadable (it is quarantined)."""
-        return self._guarded(file, self._claims)
+        """The names a merged file replaced; None if its footer is unreadable (it is quarantined).
+        Remembered by path: a merged file's name is a hash of what it claims, and files are never
+        rewritten, so its footer is read once per ``EventLog`` (one request saved per merged file
+        and listing on an object store)."""
+        known = self._claims_by_path.get(file.path)
+        if known is not None:
+            return list(known)
+        found = self._guarded(file, self._claims)
+        if found is not None:
+            self._claims_by_path[file.path] = tuple(found)
+        return found
 
     def _claims(self, file: LogFile) -> list[str]:
         return claimed_names(self.storage.parquet_file(file.path))
 
     def iter_files(self, event_type: str | None = None) -> Iterator[LogFile]:
-        """Live data files, by type, date and name (so by time within a partition)."""
-        for etype, date in self.partitions(event_type):
-            yield from self.partition_files(etype, date)
+        """Live data files, by type, date and name (so by time within a partition). On an object
+        store the whole tree (or the type's) is listed in one paged request."""
+        if self.storage.local:
+            for etype, date in self.partitions(event_type):
+                yield from self.partition_files(etype, date)
+            return
+        for (etype, date), names in sorted(self._tree(event_type).items()):
+            yield from self._live(etype, date, names)
+
+    def _tree(self, event_type: str | None) -> dict[tuple[str, str], list[str]]:
+        """Visible file names by partition, from one recursive listing."""
+        root = self.events_root if event_type is None else \
+            self.storage.join(EVENTS_DIR, f"event_type={event_type}")
+        out: dict[tuple[str, str], list[str]] = {}
+        for relative, _, _ in self.storage.list_tree(root):
+            parts = relative.split("/")
+            if event_type is not None:
+                parts = [f"event_type={event_type}", *parts]
+            if len(parts) != 3 or not is_visible_name(parts[2]):
+                continue
+            etype = _partition_value(parts[0], "event_type")
+            date = _partition_value(parts[1], "date")
+            if etype and date:
+                out.setdefault((etype, date), []).append(parts[2])
+        return out
 
     def snapshot(self, event_type: str | None = None) -> list[LogFile]:
         """A consistent list of live files: listed twice until two listings agree (a compaction

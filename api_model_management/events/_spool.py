@@ -11,8 +11,9 @@ segments whose writer died (an ``*.open`` segment whose ``flock`` it can take), 
 to Parquet under names derived from the segment (so a re-run after a crash rewrites the same files
 instead of duplicating them), then deletes the segment.
 
-Layout: ``<data_dir>/spool/<writer_id>/<seq>.open`` while written, renamed ``<seq>.wal`` when full
-or old. A record is one line: ``<event_type>\\t<JSON>\\n``; a torn last line (a writer killed inside
+Layout: ``<spool>/<writer_id>/<seq>.open`` while written, renamed ``<seq>.wal`` when full or old,
+where ``<spool>`` is ``<data_dir>/spool`` for a local log and ``settings.events.spool_dir`` (by
+default under the system temp dir) for a remote one (``_local.py``). A record is one line: ``<event_type>\\t<JSON>\\n``; a torn last line (a writer killed inside
 ``write``) belongs to a request that never returned and is skipped.
 
 A write that fails part-way (``ENOSPC`` after a short write, ``EIO``) is cut back off the segment
@@ -36,6 +37,7 @@ from pathlib import Path
 
 import orjson
 
+from ._local import spool_root
 from ._types import EVENT_TYPES, Event, uuid7
 
 log = logging.getLogger(__name__)
@@ -119,9 +121,10 @@ class SpoolWriter:
         fsync_interval_ms: int = 200,
         segment_max_bytes: int = 4 * 1024 * 1024,
         segment_max_age_s: float = 1.0,
+        spool_dir: str | Path | None = None,
     ) -> None:
         self.writer_id = writer_id or f"w-{os.getpid()}-{uuid7()[-12:]}"
-        self.dir = Path(data_dir) / "spool" / self.writer_id
+        self.dir = spool_root(data_dir, spool_dir) / self.writer_id
         self.dir.mkdir(parents=True, exist_ok=True)
         # held until this process ends (or close()): while it is held the writer is alive
         self._alive_fd: int | None = os.open(self.dir / ALIVE, os.O_WRONLY | os.O_CREAT, 0o644)
@@ -268,10 +271,10 @@ class Segment:
         return f"{self.path.name.split('.')[0]}-{self.writer_id}"
 
 
-def finished_writers(data_dir: str | Path) -> Iterator[Path]:
+def finished_writers(data_dir: str | Path, spool_dir: str | Path | None = None) -> Iterator[Path]:
     """Writer directories whose writer is gone and whose segments are all ingested: what is
     left to do for them is the sink's finalization (lost intents), then removal."""
-    root = Path(data_dir) / "spool"
+    root = spool_root(data_dir, spool_dir)
     if not root.is_dir():
         return
     for writer_dir in sorted(p for p in root.iterdir() if p.is_dir()):
@@ -285,9 +288,10 @@ def finished_writers(data_dir: str | Path) -> Iterator[Path]:
             yield writer_dir
 
 
-def ingestible_segments(data_dir: str | Path) -> Iterator[Segment]:
+def ingestible_segments(data_dir: str | Path, spool_dir: str | Path | None = None
+                        ) -> Iterator[Segment]:
     """Closed segments, and open segments whose writer is dead (their lock can be taken)."""
-    root = Path(data_dir) / "spool"
+    root = spool_root(data_dir, spool_dir)
     if not root.is_dir():
         return
     for writer_dir in sorted(p for p in root.iterdir() if p.is_dir()):
@@ -318,10 +322,10 @@ def read_segment(segment: Segment) -> list[Event]:
     return decode_events(segment.path.read_bytes())
 
 
-def pending_events(data_dir: str | Path) -> list[Event]:
+def pending_events(data_dir: str | Path, spool_dir: str | Path | None = None) -> list[Event]:
     """Every event still in the spool (including live writers' open segments), for readers that
     must see everything a returned ``complete()`` wrote."""
-    root = Path(data_dir) / "spool"
+    root = spool_root(data_dir, spool_dir)
     events: list[Event] = []
     if not root.is_dir():
         return events

@@ -147,7 +147,8 @@ def build_local_router(
     if events is None:
         events = ResilientSpool(
             SpoolWriter(data_dir or settings.data_dir, fsync=settings.events.fsync,
-                        fsync_interval_ms=settings.events.fsync_interval_ms), clock=clock)
+                        fsync_interval_ms=settings.events.fsync_interval_ms,
+                        spool_dir=None if data_dir else settings.events.spool_dir), clock=clock)
     router = build_router(
         config, backend, holder="local", events=events,
         adapters=adapters if adapters is not None else make_adapters(config, env=env),

@@ -66,7 +66,7 @@ class RouterShell:
         self.stats = StatsCore()
         self.spool = SpoolWriter(
             settings.data_dir, self.holder, fsync=settings.events.fsync,
-            fsync_interval_ms=settings.events.fsync_interval_ms,
+            fsync_interval_ms=settings.events.fsync_interval_ms, spool_dir=settings.events.spool_dir,
         )
         self.events = ResilientSpool(self.spool, clock=clock)
         backend = RayBackend(config, limiters=limiters, ledger=ledger, cache=cache, health=health)

@@ -55,8 +55,11 @@ HEALTH_WAKE_S = 1.0
 
 
 def _state_dir(config: RegistryConfig) -> Path:
-    """Where actors keep what must survive their restart (``<data_dir>/state``)."""
-    return Path(config.settings.data_dir) / "state"
+    """Where actors keep what must survive their restart (``<data_dir>/state``, or a local
+    directory when the log is remote: ``events._local.state_dir``)."""
+    from ..events._local import state_dir
+
+    return state_dir(config.settings)
 
 
 def _safe(name: str) -> str:
@@ -70,7 +73,7 @@ def _spool(config: RegistryConfig, name: str) -> ResilientSpool:
     ev = config.settings.events
     return ResilientSpool(SpoolWriter(
         config.settings.data_dir, f"{name}-{int(time.time() * 1000)}",
-        fsync=ev.fsync, fsync_interval_ms=ev.fsync_interval_ms,
+        fsync=ev.fsync, fsync_interval_ms=ev.fsync_interval_ms, spool_dir=ev.spool_dir,
     ))
 
 
@@ -387,11 +390,12 @@ class CostLedgerShell:
 
         from ..budget import CostLedgerCore, HoldJournal, LogSpend
         from ..events import EventLog
+        from ..events._local import spool_dir
 
         configure_actor_logging(config)
         self.config = config
         data_dir = config.settings.data_dir
-        spool_root = Path(data_dir) / "spool"
+        spool_root = spool_dir(config.settings)
         # alerts of log files found unreadable (quarantined): spooled by _after, as ours are
         self._log_alerts: deque[Any] = deque()
         log = EventLog(data_dir, alerts=self._log_alerts.extend)
@@ -572,7 +576,7 @@ class SelectorShell:
         self.subscribers = _Subscribers()
         # weights set while the system runs survive a restart of this actor (same session)
         self._weights_path = (
-            Path(config.settings.data_dir) / "state" / f"selector-weights-{session}.json" if session else None
+            _state_dir(config) / f"selector-weights-{session}.json" if session else None
         )
         if self._weights_path is not None and self._weights_path.exists():
             from ..replay import read_weights_file

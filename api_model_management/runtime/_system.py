@@ -25,7 +25,7 @@ from typing import Any
 
 from .._request import ModelRequest, ModelResponse, StreamChunk
 from ..budget import BudgetStatus
-from ..config import RegistryConfig, SelectionWeights
+from ..config import RegistryConfig, SelectionWeights, Settings
 from ..errors import ComponentUnavailable, InvalidInput, StreamInterrupted
 from ..projections import Report
 from ..selection import Selection
@@ -97,7 +97,7 @@ class ModelManagement:
             })
         config = with_effective_log_level(config, env=env)
         configure_logging(config.settings.log_level, env={})  # resolved just above
-        Path(config.settings.data_dir).mkdir(parents=True, exist_ok=True)
+        _make_local_dirs(config.settings)
         secrets = load_secrets(config, env=env, dotenv_path=dotenv_path)
         api_keys = {name: secrets.keys_for(name) for name in config.providers}
         owns_ray = False
@@ -296,6 +296,17 @@ class ModelManagement:
             if "ray::" in cmd or "raylet" in cmd or "gcs_server" in cmd or proc.info["name"].startswith("ray::"):
                 out[f"{proc.info['name']}:{proc.pid}"] = proc.info["memory_info"].rss / 2**20
         return out
+
+
+def _make_local_dirs(settings: Settings) -> None:
+    """The log's directory when it is local; the spool's and the state's when the log is
+    remote (an object store needs no directory made)."""
+    from ..events._local import spool_dir, state_dir
+    from ..events._storage import local_path
+
+    local = local_path(settings.data_dir)
+    for path in [local] if local is not None else [spool_dir(settings), state_dir(settings)]:
+        path.mkdir(parents=True, exist_ok=True)
 
 
 def _retried(request: ModelRequest) -> ModelRequest:
