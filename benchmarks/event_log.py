@@ -9,11 +9,16 @@ shows what the append path costs, where wall-clock throughput shows what the sha
 
     python benchmarks/event_log.py
     python benchmarks/event_log.py --batch-sizes 1,100,10000 --seconds 5 --compression snappy
+    python benchmarks/event_log.py --s3 --batch-sizes 1000,10000,50000   # to S3 (moto, loopback)
+
+With ``--s3`` the log is ``s3://`` on an S3-compatible server on loopback (moto, its own process;
+see ``_s3.py``): each append is one upload per file, no fsync, no rename.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import random
 import tempfile
@@ -21,6 +26,8 @@ import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+
+from _s3 import loopback_s3
 
 from api_model_management.events import RequestCompleted
 from api_model_management.events._log import EventLog
@@ -65,7 +72,9 @@ def realistic_events(n: int, seed: int = 7) -> list[RequestCompleted]:
 
 
 def run_one(batch_size: int, events: list[RequestCompleted], seconds: float, fsync: str,
-            compression: str) -> dict:
+            compression: str, s3_uri: str | None = None) -> dict:
+    if s3_uri is not None:
+        return _run_s3(batch_size, events, seconds, compression, f"{s3_uri}/b{batch_size}")
     with tempfile.TemporaryDirectory(prefix="amm-bench-") as data_dir:
         log = EventLog(data_dir, fsync=fsync, compression=compression)
         written = 0
@@ -84,6 +93,24 @@ def run_one(batch_size: int, events: list[RequestCompleted], seconds: float, fsy
             "files": len(files), "bytes_per_event": size / max(written, 1)}
 
 
+def _run_s3(batch_size: int, events: list[RequestCompleted], seconds: float, compression: str,
+            uri: str) -> dict:
+    log = EventLog(uri, compression=compression)
+    written = 0
+    cpu_start = time.process_time()
+    start = time.perf_counter()
+    while written < len(events) and time.perf_counter() - start < seconds:
+        log.append(events[written:written + batch_size])
+        written += min(batch_size, len(events) - written)
+    elapsed = time.perf_counter() - start
+    cpu = time.process_time() - cpu_start
+    objects = log.storage.list_tree(log.storage.root)
+    files = [size for name, size, _ in objects if name.endswith(".parquet")]
+    return {"batch": batch_size, "events": written, "seconds": elapsed, "rate": written / elapsed,
+            "cpu_rate": written / max(cpu, 1e-9), "files": len(files),
+            "bytes_per_event": sum(files) / max(written, 1)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -97,16 +124,26 @@ def main() -> None:
                         help="the log's fsync policy (default: interval, 200 ms)")
     parser.add_argument("--compression", default="zstd",
                         help="Parquet codec: zstd, snappy, lz4, gzip or none (default: zstd)")
+    parser.add_argument("--s3", action="store_true",
+                        help="write to s3:// on a loopback S3-compatible server (moto) instead")
     args = parser.parse_args()
     sizes = [int(s) for s in args.batch_sizes.split(",")]
     events = realistic_events(args.max_events)
-    print(f"fsync={args.fsync} compression={args.compression} "
+    where = "s3:// (moto on loopback)" if args.s3 else f"local disk, fsync={args.fsync}"
+    print(f"{where} compression={args.compression} "
           f"(at most {args.max_events} events or {args.seconds:g} s per row)\n")
+    with contextlib.ExitStack() as stack:
+        s3_uri = stack.enter_context(loopback_s3()) if args.s3 else None
+        _table(sizes, events, args, s3_uri)
+
+
+def _table(sizes: list[int], events: list[RequestCompleted], args: argparse.Namespace,
+           s3_uri: str | None) -> None:
     print("| batch size | events | seconds | events/s (wall) | events per CPU-second | files |"
           " bytes/event |")
     print("|---:|---:|---:|---:|---:|---:|---:|")
     for size in sizes:
-        r = run_one(size, events, args.seconds, args.fsync, args.compression)
+        r = run_one(size, events, args.seconds, args.fsync, args.compression, s3_uri)
         print(f"| {r['batch']:,} | {r['events']:,} | {r['seconds']:.2f} | {r['rate']:,.0f} | "
               f"{r['cpu_rate']:,.0f} | {r['files']:,} | {r['bytes_per_event']:.1f} |")
 
