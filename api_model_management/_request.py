@@ -706,15 +706,28 @@ class ModelRequest(BaseModel):
         """Every image of the conversation, in order."""
         if not self.messages:
             return ()
-        return tuple(image for m in self.messages for image in m.images)
+        return tuple(part.image_url for m in self.messages if m.content.__class__ is tuple
+                     for part in m.content if isinstance(part, ImagePart))
 
     def image_count(self) -> int:
         return len(self.images())
 
     def has_tool_history(self) -> bool:
         """True when the conversation holds tool calls or tool results."""
-        return bool(self.messages) and any(m.tool_calls or m.role == "tool"
-                                           for m in self.messages or ())
+        return self.messages is not None and any(m.tool_calls or m.tool_call_id is not None
+                                                 for m in self.messages)
+
+    def _conversation_needs(self) -> tuple[bool, bool]:
+        """(tool calls or results, images) in the conversation, in one pass (the selector asks
+        on every request; a message of plain text costs two attribute reads)."""
+        tools = images = False
+        for m in self.messages or ():
+            if m.tool_calls or m.tool_call_id is not None:
+                tools = True
+            content = m.content
+            if content.__class__ is tuple and not images:
+                images = any(isinstance(part, ImagePart) for part in content)
+        return tools, images
 
     def output_schema(self) -> dict[str, Any] | None:
         """The JSON Schema a structured answer must satisfy, if ``response_format`` gives one."""
@@ -730,9 +743,10 @@ class ModelRequest(BaseModel):
         for tools or a tool conversation, ``vision`` for images, ``structured-output`` for a
         ``json_schema`` response format (no duplicates, order kept)."""
         needed = list(self.required_capabilities)
-        if self.tools or self.has_tool_history():
+        tool_history, images = self._conversation_needs()
+        if self.tools or tool_history:
             needed.append("function-calling")
-        if self.images():
+        if images:
             needed.append("vision")
         if self.output_schema() is not None:
             needed.append("structured-output")
@@ -742,8 +756,12 @@ class ModelRequest(BaseModel):
     def estimated_input_tokens(self) -> int:
         """A token estimate for fitting a context window (about 3 characters a token, plus
         framing). Not a bound: budgets and rate limits use :meth:`input_token_bound`."""
-        extra = sum(map(_utf8_bytes, self._tool_texts()))
-        return (len(self.prompt_text()) + extra) // 3 + 4 * len(self._chat_contents()) + 8
+        contents = self._chat_contents()
+        lengths = [n for n in map(len, (self.system_prompt() or "", *contents)) if n]
+        chars = sum(lengths) + max(0, len(lengths) - 1)  # len(prompt_text()), without joining
+        if self.tools or self.response_format is not None or self.has_tool_history():
+            chars += sum(map(_utf8_bytes, self._tool_texts()))
+        return chars // 3 + 4 * len(contents) + 8
 
     def input_token_bound(self, model_name: str | None = None,
                           provider_type: str | None = None) -> int:

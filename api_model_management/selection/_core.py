@@ -3,18 +3,23 @@
 A pure class (no Ray, no I/O). The original algorithm:
 
 1. **Filter.** A model is eligible when it is the pinned ``request.model_id`` (if any), enabled,
-   allowed by ``request.constraints`` (providers, models), covers ``required_capabilities``, fits
+   allowed by ``request.constraints`` (providers, models), covers ``capabilities_needed()``
+   (``required_capabilities`` plus ``function-calling`` for tools or a tool conversation,
+   ``vision`` for images, ``structured-output`` for a ``json_schema`` answer), fits
    ``estimated_input_tokens() + max_tokens`` in its context window (and ``max_tokens`` within its
    ``max_output_tokens``), its provider allows traffic (``unknown`` counts as healthy; ``half_open``
    takes no traffic: its trials are the health checker's own probes), it is not
    reported unavailable, not rate-limited, and meets the cost / latency / quality constraints
-   (worst-case cost: ``budget.worst_case_cost_usd`` on ``input_token_bound()``, as admission
-   reserves; latency and quality are the expected values below). Every filtered model gets a reason.
+   (worst-case cost: ``budget.worst_case_cost_usd`` on ``input_token_bound(model, provider
+   type)``, as admission reserves; latency and quality are the expected values below). Every
+   filtered model gets a reason. Images are counted per model by its provider's rule
+   (``image_token_bound``): in the input estimate (context window, expected cost) and in the
+   bound (worst-case cost); a request without images does no per-model work for them.
 2. **Score.** ``suitability = w_cap·capability + w_cost·cost + w_perf·performance + w_avail·
    availability``, each sub-score in [0, 1]:
 
-   - capability: ``0.8 · coverage of the required capabilities + 0.2 · min(1, extra / 3)``, where
-     ``extra`` counts capabilities beyond the required ones (versatility bonus, bounded);
+   - capability: ``0.8 · coverage of the needed capabilities + 0.2 · min(1, extra / 3)``, where
+     ``extra`` counts capabilities beyond the needed ones (versatility bonus, bounded);
    - cost: the log-price of the request's expected cost ``c`` (input estimate and ``max_tokens``
      at the model's prices) on one fixed scale, ``(ln(C+f) − ln(c+f)) / (ln(C+f) − ln(2f))``
      clipped to [0, 1], with ``f = 1e-6`` USD and ``C = 1`` USD: a cheaper model never scores
@@ -80,9 +85,13 @@ _LOG_COST_CEILING = log(COST_CEILING_USD + COST_FLOOR_USD)
 _LOG_COST_SPAN = _LOG_COST_CEILING - log(2 * COST_FLOOR_USD)
 _THOUSAND = Decimal(1000)
 
-# memo keys: (model_id, required_capabilities, est_in, in_bound, max_tokens, priority, agent_type,
-# constraints) and (model_id, required_capabilities, constraints, exclude)
-_AssignmentKey = tuple[str | None, tuple[str, ...], int, int, int, Priority, str, SelectionConstraints]
+#: What the per-model image token bound depends on besides the model: each image's pixel size
+#: (None: unknown) and OpenAI's ``detail``.
+_ImageSizes = tuple[tuple[tuple[int, int] | None, str], ...]
+# memo keys: (model_id, capabilities needed, image sizes, est_in, text bound, max_tokens, priority,
+# agent_type, constraints) and (model_id, capabilities needed, constraints, exclude)
+_AssignmentKey = tuple[str | None, tuple[str, ...], _ImageSizes, int, int, int, Priority, str,
+                       SelectionConstraints]
 _ShapeKey = tuple[str | None, tuple[str, ...], SelectionConstraints, frozenset[str]]
 
 
@@ -186,12 +195,16 @@ def _describe(sel: Selection) -> str:
 class _Model:
     """The static, request-independent parts of one model, precomputed once per config."""
 
-    __slots__ = ("id", "provider", "caps", "enabled", "context_window", "max_output", "in_price",
-                 "out_price", "in_per_token", "out_per_token", "prior_latency_ms", "quality_prior",
-                 "fallbacks", "order", "n_caps", "config")
+    __slots__ = ("id", "provider", "provider_type", "wire_name", "caps", "enabled",
+                 "context_window", "max_output", "in_price", "out_price", "in_per_token",
+                 "out_per_token", "prior_latency_ms", "quality_prior", "fallbacks", "order",
+                 "n_caps", "config")
 
-    def __init__(self, m: config.ModelConfig, order: int) -> None:
+    def __init__(self, m: config.ModelConfig, order: int,
+                 provider_type: str | None = None) -> None:
         self.id, self.provider, self.order = m.id, m.provider, order
+        #: what prices an image (``_images.image_token_bound``); None: a provider not configured
+        self.provider_type, self.wire_name = provider_type, m.wire_name
         self.caps = frozenset(m.capabilities)
         self.n_caps = len(self.caps)
         self.enabled = m.enabled
@@ -268,7 +281,8 @@ class SelectorCore:
     def set_config(self, config: config.RegistryConfig) -> None:
         """Load a (new) configuration: models, weights, exploration, cache TTL."""
         self.config = config
-        self._models = [_Model(m, i) for i, m in enumerate(config.models)]
+        types = {name: p.type for name, p in config.providers.items()}
+        self._models = [_Model(m, i, types.get(m.provider)) for i, m in enumerate(config.models)]
         self._by_id = {m.id: m for m in self._models}
         sel = config.settings.selection
         self._weights, self._weights_version = sel.weights, sel.weights_version
@@ -424,13 +438,15 @@ class SelectorCore:
         if not isinstance(request, ModelRequest):
             raise InvalidInput("select needs a ModelRequest")
         now = self._clock.monotonic()
+        needed, images = _needs(request)
         est_in = request.estimated_input_tokens()
-        in_bound = request.input_token_bound()
-        key = (request.model_id, request.required_capabilities, est_in, in_bound,
-               request.max_tokens, request.priority, request.agent_type, request.constraints)
+        text_bound = request.text_token_bound()
+        key = (request.model_id, needed, images, est_in, text_bound, request.max_tokens,
+               request.priority, request.agent_type, request.constraints)
         ranking = self._assignments.get(key)
         if ranking is None or ranking.expires_at <= now:
-            ranking = self._rank(request, (est_in, in_bound), now, frozenset(), None)
+            ranking = self._rank(request, needed, (est_in, text_bound, bool(images)), now,
+                                 frozenset(), None)
             if ranking.expires_at > now:
                 if len(self._assignments) >= _ASSIGNMENT_CACHE_MAX:
                     self._assignments.clear()
@@ -449,31 +465,39 @@ class SelectorCore:
             raise InvalidInput("select_for_failover needs a ModelRequest")
         if need_larger_context_than is not None and need_larger_context_than < 0:
             raise InvalidInput("need_larger_context_than must be >= 0")
-        ranking = self._rank(
-            request, (request.estimated_input_tokens(), request.input_token_bound()),
-            self._clock.monotonic(),
-            frozenset(exclude), need_larger_context_than,
-        )
+        needed, images = _needs(request)
+        sizes = (request.estimated_input_tokens(), request.text_token_bound(), bool(images))
+        ranking = self._rank(request, needed, sizes, self._clock.monotonic(), frozenset(exclude),
+                             need_larger_context_than)
         return self._choose(ranking, request.priority, explore=False)
 
     # -- filtering and scoring ---------------------------------------------------------------
     def _rank(
         self,
         request: ModelRequest,
-        sizes: tuple[int, int],
+        needed: tuple[str, ...],
+        sizes: tuple[int, int, bool],
         now: float,
         exclude: frozenset[str],
         need_larger: int | None,
     ) -> _Ranking:
-        """``sizes``: the input token estimate (to fit a context window, to rank by cost) and the
-        input token bound (for the worst-case cost)."""
-        est_in, in_bound = sizes
-        shape_ok, filtered = self._shape_filter(request, exclude)
+        """``needed``: the capabilities the request needs. ``sizes``: the input token estimate of
+        its text (to fit a context window, to rank by cost), the input token bound of its text
+        (for the worst-case cost) and whether it holds images, which each model then counts by
+        its provider's rule, in both."""
+        est_in, text_bound, has_images = sizes
+        shape_ok, filtered = self._shape_filter(request, needed, exclude)
         filtered = dict(filtered)
+        image_tokens: dict[str, int] | None = None
+        if has_images:
+            image_tokens = {m.id: request.image_token_bound(m.wire_name, m.provider_type)
+                            for m in shape_ok}
         eligible: list[_Model] = []
         expires_at = now + self._ttl_s
         for m in shape_ok:
-            reason = self._size_reason(m, request, est_in, in_bound, need_larger)
+            image = image_tokens[m.id] if image_tokens is not None else 0
+            reason = self._size_reason(m, request, est_in + image, text_bound + image,
+                                       need_larger)
             if reason is None:
                 reason = self._live_reason(m, request, now)
                 until = self._limited_until.get(m.id)
@@ -486,23 +510,25 @@ class SelectorCore:
         if not eligible:
             raise NoEligibleModel.from_reasons(filtered)
         weights = self.weights_for(request.agent_type, request.priority)
-        ordered = self._fallback_order(self._score(eligible, request, est_in, weights))
+        scored = self._score(eligible, request, len(frozenset(needed)), (est_in, image_tokens),
+                             weights)
+        ordered = self._fallback_order(scored)
         return _Ranking(
             raw=tuple(r for r, _ in ordered), providers=tuple(m.provider for _, m in ordered),
             filtered=filtered, weights=weights, expires_at=expires_at,
         )
 
     def _shape_filter(
-        self, request: ModelRequest, exclude: frozenset[str]
+        self, request: ModelRequest, needed: tuple[str, ...], exclude: frozenset[str]
     ) -> tuple[list[_Model], dict[str, str]]:
         """The filters that depend on neither the prompt's size nor live state (memoized)."""
-        key = (request.model_id, request.required_capabilities, request.constraints, exclude)
+        key = (request.model_id, needed, request.constraints, exclude)
         hit = self._shapes.get(key)
         if hit is not None:
             return hit
         if request.model_id is not None and request.model_id not in self._by_id:
             raise InvalidInput(f"unknown model {request.model_id!r}", model_id=request.model_id)
-        required = frozenset(request.required_capabilities)
+        required = frozenset(needed)
         passed: list[_Model] = []
         filtered: dict[str, str] = {}
         for m in self._models:
@@ -520,6 +546,7 @@ class SelectorCore:
     def _size_reason(
         m: _Model, request: ModelRequest, est_in: int, in_bound: int, need_larger: int | None
     ) -> str | None:
+        """``est_in``: the model's input estimate; ``in_bound``: its input token bound."""
         needed = est_in + request.max_tokens
         if needed > m.context_window:
             return f"context window {m.context_window} < {needed} tokens needed"
@@ -553,10 +580,17 @@ class SelectorCore:
         return None
 
     def _score(
-        self, eligible: list[_Model], request: ModelRequest, est_in: int, w: config.SelectionWeights
+        self,
+        eligible: list[_Model],
+        request: ModelRequest,
+        n_required: int,
+        estimate: tuple[int, dict[str, int] | None],
+        w: config.SelectionWeights,
     ) -> list[tuple[_Raw, _Model, float]]:
+        """``estimate``: the input tokens of the text and, when the request holds images, each
+        model's image tokens."""
+        est_in, image_tokens = estimate
         max_tokens = request.max_tokens
-        n_required = len(request.required_capabilities)
         wc, wk, wp, wa = w.capability, w.cost, w.performance, w.availability
         per_usd = 1.0 / w.value_usd if w.value_usd else 0.0
         dynamic = self._dynamic
@@ -564,7 +598,8 @@ class SelectorCore:
         agent = request.agent_type
         out = []
         for m in eligible:
-            usd = est_in * m.in_per_token + max_tokens * m.out_per_token
+            tokens = est_in if image_tokens is None else est_in + image_tokens[m.id]
+            usd = tokens * m.in_per_token + max_tokens * m.out_per_token
             lc = log(usd + COST_FLOOR_USD)
             capability = 0.8 + 0.2 * min(1.0, (m.n_caps - n_required) / 3.0)
             cost = min(1.0, max(0.0, (_LOG_COST_CEILING - lc) / _LOG_COST_SPAN))
@@ -690,6 +725,19 @@ def adjust_for_priority(w: config.SelectionWeights, priority: str) -> config.Sel
         capability=cap / total, cost=cost / total, performance=perf / total,
         availability=avail / total, value_usd=w.value_usd,
     )
+
+
+def _needs(request: ModelRequest) -> tuple[tuple[str, ...], _ImageSizes]:
+    """What a request needs of a model besides room: the capabilities
+    (``ModelRequest.capabilities_needed``) and each image's (size, detail), from which each
+    model's image tokens follow. A prompt alone needs its ``required_capabilities`` and has no
+    image: answered without looking further (the plain path stays as fast as it was)."""
+    if request.messages is None and not request.tools and request.response_format is None:
+        return request.required_capabilities, ()
+    needed = request.capabilities_needed()
+    if "vision" not in needed:
+        return needed, ()
+    return needed, tuple((image.size, image.detail) for image in request.images())
 
 
 def _shape_reason(
