@@ -15,6 +15,7 @@ text: constructors take structured fields, and messages are built from those fie
     │   │   ├── ProviderOverloaded       (Anthropic 529, Gemini 503, Ollama 503)
     │   │   └── MalformedResponse        (the body could not be parsed)
     │   │       └── ResponseTooLarge     (the body passed ``max_response_bytes``; ``limit_bytes``)
+    │   ├── InvalidOutput                tool calls / structured output failed their schema (failover)
     │   └── PermanentProviderError       retrying the same model will not help
     │       ├── AuthenticationError      (401/403; failover to another provider)
     │       ├── QuotaExceeded            (billing / insufficient quota; failover)
@@ -160,6 +161,15 @@ class ResponseTooLarge(MalformedResponse):
     further; another candidate is tried."""
 
     error_kind = "response_too_large"
+
+
+class InvalidOutput(ProviderError):
+    """The model answered, but its tool calls or its structured answer failed the request's
+    schemas (``evaluation.check_output``; ``settings.quality.fail_over_on_invalid_output``): a
+    failure of that model, not of its provider (neutral for health), and the next candidate is
+    tried. The message names the rule that failed, never an argument or a value."""
+
+    error_kind = "invalid_output"
 
 
 class PermanentProviderError(ProviderError):

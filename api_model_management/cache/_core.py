@@ -3,7 +3,9 @@
 A pure class (no Ray, no I/O). The key is :meth:`ModelRequest.cache_key` (normalized messages and
 parameters, model-agnostic unless the request pins a model). Only cacheable requests are stored or
 looked up (``request.is_cacheable(settings.deterministic_only)``), and only complete answers
-(``finish_reason`` ``stop`` or ``length``; never errors, filtered content or cache hits).
+(``finish_reason`` ``stop`` or ``length``, or ``tool_calls`` with the calls it holds; never errors,
+filtered content or cache hits). The key covers tools, tool choice and response format (``ModelRequest.canonical``): a
+request offering other tools, or asking another format, is another entry.
 
 Bounds: at most ``max_entries`` entries and ``max_bytes`` bytes (an entry's size is its response
 serialized as JSON plus a fixed overhead); the least recently used entries go first. An entry older
@@ -162,7 +164,8 @@ class CacheCore:
         key = self._lookup_key(request)
         if key is None or response.cache_hit or life_s <= 0:
             return False
-        if response.finish_reason not in CACHEABLE_FINISH_REASONS:
+        if response.finish_reason not in CACHEABLE_FINISH_REASONS and not (
+                response.finish_reason == "tool_calls" and response.tool_calls):
             return False
         size = len(response.model_dump_json()) + ENTRY_OVERHEAD_BYTES
         if size > self.settings.max_bytes:

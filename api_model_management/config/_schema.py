@@ -268,6 +268,12 @@ class QualitySettings(_Strict):
     #: ``amm calibrate``, or None for the weighted sum of the three scores under ``weights``.
     calibration_path: str | None = "default"
     reroute_on_low_quality: bool = False
+    #: An answer whose tool calls or structured output fail their schema check (arguments that
+    #: do not validate against the tool's parameters, a JSON answer that does not parse or
+    #: validate against the requested schema) is a failure of that model: ``AttemptFailed``
+    #: (``invalid_output``), and the next candidate is tried, as after an error. False: the
+    #: answer is returned, recorded as invalid. Never for a stream (the caller has it already).
+    fail_over_on_invalid_output: bool = True
     judge: JudgeSettings = JudgeSettings()
 
 

@@ -16,6 +16,17 @@ the three scores are never negative; all property-tested): a ``length`` finish n
 a clean stop; appending text unrelated to the prompt never raises relevance; repeating the answer
 never raises coherence.
 
+Answers that are not prose are judged by their schemas instead (:mod:`._structured`): an answer
+with tool calls by whether each names a tool that may be called and its arguments validate against
+that tool's parameters, a JSON answer (``response_format`` ``json_object`` / ``json_schema``) by
+whether it parses and validates against the requested schema. Such an evaluation says
+``evaluator="schema"``; its ``quality_score`` is the share of valid calls (0 when a call was
+required and none was made), or 1 / 0 for a valid / invalid structured answer; completeness is the
+share that validate, relevance the share that are JSON of the right shape naming a tool that may
+be called, coherence 1 (JSON that parses is coherent; text that does not is not JSON at all, and
+fails relevance and completeness). ``structured_valid`` / ``tool_calls_valid`` say which check ran
+and whether it passed.
+
 Large answers (scoring takes about 0.35 s a MB, holding the GIL) are kept off the caller's event
 loop: :meth:`ResponseEvaluator.evaluate_async` scores answers longer than
 :data:`INLINE_MAX_CHARS` in a worker thread, and an answer longer than :data:`SCORED_MAX_CHARS` is
@@ -27,17 +38,19 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections.abc import Sequence
 from functools import cache
 
 from pydantic import BaseModel, ConfigDict
 
-from .._request import ModelRequest
+from .._request import ModelRequest, ToolCall
 from ..config import QualitySettings
 from ..errors import InvalidInput
 from ..events import ResponseEvaluated
 from ._calibration import DEFAULT, Calibration, feature_vector, load_calibration
 from ._requirements import Requirements, extract
 from ._scores import FINISH_FACTORS, Scores, score
+from ._structured import OutputCheck, check_output
 from ._text import Answer
 
 __all__ = ["FINISH_FACTORS", "INLINE_MAX_CHARS", "SCORED_MAX_CHARS", "Evaluation",
@@ -56,9 +69,11 @@ class Evaluation(BaseModel):
     """Scores of one answer, each in [0, 1], with a short reason for anything below full marks.
 
     ``calibration`` names the model that turned the scores into ``quality_score`` (None: the
-    weighted sum of the three); the explanation names it too, which is how it reaches the log
-    (``ResponseEvaluated`` has no field for it: a new column would make the log's older files
-    unreadable as that type)."""
+    weighted sum of the three, or a schema check); the explanation names it too, which is how it
+    reaches the log. ``evaluator``: ``heuristic`` (prose) or ``schema`` (tool calls, structured
+    output). ``structured_valid``: whether a JSON answer asked for is valid (None: none asked,
+    or the answer called tools); ``tool_calls_valid``: whether the answer's tool calls are (None:
+    no call made or required)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -69,6 +84,14 @@ class Evaluation(BaseModel):
     low_quality: bool
     explanation: str
     calibration: str | None = None
+    evaluator: str = "heuristic"
+    structured_valid: bool | None = None
+    tool_calls_valid: bool | None = None
+
+    @property
+    def invalid_output(self) -> bool:
+        """The answer's tool calls or structured output failed their schema check."""
+        return self.structured_valid is False or self.tool_calls_valid is False
 
     def to_event(self, **common: object) -> ResponseEvaluated:
         """The ``ResponseEvaluated`` event for these scores; ``common`` holds ``request_id`` etc."""
@@ -78,7 +101,7 @@ class Evaluation(BaseModel):
             coherence=self.coherence,
             quality_score=self.quality_score,
             low_quality=self.low_quality,
-            evaluator="heuristic",
+            evaluator=self.evaluator,
             explanation=self.explanation,
             **common,
         )
@@ -101,11 +124,18 @@ class ResponseEvaluator:
         """The model behind ``quality_score`` (None: the weighted sum of the three scores)."""
         return self._calibration
 
-    def evaluate(self, request: ModelRequest, text: str, finish_reason: str | None) -> Evaluation:
-        """Score ``text`` as the answer to ``request`` (``finish_reason`` normalized, or None);
-        an answer longer than :data:`SCORED_MAX_CHARS` on its :func:`scored_part`. Anything but a
-        request, a string and a string or None is :class:`~api_model_management.errors.InvalidInput`."""
+    def evaluate(self, request: ModelRequest, text: str, finish_reason: str | None,
+                 tool_calls: Sequence[ToolCall] = ()) -> Evaluation:
+        """Score ``text`` (and ``tool_calls``) as the answer to ``request`` (``finish_reason``
+        normalized, or None): by the schemas when the answer calls tools or JSON was asked for,
+        else as prose, an answer longer than :data:`SCORED_MAX_CHARS` on its :func:`scored_part`.
+        Anything but a request, a string, a string or None and a sequence of ``ToolCall`` is
+        :class:`~api_model_management.errors.InvalidInput`."""
         _check_input(request, text, finish_reason)
+        _check_calls(tool_calls)
+        check = check_output(request, text, tool_calls)
+        if check is not None:
+            return self._judged_by_schema(check)
         scored = scored_part(text)
         note = [] if scored is text else [f"scored the first {len(scored)} of {len(text)} characters"]
         measured = _measure(request, scored, finish_reason)
@@ -117,22 +147,42 @@ class ResponseEvaluator:
             quality = self._calibration.predict(feature_vector(*measured))
         return self._result(measured[2], note, quality)
 
-    def features(self, request: ModelRequest, text: str,
-                 finish_reason: str | None) -> list[float] | None:
+    def features(self, request: ModelRequest, text: str, finish_reason: str | None,
+                 tool_calls: Sequence[ToolCall] = ()) -> list[float] | None:
         """The calibration's inputs for this answer (:data:`~._calibration.FEATURE_NAMES`), or
-        None for an empty answer (which scores 0 whatever the calibration): what ``amm calibrate``
-        fits on."""
+        None for an empty answer (which scores 0 whatever the calibration) and for one judged by
+        its schemas (no calibration applies): what ``amm calibrate`` fits on."""
         _check_input(request, text, finish_reason)
+        _check_calls(tool_calls)
+        if check_output(request, text, tool_calls) is not None:
+            return None
         measured = _measure(request, scored_part(text), finish_reason)
         return None if measured is None else feature_vector(*measured)
 
-    async def evaluate_async(self, request: ModelRequest, text: str,
-                             finish_reason: str | None) -> Evaluation:
+    async def evaluate_async(self, request: ModelRequest, text: str, finish_reason: str | None,
+                             tool_calls: Sequence[ToolCall] = ()) -> Evaluation:
         """:meth:`evaluate`, in a worker thread for answers longer than :data:`INLINE_MAX_CHARS`
         (the same scores, without stalling the caller's event loop)."""
         if isinstance(text, str) and len(text) <= INLINE_MAX_CHARS:
-            return self.evaluate(request, text, finish_reason)
-        return await asyncio.to_thread(self.evaluate, request, text, finish_reason)
+            return self.evaluate(request, text, finish_reason, tool_calls)
+        return await asyncio.to_thread(self.evaluate, request, text, finish_reason, tool_calls)
+
+    def _judged_by_schema(self, check: OutputCheck) -> Evaluation:
+        n = check.checked
+        if check.kind == "structured":
+            quality = completeness = float(check.valid)
+            relevance = float(check.parsed)
+        else:
+            quality = completeness = check.valid / n if n else 0.0
+            relevance = check.parsed / n if n else 0.0
+        valid = check.ok
+        return Evaluation(
+            completeness=_unit(completeness), relevance=_unit(relevance), coherence=1.0,
+            quality_score=_unit(quality), low_quality=quality < self._settings.threshold,
+            explanation=check.describe(), evaluator="schema",
+            structured_valid=valid if check.kind == "structured" else None,
+            tool_calls_valid=valid if check.kind == "tool_calls" else None,
+        )
 
     def _result(self, scores: Scores, note: list[str], calibrated: float | None) -> Evaluation:
         c, r, h = scores.completeness, scores.relevance, scores.coherence
@@ -210,6 +260,12 @@ def _check_input(request: object, text: object, finish_reason: object) -> None:
         raise InvalidInput(f"text must be a str, not {type(text).__name__}")
     if finish_reason is not None and not isinstance(finish_reason, str):
         raise InvalidInput(f"finish_reason must be a str or None, not {type(finish_reason).__name__}")
+
+
+def _check_calls(tool_calls: object) -> None:
+    if not isinstance(tool_calls, Sequence) or isinstance(tool_calls, str) or not all(
+            isinstance(call, ToolCall) for call in tool_calls):
+        raise InvalidInput("tool_calls must be a sequence of ToolCall")
 
 
 def _unit(value: float) -> float:

@@ -213,8 +213,16 @@ class FailoverTriggered(Event):
 class RequestCompleted(Event):
     """Terminal event of a request that succeeded (``cache_hit`` when served from the cache).
 
-    With ``store_prompts`` off, ``prompt_text`` and ``response_text`` are None and only the hash and
-    lengths are kept."""
+    With ``store_prompts`` off, ``prompt_text``, ``response_text`` and ``tool_calls_json`` are
+    None and only the hash and lengths are kept.
+
+    Agent requests (all None in logs written before they existed): ``tool_calls`` the names of
+    the tools the answer called, in order (None: no call); ``tool_count`` the tools offered and
+    ``image_count`` the images sent; ``response_format`` the format asked (``json_object`` /
+    ``json_schema``; None: text); ``structured_valid`` whether the JSON answer asked for passed
+    its check, ``tool_calls_valid`` whether the calls did (``evaluation.check_output``; None: not
+    checked, as for a cache hit). Never an argument, an image or a schema: ``tool_calls_json``
+    (the calls in OpenAI's form, arguments included) only with ``store_prompts`` on."""
 
     event_type: ClassVar[str] = "RequestCompleted"
     attempts: int = 1
@@ -235,6 +243,13 @@ class RequestCompleted(Event):
     response_chars: int = 0
     prompt_text: str | None = None
     response_text: str | None = None
+    tool_calls: tuple[str, ...] | None = None
+    tool_count: int | None = None
+    image_count: int | None = None
+    response_format: str | None = None
+    structured_valid: bool | None = None
+    tool_calls_valid: bool | None = None
+    tool_calls_json: str | None = None
 
     _arrow_fields: ClassVar[list[pa.Field]] = [
         pa.field("attempts", pa.int32(), nullable=False),
@@ -255,6 +270,13 @@ class RequestCompleted(Event):
         pa.field("response_chars", pa.int64(), nullable=False),
         pa.field("prompt_text", pa.string()),
         pa.field("response_text", pa.string()),
+        pa.field("tool_calls", pa.list_(pa.string())),
+        pa.field("tool_count", pa.int32()),
+        pa.field("image_count", pa.int32()),
+        pa.field("response_format", pa.string()),
+        pa.field("structured_valid", pa.bool_()),
+        pa.field("tool_calls_valid", pa.bool_()),
+        pa.field("tool_calls_json", pa.string()),
     ]
 
 

@@ -99,6 +99,7 @@ NEUTRAL_KINDS: frozenset[str] = frozenset({
     "rate_limited",
     "model_not_found",
     "invalid_input",
+    "invalid_output",  # the model's answer failed its schema: the provider answered
     "budget_exceeded",
     "rate_limit_exceeded",
     "no_eligible_model",

@@ -2,7 +2,10 @@
 
 cache → select → admission (rate limit ∥ budget) → provider call → evaluate → settle → events.
 Every request ends in exactly one terminal event (``RequestCompleted`` or ``RequestFailed``), every
-failed attempt in ``AttemptFailed``, every move to another model in ``FailoverTriggered``. The
+failed attempt in ``AttemptFailed``, every move to another model in ``FailoverTriggered``. An answer
+whose tool calls or structured output fail their schema (``evaluation.check_output``) is, with
+``settings.quality.fail_over_on_invalid_output``, a failed attempt (``invalid_output``, after its
+``ResponseEvaluated``; paid for, not cached) and the next candidate is tried. The
 events of a request are written to the spool (durable against process death) before ``complete``
 returns or raises; when the spool cannot take them they wait in memory (``events._resilient``)
 and the request is answered all the same, while new requests are refused (``SpoolUnavailable``)
@@ -21,8 +24,10 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Protocol, TypeVar
 
+import orjson
+
 from .._clock import SYSTEM_CLOCK, Clock
-from .._request import ModelRequest, ModelResponse, ProviderResult, StreamChunk
+from .._request import ModelRequest, ModelResponse, ProviderResult, StreamChunk, ToolCall
 from ..alerts import DegradationCore
 from ..budget import (
     BudgetPort,
@@ -42,6 +47,7 @@ from ..errors import (
     ComponentUnavailable,
     ConcurrencyLimitTimeout,
     ContextWindowExceeded,
+    InvalidOutput,
     MalformedResponse,
     NoEligibleModel,
     ProviderError,
@@ -64,7 +70,6 @@ from ..events import (
     QualityLow,
     RequestCompleted,
     RequestFailed,
-    ResponseEvaluated,
     uuid7,
 )
 from ..ratelimit import AdmissionPort, RateTicket
@@ -300,6 +305,7 @@ class RouterCore:
             cache_hit=True,
             saved_cost_usd=original_cost,
             **self._text_fields(request, response.text),
+            **self._agent_fields(request, response.tool_calls, None),
         ))
         return response.model_copy(update={
             "request_id": state.request_id, "cache_hit": True, "cost_usd": Decimal(0),
@@ -439,7 +445,15 @@ class RouterCore:
                 model_id = await self._failover(state, order, model, exc, attempt, larger_than)
                 continue
             assert result is not None
-            response, evaluation = await self._succeed(state, model, result, attempt)
+            # a large answer is scored in a worker thread: the loop serves other requests meanwhile
+            evaluation = await self.evaluator.evaluate_async(
+                state.request, result.text, result.finish_reason, result.tool_calls)
+            if evaluation.invalid_output and self._fails_over_invalid(state):
+                invalid = self._invalid_output(state, model, evaluation)
+                larger_than = self._after_failure(state, model, attempt, invalid, larger_than)
+                model_id = await self._failover(state, order, model, invalid, attempt, larger_than)
+                continue
+            response = self._succeed(state, model, result, attempt, evaluation)
             stronger = self._reroute_target(state, order, model, evaluation, rerouted)
             if stronger is not None and self._clock.monotonic() >= state.deadline:
                 stronger = None  # no time left to try it: the event must not say it was
@@ -510,6 +524,7 @@ class RouterCore:
                             delivered.append(chunk.delta)
                             yield StreamChunk(delta=chunk.delta, model_id=model.id)
                         elif chunk.tool_call is not None:  # a whole call, as it completes
+                            delivered.append("")  # the caller has output: no failover after it
                             yield StreamChunk(tool_call=chunk.tool_call, model_id=model.id)
         except BaseException:
             if isinstance(rate, RateTicket):
@@ -635,6 +650,8 @@ class RouterCore:
         policy = self.settings.failover
         if isinstance(exc, BudgetExceeded | RateLimitExceeded):
             return 0.0  # nothing was sent; the next model is a different bucket
+        if isinstance(exc, InvalidOutput):
+            return 0.0  # the provider answered; another model is asked, nothing to wait for
         base = min(policy.backoff_cap_s, policy.backoff_base_s * (2.0 ** (attempt - 1)))
         delay = base * (1 - policy.jitter * self.rng.random())
         hint: float | None = getattr(exc, "retry_after_s", None)
@@ -675,21 +692,25 @@ class RouterCore:
     # -----------------------------------------------------------------------------------------
     # success
 
-    async def _succeed(self, state: _Attempt, model: ModelConfig, result: ProviderResult,
-                       attempt: int) -> tuple[ModelResponse, Evaluation]:
-        # a large answer is scored in a worker thread: the loop serves other requests meanwhile
-        evaluation = await self.evaluator.evaluate_async(state.request, result.text,
-                                                         result.finish_reason)
+    def _fails_over_invalid(self, state: _Attempt) -> bool:
+        """Whether an invalid answer is a failed attempt (never for a stream: the caller has it)."""
+        return self.settings.quality.fail_over_on_invalid_output and not state.streaming
+
+    def _invalid_output(self, state: _Attempt, model: ModelConfig,
+                        evaluation: Evaluation) -> InvalidOutput:
+        """The failure an invalid answer is (its evaluation logged first, so that the quality
+        learnt for the model sees it)."""
+        state.events.append(evaluation.to_event(**state.common(model)))
+        return InvalidOutput(f"{model.id}: {evaluation.explanation}", provider=model.provider,
+                             model_id=model.id)
+
+    def _succeed(self, state: _Attempt, model: ModelConfig, result: ProviderResult,
+                 attempt: int, evaluation: Evaluation) -> ModelResponse:
         self.outcomes.outcome(model.provider, model.id, True, None, result.latency_ms, evaluation.quality_score)
         state.events.extend(self.degradation.record(model.id, model.provider, True, result.latency_ms,
                                                     evaluation.quality_score))
-        state.events.append(ResponseEvaluated(
-            **state.common(model), completeness=evaluation.completeness,
-            relevance=evaluation.relevance, coherence=evaluation.coherence,
-            quality_score=evaluation.quality_score, low_quality=evaluation.low_quality,
-            explanation=evaluation.explanation,
-        ))
-        response = ModelResponse(
+        state.events.append(evaluation.to_event(**state.common(model)))
+        return ModelResponse(
             request_id=state.request_id, model_id=model.id, provider=model.provider,
             text=result.text, finish_reason=result.finish_reason, tool_calls=result.tool_calls,
             input_tokens=result.input_tokens, output_tokens=result.output_tokens,
@@ -698,7 +719,6 @@ class RouterCore:
             time_to_first_token_ms=result.time_to_first_token_ms, attempts=attempt,
             quality_score=evaluation.quality_score, selection_reason=state.selection_reason,
         )
-        return response, evaluation
 
     def _finish(self, state: _Attempt, model: ModelConfig, result: ProviderResult,
                 response: ModelResponse, evaluation: Evaluation, attempt: int) -> ModelResponse:
@@ -715,10 +735,11 @@ class RouterCore:
             cost_usd=state.cost_usd, finish_reason=result.finish_reason,
             provider_request_id=result.provider_request_id, streamed=state.streaming,
             **self._text_fields(state.request, result.text),
+            **self._agent_fields(state.request, result.tool_calls, evaluation),
         ))
         if self.cache is not None and self.settings.cache.enabled and not evaluation.low_quality and (
-            state.request.is_cacheable(self.settings.cache.deterministic_only)
-        ):
+            not evaluation.invalid_output
+        ) and state.request.is_cacheable(self.settings.cache.deterministic_only):
             self.cache.put(state.request, response, state.cost_usd)
         self._maybe_judge(state, model, response)
         return response
@@ -741,6 +762,26 @@ class RouterCore:
         if self.settings.store_prompts:
             fields["prompt_text"] = request.prompt_text()
             fields["response_text"] = text
+        return fields
+
+    def _agent_fields(self, request: ModelRequest, tool_calls: tuple[ToolCall, ...],
+                      evaluation: Evaluation | None) -> dict[str, Any]:
+        """What an agent request and its answer add to ``RequestCompleted``: the names of the
+        tools called, the counts of tools offered and images sent, the format asked and the
+        checks' verdicts (None without an evaluation: a cache hit); the calls themselves only
+        with ``store_prompts``."""
+        fmt = request.response_format
+        fields: dict[str, Any] = {
+            "tool_calls": tuple(call.name for call in tool_calls) or None,
+            "tool_count": request.tool_count(),
+            "image_count": request.image_count(),
+            "response_format": fmt.type if fmt is not None and fmt.type != "text" else None,
+        }
+        if evaluation is not None:
+            fields["structured_valid"] = evaluation.structured_valid
+            fields["tool_calls_valid"] = evaluation.tool_calls_valid
+        if self.settings.store_prompts and tool_calls:
+            fields["tool_calls_json"] = orjson.dumps([c.to_openai() for c in tool_calls]).decode()
         return fields
 
     # -----------------------------------------------------------------------------------------
