@@ -741,7 +741,8 @@ class RouterCore:
             not evaluation.invalid_output
         ) and state.request.is_cacheable(self.settings.cache.deterministic_only):
             self.cache.put(state.request, response, state.cost_usd)
-        self._maybe_judge(state, model, response)
+        if evaluation.evaluator != "schema":  # tool calls and JSON answers: their schema judged
+            self._maybe_judge(state, model, response)
         return response
 
     def _remember(self, state: _Attempt, model: ModelConfig) -> None:

@@ -276,3 +276,19 @@ def test_a_plain_request_records_zero_counts_and_no_verdict():
     assert (done.structured_valid, done.tool_calls_valid) == (None, None)
     assert of_type(events.events, ResponseEvaluated)[0].evaluator == "heuristic"
     assert done.cost_usd == cost_usd(router.config.model(MINI), 12, 50) > Decimal(0)
+
+
+def test_the_judge_never_rates_an_answer_its_schema_judged():
+    """A judge reads prose: a tool call (or a JSON answer) is judged by its schema alone, so no
+    judge rating (a higher tier of learnt quality) overrides that verdict."""
+    config = config_with(quality={"judge": {"enabled": True, "model_id": MINI, "sample_rate": 1.0}})
+    router, _, _, events = make_router(config)
+    script(router, FLASH, GOOD)
+
+    async def scenario():
+        await router.complete(tools_request(FLASH))
+        await asyncio.gather(*list(router._background))
+
+    asyncio.run(scenario())
+    assert router.adapters["openai"].calls_to(MINI) == [] and not router._background
+    assert [e.agent_type for e in of_type(events.events, RequestCompleted)] == ["default"]
