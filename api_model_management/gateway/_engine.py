@@ -14,6 +14,7 @@ With N gateway workers (processes that share no memory) each :class:`LocalEngine
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import AsyncGenerator, Mapping
 from decimal import Decimal
@@ -22,6 +23,7 @@ from typing import Protocol
 from .._request import ModelRequest, ModelResponse, StreamChunk
 from ..budget import BudgetStatus
 from ..config import RegistryConfig, override
+from ..errors import InvalidInput
 from ..events import Event, FeedbackRecorded, RequestCompleted, RequestFailed
 from ..routing import AdapterPort
 
@@ -161,7 +163,22 @@ class LocalEngine:
 
     async def feedback(self, request_id: str, score: float, source: str,
                        comment: str | None) -> bool:
-        return await self.manager.feedback(request_id, score, source=source, comment=comment)
+        """Feedback for a request this process answered, or (another worker's) one the log
+        holds: looked up there when this process does not know the id."""
+        try:
+            return await self.manager.feedback(request_id, score, source=source, comment=comment)
+        except InvalidInput as exc:
+            if getattr(exc, "field", None) != "request_id" or not isinstance(request_id, str):
+                raise
+            found = await asyncio.to_thread(answer_in_log, self.config.settings.data_dir,
+                                            request_id, source)
+            if found is None:
+                raise
+            answer, already = found
+            if already:
+                return False
+            self.manager.router.recent[request_id] = answer
+            return await self.manager.feedback(request_id, score, source=source, comment=comment)
 
     async def provider_health(self) -> dict[str, str]:
         return {name: str(status["state"]) for name, status in self.health.get_status().items()}
@@ -184,3 +201,19 @@ class LocalEngine:
         for adapter in self._unused:
             await adapter.aclose()
 
+
+def answer_in_log(data_dir: str, request_id: str,
+                  source: str) -> tuple[tuple[str, str, str | None], bool] | None:
+    """``((model id, agent type, task id), whether feedback from source is logged)`` of a request
+    the log holds as completed, or None."""
+    from ..projections import open_projections
+
+    with open_projections(data_dir) as log:
+        rows = log.query("SELECT model_id, agent_type, task_id FROM request_completed "
+                         "WHERE request_id = $id LIMIT 1", {"id": request_id})
+        if not rows:
+            return None
+        given = log.query("SELECT count(*) AS n FROM feedback_recorded WHERE request_id = $id "
+                          "AND source = $source", {"id": request_id, "source": source})
+    row = rows[0]
+    return (row["model_id"], row["agent_type"], row["task_id"]), bool(given[0]["n"])

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import socket
 import threading
 from collections.abc import Callable, Mapping
@@ -195,29 +196,45 @@ def _wait_ready(host: str, port: int, on_ready: Callable[[str, int], None]) -> N
 
 
 class _Ingestion:
-    """Spool segments into the Parquet log, every ``INGEST_INTERVAL_S`` in a thread and once
-    more at :meth:`stop`."""
+    """Spool segments into the Parquet log, every ``INGEST_INTERVAL_S`` in a process of its own
+    (writing Parquet takes CPU and the GIL: not in the process serving requests) and once more,
+    here, at :meth:`stop`."""
 
     def __init__(self, config: RegistryConfig) -> None:
-        from ..events._ingest import SpoolIngestor
+        import multiprocessing
 
-        self._ingestor = SpoolIngestor(config.settings.data_dir, config.settings.events)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="amm-gateway-ingest", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.wait(INGEST_INTERVAL_S):
-            self._once()
-
-    def _once(self) -> None:
-        try:
-            self._ingestor.ingest()
-        except OSError as exc:  # the disk: the segments stay in the spool, tried again later
-            log.warning("gateway: ingestion failed (%s); the events stay in the spool",
-                        type(exc).__name__)
+        self._config = config
+        context = multiprocessing.get_context("spawn")
+        self._stop = context.Event()
+        self._process = context.Process(
+            target=_ingest_every, name="amm-gateway-ingest", daemon=True,
+            args=(config.settings.data_dir, config.settings.events.model_dump(), self._stop))
+        self._process.start()
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=30)
-        self._once()
+        self._process.join(timeout=30)
+        if self._process.is_alive():
+            self._process.kill()
+            self._process.join(timeout=5)
+        _ingest_once(self._config.settings.data_dir, self._config.settings.events.model_dump())
+
+
+def _ingest_every(data_dir: str, events: dict[str, Any], stop: Any) -> None:
+    """The ingestion process: every ``INGEST_INTERVAL_S`` until ``stop`` is set or the server
+    is gone (SIGINT, which a terminal sends the whole group, is left to the server)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    parent = os.getppid()
+    while not stop.wait(INGEST_INTERVAL_S) and os.getppid() == parent:  # not orphaned
+        _ingest_once(data_dir, events)
+
+
+def _ingest_once(data_dir: str, events: dict[str, Any]) -> None:
+    from ..config import EventSettings
+    from ..events._ingest import SpoolIngestor
+
+    try:
+        SpoolIngestor(data_dir, EventSettings(**events)).ingest()
+    except OSError as exc:  # the disk: the segments stay in the spool, tried again later
+        log.warning("gateway: ingestion failed (%s); the events stay in the spool",
+                    type(exc).__name__)

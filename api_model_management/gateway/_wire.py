@@ -5,6 +5,7 @@ helpers for bodies and headers."""
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +18,9 @@ OPENAI_FINISH = {"stop": "stop", "length": "length", "tool_calls": "tool_calls",
 #: The same as Anthropic's ``stop_reason``.
 ANTHROPIC_STOP = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use",
                   "content_filter": "refusal"}
+
+
+_UNPRINTABLE = re.compile(r"[^ -~]")
 
 
 class GatewayRefusal(AMMError):
@@ -94,6 +98,8 @@ def fingerprint(model_id: str) -> str:
 def header_text(value: str, limit: int = 512) -> str:
     """``value`` as an HTTP header can carry it: printable ASCII on one line (typographic signs
     spelled out), at most ``limit`` characters."""
-    text = value.replace("−", "-").replace("×", "x").replace("≥", ">=").replace("≤", "<=")
-    text = "".join(c if " " <= c <= "~" else "?" for c in text)
+    text = value[:limit * 2]
+    if not (text.isascii() and text.isprintable()):
+        text = text.replace("−", "-").replace("×", "x").replace("≥", ">=").replace("≤", "<=")
+        text = _UNPRINTABLE.sub("?", text)
     return text[:limit]

@@ -7,7 +7,9 @@ terminal event in the log, and no key or prompt text is in the log or the server
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import io
 import json
 import os
 import re
@@ -299,6 +301,28 @@ def test_a_client_going_away_mid_stream_cancels_the_request(
     served["cancelled"] = request_id
     _remember(served, request_id)
     fresh_emulator.set_profile(Profile())
+
+
+def test_the_readmes_client_lines_work_as_written(served: dict[str, Any]) -> None:
+    """The README's gateway section: its OpenAI and Anthropic lines and its curl line, run as
+    written, with ``AMM_KEY`` the key and the port this gateway's."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text("utf-8")
+    section = readme[readme.index("## The HTTP gateway"):readme.index("## Coming from the original")]
+    port = served["gateway"].base_url.rsplit(":", 1)[1]
+    blocks = [b.replace("127.0.0.1:4000", f"127.0.0.1:{port}")
+              for b in re.findall(r"```py\n(.*?)```", section, re.S)]
+    assert len(blocks) == 2
+    served["prompts"].add("Explain CRDTs")
+    for block in blocks:
+        printed = io.StringIO()
+        with contextlib.redirect_stdout(printed):
+            exec(compile(block, "README.md", "exec"), {"AMM_KEY": KEY})  # noqa: S102
+        assert printed.getvalue().strip()
+    (curl,) = re.findall(r"```bash\n(curl .*?)```", section, re.S)
+    done = subprocess.run(["bash", "-c", curl.replace("127.0.0.1:4000", f"127.0.0.1:{port}")],
+                          env={**os.environ, "AMM_KEY": KEY}, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0 and json.loads(done.stdout)["choices"][0]["message"]["content"]
 
 
 # -- after SIGTERM --------------------------------------------------------------------------------

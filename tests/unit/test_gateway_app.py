@@ -554,3 +554,25 @@ def test_a_client_going_away_mid_stream_cancels_the_call(tmp_path: Path, spec_ve
     assert [e.error_kind for e in failed] == ["cancelled"]
     assert terminal(served.events()) == ["RequestFailed"]
     assert any('status="499"' in line for line in served.gateway.metrics.render([], []).splitlines())
+
+
+def test_feedback_for_a_request_another_worker_answered_is_found_in_the_log(tmp_path: Path) -> None:
+    seen: dict[str, Any] = {}
+
+    async def answer(s: Served) -> None:
+        seen["id"] = (await s.post("/v1/chat/completions", chat("gpt-4.1-mini"))).json()["id"]
+
+    first = run(tmp_path, answer)
+    first.events()  # its spool ingested into the log, as the server's ingestion does
+
+    async def feedback(s: Served) -> None:  # another worker: it never saw the request
+        seen["other"] = await s.post("/v1/feedback", {"request_id": seen["id"], "score": 0.7})
+        seen["again"] = await s.post("/v1/feedback", {"request_id": seen["id"], "score": 0.7})
+        seen["judge"] = await s.post("/v1/feedback", {"request_id": seen["id"], "score": 0.4,
+                                                      "source": "judge"})
+
+    second = run(tmp_path, feedback)
+    assert [seen[k].json()["recorded"] for k in ("other", "again", "judge")] == [True, False, True]
+    recorded = [e for e in second.events() if type(e).__name__ == "FeedbackRecorded"]
+    assert sorted((e.source, e.model_id) for e in recorded) == [("judge", "gpt-4.1-mini"),
+                                                                ("user", "gpt-4.1-mini")]
