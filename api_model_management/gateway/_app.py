@@ -318,6 +318,10 @@ class Gateway:
         except Exception as exc:  # noqa: BLE001 - every failure is answered in the SDK's shape
             self.limits.release(hold)
             return done.failed(wire, exc)
+        except BaseException:  # cancelled: a stopping server gave up waiting for it
+            self.limits.release(hold)
+            done.finish(499, Decimal(0), "cancelled")
+            raise
         self.limits.settle(hold, response.cost_usd)
         headers.update({"x-amm-model": response.model_id,
                         "x-amm-selection-reason": header_text(response.selection_reason),

@@ -75,7 +75,8 @@ class KeyRing:
             assert digest is not None  # one of the two, by the schema
             self._hashes.append((bytes.fromhex(digest), key))
         if issues:
-            raise ConfigError("a gateway key cannot be read", issues=issues)
+            raise ConfigError("a gateway key cannot be read: " + "; ".join(map(str, issues)),
+                              issues=issues)
 
     def __len__(self) -> int:
         return len(self._hashes)

@@ -576,3 +576,24 @@ def test_feedback_for_a_request_another_worker_answered_is_found_in_the_log(tmp_
     recorded = [e for e in second.events() if type(e).__name__ == "FeedbackRecorded"]
     assert sorted((e.source, e.model_id) for e in recorded) == [("judge", "gpt-4.1-mini"),
                                                                 ("user", "gpt-4.1-mini")]
+
+
+def test_a_plain_request_cancelled_by_a_stopping_server_releases_its_hold(tmp_path: Path) -> None:
+    config = registry(tmp_path)
+    adapters = fake_adapters(config)
+    adapters["openai"].hold = asyncio.Event()  # the provider never answers
+
+    async def scenario(s: Served) -> None:
+        call = asyncio.ensure_future(s.post("/v1/chat/completions", chat("gpt-4.1-mini"), key=CAPPED))
+        while not adapters["openai"].in_flight:
+            await asyncio.sleep(0.01)
+        assert s.gateway.limits.status()[1].reserved_usd > 0
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+        assert s.gateway.metrics.in_flight == 0
+        assert s.gateway.limits.status()[1].reserved_usd == 0
+
+    served = run(tmp_path, scenario, adapters=adapters)
+    failed = [e for e in served.events() if type(e).__name__ == "RequestFailed"]
+    assert [e.error_kind for e in failed] == ["cancelled"]
