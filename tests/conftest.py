@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from _ray_session import start_session_ray
+
 SHARED_DATA = Path(os.environ.get("AMM_SHARED_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
 
 
@@ -84,13 +86,6 @@ def ray_session():
     """One local Ray for the whole test session: 2 CPUs, no dashboard, shut down at the end."""
     import ray
 
-    if not ray.is_initialized():
-        ray.init(
-            num_cpus=2,
-            include_dashboard=False,
-            log_to_driver=False,
-            configure_logging=False,
-            runtime_env={"env_vars": {"PYTHONWARNINGS": "ignore::DeprecationWarning"}},
-        )
+    start_session_ray()
     yield ray
     ray.shutdown()

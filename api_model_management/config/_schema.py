@@ -404,6 +404,10 @@ class RouterSettings(_Strict):
     #: to another replica, under a new request id (the first one ends in the log as
     #: ``RequestFailed(lost)`` if a call was in flight). Off: ``ComponentUnavailable``.
     retry_on_router_death: bool = True
+    #: Where Router actors run: ``spread`` (``replicas`` of them, where Ray puts them) or
+    #: ``per_node`` (one on every node of the cluster, also nodes that join later, so callers use
+    #: the one on their own node: ``ModelManagement.router_for_current_node()``).
+    placement: Literal["spread", "per_node"] = "spread"
 
     def count(self) -> int:
         """Router replicas sharing the system-wide concurrency limits."""

@@ -100,6 +100,14 @@ class SpoolIngestor:
         self.ingested_events += written
         return written
 
+    def writer_ids(self) -> list[str]:
+        """The writers with a directory in this spool (alive, or gone with something left to
+        ingest or finalize): a writer not listed here is gone and fully in the log."""
+        try:
+            return sorted(p.name for p in self.spool_dir.iterdir() if p.is_dir())
+        except FileNotFoundError:
+            return []
+
     def _finalize(self) -> int:
         """For each writer that is gone with all its segments ingested: record as lost every
         request whose calls it announced (``AttemptStarted``) and that has no terminal event,

@@ -3,6 +3,17 @@ and wired.
 
 Sizing on a 2-core machine: every actor asks for a small fraction of a CPU (they are I/O bound),
 so that two dozen of them fit beside the driver and Ray's own processes.
+
+Placement on a cluster: the control plane (CostLedger, Cache, Selector, HealthCheckers,
+RateLimiters) prefers the node that started the system (soft node affinity: their journals are
+on that node's disk; if the node goes, Ray restarts them elsewhere). One EventSink runs on every
+node (hard affinity: it ingests that node's spool, and Ray restarts it there). Router actors are
+spread by Ray (``settings.routers.placement = "spread"``) or one per node (``"per_node"``).
+:func:`add_node_actors` gives a node that joined later its sink (and router).
+
+Every actor is named ``<prefix>:<role>[:<key>]`` (in the starting driver's namespace), so that
+another driver finds a running system in any namespace (:func:`find_actors`) and ``amm status``
+reads it.
 """
 
 from __future__ import annotations
@@ -30,6 +41,8 @@ from ._shells import (
 #: How long start-up waits for every actor's constructor (worker processes start concurrently; on
 #: a loaded 2-core machine two dozen of them take tens of seconds).
 START_TIMEOUT_S = 120.0
+#: The Ray namespace of detached systems' actors (``ModelManagement.start(detached=True)``).
+DETACHED_NAMESPACE = "amm"
 _SMALL: dict[str, Any] = {"num_cpus": 0.01, "max_restarts": -1, "max_task_retries": 0}
 _ASYNC: dict[str, Any] = {"max_concurrency": 1000}
 
@@ -59,48 +72,106 @@ class ActorHandles:
     health: dict[str, Handle] = field(default_factory=dict)
     limiters: dict[str, Handle] = field(default_factory=dict)
     routers: list[Handle] = field(default_factory=list)
+    #: one EventSink per node, by node id (``sink`` is the one of the starting node)
+    sinks: dict[str, Handle] = field(default_factory=dict)
+    #: the node each Router actor is placed on (``per_node`` placement), by router index
+    router_nodes: dict[int, str] = field(default_factory=dict)
+    #: nodes drained for removal (``ModelManagement.drain_node``): given no actors again
+    drained: set[str] = field(default_factory=set)
 
     def all(self) -> list[Handle]:
         return [handle for _, handle in self.named()]
 
+    def router_for_current_node(self) -> Handle:
+        """A Router actor on the node this code runs on (a driver, a Ray task or actor), else
+        any; ``ComponentUnavailable`` when there is none."""
+        if not self.routers:
+            raise ComponentUnavailable("the system has no Router actor", component="Router",
+                                       restarting=False)
+        node = _ray.current_node_id()
+        self.learn_router_nodes()
+        local = [i for i, n in sorted(self.router_nodes.items()) if n == node]
+        return self.routers[local[0] if local else 0]
+
+    def learn_router_nodes(self) -> None:
+        """Ask the routers whose node is not known yet where they run."""
+        unknown = [i for i in range(len(self.routers)) if i not in self.router_nodes]
+        if not unknown:
+            return
+        replies = [_ray.send(self.routers[i], "node", what="Router") for i in unknown]
+        try:
+            nodes = _ray.get(replies, timeout_s=10.0)
+        except (ComponentUnavailable, TimeoutError):
+            return  # asked again next time
+        self.router_nodes.update({i: n for i, n in zip(unknown, nodes, strict=True) if n})
+
+    def forget_routers(self, indices: list[int]) -> None:
+        """Take routers out (their node left, or was drained); the others keep their order."""
+        keep = [i for i in range(len(self.routers)) if i not in set(indices)]
+        nodes = self.router_nodes
+        self.router_nodes = {new: nodes[old] for new, old in enumerate(keep) if old in nodes}
+        self.routers = [self.routers[i] for i in keep]
+
     def named(self) -> list[tuple[str, Handle]]:
         """Every handle with the name of its actor (``CostLedger``, ``HealthChecker openai``, ...)."""
-        return [("EventSink", self.sink), ("CostLedger", self.ledger), ("Cache", self.cache),
-                ("Selector", self.selector),
+        sinks = [(f"EventSink {n[:8]}", h) for n, h in self.sinks.items() if h is not self.sink]
+        return [("EventSink", self.sink), *sinks, ("CostLedger", self.ledger),
+                ("Cache", self.cache), ("Selector", self.selector),
                 *((f"HealthChecker {p}", h) for p, h in self.health.items()),
                 *((f"RateLimiter {m}", h) for m, h in self.limiters.items()),
                 *((f"Router {i}", h) for i, h in enumerate(self.routers))]
 
 
-def start_actors(config: RegistryConfig, api_keys: Mapping[str, Any], *,
-                 name_prefix: str | None = None,
-                 start_timeout_s: float = START_TIMEOUT_S) -> ActorHandles:
-    """Start the actors of design §3 from a configuration, wait until each has come up (its
-    constructor ran: :func:`await_started`) and wire them by push. If any step fails, every actor
-    started is killed and the error raised."""
-    def new(actor_class: Any, name: str, *args: Any, concurrent: bool = False,
-            **kwargs: Any) -> Handle:
-        opts: dict[str, Any] = {"name": f"{name_prefix}:{name}"} if name_prefix else {}
+class _Factory:
+    """Creates one system's actors: named ``<prefix>:<name>`` in the driver's namespace (got if
+    they exist already), placed as asked."""
+
+    def __init__(self, name_prefix: str | None, *, detached: bool = False) -> None:
+        self.name_prefix = name_prefix
+        self.detached = detached
+
+    def new(self, actor_class: Any, name: str, *args: Any, concurrent: bool = False,
+            placement: Mapping[str, Any] | None = None, **kwargs: Any) -> Handle:
+        opts: dict[str, Any] = dict(placement or {})
+        if self.name_prefix:
+            opts.update(name=f"{self.name_prefix}:{name}", get_if_exists=True)
+            if self.detached:  # outlives its driver: in a namespace any driver can name
+                opts.update(lifetime="detached", namespace=DETACHED_NAMESPACE)
         if concurrent:
             opts.update(_ASYNC)
         return _ray.create(_ray.options(actor_class, **opts), *args, **kwargs)
 
-    sink = new(EventSinkActor, "sink", config, concurrent=True)
-    ledger = new(CostLedgerActor, "ledger", config)
-    cache = new(CacheActor, "cache", config)
-    selector = new(SelectorActor, "selector", config, session=uuid7())
+
+def start_actors(config: RegistryConfig, api_keys: Mapping[str, Any], *,
+                 name_prefix: str | None = None,
+                 start_timeout_s: float = START_TIMEOUT_S, detached: bool = False) -> ActorHandles:
+    """Start the actors of design §3 from a configuration, wait until each has come up (its
+    constructor ran: :func:`await_started`) and wire them by push. If any step fails, every actor
+    started is killed and the error raised. ``detached``: the actors outlive the driver (a
+    shared system that other drivers join by its ``name_prefix``)."""
+    factory = _Factory(name_prefix, detached=detached)
+    new = factory.new
+    here = _ray.current_node_id()
+    nodes = _ray.alive_nodes()
+    control = _ray.on_node(here, soft=True)
+    ledger = new(CostLedgerActor, "ledger", config, placement=control)
+    sinks = {node: _new_sink(factory, config, ledger, node) for node in nodes}
+    cache = new(CacheActor, "cache", config, placement=control)
+    selector = new(SelectorActor, "selector", config, session=uuid7(), placement=control)
     health = {
         name: new(HealthCheckerActor, f"health:{name}", config, name, api_keys.get(name),
-                  concurrent=True)
+                  concurrent=True, placement=control)
         for name in config.providers
     }
-    limiters = {m.id: new(RateLimiterActor, f"ratelimit:{m.id}", config, m.id) for m in config.models}
-    routers = [
-        new(RouterActor, f"router:{i}", config, i, limiters=limiters, ledger=ledger, cache=cache,
-            health=health, selector=selector, api_keys=api_keys, sink=sink)
-        for i in range(config.settings.routers.replicas)
-    ]
-    handles = ActorHandles(sink, ledger, cache, selector, health, limiters, routers)
+    limiters = {m.id: new(RateLimiterActor, f"ratelimit:{m.id}", config, m.id, placement=control)
+                for m in config.models}
+    handles = ActorHandles(sinks.get(here) or next(iter(sinks.values())), ledger, cache, selector,
+                           health, limiters, sinks=sinks)
+    per_node = config.settings.routers.placement == "per_node"
+    for i, node in enumerate(nodes if per_node else [None] * config.settings.routers.replicas):
+        handles.routers.append(_new_router(factory, config, api_keys, handles, i, node))
+        if node is not None:
+            handles.router_nodes[i] = node
     try:
         await_started(handles, start_timeout_s)
         _wire(handles)
@@ -109,6 +180,51 @@ def start_actors(config: RegistryConfig, api_keys: Mapping[str, Any], *,
             _ray.kill(handle)
         raise
     return handles
+
+
+def _new_sink(factory: _Factory, config: RegistryConfig, ledger: Handle, node: str) -> Handle:
+    return factory.new(EventSinkActor, f"sink:{node}", config, ledger, concurrent=True,
+                       placement=_ray.on_node(node))
+
+
+def _new_router(factory: _Factory, config: RegistryConfig, api_keys: Mapping[str, Any],
+                handles: ActorHandles, index: int, node: str | None) -> Handle:
+    return factory.new(
+        RouterActor, f"router:{index}", config, index, limiters=handles.limiters,
+        ledger=handles.ledger, cache=handles.cache, health=handles.health,
+        selector=handles.selector, api_keys=api_keys, sink=handles.sink, sinks=dict(handles.sinks),
+        placement=_ray.on_node(node) if node is not None else None,
+    )
+
+
+def add_node_actors(config: RegistryConfig, api_keys: Mapping[str, Any], handles: ActorHandles,
+                    node: str, *, name_prefix: str | None = None,
+                    detached: bool = False) -> list[Handle]:
+    """Give a node that joined the cluster its EventSink (and its Router, with ``per_node``
+    placement), started and wired; returns the actors started."""
+    factory = _Factory(name_prefix, detached=detached)
+    started = []
+    if node not in handles.sinks:
+        handles.sinks[node] = _new_sink(factory, config, handles.ledger, node)
+        started.append(handles.sinks[node])
+        _ray.get(_ray.send(handles.sinks[node], "start", what="EventSink"), timeout_s=START_TIMEOUT_S)
+    if config.settings.routers.placement == "per_node" and node not in handles.router_nodes.values():
+        index = len(handles.routers)
+        router = _new_router(factory, config, api_keys, handles, index, node)
+        _ray.get(_ray.send(router, "start", what="Router"), timeout_s=START_TIMEOUT_S)
+        _subscribe_router(handles, router)
+        handles.routers.append(router)
+        handles.router_nodes[index] = node
+        started.append(router)
+    return started
+
+
+def _subscribe_router(handles: ActorHandles, router: Handle) -> None:
+    """Add a new router to every publisher's subscribers (health, limits, selection)."""
+    replies = [_ray.send(h, "add_subscribers", [router]) for h in handles.health.values()]
+    replies += [_ray.send(lim, "add_subscribers", [router]) for lim in handles.limiters.values()]
+    replies.append(_ray.send(handles.selector, "add_subscribers", [router]))
+    _ray.get(replies, timeout_s=START_TIMEOUT_S)
 
 
 def await_started(handles: ActorHandles, timeout_s: float) -> None:
@@ -132,11 +248,39 @@ def await_started(handles: ActorHandles, timeout_s: float) -> None:
 
 
 def _wire(handles: ActorHandles) -> None:
-    sink, selector, health, limiters, routers = (handles.sink, handles.selector, handles.health,
-                                                 handles.limiters, handles.routers)
+    selector, health, limiters, routers = (handles.selector, handles.health, handles.limiters,
+                                           handles.routers)
     subscribers = [*routers, selector]
-    _ray.get([_ray.send(sink, "start"), *[_ray.send(r, "start") for r in routers]])
+    _ray.get([*[_ray.send(s, "start") for s in handles.sinks.values()],
+              *[_ray.send(r, "start") for r in routers]])
     _ray.get([_ray.send(h, "subscribe", subscribers) for h in health.values()]
              + [_ray.send(lim, "subscribe", subscribers) for lim in limiters.values()]
              + [_ray.send(selector, "subscribe", routers)])
     _ray.get([_ray.send(h, "start") for h in health.values()])
+
+
+def find_actors(name_prefix: str) -> ActorHandles | None:
+    """The handles of the running system named ``name_prefix`` (its actors may be in any
+    namespace), for a driver that joins it; None when no such system runs."""
+    head = f"{name_prefix}:"
+    found = _ray.named_actors()
+    namespace = next((ns for ns, name in found if name == f"{head}ledger"), None)
+    if namespace is None:
+        return None
+    named = {name[len(head):]: name for ns, name in found
+             if ns == namespace and name.startswith(head)}
+
+    def get(role: str) -> Handle:
+        return _ray.get_actor(named[role], namespace)
+
+    def keyed(prefix: str) -> dict[str, Handle]:
+        return {role[len(prefix):]: get(role) for role in named if role.startswith(prefix)}
+
+    sinks = keyed("sink:")
+    routers = sorted(((int(k), h) for k, h in keyed("router:").items() if k.isdigit()))
+    here = _ray.current_node_id()
+    if not sinks:
+        return None
+    return ActorHandles(sinks.get(here) or next(iter(sinks.values())), get("ledger"), get("cache"),
+                        get("selector"), keyed("health:"), keyed("ratelimit:"),
+                        [h for _, h in routers], sinks=sinks)

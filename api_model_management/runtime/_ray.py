@@ -31,10 +31,12 @@ __all__ = [
     "RayError",
     "Reply",
     "actor_id",
+    "alive_nodes",
     "current_actor",
     "get",
     "is_initialized",
     "kill",
+    "on_node",
     "remote_class",
     "send",
     "shutdown",
@@ -161,6 +163,20 @@ def current_actor() -> Handle:
 
 def current_node_id() -> str:
     return str(ray.get_runtime_context().get_node_id())
+
+
+def alive_nodes() -> list[str]:
+    """The ids of the cluster's nodes that are alive, in Ray's order (the head first)."""
+    nodes: list[dict[str, Any]] = ray.nodes()  # type: ignore[no-untyped-call]
+    return [str(n["NodeID"]) for n in nodes if n.get("Alive")]
+
+
+def on_node(node_id: str, *, soft: bool = False) -> dict[str, Any]:
+    """Actor options that place it on ``node_id``: there only (``soft`` False: when the node is
+    gone the actor is not restarted elsewhere), or there while the node lives."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    return {"scheduling_strategy": NodeAffinitySchedulingStrategy(node_id, soft=soft)}
 
 
 def kill(handle: Handle) -> None:

@@ -53,13 +53,19 @@ class RouterShell:
         selector: Handle | None,
         api_keys: Mapping[str, Any],
         sink: Handle | None = None,
+        sinks: Mapping[str, Handle] | None = None,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         configure_actor_logging(config)
         self.config = config
         self.index = index
         self.holder = f"router-{index}-{int(time.time() * 1000)}"
+        self.node_id = _ray.current_node_id() if _ray.is_initialized() else None
         settings = config.settings
+        if self.node_id is not None:  # this node's spool ({node_id} in spool_dir filled in)
+            from ..events._local import node_settings
+
+            settings = node_settings(settings, self.node_id)
         self.clock = clock
         self.adapters = make_adapters(config, api_keys)
         self.selector = SelectorCore(config, clock=clock)
@@ -83,7 +89,8 @@ class RouterShell:
         )
         self.selector_actor = selector
         self.health_actors = health
-        self.sink = sink
+        #: the EventSink of this router's node (where its spool is), else the one given
+        self.sink = (sinks or {}).get(self.node_id or "", sink)
         self.supervisor = Supervisor(f"router {index}: housekeeping", backoff_s=HOUSEKEEPING_S,
                                      max_backoff_s=HOUSEKEEPING_MAX_BACKOFF_S)
         self._task: asyncio.Task[None] | None = None
@@ -219,6 +226,10 @@ class RouterShell:
 
     def pid(self) -> int:
         return os.getpid()
+
+    def node(self) -> str | None:
+        """The Ray node this router runs on."""
+        return self.node_id
 
     async def aclose(self) -> bool:
         await self.flush_events()

@@ -52,6 +52,8 @@ _FEEDBACK_MEMORY = 500_000
 #: How soon a HealthChecker's probe loop notices that outcomes opened the breaker (so that the
 #: half-open trials start when ``open_s`` has passed, not at the next probe interval).
 HEALTH_WAKE_S = 1.0
+#: How often a sink tells the CostLedger its node's spool writers when nothing changed.
+WRITERS_REPORT_S = 2.0
 
 
 def _state_dir(config: RegistryConfig) -> Path:
@@ -59,7 +61,20 @@ def _state_dir(config: RegistryConfig) -> Path:
     directory when the log is remote: ``events._local.state_dir``)."""
     from ..events._local import state_dir
 
-    return state_dir(config.settings)
+    return state_dir(config.settings, _this_node())
+
+
+def _this_node() -> str | None:
+    """The Ray node this process runs on; None outside Ray (a shell built in a test)."""
+    return _ray.current_node_id() if _ray.is_initialized() else None
+
+
+def _node_settings(config: RegistryConfig) -> Settings:
+    """The settings with ``{node_id}`` in the spool and state directories filled in."""
+    from ..events._local import node_settings
+
+    node = _this_node()
+    return node_settings(config.settings, node) if node is not None else config.settings
 
 
 def _safe(name: str) -> str:
@@ -70,7 +85,7 @@ def _safe(name: str) -> str:
 def _spool(config: RegistryConfig, name: str) -> ResilientSpool:
     """An actor's spool: events it cannot write now wait in its memory and are written back at
     its next ``tick`` (an actor's events are not refused work: nothing is refused)."""
-    ev = config.settings.events
+    ev = _node_settings(config).events
     return ResilientSpool(SpoolWriter(
         config.settings.data_dir, f"{name}-{int(time.time() * 1000)}",
         fsync=ev.fsync, fsync_interval_ms=ev.fsync_interval_ms, spool_dir=ev.spool_dir,
@@ -113,14 +128,24 @@ class _Subscribers:
 
 
 class EventSinkShell:
-    """The only writer of the Parquet log: ingests spool segments in group commits, compacts."""
+    """The only writer of the Parquet log: ingests spool segments in group commits, compacts.
 
-    def __init__(self, config: RegistryConfig) -> None:
+    One per node (``start_actors`` and the driver's node watcher place one on every node, by node
+    affinity): it ingests the spool on its node's local disk (``settings.events.spool_dir``, its
+    ``{node_id}`` filled in) into the shared log, and tells the CostLedger which writers have a
+    spool on its node (``ledger``), so that a slice held by a router on another node is released
+    only once that router is gone and its spool ingested."""
+
+    def __init__(self, config: RegistryConfig, ledger: Handle | None = None) -> None:
         from ..events._ingest import SpoolIngestor
 
         configure_actor_logging(config)
         self.config = config
-        self.ingestor = SpoolIngestor(config.settings.data_dir, config.settings.events)
+        self.node_id = _this_node()
+        settings = _node_settings(config)
+        self.ingestor = SpoolIngestor(settings.data_dir, settings.events)
+        self.ledger = ledger
+        self._reported: tuple[tuple[str, ...], float] | None = None
         self.supervisor = Supervisor("event sink: ingestion")
         self._interval_s = max(0.05, config.settings.events.flush_interval_ms / 1000)
         try:
@@ -142,7 +167,25 @@ class EventSinkShell:
 
     async def _ingest_once(self) -> float:
         await asyncio.to_thread(self.ingestor.ingest)
+        self._report_writers()
         return self._interval_s
+
+    def _report_writers(self, *, force: bool = False) -> None:
+        """Tell the ledger the writers with a spool here, when that changed (or every
+        ``WRITERS_REPORT_S``): a writer it no longer hears of is gone and fully ingested."""
+        if self.ledger is None or self.node_id is None:
+            return
+        writers = tuple(self.ingestor.writer_ids())
+        now = time.monotonic()
+        if (not force and self._reported is not None and self._reported[0] == writers
+                and now - self._reported[1] < WRITERS_REPORT_S):
+            return
+        _ray.tell(self.ledger, "spool_writers", self.node_id, list(writers))
+        self._reported = (writers, now)
+
+    async def node(self) -> str | None:
+        """The Ray node this sink ingests for."""
+        return self.node_id
 
     async def append(self, events: list[Event]) -> bool:
         """Events a router could not spool for a while (its disk full, ``events._resilient``):
@@ -162,7 +205,9 @@ class EventSinkShell:
     async def flush(self) -> int:
         """Ingest every closed or orphaned segment now; returns events written."""
         await self.start()
-        return await asyncio.to_thread(self.ingestor.ingest)
+        written = await asyncio.to_thread(self.ingestor.ingest)
+        self._report_writers(force=True)
+        return written
 
     async def compact(self) -> dict[str, Any]:
         return await asyncio.to_thread(self.ingestor.compact)
@@ -305,6 +350,12 @@ class RateLimiterShell:
         self._push_headroom(force=True)
         return True
 
+    def add_subscribers(self, handles: list[Handle]) -> bool:
+        """Add routers not subscribed yet (a router started on a node that joined later)."""
+        if self.subscribers.add(handles):
+            self._push_headroom(force=True)
+        return True
+
     def _after(self) -> None:
         with _journaling("RateLimiter"):
             self.journal.append(self.core.drain_records())  # before the answer leaves
@@ -395,7 +446,9 @@ class CostLedgerShell:
         configure_actor_logging(config)
         self.config = config
         data_dir = config.settings.data_dir
-        spool_root = spool_dir(config.settings)
+        spool_root = spool_dir(_node_settings(config))
+        #: writers with a spool on each node, as that node's EventSink last said
+        self._remote_writers: dict[str, frozenset[str]] = {}
         # alerts of log files found unreadable (quarantined): spooled by _after, as ours are
         self._log_alerts: deque[Any] = deque()
         log = EventLog(data_dir, alerts=self._log_alerts.extend)
@@ -405,7 +458,8 @@ class CostLedgerShell:
         self.holds = HoldJournal(_state_dir(config) / "ledger-holds.jsonl", SYSTEM_CLOCK)
         self.core = CostLedgerCore(
             config.settings.budgets, clock=SYSTEM_CLOCK, registry=config, follows_log=True,
-            holder_gone=lambda holder: not (spool_root / holder).exists(),
+            holder_gone=lambda holder: not ((spool_root / holder).exists()
+                                            or self._writer_on_a_node(holder)),
         )
         for alert in log.read("BudgetAlert"):  # alerts already emitted are not emitted again
             self.core.apply(alert)
@@ -458,6 +512,17 @@ class CostLedgerShell:
         if events:
             self.spool.write(events)
         self.spool.tick()
+
+    def spool_writers(self, node_id: str, writers: list[str]) -> bool:
+        """A node's EventSink says which writers have a spool there (alive, or with events not
+        yet in the log). A slice past its time whose holder is listed on some node is kept (its
+        spend may still be on its way); a node lost with its disk is never heard of again, so
+        its writers' slices are kept until ``ORPHAN_MAX_S``: never granted twice."""
+        self._remote_writers = {**self._remote_writers, node_id: frozenset(writers)}
+        return True
+
+    def _writer_on_a_node(self, holder: str) -> bool:
+        return any(holder in writers for writers in self._remote_writers.values())
 
     def reserve(self, key: SpendKey, amount_usd: Decimal, request_id: str | None = None) -> str:
         with self._lock:

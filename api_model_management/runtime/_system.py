@@ -32,6 +32,7 @@ from ..selection import Selection
 from . import _ray
 from ._actors import START_TIMEOUT_S, ActorHandles
 from ._embedded import EmbeddedRouter
+from ._nodes import NodeWatcher
 
 log = logging.getLogger(__name__)
 
@@ -40,16 +41,20 @@ class ModelManagement:
     """A started system. Create it with :meth:`start`."""
 
     def __init__(self, config: RegistryConfig, handles: ActorHandles, *, owns_ray: bool,
-                 started_s: float, embedded: EmbeddedRouter | None = None) -> None:
+                 started_s: float, embedded: EmbeddedRouter | None = None,
+                 owns_actors: bool = True) -> None:
         self.config = config
         self.handles = handles
         self.owns_ray = owns_ray
+        #: False for a driver that joined a running named system: its shutdown leaves the actors
+        self.owns_actors = owns_actors
         self.startup_s = started_s
         self.embedded = embedded
-        self._round_robin = itertools.cycle(range(len(handles.routers)))
+        self._round_robin = itertools.count()
         self._closed = False
         #: The actors' names start with ``<name_prefix>:`` (``amm status --system`` takes it).
         self.name_prefix: str | None = None
+        self._watcher: NodeWatcher | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------
     @classmethod
@@ -64,6 +69,7 @@ class ModelManagement:
         num_cpus: int | None = None,
         name_prefix: str | None = None,
         start_timeout_s: float = START_TIMEOUT_S,
+        detached: bool = False,
     ) -> ModelManagement:
         """Start the system and return the facade.
 
@@ -82,10 +88,19 @@ class ModelManagement:
 
         The actors are named ``<name_prefix>:ledger``, ``<name_prefix>:router:0``, ... (default
         prefix ``amm-`` and 8 random hex digits, kept in ``mm.name_prefix``), so that another
-        driver on the cluster finds them: ``amm status --address ADDR`` shows their live state."""
+        driver on the cluster finds them: ``amm status --address ADDR`` shows their live state.
+
+        A second driver calling ``start`` with the ``name_prefix`` of a running system
+        (``address="auto"`` on its cluster) joins it: it reuses those actors instead of starting
+        new ones (``mm.owns_actors`` False; its ``shutdown`` leaves them running). The actors
+        live as long as the driver that started them, or, with ``detached=True`` (which needs a
+        ``name_prefix``), until a ``shutdown`` of that driver or the cluster's end (Ray's
+        detached actors, in the namespace ``amm``). The driver that started the system gives
+        every node that joins the cluster later its EventSink (and its Router, with
+        ``settings.routers.placement = "per_node"``)."""
         from ..config import load_config, load_secrets
         from ..config._logging import configure_logging, with_effective_log_level
-        from ._actors import start_actors
+        from ._actors import find_actors, start_actors
 
         t0 = time.monotonic()
         if not isinstance(config_path, str | Path | RegistryConfig):
@@ -103,18 +118,24 @@ class ModelManagement:
         owns_ray = False
         if not _ray.is_initialized():
             owns_ray = _ray.start_or_join(address, num_cpus=num_cpus)
+        if detached and name_prefix is None:
+            raise InvalidInput("a detached system needs a name_prefix (other drivers join it "
+                               "by that name)", field="name_prefix")
         try:
+            joined = find_actors(name_prefix) if name_prefix is not None else None
             name_prefix = name_prefix or f"amm-{uuid.uuid4().hex[:8]}"
-            handles = start_actors(config, api_keys, name_prefix=name_prefix,
-                                   start_timeout_s=start_timeout_s)
+            handles = joined or start_actors(config, api_keys, name_prefix=name_prefix,
+                                             start_timeout_s=start_timeout_s, detached=detached)
         except BaseException:
             if owns_ray:
                 _ray.shutdown()
             raise
         embedded = EmbeddedRouter(config, handles, api_keys) if config.settings.routers.embedded else None
         system = cls(config, handles, owns_ray=owns_ray, started_s=time.monotonic() - t0,
-                     embedded=embedded)
+                     embedded=embedded, owns_actors=joined is None)
         system.name_prefix = name_prefix
+        if joined is None:
+            system._watcher = NodeWatcher(system, api_keys, detached=detached)
         log.info("started system %s; its live state: amm status --address %s", name_prefix,
                  _ray.gcs_address())
         return system
@@ -129,10 +150,13 @@ class ModelManagement:
         except (ComponentUnavailable, TimeoutError) as exc:
             log.warning("shutdown: could not flush all events (%s); they stay in the spool",
                         type(exc).__name__)
+        if self._watcher is not None:
+            self._watcher.stop()
         if self.embedded is not None:
             self.embedded.close()
-        for handle in self.handles.all():
-            _ray.kill(handle)
+        if self.owns_actors:
+            for handle in self.handles.all():
+                _ray.kill(handle)
         if self.owns_ray:
             _ray.shutdown()
 
@@ -143,8 +167,40 @@ class ModelManagement:
             self.embedded.flush()
         _call_all("flush_events", h.routers)
         _call_all("flush_events", [*h.health.values(), *h.limiters.values(), h.ledger])
-        ingested = _call_all("flush", [h.sink])[0]
-        return int(ingested or 0)
+        alive = set(_ray.alive_nodes())
+        sinks = [sink for node, sink in h.sinks.items() if node in alive] or [h.sink]
+        return sum(int(n or 0) for n in _call_all("flush", sinks))
+
+    # -- nodes ---------------------------------------------------------------------------------
+    def router_for_current_node(self) -> _ray.Handle:
+        """A Router actor on the caller's node, so that a request costs no hop between
+        machines; another one when no router runs there. With ``placement = "per_node"`` every
+        node has one. (Ray tasks and actors holding ``mm.handles`` call
+        ``handles.router_for_current_node()``, which is this.)"""
+        return self.handles.router_for_current_node()
+
+    def drain_node(self, node_id: str, *, timeout_s: float = 60.0) -> int:
+        """Prepare ``node_id`` for removal from the cluster without losing an event: the Router
+        actors there close their spool segments, hand back their leases and slices and stop
+        (for good: they are taken out of ``handles.routers``), then the node's EventSink ingests
+        everything left in the node's spool (also what any other writer there left) and stops.
+        Returns the events it ingested. The node may then be removed. Refused for the node this
+        driver runs on (its embedded router spools there)."""
+        if self.embedded is not None and node_id == _ray.current_node_id():
+            raise InvalidInput("cannot drain the node this driver runs on", field="node_id")
+        self.handles.learn_router_nodes()
+        leaving = sorted(i for i, n in self.handles.router_nodes.items() if n == node_id)
+        _call_all("flush_events", [self.handles.routers[i] for i in leaving], timeout_s=timeout_s)
+        for i in leaving:
+            _ray.kill(self.handles.routers[i])
+        self.handles.forget_routers(leaving)
+        self.handles.drained.add(node_id)
+        sink = self.handles.sinks.pop(node_id, None)
+        if sink is None:
+            return 0
+        ingested = int(_call_all("flush", [sink], timeout_s=timeout_s)[0] or 0)
+        _ray.kill(sink)
+        return ingested
 
     def __enter__(self) -> ModelManagement:
         return self
@@ -154,7 +210,8 @@ class ModelManagement:
 
     # -- the request path ----------------------------------------------------------------------
     def _router(self) -> _ray.Handle:
-        return self.handles.routers[next(self._round_robin)]
+        routers = self.handles.routers
+        return routers[next(self._round_robin) % len(routers)]
 
     async def complete(self, request: ModelRequest) -> ModelResponse:
         """Select, admit, call, evaluate and account one request; typed errors on failure.

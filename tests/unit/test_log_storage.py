@@ -464,3 +464,39 @@ def test_replaced_files_go_once_their_merged_file_is_older_than_the_grace(tmp_pa
     partition = Path(second.path).parent
     assert sorted(p.name for p in partition.glob("*.parquet")) == [second.name]
     assert Counter(e.event_id for e in log.read()) == expected
+
+
+# ------------------------------------------------------------------------------------------------
+# one spool per node: {node_id} in the configured directories
+
+
+def test_node_placeholder_gives_each_node_its_own_spool_and_state(tmp_path):
+    from api_model_management.events._local import for_node, node_settings
+
+    settings = Settings(data_dir="s3://bucket/a", events=EventSettings(
+        spool_dir=str(tmp_path / "spool-{node_id}"), state_dir=str(tmp_path / "state-{node_id}")))
+    assert spool_dir(settings, "n1") == tmp_path / "spool-n1" != spool_dir(settings, "n2")
+    assert state_dir(settings, "n1") == tmp_path / "state-n1"
+    assert spool_dir(settings) == tmp_path / "spool-local"  # outside Ray
+    resolved = node_settings(settings, "n7")
+    assert (resolved.events.spool_dir, resolved.events.state_dir) == \
+        (str(tmp_path / "spool-n7"), str(tmp_path / "state-n7"))
+    plain = Settings(data_dir=str(tmp_path))
+    assert node_settings(plain, "n7") is plain  # nothing to fill in
+    assert for_node("/x/{node_id}/y", None) == "/x/local/y"
+
+
+def test_the_ingestor_lists_the_writers_with_a_spool_on_its_node(tmp_path):
+    from api_model_management.events._ingest import SpoolIngestor
+
+    settings = EventSettings(spool_dir=str(tmp_path / "spool"), fsync="never")
+    ingestor = SpoolIngestor(tmp_path / "log", settings)
+    assert ingestor.writer_ids() == []  # no spool yet
+    writers = [SpoolWriter(tmp_path / "log", f"router-{i}", spool_dir=settings.spool_dir) for i in (1, 0)]
+    writers[0].write([completed(1)])
+    assert ingestor.writer_ids() == ["router-0", "router-1"]
+    for writer in writers:
+        writer.close()
+    ingestor.ingest()  # gone and fully ingested: finalized, their directories removed
+    assert ingestor.writer_ids() == []
+    assert len(EventLog(tmp_path / "log").read()) == 1
