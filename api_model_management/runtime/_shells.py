@@ -43,6 +43,12 @@ CACHE_PURGE_S = 60.0
 #: How often the ledger looks for new files in the log (recent partitions), how often in all
 #: partitions (a late file in an old one), and how often it saves its file cache.
 LEDGER_POLL_S = 0.1
+#: The same on a remote log (``s3://``), where every poll is about nine LIST requests (three
+#: spend types, each listed with its two recent partitions): 10 polls/s would be ~7.8 million
+#: requests a day (about $39 at S3's LIST price); once a second is ~$3.9. Settled spend then
+#: arrives up to a second later: routers' pending charges are held meanwhile (exact, a little
+#: less headroom for that second).
+REMOTE_LEDGER_POLL_S = 1.0
 LEDGER_FULL_POLL_S = 60.0
 LEDGER_CACHE_SAVE_S = 30.0
 #: How often the Selector folds new quality signals from the log (and pushes them).
@@ -442,11 +448,13 @@ class CostLedgerShell:
         from ..budget import CostLedgerCore, HoldJournal, LogSpend
         from ..events import EventLog
         from ..events._local import spool_dir
+        from ..events._storage import is_remote
 
         configure_actor_logging(config)
         self.config = config
         data_dir = config.settings.data_dir
         spool_root = spool_dir(_node_settings(config))
+        self._poll_s = REMOTE_LEDGER_POLL_S if is_remote(data_dir) else LEDGER_POLL_S
         #: writers with a spool on each node, as that node's EventSink last said
         self._remote_writers: dict[str, frozenset[str]] = {}
         # alerts of log files found unreadable (quarantined): spooled by _after, as ours are
@@ -482,11 +490,11 @@ class CostLedgerShell:
     def _follow(self) -> None:
         """Poll the log, apply what is new, expire holds; supervised: an error (a file read
         racing compaction, a full disk) is logged and counted, and a later poll tries again."""
-        self.supervisor.run_thread(self._poll_once, self._stop, initial_delay_s=LEDGER_POLL_S)
+        self.supervisor.run_thread(self._poll_once, self._stop, initial_delay_s=self._poll_s)
 
     def _poll_once(self) -> float:
         self.poll()
-        return LEDGER_POLL_S
+        return self._poll_s
 
     def poll(self) -> int:
         """Apply what the log delivered since the last poll; returns files read. One poll at a

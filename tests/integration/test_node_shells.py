@@ -59,3 +59,23 @@ def test_forgetting_routers_keeps_the_others_in_order_with_their_nodes():
     assert handles.routers == ["r0", "r2"] and handles.router_nodes == {0: "a", 1: "c"}
     handles.forget_routers([])
     assert handles.routers == ["r0", "r2"]
+
+
+def test_the_ledger_polls_a_remote_log_once_a_second_and_a_local_one_ten_times(tmp_path):
+    from api_model_management.runtime._shells import (
+        LEDGER_POLL_S,
+        REMOTE_LEDGER_POLL_S,
+        CostLedgerShell,
+    )
+
+    local = CostLedgerShell(_config(tmp_path / "local"))
+    remote = CostLedgerShell(override(demo_config(), settings={
+        "data_dir": f"mock:///ledger-{tmp_path.name}",
+        "events": {"fsync": "never", "spool_dir": str(tmp_path / "spool"),
+                   "state_dir": str(tmp_path / "state")}}))
+    try:
+        assert (local._poll_once(), remote._poll_once()) == (LEDGER_POLL_S, REMOTE_LEDGER_POLL_S)
+        assert REMOTE_LEDGER_POLL_S >= 10 * LEDGER_POLL_S
+    finally:
+        local._stop.set()
+        remote._stop.set()
