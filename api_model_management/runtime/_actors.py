@@ -78,6 +78,9 @@ class ActorHandles:
     router_nodes: dict[int, str] = field(default_factory=dict)
     #: nodes drained for removal (``ModelManagement.drain_node``): given no actors again
     drained: set[str] = field(default_factory=set)
+    #: the number the next Router actor started is named by (``router:<n>``; never reused, as
+    #: a stopped router's name may still be taken for a moment)
+    next_router: int = 0
 
     def all(self) -> list[Handle]:
         return [handle for _, handle in self.named()]
@@ -169,7 +172,7 @@ def start_actors(config: RegistryConfig, api_keys: Mapping[str, Any], *,
                            health, limiters, sinks=sinks)
     per_node = config.settings.routers.placement == "per_node"
     for i, node in enumerate(nodes if per_node else [None] * config.settings.routers.replicas):
-        handles.routers.append(_new_router(factory, config, api_keys, handles, i, node))
+        handles.routers.append(_new_router(factory, config, api_keys, handles, node))
         if node is not None:
             handles.router_nodes[i] = node
     try:
@@ -188,7 +191,9 @@ def _new_sink(factory: _Factory, config: RegistryConfig, ledger: Handle, node: s
 
 
 def _new_router(factory: _Factory, config: RegistryConfig, api_keys: Mapping[str, Any],
-                handles: ActorHandles, index: int, node: str | None) -> Handle:
+                handles: ActorHandles, node: str | None) -> Handle:
+    index = handles.next_router
+    handles.next_router += 1
     return factory.new(
         RouterActor, f"router:{index}", config, index, limiters=handles.limiters,
         ledger=handles.ledger, cache=handles.cache, health=handles.health,
@@ -209,12 +214,11 @@ def add_node_actors(config: RegistryConfig, api_keys: Mapping[str, Any], handles
         started.append(handles.sinks[node])
         _ray.get(_ray.send(handles.sinks[node], "start", what="EventSink"), timeout_s=START_TIMEOUT_S)
     if config.settings.routers.placement == "per_node" and node not in handles.router_nodes.values():
-        index = len(handles.routers)
-        router = _new_router(factory, config, api_keys, handles, index, node)
+        router = _new_router(factory, config, api_keys, handles, node)
         _ray.get(_ray.send(router, "start", what="Router"), timeout_s=START_TIMEOUT_S)
         _subscribe_router(handles, router)
         handles.routers.append(router)
-        handles.router_nodes[index] = node
+        handles.router_nodes[len(handles.routers) - 1] = node
         started.append(router)
     return started
 
@@ -283,4 +287,5 @@ def find_actors(name_prefix: str) -> ActorHandles | None:
         return None
     return ActorHandles(sinks.get(here) or next(iter(sinks.values())), get("ledger"), get("cache"),
                         get("selector"), keyed("health:"), keyed("ratelimit:"),
-                        [h for _, h in routers], sinks=sinks)
+                        [h for _, h in routers], sinks=sinks,
+                        next_router=max((n for n, _ in routers), default=-1) + 1)
