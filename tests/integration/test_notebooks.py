@@ -8,7 +8,10 @@ repeated deterministic prompts (cache hits); the spool is then ingested into Par
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import re
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
@@ -76,7 +79,35 @@ def _make_log(data_dir: Path, emulator) -> list:
     return results
 
 
-def test_explore_event_log_notebook_runs_and_plots(tmp_path, fresh_emulator, monkeypatch):
+@contextlib.contextmanager
+def _on_loopback_s3(data_dir: Path, monkeypatch) -> Iterator[str]:
+    """The log under ``data_dir`` copied to an S3 server on loopback (moto); its s3:// URI, with
+    the AWS_* variables set (the notebook's kernel inherits them)."""
+    import pyarrow.fs as pafs
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        for name, value in {"AWS_ACCESS_KEY_ID": "AKIDNOTEBOOK", "AWS_SECRET_ACCESS_KEY": "nb-secret",
+                            "AWS_ENDPOINT_URL": f"http://{host}:{port}", "AWS_REGION": "us-east-1",
+                            "AWS_EC2_METADATA_DISABLED": "true"}.items():
+            monkeypatch.setenv(name, value)
+        store = pafs.S3FileSystem(access_key="AKIDNOTEBOOK", secret_key="nb-secret", scheme="http",
+                                  endpoint_override=f"{host}:{port}", region="us-east-1",
+                                  allow_bucket_creation=True)
+        store.create_dir("notebook-log")
+        pafs.copy_files(str(data_dir / "events"), "notebook-log/prod/events",
+                        source_filesystem=pafs.LocalFileSystem(), destination_filesystem=store)
+        yield "s3://notebook-log/prod"
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_explore_event_log_notebook_runs_and_plots(tmp_path, fresh_emulator, monkeypatch, where):
     nbformat = pytest.importorskip("nbformat", reason="nbformat is in the test extra")
     nbclient = pytest.importorskip("nbclient", reason="nbclient (test extra) runs the notebook")
     data_dir, figures = tmp_path / "data", tmp_path / "figures"
@@ -86,16 +117,19 @@ def test_explore_event_log_notebook_runs_and_plots(tmp_path, fresh_emulator, mon
     assert {"RequestCompleted", "AttemptFailed", "FailoverTriggered", "ResponseEvaluated"} <= kinds
     assert any(getattr(r, "cache_hit", False) for r in results)
 
-    monkeypatch.setenv("AMM_DATA_DIR", str(data_dir))
     monkeypatch.setenv("AMM_FIGURES_DIR", str(figures))
     monkeypatch.delenv("AMM_CONFIG", raising=False)
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     client = nbclient.NotebookClient(notebook, timeout=120, kernel_name="python3",
                                      resources={"metadata": {"path": str(tmp_path)}})
-    try:
-        client.execute()
-    except nbclient.exceptions.CellExecutionError as exc:
-        pytest.fail(f"a notebook cell failed:\n{exc}")
+    with contextlib.ExitStack() as stack:
+        location = str(data_dir) if where == "local" else \
+            stack.enter_context(_on_loopback_s3(data_dir, monkeypatch))
+        monkeypatch.setenv("AMM_DATA_DIR", location)
+        try:
+            client.execute()
+        except nbclient.exceptions.CellExecutionError as exc:
+            pytest.fail(f"a notebook cell failed:\n{exc}")
 
     outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
