@@ -151,7 +151,7 @@ class ModelOptimizerIntegration:
             raise InvalidInput("the failover_manager records spend in another CostTracker: build "
                                "it with FailoverManager(..., cost_tracker=...)", field="cost_tracker")
         monitor = self.performance_monitor
-        if monitor is not None and Path(monitor.data_dir).resolve() != manager.data_dir.resolve():
+        if monitor is not None and _same_place(monitor.data_dir) != _same_place(manager.data_dir):
             raise InvalidInput(f"the performance_monitor reads {monitor.data_dir} but the "
                                f"failover_manager writes {manager.data_dir}: give both the same "
                                "data directory", field="performance_monitor")
@@ -395,3 +395,9 @@ def _score(data: Mapping[str, Any]) -> float:
     if success is False:
         return 0.0
     return float(quality) if quality is not None else 1.0
+
+
+def _same_place(data_dir: str | Path) -> str:
+    """A data directory as a comparable string: a local path resolved, a URI as written."""
+    text = str(data_dir)
+    return text.rstrip("/") if "://" in text else str(Path(text).resolve())

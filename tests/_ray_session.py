@@ -10,6 +10,7 @@ def start_session_ray() -> None:
 
     if not ray.is_initialized():
         ray.init(
+            address="local",  # a fresh one, never a cluster another process left running
             num_cpus=2,
             include_dashboard=False,
             log_to_driver=False,

@@ -195,6 +195,7 @@ def test_rejected_key_never_appears_in_errors_or_logs(fresh_emulator, caplog):
     secret = "sk-live-SECRET-abcdef0123456789"
     fresh_emulator.set_profile(Profile(valid_keys=["sk-the-only-good-key"]))
     caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="api_model_management")  # whatever an entry point set
     for kind in ("openai", "anthropic", "google"):
         err = failure(lambda kind=kind: complete(fresh_emulator, kind, key=secret))
         assert isinstance(err, errors.AuthenticationError)

@@ -380,6 +380,7 @@ def test_an_unreadable_object_is_quarantined_and_alerted(uri):
 
 def test_no_secret_in_log_records(uri, caplog):
     caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="api_model_management")  # whatever an entry point set
     log = EventLog(uri)
     seed(log, files=2)
     compact(log, min_files=2)

@@ -149,8 +149,15 @@ def test_faults_every_request_succeeds_while_an_eligible_model_exists(system, em
     ids = {r.request_id for r in results}
     events = [e for e in _events(system) if e.request_id in ids]
     failed_attempts = [e for e in events if e.event_type == "AttemptFailed"]
-    assert failed_attempts, "the injected faults were seen and failed over"
     assert all(e.provider in ("ollama", "openai", "anthropic") for e in failed_attempts)
+    # every call made to Ollama (which always fails) is in the log as a failed attempt, and was
+    # followed by another attempt that answered. (Whether any was made depends on a race: the
+    # HealthChecker's probes may shut Ollama off before the first request on a busy machine.)
+    started = [e for e in events if e.event_type == "AttemptStarted"]
+    to_ollama = Counter(e.request_id for e in started if e.provider == "ollama")
+    assert to_ollama == Counter(e.request_id for e in failed_attempts if e.provider == "ollama")
+    served_by = {r.request_id: r.provider for r in results}
+    assert all(served_by[rid] != "ollama" for rid in to_ollama)
 
 
 def test_every_request_has_exactly_one_terminal_event(system, emulator):

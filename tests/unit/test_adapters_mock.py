@@ -807,6 +807,7 @@ def test_error_never_contains_key_or_prompt(kind, reply, caplog):
 
 def test_logs_of_a_successful_call_and_adapter_repr_hold_no_secret(caplog):
     caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="api_model_management")  # whatever an entry point set
 
     async def go():
         a = adapter("openai", lambda r: json_reply(OPENAI_OK))

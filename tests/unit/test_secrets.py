@@ -181,6 +181,7 @@ def test_no_key_appears_in_logs_reprs_errors_or_cli_output(tmp_path: Path, monke
     assert all(secrets.availability(p).available for p in config.providers)
     configure_logging()
     caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="api_model_management")  # whatever an entry point set
     log = logging.getLogger(f"{PACKAGE_LOGGER}.providers.openai")
     for key in KEYS:
         log.debug("sending with key %s", key)
