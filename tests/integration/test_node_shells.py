@@ -38,11 +38,14 @@ def test_the_ledger_keeps_a_remote_holders_slices_while_its_nodes_sink_lists_it(
         shell._stop.set()
 
 
-def test_the_sink_of_a_process_outside_ray_has_no_node_and_reports_nothing(tmp_path):
+def test_the_sink_of_a_process_outside_ray_has_no_node_and_reports_nothing(tmp_path, monkeypatch):
     import asyncio
 
+    from api_model_management.runtime import _ray
     from api_model_management.runtime._shells import EventSinkShell
 
+    # outside Ray, whatever an earlier test of the session left initialized in this process
+    monkeypatch.setattr(_ray, "is_initialized", lambda: False)
     shell = EventSinkShell(_config(tmp_path), ledger=object())
     assert asyncio.run(shell.node()) is None
     shell._report_writers(force=True)  # no node: nothing to tell (and no Ray call)
