@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .._request import ModelRequest
+from .._request import Message, ModelRequest, ToolCall
 
 _ANTHROPIC_ID = re.compile(r"[A-Za-z0-9_-]+")
 #: The prefix of an id rewritten for Anthropic (base64url of the original's UTF-8 follows).
@@ -77,6 +77,14 @@ def derived_id(*parts: str) -> str:
     or time, the call's position, name and arguments)."""
     joined = "\x1f".join(parts).encode("utf-8", "surrogatepass")
     return "call_" + hashlib.blake2b(joined, digest_size=12).hexdigest()
+
+
+def assistant_message(text: str, calls: tuple[ToolCall, ...]) -> Message:
+    """An assistant turn read back from a provider's body: its text, and its tool calls if any
+    (content None when a turn holds calls and no text, as the OpenAI shape has it)."""
+    if not calls:
+        return Message(role="assistant", content=text)
+    return Message(role="assistant", content=text or None, tool_calls=calls)
 
 
 def call_names(request: ModelRequest) -> dict[str, str]:

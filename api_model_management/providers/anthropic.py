@@ -48,6 +48,7 @@ from ._tools import (
     ResponseTool,
     ToolCallAssembler,
     anthropic_id,
+    assistant_message,
     call_names,
     from_anthropic_id,
     response_tool,
@@ -229,9 +230,7 @@ def _assistant_from_blocks(blocks: list[dict[str, Any]]) -> Message:
     calls = tuple(ToolCall(id=from_anthropic_id(b["id"]), name=b["name"],
                            arguments=orjson.dumps(b["input"]).decode())
                   for b in blocks if b["type"] == "tool_use")
-    if not calls:
-        return Message(role="assistant", content=text)
-    return Message(role="assistant", content=text or None, tool_calls=calls)
+    return assistant_message(text, calls)
 
 
 def _user_from_blocks(blocks: list[dict[str, Any]]) -> list[Message]:

@@ -52,7 +52,14 @@ from ..ratelimit._headers import (
 from ._base import ProviderAdapter, StreamState, Usage, api_root, count
 from ._errors import generic_kind, malformed, mentions_context_overflow, safe_token, status_error
 from ._sse import iter_sse
-from ._tools import ResponseTool, call_names, derived_id, gemini_schema, response_tool
+from ._tools import (
+    ResponseTool,
+    assistant_message,
+    call_names,
+    derived_id,
+    gemini_schema,
+    response_tool,
+)
 from .openai import sampling
 
 _SAFETY = {
@@ -238,9 +245,7 @@ def _assistant_from_parts(parts: list[dict[str, Any]]) -> Message:
     calls = tuple(ToolCall(id=p["functionCall"]["id"], name=p["functionCall"]["name"],
                            arguments=orjson.dumps(p["functionCall"].get("args") or {}).decode())
                   for p in parts if "functionCall" in p)
-    if not calls:
-        return Message(role="assistant", content=text)
-    return Message(role="assistant", content=text or None, tool_calls=calls)
+    return assistant_message(text, calls)
 
 
 def _user_from_parts(parts: list[dict[str, Any]]) -> list[Message]:
