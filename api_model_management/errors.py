@@ -30,7 +30,8 @@ text: constructors take structured fields, and messages are built from those fie
     ├── AllCandidatesFailed              every attempt failed (``errors``)
     ├── ConcurrencyLimitTimeout          no in-flight slot within the deadline
     └── ComponentUnavailable             an actor the path needs is down
-        └── SpoolUnavailable             the event spool cannot take writes (disk full, quota, I/O)
+        ├── SpoolUnavailable             the event spool cannot take writes (disk full, quota, I/O)
+        └── EventsNotShipped             ``ack="shipped"``: the events did not reach the shared log in time
 """
 
 from __future__ import annotations
@@ -267,6 +268,17 @@ class SpoolUnavailable(ComponentUnavailable):
     succeeds again; ``retry_after_s`` is a hint for when to try again."""
 
     error_kind = "spool_unavailable"
+
+
+class EventsNotShipped(ComponentUnavailable):
+    """With ``settings.events.ack="shipped"``: a request's events did not reach the shared log
+    within ``ack_timeout_s`` (or the upload failed), so its answer is not durable against the loss
+    of the node. The provider call was made and its events (cost included) are in the node's
+    spool, shipped or ingested later. ``request_id`` names the request; ``response`` is its answer
+    (a ``ModelResponse``, None for a stream or a failed request), for a caller that prefers the
+    answer to the guarantee."""
+
+    error_kind = "events_not_shipped"
 
 
 def error_kind_of(exc: BaseException) -> str:

@@ -384,6 +384,14 @@ class EventSettings(_Strict):
     #: Where actors keep local state that outlives a restart (journals, caches). Default:
     #: ``<data_dir>/state``, or beside the default spool when ``data_dir`` is remote.
     state_dir: str | None = Field(default=None, min_length=1)
+    #: When a request is answered: ``local`` once its events are in this node's spool (they
+    #: survive the router's process, not the node's disk); ``shipped`` once they are in the shared
+    #: log (``data_dir``), so they survive the loss of the node, at the cost of an upload per
+    #: group of requests (``events._shipper``).
+    ack: Literal["local", "shipped"] = "local"
+    #: With ``ack="shipped"``: the longest a request waits for the log before it raises
+    #: ``EventsNotShipped`` (its events stay in the spool and reach the log later).
+    ack_timeout_s: float = Field(default=10.0, gt=0, allow_inf_nan=False)
 
     @field_validator("spool_dir", "state_dir")
     @classmethod
@@ -489,6 +497,30 @@ class GatewayAlias(_Strict):
     constraints: GatewayConstraints = GatewayConstraints()
 
 
+class GatewayServeSettings(_Strict):
+    """``amm serve --ray-serve``: the gateway as a Ray Serve deployment, each replica holding a
+    router. Replicas scale between ``min_replicas`` and ``max_replicas`` to keep about
+    ``target_ongoing_requests`` in flight on each (Serve's autoscaling; equal bounds: a fixed
+    count). A virtual key's own limits are split over ``max_replicas`` (each replica admits
+    1/max of a key's budget and requests per minute); the registry's are exact (leases and
+    slices of the system's actors)."""
+
+    min_replicas: int = Field(default=1, ge=1)
+    max_replicas: int = Field(default=2, ge=1)
+    #: Requests in flight per replica that Serve's autoscaler aims at.
+    target_ongoing_requests: float = Field(default=16.0, gt=0)
+    #: At most this many requests in flight on one replica (more wait in Serve's proxy).
+    max_ongoing_requests: int = Field(default=256, gt=0)
+    #: The CPUs Ray reserves for each replica (a replica mostly waits on providers).
+    num_cpus: float = Field(default=0.25, ge=0)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> GatewayServeSettings:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError("min_replicas must not be larger than max_replicas")
+        return self
+
+
 class GatewaySettings(_Strict):
     """``amm serve``: virtual keys, routing aliases and the HTTP limits (``gateway/``)."""
 
@@ -502,6 +534,8 @@ class GatewaySettings(_Strict):
     default_max_tokens: int = Field(default=4096, gt=0)
     #: How long a stopping server waits for requests in flight before it cancels them.
     shutdown_timeout_s: float = Field(default=10.0, gt=0)
+    #: The deployment on Ray Serve (``amm serve --ray-serve``).
+    serve: GatewayServeSettings = GatewayServeSettings()
 
     @model_validator(mode="after")
     def _unique(self) -> GatewaySettings:

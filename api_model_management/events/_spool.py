@@ -6,10 +6,12 @@ so each writer (a router process) appends its events to its own spool segment wi
 router, or of the sink, loses nothing. ``fsync`` runs at most every ``fsync_interval_ms`` (so on
 power loss at most that much is at risk), or on every write with ``fsync="always"``.
 
-The EventSink is the only writer of the Parquet log: it ingests closed segments (``*.wal``) and
-segments whose writer died (an ``*.open`` segment whose ``flock`` it can take), writes their events
-to Parquet under names derived from the segment (so a re-run after a crash rewrites the same files
-instead of duplicating them), then deletes the segment.
+The EventSink ingests closed segments (``*.wal``) and segments whose writer died (an ``*.open``
+segment whose ``flock`` it can take), writes their events to Parquet under names derived from the
+segment (so a re-run after a crash rewrites the same files instead of duplicating them), then
+deletes the segment. A writer that ships its own segments (``settings.events.ack="shipped"``,
+``_shipper.py``) closes them as ``*.ship`` instead: the sink leaves those to their writer while it
+lives and ingests them, as any segment, once it is gone (its ``alive.lock`` free).
 
 Layout: ``<spool>/<writer_id>/<seq>.open`` while written, renamed ``<seq>.wal`` when full or old,
 where ``<spool>`` is ``<data_dir>/spool`` for a local log and ``settings.events.spool_dir`` (by
@@ -44,6 +46,9 @@ log = logging.getLogger(__name__)
 
 _OPEN = ".open"
 _CLOSED = ".wal"
+#: A closed segment its own writer ships to the log (``_shipper.py``); the sink's only if the
+#: writer is gone.
+SHIP = ".ship"
 #: A file in each writer's directory, locked by the writer for its whole life: the sink knows a
 #: writer is gone (and may finalize its directory) when it can take the lock.
 ALIVE = "alive.lock"
@@ -110,7 +115,10 @@ def _recover_glued(line: bytes) -> Event | None:
 
 
 class SpoolWriter:
-    """One writer's append-only spool (not thread-safe; one per router process)."""
+    """One writer's append-only spool (not thread-safe; one per router process).
+
+    ``ships``: segments are closed as ``*.ship`` (shipped to the log by this process, see
+    ``_shipper.py``) instead of ``*.wal`` (ingested by the node's EventSink)."""
 
     def __init__(
         self,
@@ -122,6 +130,7 @@ class SpoolWriter:
         segment_max_bytes: int = 4 * 1024 * 1024,
         segment_max_age_s: float = 1.0,
         spool_dir: str | Path | None = None,
+        ships: bool = False,
     ) -> None:
         self.writer_id = writer_id or f"w-{os.getpid()}-{uuid7()[-12:]}"
         self.dir = spool_root(data_dir, spool_dir) / self.writer_id
@@ -140,6 +149,21 @@ class SpoolWriter:
         self._dirty = False
         self._last_sync = time.monotonic()
         self._seq = 0
+        self._sealed_suffix = SHIP if ships else _CLOSED
+
+    @property
+    def position(self) -> int:
+        """The number of the latest segment opened: every event written so far is in it or in
+        a segment numbered below it (:func:`segment_number`)."""
+        return self._seq
+
+    def sealed(self) -> list[Path]:
+        """This writer's segments closed as ``*.ship`` and not yet removed, oldest first."""
+        try:
+            names = sorted(p for p in os.listdir(self.dir) if p.endswith(SHIP))
+        except FileNotFoundError:
+            return []
+        return [self.dir / name for name in names]
 
     def _open(self) -> int:
         self._seq += 1
@@ -211,7 +235,7 @@ class SpoolWriter:
         self._fd = self._path = None
         if path is not None:
             with contextlib.suppress(OSError):
-                os.rename(path, path.with_suffix(_CLOSED))
+                os.rename(path, path.with_suffix(self._sealed_suffix))
         if fd is not None:
             with contextlib.suppress(OSError):
                 os.close(fd)
@@ -245,7 +269,7 @@ class SpoolWriter:
             return
         if self._fsync != "never":
             self.sync()
-        closed = self._path.with_suffix(_CLOSED)
+        closed = self._path.with_suffix(self._sealed_suffix)
         os.rename(self._path, closed)
         os.close(self._fd)  # releases the lock after the rename: the sink sees a .wal, never a live .open
         self._fd = None
@@ -268,7 +292,14 @@ class Segment:
 
     @property
     def stem(self) -> str:
+        """The name of the log files of this segment's events, whoever writes them (the sink,
+        or the writer's shipper): the same segment is always the same files."""
         return f"{self.path.name.split('.')[0]}-{self.writer_id}"
+
+
+def segment_number(path: Path) -> int:
+    """A segment's number within its writer (``<time_ns>-<number>.<suffix>``)."""
+    return int(path.name.split(".")[0].rsplit("-", 1)[1])
 
 
 def finished_writers(data_dir: str | Path, spool_dir: str | Path | None = None) -> Iterator[Path]:
@@ -283,23 +314,31 @@ def finished_writers(data_dir: str | Path, spool_dir: str | Path | None = None) 
             continue  # being created, or written by a version without the lock: left alone
         # dead first, then empty: a dead writer cannot add a segment after the check
         if _writer_is_dead(alive) and not any(
-            p.suffix in (_OPEN, _CLOSED, ".creating") for p in writer_dir.iterdir()
+            p.suffix in (_OPEN, _CLOSED, SHIP, ".creating") for p in writer_dir.iterdir()
         ):
             yield writer_dir
 
 
 def ingestible_segments(data_dir: str | Path, spool_dir: str | Path | None = None
                         ) -> Iterator[Segment]:
-    """Closed segments, and open segments whose writer is dead (their lock can be taken)."""
+    """Closed segments, open segments whose writer is dead (their lock can be taken), and
+    segments left to be shipped (``*.ship``) by a writer that is gone (its ``alive.lock`` free)."""
     root = spool_root(data_dir, spool_dir)
     if not root.is_dir():
         return
     for writer_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+        writer_gone: bool | None = None
         for path in sorted(writer_dir.iterdir()):
             if path.suffix == _CLOSED:
                 yield Segment(path, writer_dir.name, True)
             elif path.suffix == _OPEN and _writer_is_dead(path):
                 yield Segment(path, writer_dir.name, False)
+            elif path.suffix == SHIP:
+                if writer_gone is None:  # its shipper lives as long as the lock is held
+                    alive = writer_dir / ALIVE
+                    writer_gone = alive.exists() and _writer_is_dead(alive)
+                if writer_gone:
+                    yield Segment(path, writer_dir.name, True)
 
 
 def _writer_is_dead(path: Path) -> bool:
@@ -330,7 +369,7 @@ def pending_events(data_dir: str | Path, spool_dir: str | Path | None = None) ->
     if not root.is_dir():
         return events
     for path in sorted(root.glob("*/*")):
-        if path.suffix in (_OPEN, _CLOSED):
+        if path.suffix in (_OPEN, _CLOSED, SHIP):
             try:
                 events.extend(decode_events(path.read_bytes()))
             except FileNotFoundError:

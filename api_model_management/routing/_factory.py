@@ -22,7 +22,7 @@ from ..config import RegistryConfig
 from ..evaluation import ResponseEvaluator
 from ..ratelimit import AdmissionPort, LocalAdmission, RateLimiterCore
 from ..selection import SelectorCore, StatsCore
-from ._ports import AdapterPort, EventPort, NullOutcomes, OutcomePort
+from ._ports import AckPort, AdapterPort, EventPort, NullOutcomes, OutcomePort
 from ._router import RouterCore
 
 if TYPE_CHECKING:
@@ -99,17 +99,19 @@ def build_router(
     replicas: int = 1,
     rng: random.Random | None = None,
     evaluator: ResponseEvaluator | None = None,
+    acks: AckPort | None = None,
     cls: type[R] = RouterCore,  # type: ignore[assignment]  # mypy cannot type a TypeVar'd default
 ) -> R:
     """A RouterCore (or ``cls``) wired to ``backend``; ``holder`` names this router to the
-    limiters and the ledger (its leases and slices)."""
+    limiters and the ledger (its leases and slices). ``acks``: what a request waits for before it
+    is answered (``settings.events.ack="shipped"``), if anything."""
     stats = stats if stats is not None else StatsCore()
     return cls(
         config, router_id=holder, adapters=adapters,
         selector=selector or SelectorCore(config, clock=clock),
         admission=backend.admission(holder, clock), budget=backend.budget(holder, clock),
         events=events, cache=backend.cache(clock), outcomes=backend.outcomes(stats),
-        evaluator=evaluator, replicas=replicas, rng=rng, clock=clock,
+        evaluator=evaluator, replicas=replicas, rng=rng, clock=clock, acks=acks,
     )
 
 
@@ -136,7 +138,8 @@ def build_local_router(
 ) -> LocalRouter:
     """An in-process router (no Ray): local cores (those of ``backend`` when given, e.g. the
     original system's facades' own), selection on ``selector`` (else its own), events to
-    ``data_dir``'s spool (or ``events``), adapters from the environment's keys (or
+    ``data_dir``'s spool (or ``events``; with ``settings.events.ack="shipped"`` and no ``events``,
+    each answer waits for its events to be shipped to the log), adapters from the environment's keys (or
     ``adapters``). With no housekeeping and no EventSink, events the spool could not take are
     written back when the next request is admitted (``ResilientSpool.check``)."""
     from ..events._resilient import ResilientSpool
@@ -144,15 +147,25 @@ def build_local_router(
 
     settings = config.settings
     backend = backend if backend is not None else LocalBackend(config, clock)
+    acks: AckPort | None = None
     if events is None:
-        events = ResilientSpool(
-            SpoolWriter(data_dir or settings.data_dir, fsync=settings.events.fsync,
-                        fsync_interval_ms=settings.events.fsync_interval_ms,
-                        spool_dir=None if data_dir else settings.events.spool_dir), clock=clock)
+        shipped = settings.events.ack == "shipped"
+        writer = SpoolWriter(data_dir or settings.data_dir, fsync=settings.events.fsync,
+                             fsync_interval_ms=settings.events.fsync_interval_ms,
+                             spool_dir=None if data_dir else settings.events.spool_dir,
+                             ships=shipped)
+        spool = ResilientSpool(writer, clock=clock)
+        events = spool
+        if shipped:  # this process ships its own spool: answered once in the log
+            from ..events._shipper import spool_shipper
+
+            acks = spool_shipper(writer, data_dir or settings.data_dir,
+                                 timeout_s=settings.events.ack_timeout_s,
+                                 pending=lambda: spool.queued_events)
     router = build_router(
         config, backend, holder="local", events=events,
         adapters=adapters if adapters is not None else make_adapters(config, env=env),
-        clock=clock, selector=selector, rng=rng, evaluator=evaluator, cls=LocalRouter,
+        clock=clock, selector=selector, rng=rng, evaluator=evaluator, acks=acks, cls=LocalRouter,
     )
     router.limiters, router.ledger = backend.limiters, backend.ledger
     return router

@@ -53,6 +53,16 @@ class EventPort(Protocol):
         ...
 
 
+class AckPort(Protocol):
+    """When a request may be answered (``settings.events.ack="shipped"``: ``events.GroupShipper``).
+    Without one, a request is answered once its events are written (``EventPort.write``)."""
+
+    async def durable(self) -> None:
+        """Return once every event written so far is in the shared log; raise
+        ``EventsNotShipped`` when they are not within the configured time."""
+        ...
+
+
 class NullOutcomes:
     """Outcomes go nowhere (the in-process router has no health checkers to tell)."""
 

@@ -47,6 +47,7 @@ from ..errors import (
     ComponentUnavailable,
     ConcurrencyLimitTimeout,
     ContextWindowExceeded,
+    EventsNotShipped,
     InvalidOutput,
     MalformedResponse,
     NoEligibleModel,
@@ -75,7 +76,7 @@ from ..events import (
 from ..ratelimit import AdmissionPort, RateTicket
 from ..selection import Selection
 from ._concurrency import ConcurrencyLimits
-from ._ports import AdapterPort, EventPort, NullOutcomes, OutcomePort
+from ._ports import AckPort, AdapterPort, EventPort, NullOutcomes, OutcomePort
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -166,6 +167,7 @@ class RouterCore:
         rng: random.Random | None = None,
         clock: Clock = SYSTEM_CLOCK,
         router_id: str = "local",
+        acks: AckPort | None = None,
     ) -> None:
         self.config = config
         self.router_id = router_id
@@ -175,6 +177,8 @@ class RouterCore:
         self.admission = admission
         self.budget = budget
         self.events = events
+        #: what a request waits for before it is answered (``ack="shipped"``), if anything
+        self.acks = acks
         self.cache = cache
         self.outcomes: OutcomePort = outcomes or NullOutcomes()
         self.evaluator = evaluator or ResponseEvaluator(config.settings.quality)
@@ -187,7 +191,7 @@ class RouterCore:
         self.degradation = DegradationCore(config.settings.alerts, clock=clock, router_id=router_id)
         self._background: set[asyncio.Task[None]] = set()
         self.counters = {"requests": 0, "completed": 0, "failed": 0, "cache_hits": 0, "failovers": 0,
-                         "refused_spool": 0}
+                         "refused_spool": 0, "not_shipped": 0}
         #: request id -> (model id, agent type, task id) of recent answers (feedback needs them
         #: before the log has the request)
         self.recent: OrderedDict[str, tuple[str, str, str | None]] = OrderedDict()
@@ -196,39 +200,79 @@ class RouterCore:
     # public
 
     async def complete(self, request: ModelRequest) -> ModelResponse:
-        """Select, admit, call, evaluate and account one request; typed errors on failure."""
+        """Select, admit, call, evaluate and account one request; typed errors on failure.
+        With an ``acks`` port (``settings.events.ack="shipped"``) it returns (or raises) only once
+        the request's events are in the shared log (``EventsNotShipped`` if they are not in time)."""
         self._check_spool()
         state = self._begin(request, streaming=False)
         try:
-            cached = await self._from_cache(state)
-            if cached is not None:
-                return cached
-            async with contextlib.aclosing(self._run(state)) as steps:
-                async for step in steps:
-                    if isinstance(step, ModelResponse):
-                        return step
-            raise AssertionError("the request loop ended without a response")  # pragma: no cover
+            response = await self._complete(state)
         except BaseException as exc:
             self._fail(state, exc)
-            raise
-        finally:
             self._flush(state)
+            if isinstance(exc, Exception):  # not for a cancelled caller: nobody waits
+                await self._acknowledge(state, None, failed=exc)
+            raise
+        self._flush(state)
+        await self._acknowledge(state, response)
+        return response
+
+    async def _complete(self, state: _Attempt) -> ModelResponse:
+        cached = await self._from_cache(state)
+        if cached is not None:
+            return cached
+        async with contextlib.aclosing(self._run(state)) as steps:
+            async for step in steps:
+                if isinstance(step, ModelResponse):
+                    return step
+        raise AssertionError("the request loop ended without a response")  # pragma: no cover
 
     async def stream(self, request: ModelRequest) -> AsyncGenerator[StreamChunk, None]:
         """Text deltas, then a final chunk (``done``) with the result. A failure before the first
-        token fails over invisibly; after it, ``StreamInterrupted`` with the partial text."""
+        token fails over invisibly; after it, ``StreamInterrupted`` with the partial text. With
+        an ``acks`` port the final chunk comes once the request's events are in the shared log."""
         self._check_spool()
         state = self._begin(request, streaming=True)
+        final: StreamChunk | None = None
         try:
             async with contextlib.aclosing(self._run(state)) as steps:
                 async for step in steps:
                     if isinstance(step, StreamChunk):
-                        yield step
+                        if step.done and self.acks is not None:
+                            final = step  # given once the events are shipped
+                        else:
+                            yield step
         except BaseException as exc:
             self._fail(state, exc)
-            raise
-        finally:
             self._flush(state)
+            if isinstance(exc, Exception):
+                await self._acknowledge(state, None, failed=exc)
+            raise
+        self._flush(state)
+        if final is not None:
+            await self._acknowledge(state, None)
+            yield final
+
+    async def _acknowledge(self, state: _Attempt, response: ModelResponse | None, *,
+                           failed: BaseException | None = None) -> None:
+        """Wait until the request's events (written by ``_flush``) are in the shared log, when
+        the configuration asks for it. A request that failed raises its own error whatever
+        happens here (its failure is logged); an answer that is not shipped in time raises
+        ``EventsNotShipped`` carrying it (the call is made and paid; its events, cost included,
+        stay in the spool and reach the log later)."""
+        if self.acks is None:
+            return
+        try:
+            await self.acks.durable()
+        except EventsNotShipped as exc:
+            self.counters["not_shipped"] += 1
+            if failed is not None:
+                log.warning("request %s failed (%s) and its events are not shipped yet: %s",
+                            state.request_id, error_kind_of(failed), exc)
+                return
+            raise EventsNotShipped(exc.message, request_id=state.request_id, response=response,
+                                   component="EventShipper",
+                                   cause=getattr(exc, "cause", None)) from None
 
     def select(self, request: ModelRequest) -> Selection:
         """A dry run of selection (no events, no admission)."""

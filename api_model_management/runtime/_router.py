@@ -20,8 +20,9 @@ from ..budget import SliceBudget
 from ..cache import TieredCache
 from ..config import RegistryConfig, SelectionWeights
 from ..config._logging import configure_actor_logging
-from ..errors import ComponentUnavailable
+from ..errors import ComponentUnavailable, EventsNotShipped
 from ..events._resilient import ResilientSpool
+from ..events._shipper import GroupShipper, spool_shipper
 from ..events._spool import SpoolWriter
 from ..ratelimit import LeaseAdmission
 from ..routing import BatchedOutcomes, RouterCore, build_router, make_adapters
@@ -70,15 +71,22 @@ class RouterShell:
         self.adapters = make_adapters(config, api_keys)
         self.selector = SelectorCore(config, clock=clock)
         self.stats = StatsCore()
+        shipped = settings.events.ack == "shipped"
         self.spool = SpoolWriter(
             settings.data_dir, self.holder, fsync=settings.events.fsync,
             fsync_interval_ms=settings.events.fsync_interval_ms, spool_dir=settings.events.spool_dir,
+            ships=shipped,
         )
         self.events = ResilientSpool(self.spool, clock=clock)
+        #: ``ack="shipped"``: this router ships its own spool to the log (``events._shipper``)
+        self.shipper: GroupShipper | None = spool_shipper(
+            self.spool, settings.data_dir, timeout_s=settings.events.ack_timeout_s,
+            pending=lambda: self.events.queued_events) if shipped else None
         backend = RayBackend(config, limiters=limiters, ledger=ledger, cache=cache, health=health)
         self.core: RouterCore = build_router(
             config, backend, holder=self.holder, events=self.events, adapters=self.adapters,
             clock=clock, stats=self.stats, selector=self.selector, replicas=settings.routers.count(),
+            acks=self.shipper,
         )
         assert isinstance(self.core.admission, LeaseAdmission)
         assert isinstance(self.core.outcomes, BatchedOutcomes)
@@ -112,6 +120,8 @@ class RouterShell:
 
     async def _tick(self, *, everything: bool = False) -> None:
         self.events.tick()  # first: the events of billed calls waiting in memory
+        if self.shipper is not None:
+            self.shipper.tick()  # segments closed by age, shipped in the background
         await self._hand_off(everything=everything)
         self.outcomes.flush()
         self.admission.return_idle()
@@ -212,14 +222,21 @@ class RouterShell:
         if returns:
             await asyncio.gather(*returns)
         self.events.rotate()
+        if self.shipper is not None:
+            try:
+                await self.shipper.flush()
+            except EventsNotShipped as exc:  # they stay in the spool: shipped at a later tick
+                log.warning("router %s: %s", self.index, exc)
         return True
 
     def counters(self) -> dict[str, int]:
         """The request path's counters, the spool's (``spool_*``: write errors, events queued in
         memory, handed to the EventSink, dropped) and failed housekeeping iterations."""
         spool = {f"spool_{k}": v for k, v in self.events.counters.items()}
+        shipper = ({f"shipper_{k}": v for k, v in self.shipper.counters.items()}
+                   if self.shipper is not None else {})
         return {**self.core.counters, **spool, "spool_waiting_events": self.events.queued_events,
-                "housekeeping_errors": self.supervisor.errors}
+                **shipper, "housekeeping_errors": self.supervisor.errors}
 
     async def ping(self) -> bool:
         return await self.start()  # a restarted router resumes housekeeping on first contact
@@ -233,6 +250,8 @@ class RouterShell:
 
     async def aclose(self) -> bool:
         await self.flush_events()
+        if self.shipper is not None:
+            await self.shipper.aclose()
         for adapter in self.adapters.values():
             await adapter.aclose()
         return True
