@@ -126,6 +126,15 @@ def median(values: Iterable[float]) -> float:
     return percentile(list(values), 50)
 
 
+def quantiles(values: Sequence[float], points: int = 101) -> list[float]:
+    """``points`` evenly spaced percentiles (0 to 100) of ``values``: a compact empirical
+    distribution to sample from (``capacity_sim.py``); empty for no values."""
+    if not values:
+        return []
+    ordered = sorted(values)
+    return [percentile(ordered, 100 * i / (points - 1)) for i in range(points)]
+
+
 # --------------------------------------------------------------------------------------------
 # output
 

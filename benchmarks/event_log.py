@@ -13,6 +13,15 @@ shows what the append path costs, where wall-clock throughput shows what the sha
 
 With ``--s3`` the log is ``s3://`` on an S3-compatible server on loopback (moto, its own process;
 see ``_s3.py``): each append is one upload per file, no fsync, no rename.
+
+``--ingest`` measures a node's EventSink instead: the events are first written to a spool as a
+router writes them (``SpoolWriter``, ``--spool-batch`` events per write, a segment closed every
+``--segment-events``; not timed), then one ``SpoolIngestor.ingest()`` (what the sink's loop calls)
+reads, decodes and appends every segment to the log (one append, so one file per event type and
+date, per segment) and deletes it: timed, for the local disk and, with ``--s3``, for ``s3://``
+side by side in the same run (rows alternate). The CPU of this process and of moto is reported.
+
+    python benchmarks/event_log.py --ingest --s3 --segment-events 1000,4000,16000
 """
 
 from __future__ import annotations
@@ -20,6 +29,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
+import os
 import random
 import tempfile
 import time
@@ -111,6 +121,74 @@ def _run_s3(batch_size: int, events: list[RequestCompleted], seconds: float, com
             "bytes_per_event": sum(files) / max(written, 1)}
 
 
+def run_ingest(events: list[RequestCompleted], segment_events: int, spool_batch: int,
+               data_dir: str, spool_dir: str, fsync: str) -> dict:
+    """Spool ``events`` as one router would (not timed), then time one ingestion of every
+    segment into ``data_dir`` (a local path or an ``s3://`` URI)."""
+    from api_model_management.config import EventSettings
+    from api_model_management.events._ingest import SpoolIngestor
+    from api_model_management.events._spool import SpoolWriter, encode_events
+
+    writer = SpoolWriter(data_dir, f"bench-{os.getpid()}", fsync="never", spool_dir=spool_dir,
+                         segment_max_bytes=1 << 40, segment_max_age_s=1e9)
+    segments = 0
+    for start in range(0, len(events), segment_events):
+        chunk = events[start:start + segment_events]
+        writer.write_bytes(b"".join(encode_events(chunk[i:i + spool_batch])
+                                    for i in range(0, len(chunk), spool_batch)))
+        writer.rotate()
+        segments += 1
+    ingestor = SpoolIngestor(data_dir, EventSettings(fsync=fsync, spool_dir=spool_dir))
+    moto = _children_cpu()
+    cpu_start = time.process_time()
+    start = time.perf_counter()
+    written = ingestor.ingest()
+    elapsed = time.perf_counter() - start
+    cpu = time.process_time() - cpu_start
+    moto = _children_cpu() - moto
+    writer.close()
+    return {"segment_events": segment_events, "segments": segments, "events": written,
+            "seconds": elapsed, "rate": written / elapsed, "cpu_rate": written / max(cpu, 1e-9),
+            "other_cpu_s": moto, "cpu_s": cpu}
+
+
+def _children_cpu() -> float:
+    """CPU seconds of this process's children (moto's server, when it runs)."""
+    import psutil
+
+    total = 0.0
+    for child in psutil.Process().children(recursive=True):
+        with contextlib.suppress(psutil.NoSuchProcess):
+            times = child.cpu_times()
+            total += times.user + times.system
+    return total
+
+
+def _ingest_table(args: argparse.Namespace) -> None:
+    from _common import machine_line
+
+    sizes = [int(s) for s in args.segment_events.split(",")]
+    events = realistic_events(args.max_events)
+    print(f"{machine_line()}\nEventSink ingestion of spooled RequestCompleted events "
+          f"({args.max_events:,} per row, {args.spool_batch} per spool write, local fsync="
+          f"{args.fsync}); the S3 rows' 'other CPU' is moto's\n")
+    print("| segment (events) | log | segments | events/s (wall) | events per CPU-second |"
+          " other CPU s |")
+    print("|---:|---|---:|---:|---:|---:|")
+    with contextlib.ExitStack() as stack:
+        s3_uri = stack.enter_context(loopback_s3()) if args.s3 else None
+        for size in sizes:
+            targets = [("local", None)] + ([("s3", f"{s3_uri}/ingest-{size}")] if s3_uri else [])
+            for name, uri in targets:
+                with tempfile.TemporaryDirectory(prefix="amm-bench-ingest-") as tmp:
+                    data_dir = uri or str(Path(tmp, "log"))
+                    r = run_ingest(events, size, args.spool_batch, data_dir, str(Path(tmp, "spool")),
+                                   args.fsync)
+                print(f"| {size:,} | {name} | {r['segments']:,} | {r['rate']:,.0f} | "
+                      f"{r['cpu_rate']:,.0f} | {r['other_cpu_s']:.2f} |", flush=True)
+    print(f"\n{machine_line()}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -126,7 +204,17 @@ def main() -> None:
                         help="Parquet codec: zstd, snappy, lz4, gzip or none (default: zstd)")
     parser.add_argument("--s3", action="store_true",
                         help="write to s3:// on a loopback S3-compatible server (moto) instead")
+    parser.add_argument("--ingest", action="store_true",
+                        help="time a node's EventSink ingesting spooled segments (local and, "
+                             "with --s3, s3:// side by side)")
+    parser.add_argument("--segment-events", default="1000,4000,16000",
+                        help="--ingest: events per spool segment (default: 1000,4000,16000)")
+    parser.add_argument("--spool-batch", type=int, default=4,
+                        help="--ingest: events per spool write (default: 4, about one request)")
     args = parser.parse_args()
+    if args.ingest:
+        _ingest_table(args)
+        return
     sizes = [int(s) for s in args.batch_sizes.split(",")]
     events = realistic_events(args.max_events)
     where = "s3:// (moto on loopback)" if args.s3 else f"local disk, fsync={args.fsync}"
