@@ -186,6 +186,11 @@ class RateLimitSettings(_Strict):
     lease_requests: int = Field(default=4, ge=0)
     lease_tokens: int = Field(default=8000, ge=0)
     lease_ttl_s: float = Field(default=5.0, gt=0)
+    #: A model's RateLimiter actor is started when a router first needs a lease for it, and
+    #: exits after this many seconds without a decision and with nothing outstanding (no lease
+    #: unexpired, no reservation pending, no cool-down); the next use starts it again from its
+    #: journal. 0 or None: never retired.
+    idle_retire_s: float | None = Field(default=600.0, ge=0)
 
 
 class CacheSettings(_Strict):

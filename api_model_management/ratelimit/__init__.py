@@ -28,6 +28,7 @@ from ._headers import (
     retry_after_from_headers,
     suggested_wait_s,
 )
+from ._idle import IdleRetirement
 from ._journal import LimiterJournal
 from ._state import RateLimitState
 
@@ -35,6 +36,7 @@ __all__ = [
     "Admission",
     "AdmissionPort",
     "Lease",
+    "IdleRetirement",
     "LeaseAdmission",
     "LeaseGranter",
     "LeaseHolder",

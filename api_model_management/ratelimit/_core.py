@@ -422,6 +422,16 @@ class RateLimiterCore:
         used = max(self._used_requests / self.rpm, self._used_tokens / self.tpm)
         return min(1.0, max(0.0, 1.0 - used))
 
+    def outstanding(self) -> bool:
+        """Whether anything granted is still open now: a lease neither returned nor expired, a
+        reservation pending, or a cool-down running (a limiter that retires must have none)."""
+        now = self._now()
+        if self._is_cooling(now):
+            return True
+        return any(e.pending or (e.kind == "lease" and not e.returned
+                                 and e.lease_expires_at is not None and now < e.lease_expires_at)
+                   for e in self._entries.values())
+
     def is_limited(self) -> bool:
         """True when a one-request, one-token reservation would be refused now."""
         return self.limited_until() is not None

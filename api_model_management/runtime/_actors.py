@@ -4,6 +4,10 @@ and wired.
 Sizing on a 2-core machine: every actor asks for a small fraction of a CPU (they are I/O bound),
 so that two dozen of them fit beside the driver and Ray's own processes.
 
+RateLimiters are not started here: one is started for a model when a router first needs a lease
+for it, and retires when idle (``_limiters.LimiterDirectory``, ``settings.rate_limit.
+idle_retire_s``), so start-up and memory do not grow with the registry.
+
 Placement on a cluster: the control plane (CostLedger, Cache, Selector, HealthCheckers,
 RateLimiters) prefers the node that started the system (soft node affinity: their journals are
 on that node's disk; if the node goes, Ray restarts them elsewhere). One EventSink runs on every
@@ -19,6 +23,7 @@ reads it.
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +32,7 @@ from ..config import RegistryConfig
 from ..errors import ComponentUnavailable
 from ..events import uuid7
 from . import _ray
+from ._limiters import LimiterDirectory, LimiterShell
 from ._ray import Handle
 from ._router import RouterShell
 from ._shells import (
@@ -34,7 +40,6 @@ from ._shells import (
     CostLedgerShell,
     EventSinkShell,
     HealthCheckerShell,
-    RateLimiterShell,
     SelectorShell,
 )
 
@@ -48,7 +53,7 @@ _ASYNC: dict[str, Any] = {"max_concurrency": 1000}
 
 EventSinkActor = _ray.remote_class(EventSinkShell, **_SMALL)
 HealthCheckerActor = _ray.remote_class(HealthCheckerShell, **_SMALL)
-RateLimiterActor = _ray.remote_class(RateLimiterShell, **_SMALL)
+RateLimiterActor = _ray.remote_class(LimiterShell, **_SMALL)
 CostLedgerActor = _ray.remote_class(CostLedgerShell, **_SMALL)
 CacheActor = _ray.remote_class(CacheShell, **_SMALL)
 SelectorActor = _ray.remote_class(SelectorShell, **_SMALL)
@@ -61,7 +66,8 @@ class ActorHandles:
 
     ``routers``: the request path (``complete.remote(request)``, ``stream.options(
     num_returns="streaming").remote(request)``, ``select.remote(request)``); ``health``: one
-    HealthChecker per provider; ``limiters``: one RateLimiter per model; ``ledger``: the
+    HealthChecker per provider; ``limiters``: the RateLimiter of each model, started on first
+    use (``limiters[model_id]``; ``limiters.live()``: those running now); ``ledger``: the
     CostLedger; ``cache``: the shared Cache; ``selector``: the Selector; ``sink``: the EventSink.
     """
 
@@ -70,7 +76,7 @@ class ActorHandles:
     cache: Handle
     selector: Handle
     health: dict[str, Handle] = field(default_factory=dict)
-    limiters: dict[str, Handle] = field(default_factory=dict)
+    limiters: LimiterDirectory = field(default_factory=lambda: LimiterDirectory.of({}))
     routers: list[Handle] = field(default_factory=list)
     #: one EventSink per node, by node id (``sink`` is the one of the starting node)
     sinks: dict[str, Handle] = field(default_factory=dict)
@@ -121,7 +127,7 @@ class ActorHandles:
         return [("EventSink", self.sink), *sinks, ("CostLedger", self.ledger),
                 ("Cache", self.cache), ("Selector", self.selector),
                 *((f"HealthChecker {p}", h) for p, h in self.health.items()),
-                *((f"RateLimiter {m}", h) for m, h in self.limiters.items()),
+                *((f"RateLimiter {m}", h) for m, h in self.limiters.live().items()),
                 *((f"Router {i}", h) for i, h in enumerate(self.routers))]
 
 
@@ -151,7 +157,9 @@ def start_actors(config: RegistryConfig, api_keys: Mapping[str, Any], *,
     """Start the actors of design §3 from a configuration, wait until each has come up (its
     constructor ran: :func:`await_started`) and wire them by push. If any step fails, every actor
     started is killed and the error raised. ``detached``: the actors outlive the driver (a
-    shared system that other drivers join by its ``name_prefix``)."""
+    shared system that other drivers join by its ``name_prefix``; without one, a random one:
+    RateLimiters, started later, are named and find the others by name)."""
+    name_prefix = name_prefix or f"amm-{uuid.uuid4().hex[:8]}"
     factory = _Factory(name_prefix, detached=detached)
     new = factory.new
     here = _ray.current_node_id()
@@ -166,8 +174,8 @@ def start_actors(config: RegistryConfig, api_keys: Mapping[str, Any], *,
                   concurrent=True, placement=control)
         for name in config.providers
     }
-    limiters = {m.id: new(RateLimiterActor, f"ratelimit:{m.id}", config, m.id, placement=control)
-                for m in config.models}
+    limiters = LimiterDirectory(config, name_prefix, namespace=_namespace(detached), detached=detached,
+                                node=here)
     handles = ActorHandles(sinks.get(here) or next(iter(sinks.values())), ledger, cache, selector,
                            health, limiters, sinks=sinks)
     per_node = config.settings.routers.placement == "per_node"
@@ -226,7 +234,8 @@ def add_node_actors(config: RegistryConfig, api_keys: Mapping[str, Any], handles
 def _subscribe_router(handles: ActorHandles, router: Handle) -> None:
     """Add a new router to every publisher's subscribers (health, limits, selection)."""
     replies = [_ray.send(h, "add_subscribers", [router]) for h in handles.health.values()]
-    replies += [_ray.send(lim, "add_subscribers", [router]) for lim in handles.limiters.values()]
+    replies += [_ray.send(lim, "add_subscribers", [router])
+                for lim in handles.limiters.live().values()]
     replies.append(_ray.send(handles.selector, "add_subscribers", [router]))
     _ray.get(replies, timeout_s=START_TIMEOUT_S)
 
@@ -252,20 +261,25 @@ def await_started(handles: ActorHandles, timeout_s: float) -> None:
 
 
 def _wire(handles: ActorHandles) -> None:
-    selector, health, limiters, routers = (handles.selector, handles.health, handles.limiters,
-                                           handles.routers)
+    selector, health, routers = handles.selector, handles.health, handles.routers
     subscribers = [*routers, selector]
     _ray.get([*[_ray.send(s, "start") for s in handles.sinks.values()],
               *[_ray.send(r, "start") for r in routers]])
+    # (RateLimiters, started later, find their subscribers by name: ``_limiters``)
     _ray.get([_ray.send(h, "subscribe", subscribers) for h in health.values()]
-             + [_ray.send(lim, "subscribe", subscribers) for lim in limiters.values()]
              + [_ray.send(selector, "subscribe", routers)])
     _ray.get([_ray.send(h, "start") for h in health.values()])
 
 
-def find_actors(name_prefix: str) -> ActorHandles | None:
+def _namespace(detached: bool) -> str:
+    return DETACHED_NAMESPACE if detached else _ray.current_namespace()
+
+
+def find_actors(name_prefix: str, config: RegistryConfig | None = None) -> ActorHandles | None:
     """The handles of the running system named ``name_prefix`` (its actors may be in any
-    namespace), for a driver that joins it; None when no such system runs."""
+    namespace), for a driver that joins it; None when no such system runs. With ``config``,
+    the driver starts the RateLimiters it needs (as the system's routers do); without, it sees
+    those running when it joined."""
     head = f"{name_prefix}:"
     found = _ray.named_actors()
     namespace = next((ns for ns, name in found if name == f"{head}ledger"), None)
@@ -285,7 +299,10 @@ def find_actors(name_prefix: str) -> ActorHandles | None:
     here = _ray.current_node_id()
     if not sinks:
         return None
+    limiters = (LimiterDirectory(config, name_prefix, namespace=namespace,
+                                 detached=namespace == DETACHED_NAMESPACE)
+                if config is not None else LimiterDirectory.of(keyed("ratelimit:")))
     return ActorHandles(sinks.get(here) or next(iter(sinks.values())), get("ledger"), get("cache"),
-                        get("selector"), keyed("health:"), keyed("ratelimit:"),
+                        get("selector"), keyed("health:"), limiters,
                         [h for _, h in routers], sinks=sinks,
                         next_router=max((n for n, _ in routers), default=-1) + 1)

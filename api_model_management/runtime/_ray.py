@@ -33,6 +33,8 @@ __all__ = [
     "actor_id",
     "alive_nodes",
     "current_actor",
+    "current_namespace",
+    "exit_actor",
     "get",
     "is_initialized",
     "kill",
@@ -181,6 +183,17 @@ def on_node(node_id: str, *, soft: bool = False) -> dict[str, Any]:
 
 def kill(handle: Handle) -> None:
     ray.kill(handle)
+
+
+def exit_actor() -> None:
+    """End the actor this code runs in, for good (Ray does not restart it; calls queued behind
+    this one fail as to an actor that is gone). Called from one of its methods."""
+    ray.actor.exit_actor()  # type: ignore[no-untyped-call]
+
+
+def current_namespace() -> str:
+    """The Ray namespace of this process's job (where its named actors are)."""
+    return str(ray.get_runtime_context().namespace)
 
 
 def gcs_address() -> str:

@@ -28,6 +28,7 @@ from ..ratelimit import LeaseAdmission
 from ..routing import BatchedOutcomes, RouterCore, build_router, make_adapters
 from ..selection import QualitySnapshot, Selection, SelectorCore, StatsCore
 from . import _ray
+from ._limiters import LimiterDirectory
 from ._ports import RayBackend
 from ._ray import Handle
 
@@ -47,7 +48,7 @@ class RouterShell:
         config: RegistryConfig,
         index: int | str,
         *,
-        limiters: Mapping[str, Handle],
+        limiters: LimiterDirectory | Mapping[str, Handle],
         ledger: Handle,
         cache: Handle | None,
         health: Mapping[str, Handle],

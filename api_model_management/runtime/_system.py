@@ -122,7 +122,7 @@ class ModelManagement:
             raise InvalidInput("a detached system needs a name_prefix (other drivers join it "
                                "by that name)", field="name_prefix")
         try:
-            joined = find_actors(name_prefix) if name_prefix is not None else None
+            joined = find_actors(name_prefix, config) if name_prefix is not None else None
             name_prefix = name_prefix or f"amm-{uuid.uuid4().hex[:8]}"
             handles = joined or start_actors(config, api_keys, name_prefix=name_prefix,
                                              start_timeout_s=start_timeout_s, detached=detached)
@@ -166,7 +166,7 @@ class ModelManagement:
         if self.embedded is not None:
             self.embedded.flush()
         _call_all("flush_events", h.routers)
-        _call_all("flush_events", [*h.health.values(), *h.limiters.values(), h.ledger])
+        _call_all("flush_events", [*h.health.values(), *h.limiters.live().values(), h.ledger])
         alive = set(_ray.alive_nodes())
         sinks = [sink for node, sink in h.sinks.items() if node in alive] or [h.sink]
         return sum(int(n or 0) for n in _call_all("flush", sinks))
