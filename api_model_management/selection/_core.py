@@ -36,8 +36,9 @@ A pure class (no Ray, no I/O). The original algorithm:
      shrinks the live EWMA towards the prior with 5 pseudo-observations
      (priors: ``quality_prior``, success rate 0.95, ``average_response_time_ms``);
    - availability: health factor (healthy 1.0, unknown 0.9, degraded 0.6) ×
-     ``(0.5 + 0.5 · headroom)`` with rate-limit headroom in [0, 1] (1.0 when unknown), rounded down to
-     tenths so that small headroom moves do not flush the assignment cache.
+     ``(0.5 + 0.5 · headroom)`` with rate-limit headroom in [0, 1] (1.0 when unknown), rounded to the
+     nearest tenth so that small headroom moves neither flush the assignment cache nor move
+     choices (under 5% of a limit used counts as all of it free).
 3. **Priority.** Weights (``settings.selection.weights``, or ``agent_weights[agent_type]``) are
    shifted by ``request.priority``: ``high`` moves 50 % of the cost weight, ``critical`` 80 %, to
    performance (2/3) and capability (1/3); ``low`` moves 40 % of the performance weight and 20 % of
@@ -768,4 +769,8 @@ def _shrink(prior: float, observed: float, n: int) -> float:
 
 
 def _tenths(x: float) -> float:
-    return int(x * 10.0 + 1e-9) / 10.0
+    """``x`` (a headroom in [0, 1]) to the nearest tenth: a model that has used under 5% of
+    its limit counts as having all of it (rounding down made any use at all cost 0.05 of
+    availability, so whether the limiter's last push came before or after the first lease moved
+    choices between otherwise equal runs)."""
+    return round(x * 10.0) / 10.0

@@ -167,7 +167,13 @@ def test_headroom_scales_availability_in_tenths():
     sel.update_health("anthropic", "healthy")
     sel.update_headroom("mid", 0.26)
     by_id = {c.model_id: c for c in sel.select(req()).candidates}
-    assert by_id["mid"].availability == pytest.approx(0.5 + 0.5 * 0.2)
+    assert by_id["mid"].availability == pytest.approx(0.5 + 0.5 * 0.3)
+    sel.update_headroom("mid", 0.97)  # under 5% used counts as all of it free
+    by_id = {c.model_id: c for c in sel.select(req()).candidates}
+    assert by_id["mid"].availability == pytest.approx(1.0)
+    sel.update_headroom("mid", 0.94)
+    by_id = {c.model_id: c for c in sel.select(req()).candidates}
+    assert by_id["mid"].availability == pytest.approx(0.5 + 0.5 * 0.9)
 
 
 def test_rate_limited_until_the_time_passes_even_through_the_cache():
