@@ -43,7 +43,6 @@ from _common import (  # noqa: E402
     fmt,
     machine_line,
     markdown_table,
-    median,
     percentile,
     quantiles,
     write_json,

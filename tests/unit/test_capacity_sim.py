@@ -77,12 +77,14 @@ def test_rpm_is_never_passed_in_any_window(sim):
 
 
 def test_budget_is_never_overspent(sim):
-    """A strict budget of 1000 worst-case calls: spent plus held never passes it; the rest is
-    refused."""
-    r = sim.simulate("slice", offered=400.0, routers=4, keys=2, owners=2,
+    """A strict budget of 1000 worst-case calls per spend key, keys on two ledgers: spent plus held
+    never passes it on any key; the rest is refused."""
+    r = sim.simulate("slice", offered=400.0, routers=4, keys=3, owners=2,
                      service=sim.Dist.constant(0.001), hop=sim.Dist.constant(0.0005),
                      sizes=sim.Sizes(), limit=1000, seconds=20.0, warmup_s=0.0)
-    assert r["spent_calls"] + r["held_calls_end"] <= 1000
+    assert r["max_key_spent_and_held"] <= 1000
+    assert r["spent_calls"] + r["held_calls_end"] <= 3000
+    assert r["spent_calls"] > 2500  # the budgets were used, not just refused
     assert r["refused"] > 0
 
 
