@@ -1,6 +1,9 @@
 """Virtual keys: who is calling (:class:`KeyRing`) and what each key may still do
 (:class:`KeyLimits`: its requests per minute and its own budget).
 
+A key's requests per minute are counted by the package's one sliding-window core
+(``ratelimit.RateLimiterCore``, the one every model's RPM goes through), one core per key.
+
 A key is held only as its SHA-256: the configured hash, or the hash of the environment variable
 named by ``key_env``, taken once at start. A presented key is hashed and compared with every
 configured hash by ``hmac.compare_digest`` (no early exit: the time does not say which key came
@@ -12,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -23,13 +25,17 @@ from typing import Any
 from .._clock import SYSTEM_CLOCK, Clock
 from .._journal import ClockedJournal
 from ..budget import window_start
-from ..config import ConfigIssue, GatewayKey
+from ..config import ConfigIssue, GatewayKey, RateLimitSettings
 from ..errors import BudgetExceeded, ConfigError, RateLimitExceeded
+from ..ratelimit import RateLimiterCore
 
 #: Bytes of randomness in a key made by :func:`new_key` (256 bits).
 KEY_BYTES = 32
 KEY_PREFIX = "amm-"
-_RPM_WINDOW_S = 60.0
+_RPM_WINDOW = RateLimitSettings(window_s=60.0)
+#: A key's window core keeps this many decision records before compacting them (nothing here
+#: replays them: they are dropped as they are made).
+_RPM_HISTORY = 1024
 
 
 def key_hash(key: str) -> str:
@@ -121,8 +127,9 @@ class KeyStatus:
 
 
 class KeyLimits:
-    """Each key's requests per minute (a sliding window) and budget per window (spend plus the
-    holds of requests in flight never passes it), on an injected clock.
+    """Each key's requests per minute (a sliding window: one ``RateLimiterCore`` per key, its
+    token limit unused) and budget per window (spend plus the holds of requests in flight never
+    passes it), on an injected clock.
 
     ``share`` is this process's part of every limit (1/N with N gateway workers, which do not
     share memory): each worker admits at most ``share`` of a key's requests per minute (at least
@@ -139,9 +146,11 @@ class KeyLimits:
         self._zone = timezone
         self._clock = clock
         self._share = Decimal(str(share))
-        self._rpm = {k.name: max(1, int(k.requests_per_minute * share))
+        self._rpm = {k.name: RateLimiterCore(f"key:{k.name}",
+                                             max(1, int(k.requests_per_minute * share)), 1,
+                                             settings=_RPM_WINDOW, clock=clock,
+                                             max_history=_RPM_HISTORY)
                      for k in keys if k.requests_per_minute is not None}
-        self._calls: dict[str, deque[float]] = {name: deque() for name in self._rpm}
         self._spent: dict[tuple[str, datetime], Decimal] = {}
         self._reserved: dict[str, Decimal] = {}
         self._journal = ClockedJournal(journal, clock) if journal is not None else None
@@ -152,19 +161,21 @@ class KeyLimits:
     def admit(self, name: str) -> None:
         """Count one request of key ``name``; ``RateLimitExceeded`` (with ``retry_after_s``) when
         its window is full."""
-        limit = self._rpm.get(name)
-        if limit is None:
+        window = self._rpm.get(name)
+        if window is None:
             return
-        now = self._clock.monotonic()
-        calls = self._calls[name]
-        while calls and calls[0] <= now - _RPM_WINDOW_S:
-            calls.popleft()
-        if len(calls) >= limit:
-            retry = max(0.001, calls[0] + _RPM_WINDOW_S - now)
+        admission = window.reserve(0)
+        # the core's records and RateLimitHit events are about a model: not kept for a key
+        window.drain_records()
+        window.drain_events()
+        if not admission.granted:
             raise RateLimitExceeded(f"virtual key {name!r} is over its {self.keys[name].requests_per_minute} "
                                     "requests per minute", scope="key", key_name=name,
-                                    retry_after_s=retry)
-        calls.append(now)
+                                    retry_after_s=max(0.001, admission.retry_after_s))
+        assert admission.reservation_id is not None
+        window.commit(admission.reservation_id, 0)  # counted until it slides out of the window
+        window.drain_records()
+        window.drain_events()
 
     # -- budget --------------------------------------------------------------------------------
     def reserve(self, name: str, amount_usd: Decimal) -> KeyHold:
@@ -201,15 +212,14 @@ class KeyLimits:
         self._unhold(hold)
 
     def status(self) -> list[KeyStatus]:
-        now = self._clock.monotonic()
         out = []
         for name, key in self.keys.items():
-            calls = self._calls.get(name, deque())
-            recent = sum(1 for t in calls if t > now - _RPM_WINDOW_S)
+            window = self._rpm.get(name)
+            recent = window.status().requests_used if window is not None else 0
             limit = key.budget_usd * self._share if key.budget_usd is not None else None
             out.append(KeyStatus(name, limit, self._spent_now(name),
                                  self._reserved.get(name, Decimal(0)),
-                                 self._rpm.get(name), recent))
+                                 window.rpm if window is not None else None, recent))
         return out
 
     def close(self) -> None:

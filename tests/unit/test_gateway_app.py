@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
+from api_model_management._clock import ManualClock
 from api_model_management._request import ToolCall
 from api_model_management.config import RegistryConfig, demo_config, override
 from api_model_management.errors import ProviderServerError
@@ -49,8 +50,11 @@ class Served:
         self.config = config
         self.adapters = adapters
         self.engine = LocalEngine(config, env=env, probe=False, adapters=adapters)
+        #: the keys' clock (their requests-per-minute windows)
+        self.key_clock = ManualClock()
         self.gateway = Gateway(config, self.engine, keys=KeyRing(config.settings.gateway.keys, {}),
-                               limits=KeyLimits(config.settings.gateway.keys))
+                               limits=KeyLimits(config.settings.gateway.keys,
+                                                clock=self.key_clock))
         self.client = httpx.AsyncClient(transport=httpx.ASGITransport(self.gateway.app),
                                         base_url="http://gateway")
 
@@ -323,7 +327,7 @@ def test_a_keys_rate_limit_and_budget_are_429_with_retry_after(tmp_path: Path) -
         for _ in range(3):
             seen["rpm"].append(await s.post("/v1/chat/completions", chat(max_tokens=16), key=CAPPED))
         # a fresh budget check: the worst case of 100k output tokens passes the $0.01 budget
-        s.gateway.limits._calls["capped"].clear()
+        s.key_clock.advance(60)  # the key's minute has passed
         seen["budget"].append(await s.post("/v1/chat/completions", chat(max_tokens=100_000),
                                            key=CAPPED))
 
