@@ -624,6 +624,22 @@ def main() -> None:
               f"x{m}: {fmt(out['limiter'][f'x{m}']['served_per_s'])} / "
               f"{fmt(out['limiter'][f'x{m}']['capacity_per_s'])} req/s" for m in (1, 4, 16)))
 
+    # 2b. the same load spread over more routers: fewer requests per router per second, so
+    # leases grow less (a router refilling slower than once a second stays at the base size)
+    out["limiter_routers"] = []
+    spread_rows = []
+    for load in (2_000.0, 10_000.0):
+        for n in (16, 128, 1024):
+            r = simulate("lease", offered=load, service=s_lim,
+                         **dict(common, routers=n, seconds=min(args.seconds, 10.0)))
+            out["limiter_routers"].append({"routers": n, **r})
+            spread_rows.append((fmt(load), n, fmt(load / n), fmt(r["grants_per_s"]),
+                                fmt(r["throughput_per_s"] / max(r["grants_per_s"], 1e-9), 1),
+                                f"{r['owner_utilisation']:.0%}", fmt(r["mean_wait_ms"])))
+    print("\nOne RateLimiter, the same load over more routers (default leases):\n")
+    print(markdown_table(["offered req/s", "routers", "req/s per router", "grants/s",
+                          "requests per grant", "limiter busy", "mean wait ms"], spread_rows))
+
     # 3. the ledger: one, and sharded by scope
     out["ledger"] = {}
     led_rows = []
