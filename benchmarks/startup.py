@@ -1,17 +1,23 @@
 """Start-up time and memory of the whole system (design §10: ≤ 20 s, memory of all processes stated).
 
-    python benchmarks/startup.py [--runs 3] [--replicas 2] [--num-cpus N]
+    python benchmarks/startup.py [--runs 3] [--replicas 2] [--num-cpus N] [--models N] [--touch 10]
 
 Each run is a fresh Python process (nothing cached in memory, no Ray running) that times, with the
 demo registry (4 providers, 12 models) pointed at one emulator (its own process, started once):
 
 - ``import``: importing ray and the package;
 - ``ray.init``: a local Ray (GCS, raylet, helper processes), as ``ModelManagement.start`` does it;
-- ``ModelManagement.start``: with Ray running, every actor (one HealthChecker per provider, one
-  RateLimiter per model, Selector, CostLedger, Cache, EventSink, the routers) started, wired and
-  answering;
+- ``ModelManagement.start``: with Ray running, every actor (one HealthChecker per provider,
+  Selector, CostLedger, Cache, EventSink, the routers) started, wired and answering; RateLimiters
+  are started on first use (issue 15), so none is started here;
 - ``first request``: one ``complete()`` right after start (connections, leases and budget slices
-  are still cold);
+  are still cold; the served model's RateLimiter is started by it);
+- ``--touch K``: then K requests, each pinned to another model (the first one's included), each
+  twice: the first pays the start of that model's RateLimiter (``cold``), the second does not
+  (``warm``); then the live RateLimiter actors and their processes are counted.
+
+``--models N``: a synthetic registry of N models, the demo registry's models replicated (ids
+``<id>~k``, the same wire names, all served by the emulator), as the issue's ×4 measurement did.
 
 then the memory (RSS and PSS) of every process of the run. Prints the median of the runs and writes
 ``benchmarks/results/startup.json``.
@@ -53,7 +59,57 @@ PHASES = ("import_s", "ray_init_s", "start_s", "first_request_s")
 # one run (in a fresh process)
 
 
-def child(port: int, replicas: int | None, num_cpus: int | None, out: Path) -> None:
+def replicated(config, n: int):
+    """``config`` with its models replicated to ``n`` (ids ``<id>~k``, same wire names)."""
+    from api_model_management.config import override
+
+    models = [m.model_dump() for m in config.models]
+    out: list[dict] = []
+    k = 0
+    while len(out) < n:
+        out += [m if k == 0 else {**m, "id": f"{m['id']}~{k}", "fallbacks": [],
+                                  "provider_model": m.get("provider_model") or m["id"]}
+                for m in models]
+        k += 1
+    return override(config, models=out[:n])
+
+
+def limiter_processes() -> int:
+    """Processes of this run that are RateLimiter actors (Ray titles them by their class)."""
+    import psutil
+
+    return sum(1 for proc in psutil.Process().children(recursive=True)
+               if process_role(proc) == "ray::LimiterShell")
+
+
+def touch(mm, first_model: str, k: int) -> dict:
+    """``k`` models used (the first request's and k-1 others, spread over the registry), two
+    requests each; the live RateLimiters counted after."""
+    import asyncio
+
+    from api_model_management._request import ModelRequest
+
+    ids = [m.id for m in mm.config.models if m.enabled]
+    step = max(1, len(ids) // k)
+    chosen = [first_model] + [i for i in ids[::step] if i != first_model][: k - 1]
+    cold, warm = [], []
+    for i, model_id in enumerate(chosen):
+        for times in (cold, warm):
+            request = ModelRequest(prompt=f"Say hello {i} {len(times)}", agent_type="research",
+                                   model_id=model_id, max_tokens=32, parameters={"temperature": 0.7})
+            t0 = time.perf_counter()
+            response = asyncio.run(mm.complete(request))
+            times.append(time.perf_counter() - t0)
+            assert response.model_id == model_id, (response.model_id, model_id)
+    live = mm.handles.limiters.live()
+    return {"models_touched": len(set(chosen)), "live_limiters": len(live),
+            "limiter_processes": limiter_processes(),
+            "cold_request_ms": statistics.median(cold[1:] or cold) * 1000,
+            "warm_request_ms": statistics.median(warm) * 1000}
+
+
+def child(port: int, replicas: int | None, num_cpus: int | None, out: Path,
+          models: int | None = None, touch_k: int = 0) -> None:
     """Time the phases of one start-up and write them, with the memory, to ``out`` as JSON."""
     t0 = time.perf_counter()
     import asyncio
@@ -70,6 +126,8 @@ def child(port: int, replicas: int | None, num_cpus: int | None, out: Path) -> N
         if replicas is not None:
             settings["routers"] = {"replicas": replicas}
         config = override(with_emulator_port(demo_config(), port), settings=settings)
+        if models is not None:
+            config = replicated(config, models)
         t0 = time.perf_counter()
         ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False, configure_logging=False)
         timings["ray_init_s"] = time.perf_counter() - t0
@@ -84,6 +142,8 @@ def child(port: int, replicas: int | None, num_cpus: int | None, out: Path) -> N
             timings["first_request_s"] = time.perf_counter() - t0
             processes = process_memory()
             cpu_by_role = startup_cpu()
+            limiters_after_first = limiter_processes()
+            touched = touch(mm, response.model_id, touch_k) if touch_k else None
             result = {
                 **timings,
                 "actors": len(mm.handles.all()),
@@ -91,6 +151,8 @@ def child(port: int, replicas: int | None, num_cpus: int | None, out: Path) -> N
                 "models": len(config.models),
                 "routers": len(mm.handles.routers),
                 "first_model": response.model_id,
+                "limiter_processes_after_first": limiters_after_first,
+                "touch": touched,
                 "memory": memory_summary(processes),
                 "memory_processes": processes,
                 "cpu_s_by_role": cpu_by_role,
@@ -133,6 +195,9 @@ def run_once(port: int, args, scratch: Path, index: int) -> dict:
         cmd += ["--replicas", str(args.replicas)]
     if args.num_cpus is not None:
         cmd += ["--num-cpus", str(args.num_cpus)]
+    if args.models is not None:
+        cmd += ["--models", str(args.models)]
+    cmd += ["--touch", str(args.touch)]
     t0 = time.perf_counter()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                    timeout=args.timeout_s)
@@ -165,6 +230,10 @@ def parse_args(argv: list[str] | None = None):
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--replicas", type=int, default=None, help="Router replicas (default: the demo's)")
     parser.add_argument("--num-cpus", type=int, default=None, help="CPUs Ray may schedule (default: all)")
+    parser.add_argument("--models", type=int, default=None,
+                        help="a synthetic registry of N models (the demo's, replicated)")
+    parser.add_argument("--touch", type=int, default=0,
+                        help="then use K models (two requests each) and count live RateLimiters")
     parser.add_argument("--timeout-s", type=float, default=300)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=None, help=argparse.SUPPRESS)
@@ -175,7 +244,7 @@ def parse_args(argv: list[str] | None = None):
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args.child:
-        child(args.port, args.replicas, args.num_cpus, args.out)
+        child(args.port, args.replicas, args.num_cpus, args.out, args.models, args.touch)
         return
     load_before = machine_line()
     runs = []
@@ -195,6 +264,15 @@ def main(argv: list[str] | None = None) -> None:
     print(memory_table(last["memory"]) + "\n")
     print("CPU used by every process from its start to the end of the first request (last run):\n")
     print(cpu_table(last["cpu_s_by_role"]) + "\n")
+    if last.get("touch"):
+        rows = [(i, r["touch"]["models_touched"], r["touch"]["live_limiters"],
+                 r["touch"]["limiter_processes"], fmt(r["touch"]["cold_request_ms"], 0),
+                 fmt(r["touch"]["warm_request_ms"], 0)) for i, r in enumerate(runs, 1)]
+        print(f"Touching {args.touch} models (RateLimiter processes after the first request: "
+              f"{last['limiter_processes_after_first']}):\n")
+        print(markdown_table(["run", "models touched", "live RateLimiters",
+                              "RateLimiter processes", "first request to a model ms (cold)",
+                              "second ms (warm)"], rows) + "\n")
     verdict = "met" if median_total <= TARGET_S else "MISSED"
     print(f"- ray.init + ModelManagement.start, median {median_total:.1f} s (target ≤ {TARGET_S:.0f} s): {verdict}")
     path = write_json("startup", {"runs": runs, "median_total_s": median_total, "args": vars(args),

@@ -106,8 +106,16 @@ def live_status(actors: SystemActors, address: str, *,
         in_flight=_in_flight(counters, limits),
         alerts=_alerts(settings, now, notes),
         notes=[*notes, "routers embedded in callers' processes are not actors: their requests in "
-                       "flight are not counted here"],
+                       "flight are not counted here", _limiters_note(settings, len(limits))],
     )
+
+
+def _limiters_note(settings: Settings | None, running: int) -> str:
+    """RateLimiters run for the models in use only (started on first use, retired when idle)."""
+    idle = settings.rate_limit.idle_retire_s if settings is not None else None
+    retire = f"retired after {idle:g} s idle" if idle else "never retired"
+    return (f"{running} RateLimiter(s) running: one is started for a model on its first use and "
+            f"{retire}; a model without one has its full rate limits")
 
 
 def _ask(handle: Any, method: str, what: str, notes: list[str], timeout_s: float) -> Any:

@@ -70,7 +70,7 @@ def catalog_emulator(fresh_emulator):
 
 def test_many_models_start_no_limiter_and_a_request_starts_one(ray_session, catalog_emulator,
                                                                 tmp_path):
-    from api_model_management.runtime._status import system_actors
+    from api_model_management.runtime._status import live_status, system_actors
     from api_model_management.runtime._system import ModelManagement
 
     config = _config(catalog_emulator, tmp_path, copies=4)
@@ -90,6 +90,9 @@ def test_many_models_start_no_limiter_and_a_request_starts_one(ray_session, cata
         assert set(found.limiters) == {response.model_id}
         status = ray_session.get(found.limiters[response.model_id].status.remote())
         assert status.requests_used >= 1
+        live = live_status(found, "local")
+        assert any(n.startswith("1 RateLimiter(s) running") and "600 s idle" in n
+                   for n in live.notes), live.notes
     finally:
         mm.shutdown()
     assert mm.handles.limiters.live() == {}  # shutdown stopped it
