@@ -157,7 +157,12 @@ def serve(
         "The emulator and the demo registry, one virtual key from AMM_DEMO_GATEWAY_KEY (generated and printed when unset)."))] = False,
     ray: Annotated[bool, typer.Option("--ray", help=(
         "Serve from the router embedded in a ModelManagement (local Ray, or --address) instead of the standalone one."))] = False,
-    address: Annotated[str | None, typer.Option(help="With --ray: the Ray cluster to join.")] = None,
+    address: Annotated[str | None, typer.Option(help="With --ray or --ray-serve: the Ray cluster to join.")] = None,
+    ray_serve: Annotated[bool, typer.Option("--ray-serve", help=(
+        "Deploy the gateway on Ray Serve (local Ray, or --address): Serve's proxy on --host/--port, "
+        "replicas each holding a router (settings.gateway.serve: autoscaling, CPUs). Needs the serve extra."))] = False,
+    replicas: Annotated[int | None, typer.Option(min=1, max=256, help=(
+        "With --ray-serve: exactly N replicas (default: autoscaling per settings.gateway.serve)."))] = None,
 ) -> None:
     """An OpenAI- and Anthropic-compatible HTTP gateway with virtual keys: POST /v1/chat/completions,
     POST /v1/messages, GET /v1/models, POST /v1/feedback, GET /health, GET /metrics. SIGINT or
@@ -165,7 +170,8 @@ def serve(
     from ._serve import serve_command
 
     raise typer.Exit(serve_command(config, host=host, port=port, workers=workers, data_dir=data_dir,
-                                   demo=demo, ray=ray, address=address))
+                                   demo=demo, ray=ray, address=address, ray_serve=ray_serve,
+                                   replicas=replicas))
 
 
 @gateway_key_app.command("new")

@@ -4,8 +4,10 @@
 127.0.0.1:4000 with the virtual keys of ``settings.gateway.keys``; ``--demo`` serves the demo
 registry on the bundled emulator with one virtual key (``AMM_DEMO_GATEWAY_KEY``, generated and
 printed once when unset). ``--ray`` runs the router embedded in a ``ModelManagement`` (local
-Ray, or ``--address``) instead of the standalone one. Nothing printed holds a key, except the
-demo key that was generated for this run.
+Ray, or ``--address``) instead of the standalone one; ``--ray-serve`` deploys the gateway on
+Ray Serve (``runtime._serve``: Serve's proxy on ``--host``/``--port``, replicas each holding a
+router, ``--replicas N`` or autoscaling per ``settings.gateway.serve``). Nothing printed holds a
+key, except the demo key that was generated for this run.
 """
 
 from __future__ import annotations
@@ -60,7 +62,8 @@ def new_key_command(name: str, console: Console | None = None) -> int:
 
 def serve_command(config_path: Path | None, *, host: str, port: int, workers: int,
                   data_dir: Path | None, demo: bool, ray: bool = False,
-                  address: str | None = None, console: Console | None = None) -> int:
+                  address: str | None = None, console: Console | None = None,
+                  ray_serve: bool = False, replicas: int | None = None) -> int:
     """Run the gateway until SIGINT/SIGTERM; 0 after a graceful stop, 2 on bad input."""
     out = console or Console(soft_wrap=True, highlight=False)
     if demo == (config_path is not None):
@@ -69,9 +72,15 @@ def serve_command(config_path: Path | None, *, host: str, port: int, workers: in
         return print_error("--workers must be at least 1")
     if ray and workers > 1:
         return print_error("--ray serves from one process (the embedded router); leave --workers at 1")
+    if ray_serve and (ray or workers > 1):
+        return print_error("--ray-serve runs replicas on Ray Serve (--replicas N); leave out --ray "
+                           "and --workers")
+    if replicas is not None and not ray_serve:
+        return print_error("--replicas is for --ray-serve (--workers for the standalone gateway)")
+    serve_on = (ray_serve, replicas)
     try:
         if demo:
-            return _serve_demo(host, port, workers, data_dir, ray, address, out)
+            return _serve_demo(host, port, workers, data_dir, ray, address, out, serve_on)
         config = load_config(config_path) if config_path is not None else None
         assert config is not None
         if data_dir is not None:
@@ -79,13 +88,17 @@ def serve_command(config_path: Path | None, *, host: str, port: int, workers: in
         if not config.settings.gateway.keys:
             return print_error("no virtual keys: add settings.gateway.keys (`amm gateway-key new "
                                "NAME` prints one), or try `amm serve --demo`")
-        return _run(config, host, port, workers, ray, address, out, env=None)
+        return _run(config, host, port, workers, ray, address, out, env=None, serve_on=serve_on)
+    except ImportError as exc:
+        if ray_serve and "serve" in str(exc):
+            return print_error("--ray-serve needs Ray Serve: pip install 'api-model-management[serve]'")
+        raise
     except (ConfigError, ComponentUnavailable, OSError, ValueError) as exc:
         return print_error(exc)
 
 
 def _serve_demo(host: str, port: int, workers: int, data_dir: Path | None, ray: bool,
-                address: str | None, out: Console) -> int:
+                address: str | None, out: Console, serve_on: tuple[bool, int | None]) -> int:
     from ..config import demo_config, with_emulator_port
     from ..emulator.testing import EmulatorServer
     from ..gateway import new_key
@@ -110,18 +123,24 @@ def _serve_demo(host: str, port: int, workers: int, data_dir: Path | None, ray: 
         else:
             out.print(f"virtual key: the value of {DEMO_KEY_ENV}", highlight=False)
         return _run(config, host, port, workers, ray, address, out, env=None,
-                    key_hint=f"${DEMO_KEY_ENV}")
+                    key_hint=f"${DEMO_KEY_ENV}", serve_on=serve_on)
 
 
 def _run(config: RegistryConfig, host: str, port: int, workers: int, ray: bool,
          address: str | None, out: Console, *, env: Mapping[str, str] | None,
-         key_hint: str = "$AMM_KEY") -> int:
+         key_hint: str = "$AMM_KEY", serve_on: tuple[bool, int | None] = (False, None)) -> int:
     from ..gateway._server import ServeOptions, serve
+
+    ray_serve, replicas = serve_on
+    mode = "ray serve" if ray_serve else "ray" if ray else "standalone"
+    units = (f"{replicas} replica{'s' * (replicas > 1)}" if replicas is not None
+             else "autoscaling replicas" if ray_serve
+             else f"{workers} worker{'s' * (workers > 1)}")
 
     def ready(bound_host: str, bound_port: int) -> None:
         base = f"http://{bound_host}:{bound_port}"
-        out.print(f"amm serve: listening on {base} ({workers} worker{'s' * (workers > 1)}, "
-                  f"{'ray' if ray else 'standalone'}); Ctrl-C stops", highlight=False)
+        out.print(f"amm serve: listening on {base} ({units}, {mode}); Ctrl-C stops",
+                  highlight=False)
         out.print(f"  OpenAI SDK:    OpenAI(base_url=\"{base}/v1\", api_key=KEY)", highlight=False)
         out.print(f"  Anthropic SDK: Anthropic(base_url=\"{base}\", api_key=KEY)", highlight=False)
         out.print(f"  curl {base}/v1/chat/completions -H \"Authorization: Bearer {key_hint}\" "
@@ -129,9 +148,15 @@ def _run(config: RegistryConfig, host: str, port: int, workers: int, ray: bool,
                   "-d '{\"model\": \"auto\", \"messages\": [{\"role\": \"user\", \"content\": \"Hi\"}]}'",
                   highlight=False, soft_wrap=True)
 
-    factory = _ray_engine_factory(address) if ray else None
-    code = serve(ServeOptions(config, host=host, port=port, workers=workers, env=env,
-                              on_ready=ready, engine_factory=factory))
+    if ray_serve:
+        from ..runtime._serve import serve_gateway
+
+        code = serve_gateway(config, address=address, host=host, port=port, replicas=replicas,
+                             on_ready=ready)
+    else:
+        factory = _ray_engine_factory(address) if ray else None
+        code = serve(ServeOptions(config, host=host, port=port, workers=workers, env=env,
+                                  on_ready=ready, engine_factory=factory))
     out.print("amm serve: stopped; events are in the log under "
               f"{config.settings.data_dir}", highlight=False)
     return code

@@ -2,7 +2,7 @@
 (``_ray``), the actor shells around the cores (``_shells``, ``_router``), where ``ray.remote``
 is applied and the actors are started (``_actors``), the Ray side of the router's ports
 (``_ports``), the router embedded in the caller's process (``_embedded``) and ``ModelManagement``
-(``_system``).
+(``_system``), and the gateway's deployment on Ray Serve (``_serve``).
 
 Imported on first use (PEP 562): importing this package does not import Ray until one of these
 names is used.
@@ -19,6 +19,8 @@ _EXPORTS = {
     "RayBackend": "._ports",
     "RouterShell": "._router",
     "ModelManagement": "._system",
+    "gateway_app": "._serve",
+    "serve_gateway": "._serve",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -38,4 +40,5 @@ if _TYPE_CHECKING:
     from ._embedded import EmbeddedRouter
     from ._ports import RayBackend
     from ._router import RouterShell
+    from ._serve import gateway_app, serve_gateway
     from ._system import ModelManagement

@@ -292,3 +292,56 @@ async def stream(handle: Handle, method: str, *args: Any,
             yield await ref
     except ACTOR_DOWN as exc:
         raise _unavailable(what, exc) from None
+
+
+# -- Ray Serve (the gateway's deployment: runtime/_serve.py) -------------------------------------
+#: Serve's controller, named in Serve's namespace: running when Serve is up on the cluster.
+_SERVE_CONTROLLER = ("serve", "SERVE_CONTROLLER_ACTOR")
+
+
+def serve_ingress_deployment(cls: type[T], **options: Any) -> Any:
+    """``serve.deployment(serve.ingress()(cls), **options)``: a deployment whose replicas serve
+    the ASGI app that ``cls.__serve_build_asgi_app__`` builds in each replica."""
+    from ray import serve
+
+    return serve.deployment(serve.ingress()(cls), **options)
+
+
+def serve_running() -> bool:
+    """Whether Serve's controller runs on the cluster this process is connected to."""
+    return _SERVE_CONTROLLER in named_actors()
+
+
+def serve_start(host: str, port: int) -> None:
+    """Start Serve's controller and HTTP proxies (on ``host:port``), unless Serve runs already
+    (its options then stay as they are)."""
+    from ray import serve
+
+    serve.start(http_options={"host": host, "port": port})
+
+
+def serve_run(app: Any, name: str) -> None:
+    """Deploy the application ``app`` under ``name`` at ``/``; returns once it runs."""
+    from ray import serve
+
+    serve.run(app, name=name, route_prefix="/", blocking=False)
+
+
+def serve_delete(name: str) -> None:
+    from ray import serve
+
+    serve.delete(name)
+
+
+def serve_shutdown() -> None:
+    """Delete every application and stop Serve's controller and proxies."""
+    from ray import serve
+
+    serve.shutdown()  # type: ignore[no-untyped-call]
+
+
+def serve_replica_tag() -> str:
+    """The unique id of the Serve replica this code runs in."""
+    from ray import serve
+
+    return str(serve.get_replica_context().replica_tag)
