@@ -15,20 +15,33 @@ per request (p50 and p99 over ``--requests``):
 - ``log append``: the events written as Parquet straight into the shared log on S3 (one file per
   event type).
 
-    python benchmarks/durable_ack.py --requests 200
+Then the option itself, ``settings.events.ack="shipped"`` (``events._shipper``: the router ships
+its own spool segments to the log, one upload round at a time, and answers a request once the
+round holding its events is done), through a real in-process router (``build_local_router``)
+calling the emulator (its own process, zero latency) over loopback HTTP: the latency of a request
+with ``ack="local"`` and with ``ack="shipped"``, side by side, at ``--concurrency`` requests in
+flight (1, 8, 32), with the log on the local disk and on S3 (moto). ``per round`` is how many
+requests one upload round served (group commit amortises the upload under load).
+
+    python benchmarks/durable_ack.py --requests 200 --router-requests 300 --concurrency 1,8,32
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
+import os
 import statistics
 import tempfile
 import time
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 
-from _common import machine_line
+from _common import machine_line, start_emulator
 from _s3 import loopback_s3
 
 from api_model_management.events import (
@@ -76,28 +89,132 @@ def row(name: str, samples: list[float]) -> str:
     return f"| {name} | {statistics.median(ordered):.3f} | {p99:.3f} |"
 
 
+MODEL = "gpt-4o-mini"
+PROMPT = "Summarise the main causes of the French Revolution in a few sentences"
+KEY = "sk-bench-durable-0123456789"
+KEYS = {"AMM_DEMO_OPENAI_KEY": KEY, "AMM_DEMO_ANTHROPIC_KEY": KEY, "AMM_DEMO_GOOGLE_KEY": KEY}
+#: Limits on the benchmark model so large that the router never cools it down.
+EMULATOR_PROFILE = {"models": {MODEL: {"rate_limits": {"requests_per_minute": 1_000_000_000,
+                                                         "tokens_per_minute": 1_000_000_000_000}}}}
+
+
+def router_config(port: int, data_dir: str, spool_dir: str, ack: str):
+    from api_model_management.config import demo_config, override, with_emulator_port
+
+    config = with_emulator_port(demo_config(), port)
+    models = [m.model_dump() for m in config.models]
+    for m in models:
+        if m["id"] == MODEL:
+            m["rate_limits"] = {"requests_per_minute": 10_000_000, "tokens_per_minute": 10_000_000_000}
+    return override(config, models=models, settings={
+        "data_dir": data_dir, "events": {"ack": ack, "spool_dir": spool_dir},
+        "cache": {"enabled": False}})
+
+
+async def through_router(config, requests: int, concurrency: int) -> tuple[list[float], dict]:
+    """Per-request latency (ms) of ``requests`` requests, ``concurrency`` in flight, after a
+    warm-up; and the shipper's counters (empty with ``ack="local"``)."""
+    from api_model_management import ModelRequest
+    from api_model_management.routing import build_local_router
+
+    router = build_local_router(config, env=KEYS)
+
+    def request() -> ModelRequest:
+        return ModelRequest(prompt=PROMPT, agent_type="bench", model_id=MODEL, max_tokens=64,
+                            cacheable=False)
+
+    async def drive(n: int, samples: list[float]) -> None:
+        left = [n]
+
+        async def worker() -> None:
+            while left[0] > 0:
+                left[0] -= 1
+                started = time.perf_counter()
+                await router.complete(request())
+                samples.append((time.perf_counter() - started) * 1000)
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+
+    await drive(max(10, concurrency), [])  # warm-up: connections, first files
+    counters_before = dict(router.acks.counters) if router.acks is not None else {}
+    samples: list[float] = []
+    await drive(requests, samples)
+    counters = ({k: v - counters_before.get(k, 0) for k, v in router.acks.counters.items()}
+                if router.acks is not None else {})
+    for adapter in router.adapters.values():
+        await adapter.aclose()
+    if router.acks is not None:
+        await router.acks.aclose()  # type: ignore[attr-defined]
+    router.events.close()  # type: ignore[attr-defined]
+    return samples, counters
+
+
+def p99(samples: list[float]) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
+
+
+def router_rows(args, emulator_port: int, store: str, uri: str, spool_root: str) -> list[str]:
+    rows = []
+    for concurrency in args.concurrency:
+        p50s = {}
+        for ack in ("local", "shipped"):
+            run = f"{store}-{ack}-c{concurrency}-{uuid.uuid4().hex[:6]}"
+            data_dir = f"{uri}/{run}"
+            config = router_config(emulator_port, data_dir, f"{spool_root}/{run}", ack)
+            samples, counters = asyncio.run(through_router(config, args.router_requests, concurrency))
+            p50s[ack] = statistics.median(samples)
+            rounds = counters.get("rounds", 0)
+            per_round = f"{args.router_requests / rounds:.1f}" if rounds else "-"
+            added = "" if ack == "local" else f"{p50s['shipped'] - p50s['local']:+.2f}"
+            rows.append(f"| {store} | {ack} | {concurrency} | {p50s[ack]:.2f} | {p99(samples):.2f} "
+                        f"| {added} | {per_round} |")
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--router-requests", type=int, default=300,
+                        help="requests per (store, ack, concurrency) through the router")
+    parser.add_argument("--concurrency", type=lambda s: [int(x) for x in s.split(",")],
+                        default=[1, 8, 32])
+    parser.add_argument("--skip-micro", action="store_true", help="only the router runs")
     args = parser.parse_args()
     batches = [request_events(i) for i in range(args.requests)]
     print(machine_line())
     rows = []
-    with tempfile.TemporaryDirectory() as local:
-        for name, fsync in (("spool", "interval"), ("spool+fsync", "always")):
-            writer = SpoolWriter(local, f"bench-{fsync}", fsync=fsync)
-            rows.append(row(name, timed(args.requests, lambda i, w=writer: w.write(batches[i]))))
-            writer.close()
-    with loopback_s3() as uri:
-        storage = Storage(uri)
-        rows.append(row("ship segment (S3, one object)", timed(args.requests, lambda i: storage.write_new(
-            storage.join("shipped", f"seg-{i:08d}.wal"), encode_events(batches[i]), fsync=False))))
-        log = EventLog(uri)
-        rows.append(row("log append (S3, Parquet)", timed(args.requests, lambda i: log.append(batches[i]))))
-    print(f"\n{args.requests} requests, 4 events each\n")
-    print("| made durable by | added p50 (ms) | added p99 (ms) |")
-    print("|---|---:|---:|")
-    print("\n".join(rows))
+    if not args.skip_micro:
+        with tempfile.TemporaryDirectory() as local:
+            for name, fsync in (("spool", "interval"), ("spool+fsync", "always")):
+                writer = SpoolWriter(local, f"bench-{fsync}", fsync=fsync)
+                rows.append(row(name, timed(args.requests, lambda i, w=writer: w.write(batches[i]))))
+                writer.close()
+        with loopback_s3() as uri:
+            storage = Storage(uri)
+            rows.append(row("ship segment (S3, one object)", timed(args.requests, lambda i: storage.write_new(
+                storage.join("shipped", f"seg-{i:08d}.wal"), encode_events(batches[i]), fsync=False))))
+            log = EventLog(uri)
+            rows.append(row("log append (S3, Parquet)", timed(args.requests, lambda i: log.append(batches[i]))))
+        print(f"\n{args.requests} requests, 4 events each\n")
+        print("| made durable by | added p50 (ms) | added p99 (ms) |")
+        print("|---|---:|---:|")
+        print("\n".join(rows))
+
+    profile = tempfile.NamedTemporaryFile("w", suffix=".json", delete=False)
+    json.dump(EMULATOR_PROFILE, profile)
+    profile.close()
+    router = []
+    with start_emulator(Path(profile.name)) as emulator, tempfile.TemporaryDirectory() as tmp:
+        router += router_rows(args, emulator.port, "local disk", f"{tmp}/logs", f"{tmp}/spools")
+        with loopback_s3() as uri:
+            router += router_rows(args, emulator.port, "S3 (moto)", uri, f"{tmp}/spools")
+    os.unlink(profile.name)
+    print(f"\nthrough the router against the emulator, {args.router_requests} requests per row; "
+          f"{machine_line()}\n")
+    print("| log | ack | in flight | p50 (ms) | p99 (ms) | shipped - local p50 (ms) | requests per upload round |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    print("\n".join(router))
 
 
 if __name__ == "__main__":

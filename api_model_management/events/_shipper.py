@@ -20,9 +20,11 @@ request that finished during the previous one, so the upload's cost is shared (m
 housekeeping :meth:`GroupShipper.tick`) tries it again. A waiter waits at most ``timeout_s``.
 
 A segment is written to the log as the EventSink would write it: its events grouped by (event
-type, UTC date), one Parquet file each, named after the segment (``Segment.stem``). On an object
-store the files of a segment are uploaded concurrently (each upload is its own atomic publish);
-locally they are written with fsync (``EventLog(fsync="always")``).
+type, UTC date), one Parquet file each, named after the segment (``Segment.stem``), so a round
+is one object per event type present (about four for a request: ``ModelSelected``,
+``AttemptStarted``, ``RequestCompleted``, ``ResponseEvaluated``), however many requests it
+serves. On an object store they are uploaded concurrently, each upload its own atomic publish;
+on a local disk ``EventLog.append`` writes them (fsynced, renamed into place, directories fsynced).
 
 Crash windows (each is repaired by writing the same files again; nothing is lost or doubled)
 -------------------------------------------------------------------------------------------
@@ -279,13 +281,18 @@ class SpoolSegments:
 
 
 def publish(log_: EventLog, events: Sequence[Event], stem: str) -> list[str]:
-    """Write ``events`` to the log as the EventSink writes a segment (``EventLog.append`` with
-    ``file_stem=stem``), durable when it returns; on an object store the files are uploaded
-    concurrently. Returns the paths written."""
+    """Write ``events`` to the log under the names the EventSink gives a segment (one file per
+    event type and UTC date, ``<stem>.parquet``), durable when it returns. On an object store the
+    files are uploaded concurrently, each upload its own atomic publish (if one fails, others may
+    be visible already: a retry, or the sink, writes the same files again). Elsewhere
+    ``EventLog.append`` writes them (temp, fsync, rename, directories fsynced: ``fsync="always"``
+    in the shipper's log); writing them concurrently there gained nothing on a 2-core machine.
+    Returns the paths written."""
     if not events:
         return []
-    if not log_.storage.atomic_upload:
-        return log_.append(events, file_stem=stem)  # fsync'd (the shipper's log: "always")
+    storage = log_.storage
+    if not storage.atomic_upload:
+        return log_.append(events, file_stem=stem)
     groups: dict[tuple[type[Event], str], list[Event]] = {}
     for event in events:
         groups.setdefault((type(event), event.occurred_at.date().isoformat()), []).append(event)
@@ -296,7 +303,7 @@ def publish(log_: EventLog, events: Sequence[Event], stem: str) -> list[str]:
         path, cls, group = job
         sink = pa.BufferOutputStream()
         pq.write_table(events_to_table(group, cls), sink, compression=log_.compression)
-        log_.storage.write_new(path, sink.getvalue(), fsync=False)
+        storage.write_new(path, sink.getvalue(), fsync=False)
         return path
 
     if len(jobs) == 1:
