@@ -9,7 +9,9 @@ whose tool calls or structured output fail their schema (``evaluation.check_outp
 events of a request are written to the spool (durable against process death) before ``complete``
 returns or raises; when the spool cannot take them they wait in memory (``events._resilient``)
 and the request is answered all the same, while new requests are refused (``SpoolUnavailable``)
-before any provider call.
+before any provider call. With an ``acks`` port (``settings.events.ack="shipped"``,
+``events._shipper``) a request is answered, or its error raised, only once its events are in the
+shared log as well: a lost node then loses none of the requests it answered.
 """
 
 from __future__ import annotations
@@ -357,8 +359,28 @@ class RouterCore:
         })
 
     def _selection(self, state: _Attempt) -> list[str]:
-        selection = self.selector.select(state.request)
-        state.selection_reason = selection.selection_reason
+        request = state.request
+        pinned = request.model_id
+        fallbacks = pinned is not None and request.use_fallbacks
+        try:
+            selection = self.selector.select(request)
+            reason = selection.selection_reason
+        except NoEligibleModel as exc:
+            if not fallbacks:
+                raise
+            assert pinned is not None
+            found = self._pinned_fallback(state, None)
+            if found is None:
+                raise
+            selection = found
+            why = exc.filtered.get(pinned, "not eligible")
+            reason = (f"pinned {pinned} not eligible ({why}): its fallback "
+                      f"{selection.selection_reason}")
+        else:
+            if fallbacks and pinned is not None:
+                listed = ", ".join(self.config.model(pinned).fallbacks) or "none"
+                reason = f"pinned {pinned} (fallbacks: {listed}): {reason}"
+        state.selection_reason = reason
         chosen = self.config.model(selection.model_id)
         state.events.append(ModelSelected(
             **state.common(chosen),
@@ -367,12 +389,12 @@ class RouterCore:
             weights_version=selection.weights_version,
             priority=state.request.priority,
             explored=selection.explored,
-            reason=selection.selection_reason,
+            reason=reason,
             candidate_quality=selection.candidate_quality,
         ))
         order = [selection.model_id]
-        if state.request.model_id is not None:
-            return order  # a pinned model is never swapped for another
+        if pinned is not None:
+            return order  # a pinned model is swapped only for its fallbacks (_next_candidate)
         # the selector's candidates already put the chosen model's configured fallbacks first, and
         # only the eligible ones (constraints, capabilities, context window)
         for candidate in selection.candidates:
@@ -394,6 +416,12 @@ class RouterCore:
                 return model_id
         if fits:
             return fits[0]
+        if state.request.model_id is not None and state.request.use_fallbacks:
+            found = self._pinned_fallback(state, larger_than)
+            if found is None:
+                return None
+            order.append(found.model_id)
+            return found.model_id
         if larger_than is not None or len(state.tried) < len(order) or state.request.model_id is not None:
             return None
         try:  # the ranked list is exhausted: ask the selector for anything not tried yet
@@ -404,6 +432,22 @@ class RouterCore:
             return None
         order.append(selection.model_id)
         return selection.model_id
+
+    def _pinned_fallback(self, state: _Attempt, larger_than: int | None) -> Selection | None:
+        """The selection of the pinned model's first configured fallback that is not tried yet
+        and is eligible now (each is checked by the selector as if it were pinned), or None."""
+        request = state.request
+        assert request.model_id is not None
+        for fallback in self.config.model(request.model_id).fallbacks:
+            if fallback in state.tried:
+                continue
+            try:
+                return self.selector.select_for_failover(
+                    request.model_copy(update={"model_id": fallback}), exclude=set(state.tried),
+                    need_larger_context_than=larger_than)
+            except NoEligibleModel:
+                continue
+        return None
 
     async def _admit(self, state: _Attempt, model: ModelConfig,
                      bound: UsageBound) -> tuple[RateTicket | float, BudgetTicket | None]:
@@ -512,7 +556,9 @@ class RouterCore:
                 state.kept = (model, result, response, evaluation, attempt)
                 continue
             final = self._finish(state, model, result, response, evaluation, attempt)
-            yield StreamChunk(done=True, result=result, model_id=final.model_id) if state.streaming else final
+            yield (StreamChunk(done=True, result=result, model_id=final.model_id,
+                               selection_reason=final.selection_reason,
+                               cost_usd=final.cost_usd) if state.streaming else final)
             return
         # a re-route that failed still has the first (low-quality) answer to give
         if state.kept is not None:
@@ -564,12 +610,15 @@ class RouterCore:
                         if chunk.done:
                             result = chunk.result
                             break
+                        reason = None if delivered else state.selection_reason  # first: why
                         if chunk.delta:
                             delivered.append(chunk.delta)
-                            yield StreamChunk(delta=chunk.delta, model_id=model.id)
+                            yield StreamChunk(delta=chunk.delta, model_id=model.id,
+                                              selection_reason=reason)
                         elif chunk.tool_call is not None:  # a whole call, as it completes
                             delivered.append("")  # the caller has output: no failover after it
-                            yield StreamChunk(tool_call=chunk.tool_call, model_id=model.id)
+                            yield StreamChunk(tool_call=chunk.tool_call, model_id=model.id,
+                                              selection_reason=reason)
         except BaseException:
             if isinstance(rate, RateTicket):
                 self._settle_failed(rate, budget, sent)
