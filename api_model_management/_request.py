@@ -553,7 +553,9 @@ class ModelRequest(BaseModel):
     ``parameters`` holds sampling parameters (``temperature``, ``top_p``, ``stop``, ``seed``:
     checked, see the module docstring). ``tools``, ``tool_choice``, ``parallel_tool_calls`` and
     ``response_format`` are OpenAI's. ``model_id`` pins a model (selection then only checks it is
-    usable). ``cacheable`` None means "by default": cacheable when temperature is 0.
+    usable); with ``use_fallbacks`` the pinned model's configured ``fallbacks`` serve it, in
+    their order and each if usable, when the pinned model is not usable or its call fails.
+    ``cacheable`` None means "by default": cacheable when temperature is 0.
 
     A conversation with tool calls is checked whole: each tool result answers an earlier call
     of the assistant message just before its run of results, each call is answered once, call ids
@@ -578,6 +580,8 @@ class ModelRequest(BaseModel):
     constraints: SelectionConstraints = SelectionConstraints()
     cacheable: bool | None = None
     model_id: str | None = None
+    #: with ``model_id``: fail over to the pinned model's configured fallbacks (else only the pin)
+    use_fallbacks: bool = False
     request_id: str | None = None
     timeout_s: float | None = Field(default=None, gt=0)
 
@@ -953,7 +957,9 @@ class ProviderResult(BaseModel):
 
 class StreamChunk(BaseModel):
     """One piece of a stream: a text delta, a tool call (whole, once its arguments are complete)
-    or (last) the final result with usage and every tool call."""
+    or (last) the final result with usage and every tool call. A router's stream gives the
+    ``selection_reason`` on the first chunk a model sends (before it is known to the caller,
+    e.g. in HTTP headers) and on the final chunk the request's ``cost_usd`` (every attempt)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -962,6 +968,8 @@ class StreamChunk(BaseModel):
     done: bool = False
     result: ProviderResult | None = None
     model_id: str | None = None
+    selection_reason: str | None = None
+    cost_usd: Decimal | None = None
 
 
 class ModelResponse(BaseModel):

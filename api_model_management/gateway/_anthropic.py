@@ -231,8 +231,9 @@ def message(response: ModelResponse) -> dict[str, Any]:
 
 class EventWriter:
     """The stream events of one reply, in Anthropic's order: ``message_start``, for each block
-    ``content_block_start``/``_delta``.../``_stop``, ``message_delta`` (stop reason, usage),
-    ``message_stop``. Each item is ``(event name, data)``."""
+    ``content_block_start``/``_delta``.../``_stop``, ``message_delta`` (stop reason, usage with
+    an extra ``cost_usd``: what the request cost, a number in USD), ``message_stop``. Each item
+    is ``(event name, data)``."""
 
     def __init__(self, request_id: str, model_id: str) -> None:
         self._request_id = request_id
@@ -272,7 +273,8 @@ class EventWriter:
         out.append(("message_delta", {"type": "message_delta",
                                       "delta": {"stop_reason": stop_reason(response.finish_reason),
                                                 "stop_sequence": None},
-                                      "usage": _usage(response)}))
+                                      "usage": {**_usage(response),
+                                                "cost_usd": float(response.cost_usd)}}))
         out.append(("message_stop", {"type": "message_stop"}))
         return out
 

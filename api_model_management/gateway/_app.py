@@ -14,8 +14,9 @@ the key's requests per minute and budget, and served. A streamed reply is starte
 first chunk is there, so a request that fails before any text gets a plain HTTP error with the
 right status; a client that goes away mid-stream cancels the provider call (the request ends in
 one ``RequestFailed(cancelled)``). Responses carry ``x-amm-request-id`` (the id to give
-``/v1/feedback``), ``x-amm-model``, and for plain replies ``x-amm-selection-reason`` and
-``x-amm-cost-usd``.
+``/v1/feedback``), ``x-amm-model`` and ``x-amm-selection-reason``, and plain replies
+``x-amm-cost-usd``; a stream's cost comes at its end, as ``usage.cost_usd`` of OpenAI's usage
+chunk (``stream_options.include_usage``) and of Anthropic's ``message_delta``.
 """
 
 from __future__ import annotations
@@ -350,9 +351,10 @@ class Gateway:
         writer = wire.writer(request.request_id or "", model_id, self._created(),
                              wire_request.include_usage)
         state = _StreamState(self.limits, hold, chunks, done)
-        return _EventStream(self._events(writer, request, first, state),
-                            headers={**done.headers, "x-amm-model": model_id,
-                                     "cache-control": "no-cache"},
+        headers = {**done.headers, "x-amm-model": model_id, "cache-control": "no-cache"}
+        if first.selection_reason is not None:
+            headers["x-amm-selection-reason"] = header_text(first.selection_reason)
+        return _EventStream(self._events(writer, request, first, state), headers=headers,
                             on_close=state.close)
 
     async def _events(self, writer: _StreamWriter, request: ModelRequest, first: StreamChunk,
@@ -377,7 +379,8 @@ class Gateway:
                 if call.id not in sent:
                     yield writer.tool_call(call)
             model_id = chunk.model_id or done.model
-            cost = self._cost(request, model_id, result)
+            cost = chunk.cost_usd if chunk.cost_usd is not None else self._cost(request, model_id,
+                                                                                  result)
             state.settle(cost)
             yield writer.end(_streamed_response(request, model_id, result, cost))
             done.finish(200, cost)
@@ -420,14 +423,22 @@ class Gateway:
             return Decimal(0)
         bound, max_tokens = request.input_token_bound(), request.max_tokens
         c = request.constraints
+        pinned = self._pinned_models(request.model_id)
         models = [m for m in self.config.models
-                  if (m.id == request.model_id if request.model_id is not None else m.enabled)
+                  if (m.id in pinned if pinned else m.enabled)
                   and (c.allowed_models is None or m.id in c.allowed_models)
                   and m.id not in c.excluded_models
                   and (c.allowed_providers is None or m.provider in c.allowed_providers)
                   and m.provider not in c.excluded_providers]
         worst = max((worst_case_cost_usd(m, bound, max_tokens) for m in models), default=Decimal(0))
         return worst * self._reroutes
+
+    def _pinned_models(self, model_id: str | None) -> tuple[str, ...]:
+        """A pinned model and the fallbacks that may serve it (empty: not pinned)."""
+        if model_id is None:
+            return ()
+        model = self.config.model(model_id)
+        return (model.id, *(f for f in model.fallbacks if self.config.model(f).enabled))
 
     def _cost(self, request: ModelRequest, model_id: str, result: ProviderResult) -> Decimal:
         """What the router settled for a streamed call (the same rule: ``settle_usage``)."""

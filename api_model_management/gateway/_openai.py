@@ -151,10 +151,12 @@ class ChunkWriter:
         return self._chunk({"tool_calls": [item]})
 
     def last(self, response: ModelResponse) -> list[dict[str, Any]]:
-        """The chunk with the finish reason, then (when asked for) the usage chunk."""
+        """The chunk with the finish reason, then (when asked for) the usage chunk, whose
+        ``usage`` also carries ``cost_usd``: what the request cost (a number, USD)."""
         out = [self._chunk({}, finish_reason(response.finish_reason))]
-        if self._include_usage:
-            out.append({**self._base, "choices": [], "usage": usage(response)})
+        if self._include_usage:  # with the request's cost in USD, an extra field of usage
+            out.append({**self._base, "choices": [],
+                        "usage": {**usage(response), "cost_usd": float(response.cost_usd)}})
         return out
 
 

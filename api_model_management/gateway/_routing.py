@@ -2,7 +2,9 @@
 at what priority, needing what, under which constraints.
 
 - ``model`` names a registry model (by id, or by its name on the provider's wire): the request
-  pins it. ``auto`` lets the selector choose; an alias (``settings.gateway.aliases``) sets what
+  pins it, with its configured ``fallbacks`` (``ModelRequest.use_fallbacks``: when the pinned
+  model is not usable, or its call fails before any text was sent, its fallbacks the key may use
+  serve the request, in their order). ``auto`` lets the selector choose; an alias (``settings.gateway.aliases``) sets what
   it defines (agent type, priority, capabilities, models, constraints) and lets it choose.
 - The virtual key gives the defaults (agent type, priority, capabilities, constraints) and its
   ``allowed_models`` (a pin outside them: 403; selection stays inside them).
@@ -80,6 +82,7 @@ class Router:
         fields["constraints"] = _constraints(constraints, allowed)
         if pinned is not None:
             fields["model_id"] = pinned
+            fields["use_fallbacks"] = True
         return ModelRequest(**fields)
 
     def _pinned(self, name: str, key: GatewayKey) -> str:

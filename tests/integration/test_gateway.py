@@ -163,6 +163,16 @@ def test_openai_sdk_plain_and_streamed(served: dict[str, Any]) -> None:
         text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
         assert text == reply.choices[0].message.content  # the emulator answers deterministically
         assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 0
+        # the stream's cost: an extra field of the usage chunk, which the SDK keeps
+        assert (chunks[-1].usage.model_extra or {}).get("cost_usd", 0) > 0
+        with client.chat.completions.with_streaming_response.create(
+                model="gpt-4.1-mini", messages=messages, stream=True) as streamed:
+            assert streamed.headers["x-amm-model"] == "gpt-4.1-mini"
+            assert streamed.headers["x-amm-selection-reason"].startswith("pinned gpt-4.1-mini")
+            assert streamed.headers["x-amm-request-id"]
+            _remember(served, streamed.headers["x-amm-request-id"])
+            assert "".join(c.choices[0].delta.content or "" for c in streamed.parse()
+                           if c.choices) == text
         auto = client.chat.completions.with_raw_response.create(
             model="auto:cheap", messages=messages, extra_headers={"x-amm-priority": "high"})
         _remember(served, auto.headers.get("x-amm-request-id"))
@@ -218,7 +228,16 @@ def test_openai_sdk_errors_and_model_list(served: dict[str, Any]) -> None:
 def test_all_candidates_failing_is_a_502(served: dict[str, Any], fresh_emulator: EmulatorServer) -> None:
     import openai
 
-    fresh_emulator.set_profile(parse_profile({"models": {BROKEN_MODEL: {"error_rates": {"500": 1.0}}}}))
+    fallbacks = demo_config().model(BROKEN_MODEL).fallbacks
+    broken = {"error_rates": {"500": 1.0}}
+    fresh_emulator.set_profile(parse_profile({"models": {BROKEN_MODEL: broken}}))
+    with openai_client(served) as client:  # the pin fails: its first fallback serves
+        raw = client.chat.completions.with_raw_response.create(
+            model=BROKEN_MODEL, messages=[{"role": "user", "content": PROMPT}])
+        _remember(served, raw.headers.get("x-amm-request-id"))
+        assert raw.headers["x-amm-model"] == raw.parse().model == fallbacks[0]
+        assert raw.headers["x-amm-selection-reason"].startswith(f"pinned {BROKEN_MODEL} (fallbacks: ")
+    fresh_emulator.set_profile(parse_profile({"models": {m: broken for m in (BROKEN_MODEL, *fallbacks)}}))
     with openai_client(served) as client, pytest.raises(openai.InternalServerError) as caught:
         client.chat.completions.with_raw_response.create(
             model=BROKEN_MODEL, messages=[{"role": "user", "content": PROMPT}])
@@ -243,6 +262,14 @@ def test_anthropic_sdk_plain_streamed_tools_and_errors(served: dict[str, Any]) -
             final = stream.get_final_message()
         _remember(served, final.id.removeprefix("msg_"))
         assert streamed == reply.content[0].text and final.usage.output_tokens == reply.usage.output_tokens
+        raw_stream = client.messages.with_raw_response.create(
+            model="claude-haiku-4-5", max_tokens=512, messages=messages, stream=True)
+        events = list(raw_stream.parse())  # the SDK's own events, parsed
+        _remember(served, raw_stream.headers["x-amm-request-id"])
+        assert raw_stream.headers["x-amm-model"] == "claude-haiku-4-5"
+        assert raw_stream.headers["x-amm-selection-reason"].startswith("pinned claude-haiku-4-5")
+        delta = next(e for e in events if e.type == "message_delta")
+        assert (delta.usage.model_extra or {}).get("cost_usd", 0) > 0
         tool = {"name": "lookup", "description": "Look a term up",
                 "input_schema": {"type": "object", "properties": {"term": {"type": "string"}},
                                  "required": ["term"]}}

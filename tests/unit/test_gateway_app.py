@@ -17,10 +17,11 @@ import pytest
 
 from api_model_management._clock import ManualClock
 from api_model_management._request import ToolCall
-from api_model_management.config import RegistryConfig, demo_config, override
+from api_model_management.config import RegistryConfig, config_from_dict, demo_config, override
 from api_model_management.errors import ProviderServerError
 from api_model_management.events._ingest import SpoolIngestor, read_all_events
 from api_model_management.gateway import Gateway, KeyLimits, KeyRing, LocalEngine, new_key
+from api_model_management.gateway._wire import header_text
 
 from _fakes import GOOD_ANSWER, FakeAdapter, Streamed, fake_adapters, ok
 
@@ -127,7 +128,7 @@ def test_a_chat_completion_in_openais_shape_with_the_routing_headers(tmp_path: P
     assert [e.request_id for e in completed] == [request_id]
     assert completed[0].agent_type == "coder"  # the key's agent type
     assert Decimal(reply.headers["x-amm-cost-usd"]) == completed[0].cost_usd > 0
-    assert reply.headers["x-amm-selection-reason"].startswith("gpt-4.1-mini")
+    assert reply.headers["x-amm-selection-reason"].startswith("pinned gpt-4.1-mini (fallbacks: ")
 
 
 def test_a_streamed_chat_completion_ends_with_the_usage_chunk(tmp_path: Path) -> None:
@@ -149,6 +150,15 @@ def test_a_streamed_chat_completion_ends_with_the_usage_chunk(tmp_path: Path) ->
     assert finish["choices"][0] == {"index": 0, "delta": {}, "logprobs": None, "finish_reason": "stop"}
     assert usage["choices"] == [] and usage["usage"]["total_tokens"] == 62
     assert all(c["usage"] is None for c in [first, *middle, finish])
+    # the stream's routing headers, and its cost at the end (as the log settled it)
+    reason = reply.headers["x-amm-selection-reason"]
+    assert reason.startswith("pinned gpt-4.1-mini (fallbacks: ")
+    completed = {e.request_id: e for e in served.events() if type(e).__name__ == "RequestCompleted"}
+    logged = completed[reply.headers["x-amm-request-id"]]
+    assert logged.cost_usd > 0 and usage["usage"]["cost_usd"] == pytest.approx(float(logged.cost_usd))
+    selected = [e for e in served.events() if type(e).__name__ == "ModelSelected"
+                and e.request_id == logged.request_id]
+    assert [header_text(e.reason) for e in selected] == [reason]  # cut to a header's length
     assert {c["id"] for c in chunks[:-1]} == {f"chatcmpl-{reply.headers['x-amm-request-id']}"}
     assert all(c["model"] == reply.headers["x-amm-model"] == "gpt-4.1-mini" for c in chunks[:-1])
     without = sse(seen["plain"].text)
@@ -232,6 +242,52 @@ def test_a_message_in_anthropics_shape_plain_and_streamed(tmp_path: Path) -> Non
     data = sse(seen["stream"].text)
     assert "".join(d["delta"]["text"] for d in data if d["type"] == "content_block_delta") == GOOD_ANSWER
     assert data[-2]["delta"]["stop_reason"] == "end_turn" and data[-2]["usage"]["output_tokens"] == 50
+    stream = seen["stream"]
+    assert stream.headers["x-amm-model"] == "claude-haiku-4-5"
+    assert stream.headers["x-amm-selection-reason"].startswith("pinned claude-haiku-4-5")
+    completed = {e.request_id: e for e in served.events() if type(e).__name__ == "RequestCompleted"}
+    cost = completed[stream.headers["x-amm-request-id"]].cost_usd
+    assert cost > 0 and data[-2]["usage"]["cost_usd"] == pytest.approx(float(cost))
+
+
+def test_a_pinned_model_fails_over_to_its_fallbacks(tmp_path: Path) -> None:
+    """``model`` = a registry id: the pin serves; when its call fails its fallbacks do, in order,
+    for plain and streamed replies; the headers say which model served and why."""
+    data = registry(tmp_path).model_dump(mode="python")
+    for model in data["models"]:
+        if model["id"] == "gpt-4.1-mini":
+            model["fallbacks"] = ["claude-haiku-4-5", "gemini-2.5-flash"]
+    config = config_from_dict(data, source="test")
+    adapters = fake_adapters(config)
+    adapters["openai"].script("gpt-4.1-mini", ProviderServerError("502", http_status=502),
+                              ProviderServerError("502", http_status=502))
+    served = Served(config, adapters)
+    seen: dict[str, httpx.Response] = {}
+
+    async def main() -> None:
+        await served.engine.start()
+        try:
+            seen["plain"] = await served.post("/v1/chat/completions", chat("gpt-4.1-mini"))
+            seen["stream"] = await served.post("/v1/chat/completions", chat(
+                "gpt-4.1-mini", stream=True, stream_options={"include_usage": True}))
+        finally:
+            await served.close()
+
+    asyncio.run(main())
+    events = served.events()
+    for reply in seen.values():
+        assert reply.status_code == 200
+        assert reply.headers["x-amm-model"] == "claude-haiku-4-5"
+        assert reply.headers["x-amm-selection-reason"].startswith(
+            "pinned gpt-4.1-mini (fallbacks: claude-haiku-4-5, gemini-2.5-flash): ")
+        request_id = reply.headers["x-amm-request-id"]
+        hops = [(e.from_model_id, e.to_model_id) for e in events
+                if type(e).__name__ == "FailoverTriggered" and e.request_id == request_id]
+        assert hops == [("gpt-4.1-mini", "claude-haiku-4-5")]
+    assert seen["plain"].json()["model"] == "claude-haiku-4-5"
+    chunks = sse(seen["stream"].text)
+    assert {c["model"] for c in chunks[:-1]} == {"claude-haiku-4-5"}
+    assert chunks[-2]["usage"]["cost_usd"] > 0
 
 
 def test_anthropic_tool_use_round_trip(tmp_path: Path) -> None:
@@ -347,7 +403,10 @@ def test_a_keys_rate_limit_and_budget_are_429_with_retry_after(tmp_path: Path) -
 def test_failures_map_to_502_and_503_and_a_failed_stream_to_an_http_error(tmp_path: Path) -> None:
     from api_model_management.errors import RateLimited
 
-    config = registry(tmp_path)
+    data = registry(tmp_path).model_dump(mode="python")
+    for model in data["models"]:
+        model["fallbacks"] = []  # a pin alone: its own failure is the answer
+    config = config_from_dict(data, source="test")
     adapters = fake_adapters(config)
     adapters["openai"].script("gpt-4.1", ProviderServerError("boom", http_status=500),
                               ProviderServerError("boom", http_status=500))
@@ -360,7 +419,16 @@ def test_failures_map_to_502_and_503_and_a_failed_stream_to_an_http_error(tmp_pa
                                                      "messages": [{"role": "user", "content": PROMPT}]})
         seen["stream"] = await s.post("/v1/chat/completions", chat("gpt-4.1", stream=True))
 
-    served = run(tmp_path, scenario, adapters=adapters)
+    served = Served(config, adapters)
+
+    async def main() -> None:
+        await served.engine.start()
+        try:
+            await scenario(served)
+        finally:
+            await served.close()
+
+    asyncio.run(main())
     assert seen["failed"].status_code == 502
     assert seen["failed"].json()["error"]["code"] == "all_candidates_failed"
     assert seen["busy"].status_code == 503 and seen["busy"].headers["retry-after"] == "1"
