@@ -1,8 +1,10 @@
 """What the HTTP gateway adds: the same request straight to the emulator, through ``amm serve``
-(1 worker and 2), through LiteLLM's proxy and through Portkey's gateway, side by side in one run.
+(1 worker and 2; with ``--ray-serve`` also on a Ray system and on Ray Serve), through LiteLLM's
+proxy and through Portkey's gateway, side by side in one run.
 
     python benchmarks/gateway_overhead.py [--rounds 400] [--requests 2000] [--concurrency 32,128]
                                           [--litellm-python PATH] [--portkey]
+                                          [--ray-serve [--serve-replicas 1]] [--skip-two-workers]
 
 One emulator (its own process, fault-free, zero latency: what is measured is overhead), one
 model (``gpt-4o-mini``, OpenAI's protocol; pinned in every gateway, its limits too large to bind),
@@ -17,7 +19,12 @@ Chat Completions body over HTTP from one aiohttp client in this process:
   run with ``--litellm-python`` (a Python whose ``litellm.proxy.proxy_server`` imports: the
   proxy's extras are not in this project's venv), else skipped with the reason;
 - ``portkey``: ``npx @portkey-ai/gateway`` with the emulator as a custom host (``--portkey``,
-  needs Node and the npm registry), else skipped.
+  needs Node and the npm registry), else skipped;
+- ``--ray-serve``: ``amm serve --ray`` (the same app in one process, on the router embedded in a
+  ``ModelManagement`` on its own local Ray) and ``amm serve --ray-serve --replicas N`` (that app
+  in N Serve replicas, each with an embedded router on the system, behind Serve's HTTP proxy: one
+  more process and an actor call per request). The second minus the first is what Serve's proxy
+  adds; each starts its own local Ray (the serve extra is needed).
 
 At concurrency 1 the targets are interleaved in rounds (each round calls every target once, in a
 shuffled order, so they share the machine's noise); p50/p99 and the ADDED latency over ``direct``
@@ -53,6 +60,7 @@ from _common import (  # noqa: E402
     machine_line,
     markdown_table,
     percentile,
+    process_role,
     start_emulator,
     write_json,
 )
@@ -74,12 +82,14 @@ class Target:
     proc: subprocess.Popen | None = None
     latencies_s: list[float] = field(default_factory=list)
     errors: int = 0
+    #: CPU ms per request of each process role of the target's process tree, under load
+    cpu_ms: dict[str, float] = field(default_factory=dict)
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
-                self.proc.wait(30)
+                self.proc.wait(120)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
@@ -112,32 +122,55 @@ def _drain(proc: subprocess.Popen, lines: list[str]) -> None:
 
 
 # -- the targets ----------------------------------------------------------------------------------
-def amm_target(emulator_port: int, workers: int, folder: Path) -> Target:
+def amm_target(emulator_port: int, workers: int, folder: Path, mode: str = "standalone",
+               replicas: int = 1) -> Target:
+    """``amm serve`` with ``workers`` workers (``mode`` standalone), on a Ray system (``ray``,
+    one process) or on Ray Serve (``ray-serve``, ``replicas`` replicas)."""
     key, digest = new_key()
+    label = {"standalone": str(workers), "ray": "ray", "ray-serve": f"serve-{replicas}"}[mode]
     registry = with_emulator_port(demo_config(), emulator_port).model_dump(mode="json")
     for model in registry["models"]:
         if model["id"] == MODEL:
             model["rate_limits"] = {"requests_per_minute": 10_000_000, "tokens_per_minute": 10**12}
-    registry["settings"]["data_dir"] = str(folder / f"amm-{workers}")
+    registry["settings"]["data_dir"] = str(folder / f"amm-{label}")
     for limit in registry["settings"]["budgets"]["limits"]:
         limit["limit_usd"] = "100000"
     registry["settings"]["gateway"] = {"keys": [{"name": "bench", "key_sha256": digest,
                                                  "agent_type": "coder", "budget_usd": "100000"}]}
-    path = folder / f"registry-{workers}.json"
+    if mode != "standalone":
+        registry["settings"]["routers"] = {"replicas": 1}  # requests run on the embedded router(s)
+    path = folder / f"registry-{label}.json"
     path.write_text(json.dumps(registry))
     port = free_port()
     env = {**os.environ, "API_MODEL_LOG_LEVEL": "WARNING"}
     for provider in demo_config().providers.values():
         if provider.api_key_env:
             env[provider.api_key_env] = "emulator-key"
+    args = {"standalone": ["--workers", str(workers)], "ray": ["--ray"],
+            "ray-serve": ["--ray-serve", "--replicas", str(replicas)]}[mode]
     proc = subprocess.Popen([sys.executable, "-c", _ENTRY, "serve", "--config", str(path),
-                             "--port", str(port), "--workers", str(workers)],
+                             "--port", str(port), *args],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    threading.Thread(target=_drain, args=(proc, []), daemon=True).start()
+    lines: list[str] = []
+    threading.Thread(target=_drain, args=(proc, lines), daemon=True).start()
     base = f"http://127.0.0.1:{port}"
-    _wait_http(f"{base}/health", proc=proc)
-    return Target(f"amm serve ({workers} worker{'s' * (workers > 1)})", f"{base}/v1/chat/completions",
-                  {"authorization": f"Bearer {key}"}, _body(), proc)
+    if mode == "standalone":
+        _wait_http(f"{base}/health", proc=proc)
+    else:  # Ray and the system start first (Serve's proxy may answer before the app is there)
+        _wait_line(lines, "listening on", proc, timeout_s=600)
+    name = {"standalone": f"amm serve ({workers} worker{'s' * (workers > 1)})",
+            "ray": "amm serve --ray",
+            "ray-serve": f"amm serve --ray-serve ({replicas} replica{'s' * (replicas > 1)})"}[mode]
+    return Target(name, f"{base}/v1/chat/completions", {"authorization": f"Bearer {key}"},
+                  _body(), proc)
+
+
+def _wait_line(lines: list[str], text: str, proc: subprocess.Popen, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not any(text in line for line in lines):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"amm serve did not start ({proc.poll()}):\n{''.join(lines)[-2000:]}")
+        time.sleep(0.2)
 
 
 def litellm_target(emulator_port: int, folder: Path, python: str | None) -> Target | str:
@@ -218,6 +251,27 @@ async def latency_rounds(targets: list[Target], rounds: int, warmup: int) -> Non
                     target.latencies_s.append(took)
 
 
+def _tree_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds (user + system) so far of ``pid`` and every process under it, by role (Ray's
+    workers are under the raylet that ``amm serve --ray[-serve]`` started)."""
+    import psutil
+
+    out: dict[str, float] = {}
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return out
+    for proc in procs:
+        try:
+            times = proc.cpu_times()
+            role = "amm serve" if proc.pid == pid else process_role(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        out[role] = out.get(role, 0.0) + times.user + times.system
+    return out
+
+
 async def throughput(target: Target, requests: int, concurrency: int) -> tuple[float, int]:
     errors_before = target.errors
     queue = iter(range(requests))
@@ -231,9 +285,14 @@ async def throughput(target: Target, requests: int, concurrency: int) -> tuple[f
             for _ in queue:
                 await _call(session, target)
 
+        before = _tree_cpu(target.proc.pid) if target.proc is not None else {}
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         elapsed = time.perf_counter() - started
+        if target.proc is not None:  # the last level's figures are kept
+            after = _tree_cpu(target.proc.pid)
+            target.cpu_ms = {role: (after[role] - before.get(role, 0.0)) * 1000 / requests
+                             for role in after}
     return requests / elapsed, target.errors - errors_before
 
 
@@ -246,6 +305,10 @@ def main() -> int:
     parser.add_argument("--litellm-python", help="A Python whose litellm.proxy imports (its venv's bin/python).")
     parser.add_argument("--skip-litellm", action="store_true")
     parser.add_argument("--portkey", action="store_true", help="Also run Portkey's gateway (npx).")
+    parser.add_argument("--ray-serve", action="store_true",
+                        help="Also amm serve --ray and amm serve --ray-serve (what Serve's proxy adds).")
+    parser.add_argument("--serve-replicas", type=int, default=1, help="Replicas with --ray-serve.")
+    parser.add_argument("--skip-two-workers", action="store_true", help="No amm serve --workers 2 row.")
     args = parser.parse_args()
     levels = [int(c) for c in args.concurrency.split(",") if c]
 
@@ -258,7 +321,12 @@ def main() -> int:
             targets.append(Target("direct (emulator)", f"{emulator.url}/v1/chat/completions",
                                   {"authorization": "Bearer emulator-key"}, _body()))
             targets.append(amm_target(emulator.port, 1, folder))
-            targets.append(amm_target(emulator.port, 2, folder))
+            if not args.skip_two_workers:
+                targets.append(amm_target(emulator.port, 2, folder))
+            if args.ray_serve:
+                targets.append(amm_target(emulator.port, 1, folder, "ray"))
+                targets.append(amm_target(emulator.port, 1, folder, "ray-serve",
+                                          args.serve_replicas))
             if not args.skip_litellm:
                 found = litellm_target(emulator.port, folder, args.litellm_python)
                 if isinstance(found, str):
@@ -291,7 +359,7 @@ def report(targets: list[Target], rates: dict[str, dict[int, tuple[float, int]]]
     direct = targets[0]
     d50, d99 = percentile(direct.latencies_s, 50) * 1000, percentile(direct.latencies_s, 99) * 1000
     rows, out = [], {"machine": machine_line(), "rounds": args.rounds, "requests": args.requests,
-                     "skipped": skipped, "targets": {}}
+                     "load_average": os.getloadavg(), "skipped": skipped, "targets": {}}
     for t in targets:
         p50, p99 = percentile(t.latencies_s, 50) * 1000, percentile(t.latencies_s, 99) * 1000
         added = (None, None) if t is direct else (p50 - d50, p99 - d99)
@@ -299,12 +367,32 @@ def report(targets: list[Target], rates: dict[str, dict[int, tuple[float, int]]]
                      *(fmt(rates[t.name][c][0], 0) for c in levels), t.errors])
         out["targets"][t.name] = {"p50_ms": p50, "p99_ms": p99, "added_p50_ms": added[0],
                                   "added_p99_ms": added[1], "errors": t.errors,
-                                  "rps": {c: rates[t.name][c][0] for c in levels}}
+                                  "rps": {c: rates[t.name][c][0] for c in levels},
+                                  "cpu_ms_per_request": t.cpu_ms}
     headers = ["target", "p50 ms @1", "p99 ms @1", "added p50", "added p99",
                *(f"req/s @{c}" for c in levels), "errors"]
     print(markdown_table(headers, rows))
+    cpu_rows = []
+    for t in targets:
+        if t.cpu_ms:
+            top = sorted(((ms, role) for role, ms in t.cpu_ms.items() if ms >= 0.05), reverse=True)
+            cpu_rows.append([t.name, fmt(sum(t.cpu_ms.values())),
+                             ", ".join(f"{role} {fmt(ms)}" for ms, role in top[:6])])
+    if cpu_rows:
+        print(f"CPU ms per request under load (@{levels[-1]}; the target's process tree):")
+        print(markdown_table(["target", "CPU ms/req", "by process (ms/req)"], cpu_rows))
     for name, why in skipped.items():
         print(f"{name}: {why}")
+    by_name = {t.name: t for t in targets}
+    ray_only = by_name.get("amm serve --ray")
+    on_serve = next((t for t in targets if t.name.startswith("amm serve --ray-serve")), None)
+    if ray_only is not None and on_serve is not None and ray_only.latencies_s and on_serve.latencies_s:
+        added = {q: (percentile(on_serve.latencies_s, q) - percentile(ray_only.latencies_s, q)) * 1000
+                 for q in (50, 99)}
+        out["serve_proxy_added_ms"] = added
+        print(f"Ray Serve's proxy adds (--ray-serve minus --ray): p50 {fmt(added[50])} ms, "
+              f"p99 {fmt(added[99])} ms at concurrency 1")
+    print(f"load average (1, 5, 15 min): {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(f"results: {write_json('gateway_overhead', out)}")
 
 
