@@ -18,8 +18,10 @@ A router whose cached handle finds the actor gone forgets it and asks the direct
 
 Subscribers: a limiter finds the system's Router actors and Selector by name when it starts (a
 restarted one too) and pushes its headroom and cool-downs to them; routers started later are
-added by :func:`~._actors.add_node_actors` to the limiters alive then, and add themselves to a
-limiter the first time they use it.
+added by :func:`~._actors.add_node_actors` to the limiters alive then. (The embedded router is
+not an actor: it polls the Selector, which every limiter pushes to.) A limiter started by a Router
+actor is owned by it (Ray's ownership): if that router dies, the limiter goes too, and is started
+again, from its journal, on its next use.
 """
 
 from __future__ import annotations
@@ -180,8 +182,6 @@ class LimiterDirectory:
         self._handles: dict[str, Handle] = dict(self._fixed or {})
         self._starting: dict[str, asyncio.Future[Handle]] = {}
         self._lock = threading.Lock()
-        #: limiters this process started or found (for tests and benchmarks)
-        self.created = 0
 
     def __getstate__(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in
@@ -194,10 +194,6 @@ class LimiterDirectory:
     # -- lookup -------------------------------------------------------------------------------
     def name(self, model_id: str) -> str:
         return f"{self.name_prefix}:{ROLE}:{model_id}"
-
-    def cached(self, model_id: str) -> Handle | None:
-        """The handle this process holds for ``model_id`` (None: not asked for yet, or forgotten)."""
-        return self._handles.get(model_id)
 
     def get(self, model_id: str) -> Handle:
         """The model's limiter, started if it does not run (a blocking call to Ray's GCS, once
@@ -270,5 +266,4 @@ class LimiterDirectory:
             opts.update(_ray.on_node(self.node, soft=True))
         handle = _ray.create(_ray.options(RateLimiterActor, **opts), self.config, model_id,
                              self.name_prefix, self.namespace)
-        self.created += 1
         return handle
