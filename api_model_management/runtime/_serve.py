@@ -5,7 +5,10 @@ A replica joins the running system by its name (``ModelManagement.start(name_pre
 the actors are reused, never started again) and serves from a router embedded in the replica's
 process, as ``amm serve --ray`` does in its one process: it admits from the RateLimiter actors'
 leases and the CostLedger's budget slices, so the registry's rate limits and budgets hold
-exactly across replicas, and it spools its events for the node's EventSink. A virtual key's
+exactly across replicas, and it spools its events for the node's EventSink. Concurrency limits
+are held by each router as its part (``settings.routers.count()`` parts): ``amm serve
+--ray-serve`` starts the system with them divided so that its routers and the most replicas
+there may be hold no more than the configured limits together (:func:`serve_config`). A virtual key's
 own limits (``budget_usd``, ``requests_per_minute``: the gateway's ``KeyLimits``, in process
 memory) are split over the most replicas there may be, as over ``--workers``: each replica
 admits ``1/max_replicas`` of them.
@@ -33,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import signal
 import socket
 import threading
@@ -144,10 +148,31 @@ def most_replicas(options: Mapping[str, Any]) -> int:
     return int(options["autoscaling_config"]["max_replicas"])
 
 
+def serve_config(config: RegistryConfig, replicas: int) -> RegistryConfig:
+    """``config`` with every concurrency limit cut so that the system's routers
+    (``settings.routers.count()``, each holding its part) and ``replicas`` more routers, one per
+    Serve replica (holding the same part), stay within the configured limit together (at least 1
+    each, as a part is)."""
+    routers = config.settings.routers.count()
+    part = routers / (routers + replicas)
+    limits = config.settings.concurrency
+
+    def cut(value: int) -> int:
+        return max(1, math.floor(value * part))
+
+    return override(config, settings={"concurrency": {
+        "max_in_flight": cut(limits.max_in_flight),
+        "default_per_provider": cut(limits.default_per_provider),
+        "default_per_model": cut(limits.default_per_model),
+        "per_provider": {k: cut(v) for k, v in limits.per_provider.items()},
+        "per_model": {k: cut(v) for k, v in limits.per_model.items()}}})
+
+
 def gateway_app(config: RegistryConfig, system: str, *, replicas: int | None = None) -> Any:
     """The Serve application (to ``serve.run``): the gateway's deployment whose replicas join
-    the system named ``system``. A local ``data_dir`` is made absolute (replicas run in other
-    working directories)."""
+    the system named ``system`` (started with :func:`serve_config`'s limits, for concurrency
+    limits to hold across its routers and the replicas'). A local ``data_dir`` is made absolute
+    (replicas run in other working directories)."""
     from ..events._storage import local_path
 
     local = local_path(config.settings.data_dir)
@@ -161,7 +186,10 @@ def gateway_app(config: RegistryConfig, system: str, *, replicas: int | None = N
 
 def app(args: Mapping[str, str]) -> Any:
     """``serve run api_model_management.runtime._serve:app config=PATH system=NAME
-    [replicas=N]``: the application on a system already running (detached) under ``NAME``."""
+    [replicas=N]``: the application on a system already running (detached) under ``NAME``.
+    The replicas hold their part of ``serve_config``'s concurrency limits: together with the
+    system's routers, within the configured limits when that system was started with
+    ``serve_config(config, max_replicas)`` too."""
     missing = [name for name in ("config", "system") if not args.get(name)]
     if missing:
         raise InvalidInput(f"serve run needs {' and '.join(f'{m}=...' for m in missing)} "
@@ -172,7 +200,9 @@ def app(args: Mapping[str, str]) -> Any:
         raise InvalidInput(f"unknown argument {unknown[0]!r} (config, system, replicas)",
                            field=unknown[0])
     replicas = int(args["replicas"]) if args.get("replicas") else None
-    return gateway_app(load_config(Path(args["config"])), args["system"], replicas=replicas)
+    config = load_config(Path(args["config"]))
+    config = serve_config(config, most_replicas(deployment_options(config, replicas)))
+    return gateway_app(config, args["system"], replicas=replicas)
 
 
 def free_port(host: str) -> int:
@@ -191,6 +221,7 @@ def serve_gateway(config: RegistryConfig, *, address: str | None = None,
     before), which closes every replica (its events flushed), and shut the system down
     cleanly. Returns 0."""
     stop = stop or threading.Event()
+    config = serve_config(config, most_replicas(deployment_options(config, replicas)))
     system = ModelManagement.start(config, address=address)
     serve_was_running = False
     try:

@@ -224,6 +224,25 @@ def test_deployment_options_fixed_or_autoscaling() -> None:
         override(config, settings={"gateway": {"serve": {"min_replicas": 3, "max_replicas": 2}}})
 
 
+def test_concurrency_limits_are_cut_for_the_replicas_routers() -> None:
+    from api_model_management.routing._concurrency import ConcurrencyLimits
+    from api_model_management.runtime._serve import serve_config
+
+    config = override(demo_config(), settings={
+        "routers": {"replicas": 2, "embedded": True},
+        "concurrency": {"max_in_flight": 100, "per_model": {"gpt-4.1": 10},
+                        "default_per_provider": 3}})
+    cut = serve_config(config, 4)
+    routers = config.settings.routers.count() + 4  # the system's and one per replica
+    for before, after in [(100, cut.settings.concurrency.max_in_flight),
+                          (10, cut.settings.concurrency.per_model["gpt-4.1"]),
+                          (3, cut.settings.concurrency.default_per_provider)]:
+        part = ConcurrencyLimits(cut.settings.concurrency, replicas=cut.settings.routers.count())
+        share = part._share(after)  # what each router holds
+        assert 1 <= after < before and routers * share <= before + routers - 1
+    assert cut.settings.routers == config.settings.routers
+
+
 def test_the_serve_run_builder_checks_its_arguments(tmp_path: Path) -> None:
     from api_model_management.runtime._serve import app
 
