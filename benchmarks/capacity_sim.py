@@ -264,13 +264,13 @@ def simulate(kind: str, *, offered: float, routers: int, service: Dist, hop: Dis
              sizes: Sizes, seconds: float = 20.0, warmup_s: float = 5.0, owners: int = 1,
              keys: int = 1, lease_multiple: int = 1, charge_s: float = 0.0,
              limit: float = math.inf, cpu_share: float = 1.0, seed: int = 1,
-             growth_from: str = "ask") -> dict:
+             growth_from: str = "grant") -> dict:
     """``kind`` "lease" (one model's RateLimiter; ``limit`` its RPM) or "slice" (the ledger,
     ``owners`` shards by spend key, ``keys`` spend keys; ``limit`` a strict budget in worst-case
     calls). ``offered`` requests/s in total. ``growth_from``: a refill is "fast" when it comes
-    within ``fast_refill_s`` of the previous *ask* (``"ask"``, as ``_grants.Growth`` is called
-    now) or of the previous grant's *arrival* (``"grant"``: how long the grant lasted, not
-    counting the wait for it). Returns the measured window's summary."""
+    within ``fast_refill_s`` of the previous grant's *arrival* (``"grant"``: how long the grant
+    lasted, not counting the wait for it; what ``_grants.Growth`` does) or of the previous *ask*
+    (``"ask"``: what it did before this simulation showed leases shrinking under a queue). Returns the measured window's summary."""
     rng = np.random.default_rng(seed)
     end = warmup_s + seconds
     owner_list = [Owner(service, cpu_share) for _ in range(owners)]
@@ -637,7 +637,7 @@ def main() -> None:
     spread_rows = []
     for load in (2_000.0, 10_000.0):
         for n in (16, 128, 1024):
-            variants = [("ask", 1), ("grant", 1)] + ([("ask", 4), ("ask", 16)] if n >= 1024 else [])
+            variants = [("ask", 1), ("grant", 1)] + ([("grant", 4), ("grant", 16)] if n >= 1024 else [])
             for growth_from, multiple in variants:
                 r = simulate("lease", offered=load, service=s_lim, growth_from=growth_from,
                              lease_multiple=multiple,

@@ -338,6 +338,7 @@ class SliceBudget:
         if old is not None and old.in_flight_usd == 0:
             self._return(key)
         grant = await self.granter.grant_slice(key, amount_usd * size, self.holder, amount_usd)
+        self._growth.arrived(key)
         if grant.slice_id is not None:
             if key in self._slices:  # the old slice has calls in flight: give it back later
                 self._retired.append(self._slices[key])

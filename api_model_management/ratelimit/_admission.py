@@ -324,6 +324,7 @@ class LeaseAdmission:
             )
         except ComponentUnavailable:  # restarting: refuse this model for now, never over-admit
             return UNAVAILABLE_RETRY_S
+        self._growth.arrived(model_id)
         if lease.requests <= 0 or lease.tokens < tokens:
             if lease.lease_id is not None:
                 self.granter.return_lease(model_id, lease.lease_id, 0, 0)

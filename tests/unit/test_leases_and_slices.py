@@ -470,3 +470,28 @@ def test_try_reserve_spends_the_slice_at_once_and_never_past_it():
         budget.settle(ticket, D("0.01"))
     asyncio.run(budget.flush(everything=True))
     assert spent(core) == D("0.04") and len(handle.calls_of("grant_slice")) == 1
+
+
+def test_growth_paces_refills_from_the_grants_arrival_not_the_ask():
+    """A grant that queued at its owner longer than ``fast_s`` still doubles the next one when
+    the holder used it up quickly: the pace is how fast the holder consumed it."""
+    from api_model_management._grants import Growth
+
+    clock = ManualClock()
+    growth = Growth(clock, start=1, cap=16, fast_s=1.0)
+    assert growth.next("m") == 1
+    clock.advance(3.0)  # the owner is busy: the grant takes 3 s to come back
+    growth.arrived("m")
+    clock.advance(0.2)  # used up in 0.2 s
+    assert growth.next("m") == 2
+    clock.advance(3.0)
+    growth.arrived("m")
+    clock.advance(0.2)
+    assert growth.next("m") == 4
+    assert growth.idle_for("m") == 0.0
+    clock.advance(5.0)  # a slow holder: back to the base size (leases reset)
+    growth.arrived("m")
+    clock.advance(2.0)
+    assert growth.next("m") == 1
+    growth.arrived("never-asked")  # nothing asked: nothing to count from
+    assert growth.idle_for("never-asked") == float("inf")
