@@ -420,6 +420,70 @@ def test_a_node_lost_mid_load_double_spends_nothing(system, cluster, emulator):
     print(f"\nnode lost: {len(returned)} returned, {len(lost)} of them only in the lost node's spool")
 
 
+def test_a_node_lost_hard_under_ack_shipped_loses_no_returned_request(cluster, s3_uri, emulator,
+                                                                     local_root):
+    """The same loss with ``settings.events.ack="shipped"`` (a system of its own, its own log and
+    spools, on a node added for it): a router answers only once the request's events are in the
+    shared log, so none of the requests the lost node's router returned is lost with its spool."""
+    import ray
+
+    from api_model_management.config._load import override
+    from api_model_management.runtime._system import ModelManagement
+
+    head, _ = cluster
+    node = head.add_node(num_cpus=1, node_ip_address="127.0.0.1")
+    data_dir = f"{s3_uri}-shipped"
+    config = override(_config(local_root, data_dir, emulator.url_for("openai")), settings={
+        "events": {"ack": "shipped", "spool_dir": str(local_root / "shipped-spool-{node_id}"),
+                   "state_dir": str(local_root / "shipped-state-{node_id}")}})
+    emulator.set_profile(_profile(defaults={"latency": {"kind": "fixed", "latency_s": 0.1}}))
+    mm = ModelManagement.start(config, env=KEYS, name_prefix=f"{PREFIX}-shipped")
+    try:
+        deadline = time.monotonic() + 90
+        while node.node_id not in mm.handles.router_nodes.values():
+            assert time.monotonic() < deadline, "no router on the new node"
+            time.sleep(0.5)
+        routers = list(mm.handles.routers)
+        doomed = {i for i, n in mm.handles.router_nodes.items() if n == node.node_id}
+        queue = [(i, _request(7000 + i)) for i in range(800)]
+        returned: list[tuple[int, object]] = []
+
+        async def load():
+            async def worker():
+                while queue:
+                    i, request = queue.pop(0)
+                    try:
+                        response = await routers[i % len(routers)].complete.remote(request)
+                    except (AMMError, ray.exceptions.RayError):
+                        continue
+                    returned.append((i % len(routers), response))
+
+            async def kill_node():
+                while sum(i in doomed for i, _ in returned) < 30 and queue:
+                    await asyncio.sleep(0.01)
+                head.remove_node(node, allow_graceful=False)
+                queue.clear()  # enough: what matters is what was returned before the loss
+
+            await asyncio.wait_for(asyncio.gather(kill_node(), *(worker() for _ in range(12))), 300)
+
+        asyncio.run(load())
+        deadline = time.monotonic() + 60
+        while node.node_id in mm.handles.sinks:
+            assert time.monotonic() < deadline
+            time.sleep(0.5)
+        mm.flush()
+        terminal = _terminal(EventLog(data_dir).read())
+        from_lost_node = [r for i, r in returned if i in doomed]
+        lost = [r for r in from_lost_node if terminal[r.request_id] == 0]
+        assert from_lost_node and lost == []
+        assert all(terminal[r.request_id] == 1 for _, r in returned)
+        print(f"\nnode lost under ack=shipped: {len(returned)} returned, {len(from_lost_node)} by "
+              f"the lost node's router, {len(lost)} of them lost")
+    finally:
+        emulator.set_profile(_profile())
+        mm.shutdown()
+
+
 def test_amm_query_reads_the_clusters_log_from_the_object_store(system):
     result = CliRunner().invoke(app, ["query", "SELECT count(*) AS n FROM request_completed",
                                       "--data-dir", system.config.settings.data_dir,
