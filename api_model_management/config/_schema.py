@@ -518,6 +518,9 @@ class GatewayServeSettings(_Strict):
     max_ongoing_requests: int = Field(default=256, gt=0)
     #: The CPUs Ray reserves for each replica (a replica mostly waits on providers).
     num_cpus: float = Field(default=0.25, ge=0)
+    #: Serve's log line per request in its proxies and the replicas (method, route, status,
+    #: latency; never a header). Off: the event log and ``/metrics`` already have every request.
+    access_log: bool = False
 
     @model_validator(mode="after")
     def _bounds(self) -> GatewayServeSettings:

@@ -312,12 +312,13 @@ def serve_running() -> bool:
     return _SERVE_CONTROLLER in named_actors()
 
 
-def serve_start(host: str, port: int) -> None:
-    """Start Serve's controller and HTTP proxies (on ``host:port``), unless Serve runs already
-    (its options then stay as they are)."""
+def serve_start(host: str, port: int, *, access_log: bool = True) -> None:
+    """Start Serve's controller and HTTP proxies (on ``host:port``; ``access_log``: a log line
+    per request in the proxies), unless Serve runs already (its options then stay as they are)."""
     from ray import serve
 
-    serve.start(http_options={"host": host, "port": port})
+    serve.start(http_options={"host": host, "port": port},
+                logging_config={"enable_access_log": access_log})
 
 
 def serve_run(app: Any, name: str) -> None:

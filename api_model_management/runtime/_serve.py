@@ -130,6 +130,7 @@ def deployment_options(config: RegistryConfig, replicas: int | None = None) -> d
         "max_ongoing_requests": serve.max_ongoing_requests,
         "graceful_shutdown_timeout_s": config.settings.gateway.shutdown_timeout_s,
         "graceful_shutdown_wait_loop_s": _SHUTDOWN_POLL_S,
+        "logging_config": {"enable_access_log": serve.access_log},
     }
     if replicas is not None or serve.min_replicas == serve.max_replicas:
         options["num_replicas"] = replicas if replicas is not None else serve.max_replicas
@@ -228,7 +229,7 @@ def serve_gateway(config: RegistryConfig, *, address: str | None = None,
         assert system.name_prefix is not None
         serve_was_running = _ray.serve_running()
         port = port or free_port(host)
-        _ray.serve_start(host, port)
+        _ray.serve_start(host, port, access_log=config.settings.gateway.serve.access_log)
         _ray.serve_run(gateway_app(config, system.name_prefix, replicas=replicas), APP_NAME)
         if on_ready is not None:
             on_ready(host, port)

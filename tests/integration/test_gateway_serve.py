@@ -214,6 +214,7 @@ def test_deployment_options_fixed_or_autoscaling() -> None:
     assert "num_replicas" not in scaling and most_replicas(scaling) == 5
     assert scaling["ray_actor_options"] == {"num_cpus": 0.5}
     assert scaling["graceful_shutdown_timeout_s"] == 7
+    assert scaling["logging_config"] == {"enable_access_log": False}
     fixed = deployment_options(config, replicas=3)
     assert fixed["num_replicas"] == most_replicas(fixed) == 3 and "autoscaling_config" not in fixed
     equal = override(config, settings={"gateway": {"serve": {"min_replicas": 4, "max_replicas": 4}}})
