@@ -172,15 +172,17 @@ class GroupShipper:
             self._start()
 
     async def flush(self) -> None:
-        """Close the open batch and ship everything (``EventsNotShipped`` if it cannot)."""
+        """Close the open batch and ship everything closed (``EventsNotShipped`` if a round
+        fails; batches closed meanwhile are shipped too)."""
         self.source.seal()
-        if self.source.sealed():
+        failed_before = self.counters["rounds_failed"]
+        while self.source.sealed():
             self._start()
-        while self._round is not None:
-            await asyncio.shield(self._round)
-        if self.source.sealed():
-            raise EventsNotShipped(f"events not in {self.where}: the upload failed",
-                                   component="EventShipper", cause="upload_failed")
+            while self._round is not None:
+                await asyncio.shield(self._round)
+            if self.counters["rounds_failed"] > failed_before:
+                raise EventsNotShipped(f"events not in {self.where}: the upload failed",
+                                       component="EventShipper", cause="upload_failed")
 
     async def aclose(self) -> None:
         """Let the round in flight end (before the spool writer is closed: the sink takes over a
