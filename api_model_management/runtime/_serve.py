@@ -206,9 +206,11 @@ def app(args: Mapping[str, str]) -> Any:
     return gateway_app(config, args["system"], replicas=replicas)
 
 
-def free_port(host: str) -> int:
+def free_port(host: str, port: int = 0) -> int:
+    """``port`` on ``host`` when it is free (0: a free one); ``OSError`` when it is taken (Serve's
+    proxy would fail to bind it in its own process, where the command would not see it)."""
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
-        sock.bind((host, 0))
+        sock.bind((host, port))
         return int(sock.getsockname()[1])
 
 
@@ -224,25 +226,31 @@ def serve_gateway(config: RegistryConfig, *, address: str | None = None,
     stop = stop or threading.Event()
     config = serve_config(config, most_replicas(deployment_options(config, replicas)))
     system = ModelManagement.start(config, address=address)
-    serve_was_running = False
-    try:
-        assert system.name_prefix is not None
-        serve_was_running = _ray.serve_running()
-        port = port or free_port(host)
-        _ray.serve_start(host, port, access_log=config.settings.gateway.serve.access_log)
-        _ray.serve_run(gateway_app(config, system.name_prefix, replicas=replicas), APP_NAME)
-        if on_ready is not None:
-            on_ready(host, port)
-        with _StoppedBySignals(stop):
-            stop.wait()
-    finally:
+    # after Ray's start (it installs its own SIGTERM handler in this process): from here a signal
+    # stops serving, cleanly
+    with _StoppedBySignals(stop):
+        serve_was_running, serving = False, False
         try:
-            if serve_was_running:
-                _ray.serve_delete(APP_NAME)
-            else:
-                _ray.serve_shutdown()
+            assert system.name_prefix is not None
+            serve_was_running = _ray.serve_running()
+            if not serve_was_running:  # else its proxies listen where they were started
+                port = free_port(host, port)
+            if not stop.is_set():
+                serving = True
+                _ray.serve_start(host, port, access_log=config.settings.gateway.serve.access_log)
+                _ray.serve_run(gateway_app(config, system.name_prefix, replicas=replicas),
+                               APP_NAME)
+                if on_ready is not None:
+                    on_ready(host, port)
+            stop.wait()
         finally:
-            system.shutdown()
+            try:
+                if serving and serve_was_running:
+                    _ray.serve_delete(APP_NAME)
+                elif serving:
+                    _ray.serve_shutdown()
+            finally:
+                system.shutdown()
     return 0
 
 

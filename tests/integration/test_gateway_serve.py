@@ -281,8 +281,36 @@ def test_the_replica_header_names_the_replica() -> None:
     assert response.headers[REPLICA_HEADER.decode()] == "abc123"
 
 
+def test_a_port_in_use_is_refused_before_serve_starts() -> None:
+    import socket
+
+    from api_model_management.runtime._serve import free_port
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        with pytest.raises(OSError):
+            free_port("127.0.0.1", taken.getsockname()[1])
+    assert free_port("127.0.0.1") > 0
+
+
 def test_a_replica_joins_only_a_running_system(ray_session: Any) -> None:
     from api_model_management.runtime._serve import ServeEngine
 
     with pytest.raises(ComponentUnavailable, match="no system named 'amm-nowhere'"):
         ServeEngine.join(demo_config(), "amm-nowhere")
+
+
+@pytest.mark.parametrize(("options", "said"), [
+    ({"ray_serve": True, "ray": True}, "leave out --ray and --workers"),
+    ({"ray_serve": True, "workers": 2}, "leave out --ray and --workers"),
+    ({"replicas": 2}, "--replicas is for --ray-serve"),
+])
+def test_amm_serve_refuses_options_that_do_not_go_with_ray_serve(
+        options: dict[str, Any], said: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from api_model_management.cli._serve import serve_command
+
+    arguments: dict[str, Any] = {"host": "127.0.0.1", "port": 0, "workers": 1, "data_dir": None,
+                                 "demo": True, **options}
+    assert serve_command(None, **arguments) == 2
+    assert said in capsys.readouterr().err
