@@ -213,7 +213,7 @@ class Gateway:
         self.max_body_bytes = config.settings.gateway.max_body_bytes
         self._clock = clock
         self._reroutes = 2 if config.settings.quality.reroute_on_low_quality else 1
-        self.app = Starlette(routes=[
+        routes = Starlette(routes=[
             Route("/v1/chat/completions", self.chat_completions, methods=["POST"]),
             Route("/v1/messages", self.messages, methods=["POST"]),
             Route("/v1/models", self.models, methods=["GET"]),
@@ -221,6 +221,9 @@ class Gateway:
             Route("/health", self.health, methods=["GET"]),
             Route("/metrics", self.metrics_text, methods=["GET"]),
         ], lifespan=self._lifespan)
+        #: the ASGI app
+        self.app = _App(routes, {"/v1/chat/completions": self.chat_completions,
+                                 "/v1/messages": self.messages})
 
     @contextlib.asynccontextmanager
     async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
@@ -242,7 +245,7 @@ class Gateway:
         anthropic = "anthropic-version" in request.headers
         wire = ANTHROPIC if anthropic else OPENAI
         try:
-            key = self._authenticate(request)
+            key = self._authenticate(request.headers)
         except GatewayRefusal as exc:
             return self._error(wire, http_error(exc), {})
         names = self.router.model_names(key)
@@ -258,8 +261,8 @@ class Gateway:
 
     async def feedback(self, request: Request) -> Response:
         try:
-            self._authenticate(request)
-            body = await self._json_body(request)
+            self._authenticate(request.headers)
+            body = await self._json_body(request, request.headers)
             if not isinstance(body, dict):
                 raise bad_request("the request body must be a JSON object")
             request_id = body.get("request_id")
@@ -295,13 +298,14 @@ class Gateway:
         started = self._clock.monotonic()
         self.metrics.in_flight += 1
         done = _Outcome(self, wire.endpoint, started)
+        headers_in = _headers(http.scope)  # read once: the lookups below are dict lookups
         try:
-            key = self._authenticate(http)
+            key = self._authenticate(headers_in)
             done.key = key.name
-            wire_request = wire.parse(await self._json_body(http))
+            wire_request = wire.parse(await self._json_body(http, headers_in))
             request_id = uuid7()
             done.request_id = request_id
-            request = self.router.request(wire_request, key, http.headers, request_id)
+            request = self.router.request(wire_request, key, headers_in, request_id)
             self.limits.admit(key.name)
             hold = self.limits.reserve(key.name, self._worst_case(request, key))
         except (GatewayRefusal, InvalidInput, ClientDisconnect, BudgetExceeded,
@@ -392,16 +396,16 @@ class Gateway:
             await state.close()
 
     # -- helpers ---------------------------------------------------------------------------------
-    def _authenticate(self, request: Request) -> GatewayKey:
-        key = self.keys.authenticate(presented_key(request.headers))
+    def _authenticate(self, headers: Mapping[str, str]) -> GatewayKey:
+        key = self.keys.authenticate(presented_key(headers))
         if key is None:
             raise GatewayRefusal("a valid virtual key is required (Authorization: Bearer KEY "
                                  "or x-api-key: KEY)", status=401, kind="authentication",
                                  code="invalid_api_key")
         return key
 
-    async def _json_body(self, request: Request) -> Any:
-        declared = request.headers.get("content-length")
+    async def _json_body(self, request: Request, headers: Mapping[str, str]) -> Any:
+        declared = headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
             raise _too_large(self.max_body_bytes)
         parts: list[bytes] = []
@@ -452,6 +456,47 @@ class Gateway:
 
     def _error(self, wire: _Wire, error: HttpError, headers: Mapping[str, str]) -> Response:
         return _json(wire.error(error), status=error.status, headers={**headers, **error.headers()})
+
+
+class _App:
+    """The gateway's ASGI app: a POST to a completion endpoint goes straight to its handler (the
+    hot path: no routing table, no middleware stack); everything else (other paths and methods,
+    a ``root_path``, lifespan) goes to the Starlette app, which also answers 404 and 405. An
+    exception a handler lets out is answered with a plain 500 and raised again for the server
+    to log, as Starlette's own error middleware does; :attr:`routes` is the Starlette app."""
+
+    def __init__(self, routes: Starlette,
+                 posts: Mapping[str, Callable[[Request], Awaitable[Response]]]) -> None:
+        self.routes = routes
+        self._posts = dict(posts)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and not scope.get("root_path"):
+            handler = self._posts.get(scope["path"])
+            if handler is not None:
+                await self._handle(handler, scope, receive, send)
+                return
+        await self.routes(scope, receive, send)
+
+    @staticmethod
+    async def _handle(handler: Callable[[Request], Awaitable[Response]], scope: Scope,
+                      receive: Receive, send: Send) -> None:
+        try:
+            response = await handler(Request(scope, receive))
+        except Exception:
+            await Response("Internal Server Error", status_code=500,
+                           media_type="text/plain")(scope, receive, send)
+            raise
+        await response(scope, receive, send)  # a failure once started: the server's to end
+
+
+def _headers(scope: Scope) -> dict[str, str]:
+    """A request's headers by (lower-case) name; the first of repeated ones, as
+    ``Headers.get``."""
+    out: dict[str, str] = {}
+    for name, value in scope["headers"]:
+        out.setdefault(name.decode("latin-1"), value.decode("latin-1"))
+    return out
 
 
 class _Outcome:

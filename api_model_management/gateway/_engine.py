@@ -18,14 +18,20 @@ import asyncio
 import math
 from collections.abc import AsyncGenerator, Mapping
 from decimal import Decimal
-from typing import Protocol
+from typing import Any, Protocol
 
+from .._clock import SYSTEM_CLOCK, Clock
 from .._request import ModelRequest, ModelResponse, StreamChunk
 from ..budget import BudgetStatus
 from ..config import RegistryConfig, override
 from ..errors import InvalidInput
 from ..events import Event, FeedbackRecorded, RequestCompleted, RequestFailed
+from ..ratelimit import AdmissionPort, RateLimitState, RateTicket
 from ..routing import AdapterPort
+
+#: The longest a selector's view of what no request changed (health from probes, rate-limit
+#: headroom freed as the window slides) may lag behind: a full sync at least this often.
+FULL_SYNC_S = 0.25
 
 
 class GatewayEngine(Protocol):
@@ -136,22 +142,58 @@ class LocalEngine:
         if adapters is not None:
             self._unused = list(self.manager.router.adapters.values())
             self.manager.router.adapters = dict(adapters)
+        router = self.manager.router
+        self._admission = _NotedAdmission(router.admission)
+        router.admission = self._admission
+        if self.health is not None:
+            router.outcomes = _HealthOutcomes(self.health, self.selector)
+        self._clock: Clock = SYSTEM_CLOCK
+        self._synced_at = -math.inf
 
     async def start(self) -> None:
         """Probe the providers once, then on the configured interval (``probe``)."""
         if self.probe:
             await self.health.start()
 
+    def sync(self) -> None:
+        """Bring the selector's view up to date before a request, as ``FailoverManager.execute``
+        does with ``ModelSelector.sync`` but at a fraction of its cost: the rate-limit state of
+        the models whose limiters requests changed since the last sync (what a request changes
+        is seen by the next selection, exactly), and everything (health from probes, headroom
+        freed by time) at least every ``FULL_SYNC_S``. Health from calls' outcomes is pushed as
+        they happen (:class:`_HealthOutcomes`)."""
+        now = self._clock.monotonic()
+        if now - self._synced_at >= FULL_SYNC_S:
+            self._synced_at = now
+            self._admission.changed.clear()
+            self.selector.sync()
+            if isinstance(self.manager.router.outcomes, _HealthOutcomes):
+                self.manager.router.outcomes.steady.clear()
+            return
+        changed = self._admission.changed
+        if changed:
+            cores = self.selector.rate_limiter.cores if self.selector.rate_limiter else {}
+            core = self.selector.core
+            for model_id in changed:
+                limiter = cores.get(model_id)
+                if limiter is not None:
+                    core.update_rate_limited(model_id, limiter.limited_until())
+                    core.update_headroom(model_id, limiter.headroom())
+            changed.clear()
+
     async def complete(self, request: ModelRequest) -> ModelResponse:
+        """The router's answer (``FailoverManager.execute``'s path, with :meth:`sync`)."""
+        self.sync()
         try:
-            return await self.manager.execute(request)
+            return await self.manager.router.complete(request)
         finally:
+            self.manager.spool.tick()  # fsync on the interval, rotation
             self._budget_alerts()
 
     async def stream(self, request: ModelRequest) -> AsyncGenerator[StreamChunk, None]:
         """The router's stream; closing this generator early cancels the call (the request
         ends in ``RequestFailed(cancelled)``)."""
-        self.selector.sync()
+        self.sync()
         chunks = self.manager.router.stream(request)
         try:
             async for chunk in chunks:
@@ -200,6 +242,65 @@ class LocalEngine:
         await self.manager.aclose()
         for adapter in self._unused:
             await adapter.aclose()
+
+
+class _NotedAdmission:
+    """The router's admission port, noting the models whose limiters a call changed (for
+    :meth:`LocalEngine.sync`)."""
+
+    def __init__(self, inner: AdmissionPort) -> None:
+        self.inner = inner
+        self.changed: set[str] = set()
+
+    def try_acquire(self, model_id: str, tokens: int) -> RateTicket | None:
+        self.changed.add(model_id)
+        return self.inner.try_acquire(model_id, tokens)
+
+    async def acquire(self, model_id: str, tokens: int) -> RateTicket | float:
+        self.changed.add(model_id)
+        return await self.inner.acquire(model_id, tokens)
+
+    def commit(self, ticket: RateTicket, actual_tokens: int) -> None:
+        self.changed.add(ticket.model_id)
+        self.inner.commit(ticket, actual_tokens)
+
+    def release(self, ticket: RateTicket) -> None:
+        self.changed.add(ticket.model_id)
+        self.inner.release(ticket)
+
+    def cool_down(self, model_id: str, retry_after_s: float) -> None:
+        self.changed.add(model_id)
+        self.inner.cool_down(model_id, retry_after_s)
+
+    def observe(self, model_id: str, state: RateLimitState) -> None:
+        self.changed.add(model_id)
+        self.inner.observe(model_id, state)
+
+
+class _HealthOutcomes:
+    """Call outcomes into the HealthChecker, then the selector's view of that provider's health
+    (as ``compat``'s port), except after a success on a provider known ``steady`` (healthy,
+    no model unavailable): a success there changes nothing. The set is emptied by every full
+    sync (probes may have changed a state meanwhile)."""
+
+    def __init__(self, checker: Any, selector: Any) -> None:
+        self.checker = checker
+        self.selector = selector
+        self.steady: set[str] = set()
+
+    def outcome(self, provider: str, model_id: str, ok: bool, error_kind: str | None,
+                latency_ms: float, quality: float | None = None) -> None:
+        checker = self.checker
+        if provider in checker.unavailable_reasons:
+            return
+        state = checker.record_outcome(model_id, ok, error_kind)
+        if ok and provider in self.steady:
+            return
+        self.selector.sync_health(provider)
+        if state == "healthy" and not checker.cores[provider].snapshot().unavailable_models:
+            self.steady.add(provider)
+        else:
+            self.steady.discard(provider)
 
 
 def answer_in_log(data_dir: str, request_id: str,

@@ -153,6 +153,7 @@ class KeyLimits:
                      for k in keys if k.requests_per_minute is not None}
         self._spent: dict[tuple[str, datetime], Decimal] = {}
         self._reserved: dict[str, Decimal] = {}
+        self._windows: dict[str, tuple[datetime, datetime]] = {}  # window -> current (start, end)
         self._journal = ClockedJournal(journal, clock) if journal is not None else None
         if self._journal is not None:
             self._replay(self._journal)
@@ -234,19 +235,27 @@ class KeyLimits:
         self._reserved[hold.key] = max(Decimal(0), left)
 
     def _spent_now(self, name: str) -> Decimal:
-        key = self.keys[name]
-        start = window_start(key.budget_window, self._clock.now(), self._zone)
+        start = self._window(self.keys[name].budget_window, self._clock.now())
         return self._spent.get((name, start), Decimal(0))
 
     def _add(self, name: str, at: datetime, amount: Decimal) -> None:
-        start = window_start(self.keys[name].budget_window, at, self._zone)
+        start = self._window(self.keys[name].budget_window, at)
         self._spent[(name, start)] = self._spent.get((name, start), Decimal(0)) + amount
+
+    def _window(self, window: str, at: datetime) -> datetime:
+        """The start of the ``window`` (day or month) holding ``at``: the current one is kept
+        with its end, so that a request does not convert time zones."""
+        span = self._windows.get(window)
+        if span is not None and span[0] <= at < span[1]:
+            return span[0]
+        start = window_start(window, at, self._zone)  # type: ignore[arg-type]
+        self._windows[window] = (start, _next_window(window, start, self._zone))
+        return start
 
     def _until_next_window(self, key: GatewayKey) -> float:
         now = self._clock.now()
-        start = window_start(key.budget_window, now, self._zone)
-        probe = start + timedelta(days=32 if key.budget_window == "month" else 1, hours=2)
-        end = window_start(key.budget_window, probe, self._zone)
+        start = self._window(key.budget_window, now)
+        end = _next_window(key.budget_window, start, self._zone)
         return max(1.0, (end - now).total_seconds())
 
     def _replay(self, journal: ClockedJournal) -> None:
@@ -270,6 +279,12 @@ class KeyLimits:
         if len(records) > len(current) and self._share == 1:
             journal.replace_json([{"key": n, "at": s.isoformat(), "usd": str(v)}
                                   for (n, s), v in current.items()])
+
+
+def _next_window(window: str, start: datetime, zone: str) -> datetime:
+    """The start of the window after the one starting at ``start``."""
+    probe = start + timedelta(days=32 if window == "month" else 1, hours=2)
+    return window_start(window, probe, zone)  # type: ignore[arg-type]
 
 
 def _record(value: Any) -> tuple[str, datetime, Decimal] | None:
