@@ -37,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import os
 import signal
 import socket
 import threading
@@ -223,8 +224,15 @@ def serve_gateway(config: RegistryConfig, *, address: str | None = None,
     SIGTERM (or ``stop`` is set); then stop Serve (only the application when Serve ran
     before), which closes every replica (its events flushed), and shut the system down
     cleanly. Returns 0."""
+    from ..gateway import KeyLimits, KeyRing
+    from ..gateway._server import key_spend_path
+
     stop = stop or threading.Event()
     config = serve_config(config, most_replicas(deployment_options(config, replicas)))
+    keys = config.settings.gateway.keys
+    KeyRing(keys, os.environ)  # a key_env that is unset: refused before anything starts
+    KeyLimits(keys, timezone=config.settings.budgets.timezone,
+              journal=key_spend_path(config)).close()  # compacted before the replicas read it
     system = ModelManagement.start(config, address=address)
     # after Ray's start (it installs its own SIGTERM handler in this process): from here a signal
     # stops serving, cleanly

@@ -314,3 +314,18 @@ def test_amm_serve_refuses_options_that_do_not_go_with_ray_serve(
                                  "demo": True, **options}
     assert serve_command(None, **arguments) == 2
     assert said in capsys.readouterr().err
+
+
+def test_a_virtual_key_variable_that_is_unset_is_refused_before_ray_starts(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from api_model_management.cli._serve import serve_command
+
+    monkeypatch.delenv("AMM_SERVE_TEST_UNSET_KEY", raising=False)
+    registry = demo_config().model_dump(mode="json")
+    registry["settings"]["data_dir"] = str(tmp_path / "data")
+    registry["settings"]["gateway"] = {"keys": [{"name": "ci", "key_env": "AMM_SERVE_TEST_UNSET_KEY"}]}
+    path = tmp_path / "registry.json"
+    path.write_text(json.dumps(registry))
+    assert serve_command(path, host="127.0.0.1", port=0, workers=1, data_dir=None, demo=False,
+                         ray_serve=True) == 2
+    assert "AMM_SERVE_TEST_UNSET_KEY" in capsys.readouterr().err
