@@ -213,6 +213,10 @@ class Gateway:
         self.max_body_bytes = config.settings.gateway.max_body_bytes
         self._clock = clock
         self._reroutes = 2 if config.settings.quality.reroute_on_low_quality else 1
+        enabled = {m.id for m in config.models if m.enabled}
+        #: model id -> the models a pin on it may be served by: itself, its enabled fallbacks
+        self._pins = {m.id: (m.id, *(f for f in m.fallbacks if f in enabled))
+                      for m in config.models}
         routes = Starlette(routes=[
             Route("/v1/chat/completions", self.chat_completions, methods=["POST"]),
             Route("/v1/messages", self.messages, methods=["POST"]),
@@ -441,8 +445,7 @@ class Gateway:
         """A pinned model and the fallbacks that may serve it (empty: not pinned)."""
         if model_id is None:
             return ()
-        model = self.config.model(model_id)
-        return (model.id, *(f for f in model.fallbacks if self.config.model(f).enabled))
+        return self._pins[model_id]
 
     def _cost(self, request: ModelRequest, model_id: str, result: ProviderResult) -> Decimal:
         """What the router settled for a streamed call (the same rule: ``settle_usage``)."""

@@ -4,6 +4,7 @@ helpers for bodies and headers."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from collections.abc import Mapping
@@ -90,6 +91,7 @@ def string_metadata(body: Mapping[str, Any]) -> dict[str, Any]:
     return metadata
 
 
+@functools.lru_cache(maxsize=1024)
 def fingerprint(model_id: str) -> str:
     """A stable ``system_fingerprint`` per served model."""
     return "fp_amm_" + hashlib.sha256(model_id.encode()).hexdigest()[:10]
