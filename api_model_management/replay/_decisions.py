@@ -21,13 +21,20 @@ reliability part in the last decision that logged it, clipped to [0, 1]. The req
 (capability, cost) and availability stay as logged. Decisions logged without
 ``candidate_quality`` (older logs, or performance from live statistics alone) are kept as logged;
 ``learnt_quality="logged"`` keeps every decision as logged.
+
+Drift: the reliability part a served policy meets is not the last logged one. It moves with live
+latency and success rates (between two serves of the same weights on the same log, here, by 0.003
+for every agent type: enough to move a tenth of the requests of a tuned two-model policy across its
+thresholds). So each re-scored decision also carries ``drift``: its candidates' performance with
+the reliability parts the log held at ``DRIFT_QUANTILES`` of its decisions (later snapshots of the
+same learnt quality), which the tuner replays as well (see ``_tune``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from math import isfinite
@@ -55,6 +62,8 @@ _FEEDBACK_ORDER = ("ground_truth", "user", "judge")
 LEARNT_QUALITY = ("final", "logged")
 #: The weight of learnt quality in the performance sub-score (selection's definition).
 _QUALITY_IN_PERFORMANCE = 0.4
+#: Where in the log (share of its selections) the reliability snapshots for ``drift`` are taken.
+DRIFT_QUANTILES = (0.5, 0.75)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +90,9 @@ class LoggedDecision:
     weights_version: str
     explored: bool
     outcome: Outcome
+    #: the candidates' performance sub-scores under earlier reliability snapshots (one tuple per
+    #: snapshot, in candidate order; see the module docstring); empty when not re-scored
+    drift: tuple[tuple[float, ...], ...] = ()
 
     @property
     def chosen_index(self) -> int:
@@ -116,19 +128,27 @@ def decisions_from_events(events: Iterable[Event], *, learnt_quality: str = "fin
                            f"{', '.join(LEARNT_QUALITY)}", field="learnt_quality")
     fold = QualityFold(dict(priors or {})) if learnt_quality == "final" else None
     reliability: dict[str, float] = {}  # model -> its reliability part in the last decision
+    ordered = sorted(events, key=lambda e: e.occurred_at)  # stable: input order on ties
+    n_scored = sum(1 for e in ordered if isinstance(e, ModelSelected) and e.candidate_quality)
+    marks = {max(1, int(n_scored * q)) for q in DRIFT_QUANTILES} if n_scored > 1 else set()
+    snapshots: list[dict[str, float]] = []
+    seen = 0
     selected: dict[str, ModelSelected] = {}
     terminal: dict[str, RequestCompleted | RequestFailed] = {}
     evaluated: dict[str, ResponseEvaluated] = {}
     feedback: dict[str, list[FeedbackRecorded]] = {}
-    for event in sorted(events, key=lambda e: e.occurred_at):  # stable: input order on ties
+    for event in ordered:
         rid = event.request_id
         if rid is None:
             continue
         if isinstance(event, ModelSelected):
             selected.setdefault(rid, event)
-            if fold is not None and event.candidate_quality is not None:
+            if fold is not None and event.candidate_quality:
                 for c, q in zip(event.candidates, event.candidate_quality, strict=False):
                     reliability[c.model_id] = c.performance - _QUALITY_IN_PERFORMANCE * q
+                seen += 1
+                if seen in marks:
+                    snapshots.append(dict(reliability))
         elif isinstance(event, RequestCompleted | RequestFailed):
             terminal.setdefault(rid, event)
         elif isinstance(event, ResponseEvaluated):
@@ -151,7 +171,7 @@ def decisions_from_events(events: Iterable[Event], *, learnt_quality: str = "fin
         quality = _quality(feedback.get(rid, []), evaluated.get(rid))
         decision = _decision(sel, end, quality)
         if fold is not None and sel.candidate_quality is not None:
-            decision = _rescored(decision, sel.candidate_quality, fold, reliability)
+            decision = _rescored(decision, sel.candidate_quality, fold, reliability, snapshots)
         out.append(decision)
     if dropped:
         log.warning("replay: left out %d decisions with a bad propensity or chosen model", dropped)
@@ -177,18 +197,27 @@ def _decision(sel: ModelSelected, end: RequestCompleted | RequestFailed,
 
 
 def _rescored(decision: LoggedDecision, then: tuple[float, ...], fold: QualityFold,
-              reliability: Mapping[str, float]) -> LoggedDecision:
+              reliability: Mapping[str, float],
+              snapshots: Sequence[Mapping[str, float]] = ()) -> LoggedDecision:
     """``decision`` with each candidate's performance as the selector would score it at the end
-    of the log (see the module docstring)."""
+    of the log, and under each earlier reliability snapshot (``drift``; see the module
+    docstring)."""
     if len(then) != len(decision.candidates):
         return decision
     agent = decision.agent_type or "default"
-    moved = []
-    for c, q_then in zip(decision.candidates, then, strict=True):
-        rel = reliability.get(c.model_id, c.performance - _QUALITY_IN_PERFORMANCE * q_then)
-        perf = min(1.0, max(0.0, _QUALITY_IN_PERFORMANCE * fold.quality(c.model_id, agent) + rel))
-        moved.append(c.model_copy(update={"performance": perf}))
-    return dataclasses.replace(decision, candidates=tuple(moved))
+    learnt = [_QUALITY_IN_PERFORMANCE * fold.quality(c.model_id, agent) for c in decision.candidates]
+    own = [c.performance - _QUALITY_IN_PERFORMANCE * q
+           for c, q in zip(decision.candidates, then, strict=True)]
+
+    def scored(parts: Mapping[str, float]) -> tuple[float, ...]:
+        return tuple(min(1.0, max(0.0, q + parts.get(c.model_id, r)))
+                     for c, q, r in zip(decision.candidates, learnt, own, strict=True))
+
+    final = scored(reliability)
+    moved = [c.model_copy(update={"performance": p})
+             for c, p in zip(decision.candidates, final, strict=True)]
+    drift = tuple(scored(snap) for snap in snapshots)
+    return dataclasses.replace(decision, candidates=tuple(moved), drift=drift)
 
 
 def _quality(feedback: list[FeedbackRecorded], evaluated: ResponseEvaluated | None) -> float | None:

@@ -8,11 +8,18 @@ propensity) and observed value ``v_i``; the target policy gives candidate ``a`` 
 - **SNIPS** ``Σ w_i v_i / Σ w_i`` — self-normalised, within the range of the logged values
   (None when every weight is 0);
 - **DM** ``Σ_i Σ_a π_i(a) q(a) / N`` — ``q`` is the outcome model: the mean logged value of model
-  ``a`` on the decision's agent type, shrunk towards the model's mean over all agent types with
-  ``AGENT_PSEUDO`` pseudo-observations (the selector's ``CELL_PSEUDO``: per-task differences are
-  real but thin, so an agent type with a few decisions leans on the model's overall mean); the
-  model's overall mean on an agent type where it was never chosen, the overall mean for a model
-  never chosen;
+  ``a`` on the decision's agent type, shrunk with ``AGENT_PSEUDO`` pseudo-observations (the
+  selector's ``CELL_PSEUDO``: per-task differences are real but thin) towards a two-way prior:
+  the model's mean over all agent types, moved by the agent type's own effect as seen on every
+  model (``_AGENT_EFFECT``: added for quality, reward and failure rate, which hard tasks lower
+  for every model alike; multiplied for cost and latency, which a long task scales for every
+  model alike), itself shrunk to none with ``AGENT_PSEUDO``. A model rarely chosen for an agent
+  type then leans on how that agent type went for the others, not on the model's mean over
+  easier or cheaper ones: on a routellm log (a strong model chosen for 449 of 3,000 decisions),
+  the per-subject quality gap it estimates ranks the real gaps with Spearman 0.51 against 0.41
+  for the model's mean alone, and a per-subject choice made from it at 40% of always-strong's
+  cost is 1 point more accurate on held-out prompts. The overall mean stands for a model never
+  chosen;
 - **DR** ``DM + Σ w_i (v_i − q(a_i)) / N`` — doubly robust: unbiased if either the propensities or
   the outcome model are right.
 
@@ -33,6 +40,7 @@ greedily (:class:`TargetPolicy`) or a reference such as "always the strongest mo
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from math import sqrt
@@ -178,7 +186,8 @@ class PreparedLog:
                                 if d.propensity >= _DETERMINISTIC and len(d.candidates) > 1)
         self.values = _values(self.decisions, self.objective)
         self.model_means = {m: _model_means(self.decisions, v) for m, v in self.values.items()}
-        self.predicted = {m: _predicted(self.decisions, v, self.model_means[m])
+        self.predicted = {m: _predicted(self.decisions, v, self.model_means[m],
+                                        _AGENT_EFFECT.get(m, "add"))
                           for m, v in self.values.items()}
 
     def subset(self, indices: Sequence[int]) -> PreparedLog:
@@ -199,6 +208,23 @@ class PreparedLog:
         part.model_means = self.model_means
         part.predicted = {m: [p[i] for i in indices] for m, p in self.predicted.items()}
         return part
+
+    def drift_views(self) -> list[PreparedLog]:
+        """This log once per reliability snapshot the decisions carry (``LoggedDecision.drift``):
+        the same decisions, values and outcome model, each candidate's performance as under that
+        snapshot; views identical to this log are left out."""
+        n = min((len(d.drift) for d in self.decisions), default=0)
+        views = []
+        for k in range(n):
+            moved = [dataclasses.replace(d, candidates=tuple(
+                c.model_copy(update={"performance": p})
+                for c, p in zip(d.candidates, d.drift[k], strict=True)))
+                for d in self.decisions]
+            if any(m.candidates != d.candidates for m, d in zip(moved, self.decisions, strict=True)):
+                view = self.subset(range(len(self.decisions)))
+                view.decisions = moved
+                views.append(view)
+        return views
 
     def replay(self, policy: TargetPolicy, metrics: Sequence[str] = METRICS) -> ReplayReport:
         """Estimate ``metrics`` under ``policy``."""
@@ -301,17 +327,36 @@ def _model_means(decisions: Sequence[LoggedDecision], values: list[float]) -> di
     return {m: s / n for m, (s, n) in sums.items()}
 
 
+#: How an agent type's effect combines with a model's mean, per metric (see the module docstring).
+_AGENT_EFFECT = {"quality": "add", "reward": "add", "failure_rate": "add",
+                 "cost_usd": "scale", "latency_ms": "scale"}
+
+
 def _predicted(decisions: Sequence[LoggedDecision], values: list[float],
-               means: dict[str, float]) -> list[list[float]]:
-    """The outcome model's value of each candidate of each decision: the model's mean value on
-    the decision's agent type shrunk towards its overall mean (``AGENT_PSEUDO``); the overall
-    mean of all decisions for a model never chosen."""
+               means: dict[str, float], effect: str = "add") -> list[list[float]]:
+    """The outcome model's value of each candidate of each decision (see the module docstring):
+    the model's mean on the decision's agent type shrunk towards the model's overall mean moved
+    by the agent type's effect (``effect``: ``"add"`` or ``"scale"``)."""
     overall = sum(values) / len(values)
     cells: dict[tuple[str | None, str], list[float]] = {}
     for d, v in zip(decisions, values, strict=True):
         acc = cells.setdefault((d.agent_type, d.chosen), [0.0, 0.0])
         acc[0] += v
         acc[1] += 1.0
+    # the agent type's effect, pooled over the models chosen for it, shrunk to none
+    pooled: dict[str | None, list[float]] = {}
+    for (agent, model), (total, n) in cells.items():
+        acc = pooled.setdefault(agent, [0.0, 0.0, 0.0])
+        acc[0] += total
+        acc[1] += means.get(model, overall) * n
+        acc[2] += n
+    agent_effect: dict[str | None, float] = {}
+    for agent, (total, expected, n) in pooled.items():
+        if effect == "scale":
+            k = AGENT_PSEUDO * (expected / n if n else overall)
+            agent_effect[agent] = (total + k) / (expected + k) if expected + k > 0 else 1.0
+        else:
+            agent_effect[agent] = (total - expected) / (n + AGENT_PSEUDO)
     fitted: dict[tuple[str | None, str], float] = {}
     out = []
     for d in decisions:
@@ -320,7 +365,9 @@ def _predicted(decisions: Sequence[LoggedDecision], values: list[float],
             key = (d.agent_type, c.model_id)
             q = fitted.get(key)
             if q is None:
-                prior = means.get(c.model_id, overall)
+                base = means.get(c.model_id, overall)
+                moved = agent_effect.get(d.agent_type, 1.0 if effect == "scale" else 0.0)
+                prior = base * moved if effect == "scale" else base + moved
                 total, n = cells.get(key, (0.0, 0.0))
                 q = fitted[key] = (AGENT_PSEUDO * prior + total) / (AGENT_PSEUDO + n)
             row.append(q)

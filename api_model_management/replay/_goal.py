@@ -78,11 +78,14 @@ class Goal:
         value = strongest.metrics[metric].get(estimator)
         return None if value is None else self.share * value
 
-    def judge(self, report: ReplayReport, estimator: str, limit: float | None) -> Verdict:
-        """How a candidate's replay fares (``report`` has this goal's ``metrics``)."""
+    def judge(self, report: ReplayReport, estimator: str, limit: float | None, *,
+              quality_by: str | None = None) -> Verdict:
+        """How a candidate's replay fares (``report`` has this goal's ``metrics``): feasibility
+        on ``estimator``'s bound; the rank's quality by ``quality_by`` (default ``estimator``;
+        the tuner ranks by the outcome model, see ``_tune``)."""
         if not self.constrained:
             return Verdict(True, (report.value(estimator) or 0.0,), None)
-        quality = report.metrics["quality"].get(estimator) or 0.0
+        quality = report.metrics["quality"].get(quality_by or estimator) or 0.0
         cost = report.metrics["cost_usd"].get(estimator) or 0.0
         bound = self.bound(report, estimator)
         if self.kind == "max-quality":

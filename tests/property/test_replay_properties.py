@@ -31,7 +31,7 @@ from api_model_management.replay import (
     simplex_grid,
     tune,
 )
-from api_model_management.replay._tune import value_candidates
+from api_model_management.replay._tune import RANK_QUALITY_BY, value_candidates
 from api_model_management.selection._core import adjust_for_priority
 
 pytestmark = pytest.mark.property
@@ -236,7 +236,7 @@ def test_the_constrained_optimum_meets_its_constraint_and_nothing_feasible_beats
     for w in simplex_grid(0.5) + random_simplex(n_random, random.Random(1)):
         report = prepared.replay(TargetPolicy(w), metrics=goal.metrics)
         if report.estimable(estimator):
-            verdicts.append(goal.judge(report, estimator, limit))
+            verdicts.append(goal.judge(report, estimator, limit, quality_by=RANK_QUALITY_BY))
     try:
         result = tune(decisions, QUALITY_ONLY, estimator=estimator, grid_step=0.5,
                       n_random=n_random, seed=1, min_decisions=1, goal=goal)
@@ -255,8 +255,8 @@ def test_the_constrained_optimum_meets_its_constraint_and_nothing_feasible_beats
     assert check is not None and check["met"]
     bound = check["bound_value"]
     assert bound <= limit if kind == "max-quality" else bound >= limit
-    # ...and no candidate that meets it does better
-    mine = goal.judge(result.report, estimator, limit)
+    # ...and no candidate that meets it does better (ranked by the outcome model's quality)
+    mine = goal.judge(result.report, estimator, limit, quality_by=RANK_QUALITY_BY)
     assert all(v.rank <= mine.rank for v in verdicts if v.feasible)
     # every interval brackets its estimate
     for interval in result.report.intervals(estimator, confidence).values():
@@ -314,7 +314,8 @@ def test_per_agent_weights_under_a_constraint_meet_it_and_never_lose_to_the_glob
     together = tune(labelled, QUALITY_ONLY, grid_step=0.5, n_random=0, min_decisions=1,
                     goal=goal, per_agent_type=True)
     assert together.estimated()["constraint"]["met"]
-    mine = goal.judge(together.report, "dr", together.limit)
-    assert mine.feasible and mine.rank >= goal.judge(alone.report, "dr", alone.limit).rank
+    mine = goal.judge(together.report, "dr", together.limit, quality_by=RANK_QUALITY_BY)
+    assert mine.feasible and mine.rank >= goal.judge(alone.report, "dr", alone.limit,
+                                                     quality_by=RANK_QUALITY_BY).rank
     if not together.agent_weights:
         assert sorted(together.kept_global) == sorted(set(labels))
