@@ -941,3 +941,46 @@ def test_decisions_are_rescored_with_the_quality_learnt_from_the_whole_log():
     assert report.n_agree == 0  # it chose weak; the re-scored policy would not
     with pytest.raises(InvalidInput, match="learnt_quality"):
         decisions_from_events(events, learnt_quality="later")
+
+
+def test_decisions_carry_the_reliability_snapshots_and_views_replay_them():
+    """Each re-scored decision also carries its candidates' performance under the reliability
+    parts the log held at DRIFT_QUANTILES of its selections; a drift view replays them, and a
+    policy that picks the strong model only at the last snapshot does not in an earlier one."""
+    from api_model_management.replay._decisions import DRIFT_QUANTILES
+    from api_model_management.replay._estimators import PreparedLog
+
+    events = []
+    n = 8
+    for i in range(n):
+        at = T0 + timedelta(seconds=i)
+        # the strong model's reliability part rises over the log: 0.40, 0.41, ... 0.47
+        cands = (CandidateScore(model_id="strong", score=0.5, capability=1.0, cost=0.2,
+                                performance=0.2 + 0.40 + 0.01 * i, availability=1.0),
+                 CandidateScore(model_id="weak", score=0.5, capability=1.0, cost=0.9,
+                                performance=0.2 + 0.45, availability=1.0))
+        events.append(ModelSelected(occurred_at=at, request_id=f"r{i}", agent_type="qa",
+                                    model_id="weak", candidates=cands, propensity=0.5,
+                                    candidate_quality=(0.5, 0.5)))
+        events.append(RequestCompleted(occurred_at=at + timedelta(milliseconds=1),
+                                       request_id=f"r{i}", model_id="weak", latency_ms=5.0,
+                                       cost_usd=Decimal("0.001")))
+    decisions = decisions_from_events(events)
+    assert all(len(d.drift) == len(DRIFT_QUANTILES) for d in decisions)
+    first = decisions[0]
+    learnt = {c.model_id: c.performance - (0.40 + 0.01 * (n - 1) if c.model_id == "strong"
+                                           else 0.45) for c in first.candidates}
+    # the snapshots: the reliability parts after selection int(n * q) (strong 0.40 + 0.01 * (k-1))
+    for snap, q in zip(first.drift, DRIFT_QUANTILES, strict=True):
+        k = int(n * q)
+        assert snap == pytest.approx((learnt["strong"] + 0.40 + 0.01 * (k - 1),
+                                      learnt["weak"] + 0.45))
+    views = PreparedLog(decisions).drift_views()
+    assert len(views) == len(DRIFT_QUANTILES)
+    perf_only = SelectionWeights(capability=0, cost=0, performance=1, availability=0)
+    # at the last snapshot strong (0.47) beats weak (0.45); at the middle one (0.43) it does not
+    assert PreparedLog(decisions).replay(TargetPolicy(perf_only)).n_agree == 0
+    assert views[0].replay(TargetPolicy(perf_only)).n_agree == len(decisions)
+    # decisions kept as logged carry no snapshots, so there is no view
+    logged = decisions_from_events(events, learnt_quality="logged")
+    assert all(d.drift == () for d in logged) and PreparedLog(logged).drift_views() == []
