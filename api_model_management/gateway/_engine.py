@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from decimal import Decimal
 from typing import Any, Protocol
 
@@ -145,6 +145,8 @@ class LocalEngine:
         router = self.manager.router
         self._admission = _NotedAdmission(router.admission)
         router.admission = self._admission
+        self._learning = _DeferredLearning(self.manager.events)
+        router.events = self._learning
         if self.health is not None:
             router.outcomes = _HealthOutcomes(self.health, self.selector)
         self._clock: Clock = SYSTEM_CLOCK
@@ -160,13 +162,15 @@ class LocalEngine:
         does with ``ModelSelector.sync`` but at a fraction of its cost: the rate-limit state of
         the models whose limiters requests changed since the last sync (what a request changes
         is seen by the next selection, exactly), and everything (health from probes, headroom
-        freed by time) at least every ``FULL_SYNC_S``. Health from calls' outcomes is pushed as
-        they happen (:class:`_HealthOutcomes`)."""
+        freed by time, the quality learnt from answers) at least every ``FULL_SYNC_S``. Health
+        from calls' outcomes is pushed as they happen (:class:`_HealthOutcomes`), feedback's
+        quality as it is recorded."""
         now = self._clock.monotonic()
         if now - self._synced_at >= FULL_SYNC_S:
             self._synced_at = now
             self._admission.changed.clear()
             self.selector.sync()
+            self._learning.push()
             if isinstance(self.manager.router.outcomes, _HealthOutcomes):
                 self.manager.router.outcomes.steady.clear()
             return
@@ -275,6 +279,35 @@ class _NotedAdmission:
     def observe(self, model_id: str, state: RateLimitState) -> None:
         self.changed.add(model_id)
         self.inner.observe(model_id, state)
+
+
+class _DeferredLearning:
+    """The router's event port: every event to the spool and folded into the learnt quality at
+    once (as ``compat``'s port), the quality pushed to selection by :meth:`push` (each full sync)
+    instead of after every answer; pushing re-ranks every model, so per answer it would leave
+    selection's assignment cache no use."""
+
+    def __init__(self, learning: Any) -> None:
+        self.learning = learning
+        self.dirty = False
+
+    def check(self) -> None:
+        self.learning.check()
+
+    def write(self, events: Sequence[Event]) -> None:
+        self.learning.spool.write(events)
+        fold = self.learning.fold
+        for event in events:
+            if fold.apply(event):
+                self.dirty = True
+
+    def write_intent(self, event: Event) -> None:
+        self.learning.write_intent(event)
+
+    def push(self) -> None:
+        if self.dirty:
+            self.dirty = False
+            self.learning.selector.update_quality(self.learning.fold.snapshot())
 
 
 class _HealthOutcomes:

@@ -85,7 +85,10 @@ def bind(host: str, port: int) -> socket.socket:
 
 def _uvicorn_config(app: Any, config: RegistryConfig, workers: int, **extra: Any) -> uvicorn.Config:
     return uvicorn.Config(
+        # uvloop and httptools when installed (auto); no proxy-headers middleware (nothing
+        # here reads the client's address), no access log
         app, loop="auto", http="auto", lifespan="on", access_log=False, log_level="warning",
+        proxy_headers=False,
         workers=workers, timeout_keep_alive=30, backlog=2048,
         timeout_graceful_shutdown=max(1, round(config.settings.gateway.shutdown_timeout_s)),
         **extra,

@@ -12,8 +12,7 @@ import pytest
 from api_model_management import ModelRequest
 from api_model_management.config import config_from_dict, demo_config
 from api_model_management.errors import NoEligibleModel
-from api_model_management.gateway import Gateway, KeyLimits, KeyRing, LocalEngine, new_key
-from api_model_management.gateway import _engine
+from api_model_management.gateway import Gateway, KeyLimits, KeyRing, LocalEngine, _engine, new_key
 
 from _fakes import GOOD_PROMPT, fake_adapters
 
@@ -117,6 +116,29 @@ def test_the_fast_path_answers_500_for_an_unexpected_error_and_the_rest_goes_to_
         assert statuses == [500] and isinstance(raised, RuntimeError)  # and raised for the log
         assert await call("POST", "/v1/nowhere") == ([404], None)
         assert await call("GET", "/v1/chat/completions") == ([405], None)
+        await e.aclose()
+
+    asyncio.run(main())
+
+
+def test_quality_learnt_from_answers_reaches_selection_at_the_next_full_sync(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    e = engine(tmp_path)
+    agent = "default"
+
+    async def main() -> None:
+        monkeypatch.setattr(_engine, "FULL_SYNC_S", 1e9)
+        e.sync()
+        before = e.selector.core.quality_for(MODEL, agent)
+        for _ in range(5):
+            await e.complete(pinned())  # each answer is evaluated and folded
+        learnt = e.manager.quality.quality(MODEL, agent)
+        assert learnt != before and e._learning.dirty
+        assert e.selector.core.quality_for(MODEL, agent) == before  # not pushed yet
+        monkeypatch.setattr(_engine, "FULL_SYNC_S", 0.0)
+        e.sync()
+        assert not e._learning.dirty
+        assert e.selector.core.quality_for(MODEL, agent) == pytest.approx(learnt)
         await e.aclose()
 
     asyncio.run(main())
