@@ -26,8 +26,10 @@ Drift: the reliability part a served policy meets is not the last logged one. It
 latency and success rates (between two serves of the same weights on the same log, here, by 0.003
 for every agent type: enough to move a tenth of the requests of a tuned two-model policy across its
 thresholds). So each re-scored decision also carries ``drift``: its candidates' performance with
-the reliability parts the log held at ``DRIFT_QUANTILES`` of its decisions (later snapshots of the
-same learnt quality), which the tuner replays as well (see ``_tune``).
+the reliability parts the log held at ``DRIFT_QUANTILES`` of its decisions (with the learnt
+quality of the end), which the tuner replays as well (see ``_tune``). The first is the state of a
+system just started: a serve's first seconds run on the priors' reliability until live statistics
+arrive (in one 1,500-request benchmark serve, its first 664 requests).
 """
 
 from __future__ import annotations
@@ -62,8 +64,10 @@ _FEEDBACK_ORDER = ("ground_truth", "user", "judge")
 LEARNT_QUALITY = ("final", "logged")
 #: The weight of learnt quality in the performance sub-score (selection's definition).
 _QUALITY_IN_PERFORMANCE = 0.4
-#: Where in the log (share of its selections) the reliability snapshots for ``drift`` are taken.
-DRIFT_QUANTILES = (0.5, 0.75)
+#: Where in the log (share of its selections) the reliability snapshots for ``drift`` are taken:
+#: after its first selection (a system just started: the priors' reliability, until the first
+#: statistics arrive), half-way and three quarters through.
+DRIFT_QUANTILES = (0.0, 0.5, 0.75)
 
 
 @dataclass(frozen=True, slots=True)
