@@ -39,6 +39,8 @@ class Router:
         self.config = config
         self.aliases = dict(config.settings.gateway.aliases)
         self.default_max_tokens = config.settings.gateway.default_max_tokens
+        #: key name -> (the key, its constraints as a request carries them)
+        self._plain: dict[str, tuple[GatewayKey, SelectionConstraints]] = {}
         self._ids = {m.id: m.id for m in config.models}
         for m in config.models:
             self._ids.setdefault(m.wire_name, m.id)
@@ -79,7 +81,13 @@ class Router:
                                  kind="permission", param=sorted(overrides)[0])
         _apply_overrides(overrides, fields, capabilities, constraints)
         fields["required_capabilities"] = tuple(dict.fromkeys(capabilities))
-        fields["constraints"] = _constraints(constraints, allowed)
+        if len(constraints) == 1 and allowed is key.allowed_models:  # the key's own: kept
+            plain = self._plain.get(key.name)
+            if plain is None or plain[0] is not key:
+                plain = self._plain[key.name] = (key, _constraints(constraints, allowed))
+            fields["constraints"] = plain[1]
+        else:
+            fields["constraints"] = _constraints(constraints, allowed)
         if pinned is not None:
             fields["model_id"] = pinned
             fields["use_fallbacks"] = True
@@ -120,11 +128,20 @@ def _overrides(metadata: Mapping[str, Any], headers: Mapping[str, str]) -> dict[
     """The overrides a request carries: ``metadata`` keys (``agent_type`` or ``agent-type``),
     then ``x-amm-*`` headers, which win."""
     found: dict[str, str] = {}
+    if metadata:
+        for name in OVERRIDES:
+            for key in (name, name.replace("-", "_"), f"amm_{name.replace('-', '_')}"):
+                value = metadata.get(key)
+                if value is not None:
+                    found[name] = str(value)
+    if isinstance(headers, dict):  # the gateway's: one pass for the x-amm-* names
+        if any(h.startswith("x-amm-") for h in headers):
+            for name in OVERRIDES:
+                header = headers.get(f"x-amm-{name}")
+                if header is not None:
+                    found[name] = header
+        return found
     for name in OVERRIDES:
-        for key in (name, name.replace("-", "_"), f"amm_{name.replace('-', '_')}"):
-            value = metadata.get(key)
-            if value is not None:
-                found[name] = str(value)
         header = headers.get(f"x-amm-{name}")
         if header is not None:
             found[name] = header
