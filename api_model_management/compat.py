@@ -366,7 +366,8 @@ class RateLimiter:
         self.cores = {
             m.id: RateLimiterCore(m.id, self.config.admitted_rate_limits(m).requests_per_minute,
                                   self.config.admitted_rate_limits(m).tokens_per_minute,
-                                  settings=self.config.settings.rate_limit, clock=clock, provider=m.provider)
+                                  settings=self.config.settings.rate_limit, clock=clock, provider=m.provider,
+                                  journaled=False)
             for m in self.config.models
         }
 

@@ -149,7 +149,7 @@ class KeyLimits:
         self._rpm = {k.name: RateLimiterCore(f"key:{k.name}",
                                              max(1, int(k.requests_per_minute * share)), 1,
                                              settings=_RPM_WINDOW, clock=clock,
-                                             max_history=_RPM_HISTORY)
+                                             max_history=_RPM_HISTORY, journaled=False)
                      for k in keys if k.requests_per_minute is not None}
         self._spent: dict[tuple[str, datetime], Decimal] = {}
         self._reserved: dict[str, Decimal] = {}
@@ -166,8 +166,8 @@ class KeyLimits:
         if window is None:
             return
         admission = window.reserve(0)
-        # the core's records and RateLimitHit events are about a model: not kept for a key
-        window.drain_records()
+        # the core's RateLimitHit events are about a model: not kept for a key (nor its records:
+        # the core is not journaled)
         window.drain_events()
         if not admission.granted:
             raise RateLimitExceeded(f"virtual key {name!r} is over its {self.keys[name].requests_per_minute} "
@@ -175,7 +175,6 @@ class KeyLimits:
                                     retry_after_s=max(0.001, admission.retry_after_s))
         assert admission.reservation_id is not None
         window.commit(admission.reservation_id, 0)  # counted until it slides out of the window
-        window.drain_records()
         window.drain_events()
 
     # -- budget --------------------------------------------------------------------------------

@@ -233,6 +233,7 @@ class RateLimiterCore:
         provider: str | None = None,
         reservation_ttl_s: float = 600.0,
         max_history: int = 100_000,
+        journaled: bool = True,
     ) -> None:
         if not isinstance(model_id, str) or not model_id:
             raise InvalidInput("model_id must be a non-empty string", field="model_id")
@@ -255,6 +256,10 @@ class RateLimiterCore:
         self._events: list[Event] = []
         self._history: list[Record] = []
         self._unsaved: list[Record] = []
+        #: whether records are kept for a journal (:meth:`drain_records`); a core nobody
+        #: journals (the standalone gateway's, the facades') must not keep them: they would grow
+        #: by one per decision for as long as the process runs
+        self._journaled = journaled
         self._reset_state()
 
     def _reset_state(self) -> None:
@@ -569,7 +574,8 @@ class RateLimiterCore:
     # -- applying (the fold) -------------------------------------------------------------------
     def _record(self, record: Record) -> None:
         self._apply(record)
-        self._unsaved.append(record)
+        if self._journaled:
+            self._unsaved.append(record)
         if isinstance(record, Restored):
             self._history = [record]
             return

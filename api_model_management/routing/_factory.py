@@ -49,7 +49,8 @@ class LocalBackend:
         self.budgets_limited = bool(settings.budgets.limits)
         self.limiters = {
             m.id: RateLimiterCore(m.id, limits.requests_per_minute, limits.tokens_per_minute,
-                                  settings=settings.rate_limit, clock=clock, provider=m.provider)
+                                  settings=settings.rate_limit, clock=clock, provider=m.provider,
+                                  journaled=False)
             for m in config.models
             for limits in (config.admitted_rate_limits(m),)
         }

@@ -471,3 +471,16 @@ def test_history_compacts_into_a_checkpoint_that_still_replays():
                                       clock=clock, provider="p1")
     assert replayed.snapshot() == core.snapshot()
     assert replayed.status() == core.status()
+
+
+def test_a_core_nobody_journals_keeps_no_records_and_counts_the_same():
+    """The standalone gateway's and the facades' cores are not journaled: their records must not
+    pile up (one per decision for the life of the process), and admission is unchanged."""
+    kept = RateLimiterCore("m", 3, 10_000, clock=ManualClock())
+    unkept = RateLimiterCore("m", 3, 10_000, clock=ManualClock(), journaled=False)
+    for core in (kept, unkept):
+        granted = [core.reserve(10).granted for _ in range(4)]
+        assert granted == [True, True, True, False]
+    assert len(kept.drain_records()) >= 3
+    assert unkept.drain_records() == []
+    assert kept.headroom() == unkept.headroom()
