@@ -15,8 +15,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +22,7 @@ from typing import Any
 
 import httpx
 import pytest
+from _serve_process import ServeProcess
 
 from api_model_management.config import demo_config, with_emulator_port
 from api_model_management.emulator import Profile, parse_profile
@@ -42,43 +41,6 @@ ENV_KEY, _ = new_key()
 POOR_KEY, _ = new_key()
 SLOW_MODEL = "gemini-2.5-pro"
 BROKEN_MODEL = "gemini-2.5-flash-lite"
-_ENTRY = "import sys; from api_model_management.cli import main; sys.argv[0] = 'amm'; main()"
-_READY = re.compile(r"listening on (http://127\.0\.0\.1:\d+)")
-
-
-class GatewayProcess:
-    """``amm serve`` in a subprocess; its output collected line by line."""
-
-    def __init__(self, args: list[str], env: dict[str, str]) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", _ENTRY, "serve", *args],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        self.lines: list[str] = []
-        self.base_url: str | None = None
-        self._ready = threading.Event()
-        threading.Thread(target=self._read, daemon=True).start()
-        if not self._ready.wait(90) or self.base_url is None:
-            self.stop()
-            raise RuntimeError("amm serve did not start:\n" + self.output)
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.append(line)
-            found = _READY.search(line)
-            if found:
-                self.base_url = found.group(1)
-                self._ready.set()
-        self._ready.set()
-
-    @property
-    def output(self) -> str:
-        return "".join(self.lines)
-
-    def stop(self, sig: int = signal.SIGTERM) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        return self.proc.wait(timeout=60)
 
 
 def _environment(tmp: Path) -> dict[str, str]:
@@ -113,7 +75,7 @@ def served(emulator: EmulatorServer, tmp_path_factory: pytest.TempPathFactory) -
     tmp = tmp_path_factory.mktemp("gateway")
     path = tmp / "registry.json"
     path.write_text(json.dumps(_registry(emulator, tmp / "data")))
-    gateway = GatewayProcess(["--config", str(path), "--port", "0"], _environment(tmp))
+    gateway = ServeProcess(["--config", str(path), "--port", "0"], _environment(tmp))
     state: dict[str, Any] = {"gateway": gateway, "data_dir": tmp / "data", "served": set(),
                              "prompts": {PROMPT}}
     try:
@@ -354,7 +316,7 @@ def test_the_readmes_client_lines_work_as_written(served: dict[str, Any]) -> Non
 
 # -- after SIGTERM --------------------------------------------------------------------------------
 def test_zz_after_stop_one_terminal_event_each_and_no_secret_anywhere(served: dict[str, Any]) -> None:
-    gateway: GatewayProcess = served["gateway"]
+    gateway: ServeProcess = served["gateway"]
     assert gateway.stop() == 0
     events = read_all_events(served["data_dir"])
     terminal: dict[str, list[str]] = {}
@@ -381,7 +343,7 @@ def test_two_workers_serve_and_stop_cleanly(emulator: EmulatorServer, tmp_path: 
 
     path = tmp_path / "registry.json"
     path.write_text(json.dumps(_registry(emulator, tmp_path / "data")))
-    gateway = GatewayProcess(["--config", str(path), "--port", "0", "--workers", "2"],
+    gateway = ServeProcess(["--config", str(path), "--port", "0", "--workers", "2"],
                              _environment(tmp_path))
     try:
         def one(i: int) -> httpx.Response:
@@ -408,7 +370,7 @@ def test_demo_mode_prints_a_generated_key_once_and_stops_on_sigint(tmp_path: Pat
     import openai
 
     env = _environment(tmp_path)
-    gateway = GatewayProcess(["--demo", "--port", "0", "--data-dir", str(tmp_path / "data")], env)
+    gateway = ServeProcess(["--demo", "--port", "0", "--data-dir", str(tmp_path / "data")], env)
     try:
         found = re.search(r"virtual key \(generated[^)]*\): (amm-\S+)", gateway.output)
         assert found is not None, gateway.output

@@ -14,17 +14,13 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import re
-import signal
-import subprocess
-import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from _serve_process import ServeProcess
 
 from api_model_management.config import demo_config, override, with_emulator_port
 from api_model_management.emulator.testing import EmulatorServer
@@ -40,52 +36,7 @@ pytestmark = [pytest.mark.integration,
 
 PROMPT = "Describe the water cycle: evaporation, condensation and precipitation"
 KEY, _ = new_key()
-_ENTRY = "import sys; from api_model_management.cli import main; sys.argv[0] = 'amm'; main()"
-_READY = re.compile(r"listening on (http://127\.0\.0\.1:\d+)")
 TERMINAL = {"RequestCompleted", "RequestFailed"}
-
-
-class ServeProcess:
-    """``amm serve --ray-serve`` in a subprocess; its output collected line by line."""
-
-    def __init__(self, args: list[str], env: dict[str, str]) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-c", _ENTRY, "serve", *args], env=env,
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        self.lines: list[str] = []
-        self.base_url: str | None = None
-        self._ready = threading.Event()
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-        if not self._ready.wait(240) or self.base_url is None:
-            self.stop()
-            raise RuntimeError("amm serve --ray-serve did not start:\n" + self.output)
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.append(line)
-            found = _READY.search(line)
-            if found:
-                self.base_url = found.group(1)
-                self._ready.set()
-        self._ready.set()
-
-    @property
-    def output(self) -> str:
-        return "".join(self.lines)
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)  # this process only: Ray's own are its to stop
-        try:
-            return self.proc.wait(timeout=120)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return self.proc.wait(timeout=30)
-        finally:
-            self._reader.join(timeout=10)
-            if self.proc.stdout is not None:
-                self.proc.stdout.close()
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +58,7 @@ def served(emulator: EmulatorServer, tmp_path_factory: pytest.TempPathFactory) -
             env[provider.api_key_env] = "emulator-key"
     env.update(API_MODEL_LOG_LEVEL="DEBUG", PYTHONUNBUFFERED="1")
     server = ServeProcess(["--config", str(path), "--ray-serve", "--replicas", "2", "--port", "0"],
-                          env)
+                          env, start_timeout_s=240)
     state: dict[str, Any] = {"server": server, "data_dir": tmp / "data", "served": set()}
     try:
         yield state
