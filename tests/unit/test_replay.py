@@ -985,3 +985,21 @@ def test_decisions_carry_the_reliability_snapshots_and_views_replay_them():
     # decisions kept as logged carry no snapshots, so there is no view
     logged = decisions_from_events(events, learnt_quality="logged")
     assert all(d.drift == () for d in logged) and PreparedLog(logged).drift_views() == []
+
+
+def test_the_gap_between_two_prices_is_filled_by_quality_per_unit_of_cost():
+    """Agent types that switch between two adjacent prices are ordered by the quality the dearer
+    weights gain per unit of extra cost (a free gain first); unchanged ones are left out."""
+    from api_model_management.replay._tune import _by_gain_per_cost
+
+    cheap = SelectionWeights(capability=0, cost=1, performance=0, availability=0)
+    dear = SelectionWeights(capability=0, cost=0, performance=1, availability=0)
+    tables = {  # (weights, quality, cost) per agent type
+        "a": [(cheap, 0.60, 1.0), (dear, 0.70, 3.0)],   # +0.10 for 2.0: 0.05 per unit
+        "b": [(cheap, 0.50, 1.0), (dear, 0.80, 2.0)],   # +0.30 for 1.0: 0.30 per unit
+        "c": [(cheap, 0.40, 1.0), (dear, 0.45, 1.0)],   # a gain at no extra cost
+        "d": [(cheap, 0.40, 1.0), (dear, 0.90, 9.0)],   # the same weights at both prices
+    }
+    cheaper = {"a": cheap, "b": cheap, "c": cheap, "d": dear}
+    dearer = {"a": dear, "b": dear, "c": dear, "d": dear}
+    assert _by_gain_per_cost(tables, cheaper, dearer) == ["c", "b", "a"]
