@@ -20,8 +20,10 @@ router writes them (``SpoolWriter``, ``--spool-batch`` events per write, a segme
 reads, decodes and appends every segment to the log (one append, so one file per event type and
 date, per segment) and deletes it: timed, for the local disk and, with ``--s3``, for ``s3://``
 side by side in the same run (rows alternate). The CPU of this process and of moto is reported.
+``--path both`` (default) runs each row twice, decoding segments through the event models
+(``pydantic``, the old path) and straight to Arrow (``fast``, the sink's default: ``_arrow.py``).
 
-    python benchmarks/event_log.py --ingest --s3 --segment-events 1000,4000,16000
+    python benchmarks/event_log.py --ingest --s3 --segment-events 1000,4000,16000 --repeat 3
 """
 
 from __future__ import annotations
@@ -122,9 +124,10 @@ def _run_s3(batch_size: int, events: list[RequestCompleted], seconds: float, com
 
 
 def run_ingest(events: list[RequestCompleted], segment_events: int, spool_batch: int,
-               data_dir: str, spool_dir: str, fsync: str) -> dict:
+               data_dir: str, spool_dir: str, fsync: str, path: str = "fast") -> dict:
     """Spool ``events`` as one router would (not timed), then time one ingestion of every
-    segment into ``data_dir`` (a local path or an ``s3://`` URI)."""
+    segment into ``data_dir`` (a local path or an ``s3://`` URI). ``path``: ``fast`` decodes
+    segments straight to Arrow (the sink's default), ``pydantic`` through the event models."""
     from api_model_management.config import EventSettings
     from api_model_management.events._ingest import SpoolIngestor
     from api_model_management.events._spool import SpoolWriter, encode_events
@@ -138,7 +141,8 @@ def run_ingest(events: list[RequestCompleted], segment_events: int, spool_batch:
                                     for i in range(0, len(chunk), spool_batch)))
         writer.rotate()
         segments += 1
-    ingestor = SpoolIngestor(data_dir, EventSettings(fsync=fsync, spool_dir=spool_dir))
+    ingestor = SpoolIngestor(data_dir, EventSettings(fsync=fsync, spool_dir=spool_dir),
+                             fast_decode=path == "fast")
     moto = _children_cpu()
     cpu_start = time.process_time()
     start = time.perf_counter()
@@ -172,20 +176,25 @@ def _ingest_table(args: argparse.Namespace) -> None:
     print(f"{machine_line()}\nEventSink ingestion of spooled RequestCompleted events "
           f"({args.max_events:,} per row, {args.spool_batch} per spool write, local fsync="
           f"{args.fsync}); the S3 rows' 'other CPU' is moto's\n")
-    print("| segment (events) | log | segments | events/s (wall) | events per CPU-second |"
-          " other CPU s |")
-    print("|---:|---|---:|---:|---:|---:|")
+    paths = ["pydantic", "fast"] if args.path == "both" else [args.path]
+    print("| segment (events) | log | decoding | segments | events/s (wall) |"
+          " events per CPU-second | other CPU s |")
+    print("|---:|---|---|---:|---:|---:|---:|")
     with contextlib.ExitStack() as stack:
         s3_uri = stack.enter_context(loopback_s3()) if args.s3 else None
-        for size in sizes:
-            targets = [("local", None)] + ([("s3", f"{s3_uri}/ingest-{size}")] if s3_uri else [])
-            for name, uri in targets:
-                with tempfile.TemporaryDirectory(prefix="amm-bench-ingest-") as tmp:
-                    data_dir = uri or str(Path(tmp, "log"))
-                    r = run_ingest(events, size, args.spool_batch, data_dir, str(Path(tmp, "spool")),
-                                   args.fsync)
-                print(f"| {size:,} | {name} | {r['segments']:,} | {r['rate']:,.0f} | "
-                      f"{r['cpu_rate']:,.0f} | {r['other_cpu_s']:.2f} |", flush=True)
+        for repeat in range(args.repeat):
+            for size in sizes:
+                targets = [("local", None)] + ([("s3", s3_uri)] if s3_uri else [])
+                for name, uri in targets:
+                    for path in paths:
+                        with tempfile.TemporaryDirectory(prefix="amm-bench-ingest-") as tmp:
+                            data_dir = (f"{uri}/ingest-{size}-{path}-{repeat}" if uri
+                                        else str(Path(tmp, "log")))
+                            r = run_ingest(events, size, args.spool_batch, data_dir,
+                                           str(Path(tmp, "spool")), args.fsync, path)
+                        print(f"| {size:,} | {name} | {path} | {r['segments']:,} | "
+                              f"{r['rate']:,.0f} | {r['cpu_rate']:,.0f} | "
+                              f"{r['other_cpu_s']:.2f} |", flush=True)
     print(f"\n{machine_line()}")
 
 
@@ -209,6 +218,12 @@ def main() -> None:
                              "with --s3, s3:// side by side)")
     parser.add_argument("--segment-events", default="1000,4000,16000",
                         help="--ingest: events per spool segment (default: 1000,4000,16000)")
+    parser.add_argument("--path", choices=["fast", "pydantic", "both"], default="both",
+                        help="--ingest: decode segments straight to Arrow (fast, the sink's "
+                             "default), through the event models (pydantic), or both side by "
+                             "side (default)")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="--ingest: run the whole table this many times (default: 1)")
     parser.add_argument("--spool-batch", type=int, default=4,
                         help="--ingest: events per spool write (default: 4, about one request)")
     args = parser.parse_args()

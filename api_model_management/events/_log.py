@@ -53,7 +53,7 @@ import operator
 import os
 import threading
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -300,6 +300,23 @@ class EventLog:
         with self._lock:
             return self._append_groups(groups, file_stem)
 
+    def append_tables(self, tables: Mapping[tuple[type[Event], str], pa.Table], *,
+                      file_stem: str | None = None) -> list[str]:
+        """Write tables already built, one per (event type, UTC date) (``_arrow.segment_tables``:
+        each with exactly its type's schema, its rows all of that date), as :meth:`append` writes
+        the events they hold: the same files, names and guarantees."""
+        groups = {}
+        for (cls, date), table in tables.items():
+            if not table.schema.equals(cls.arrow_schema(), check_metadata=True):
+                raise InvalidInput(f"a table that is not of the {cls.event_type} schema",
+                                   event_type=cls.event_type)
+            if table.num_rows:
+                groups[(cls, date)] = table
+        if not groups:
+            return []
+        with self._lock:
+            return self._append_groups(groups, file_stem)
+
     def _group(self, events: Sequence[Event]) -> dict[tuple[type[Event], str], list[Event]]:
         by_day: dict[tuple[type[Event], Date], list[Event]] = {}
         for event in events:  # occurred_at is UTC (the Event validator converts it)
@@ -347,9 +364,10 @@ class EventLog:
         for final in done:
             self.storage.delete(final)
 
-    def _serialize(self, events: Sequence[Event], cls: type[Event]) -> pa.Buffer:
+    def _serialize(self, events: Sequence[Event] | pa.Table, cls: type[Event]) -> pa.Buffer:
+        table = events if isinstance(events, pa.Table) else events_to_table(events, cls)
         sink = pa.BufferOutputStream()
-        pq.write_table(events_to_table(events, cls), sink, compression=self.compression)
+        pq.write_table(table, sink, compression=self.compression)
         return sink.getvalue()
 
     def _ensure_dir(self, directory: str) -> None:
