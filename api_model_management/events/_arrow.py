@@ -46,8 +46,11 @@ from ._types import EVENT_TYPES, Event
 #: a bool).
 _NEUTRAL_VALIDATED = frozenset({"occurred_at", "window_start", "cleared"})
 
-_UTC_ISO = re.compile(r"\d{4}-\d\d-\d\dT(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d(?:\.\d{6})?\+00:00\Z")
+_UTC_ISO = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]"
+                      r"(?:\.[0-9]{6})?\+00:00\Z")
 
+_PLAIN_MONEY = re.compile(r"-?[0-9]{1,26}(?:\.[0-9]{1,12})?\Z")
+_DAY = itemgetter(slice(0, 10))
 _NONE = type(None)
 #: A column's values as Arrow takes them, or None when they are not canonical.
 Convert = Callable[[Sequence[Any]], Sequence[Any] | None]
@@ -73,6 +76,20 @@ def _utc_datetimes(values: Sequence[Any]) -> Sequence[Any] | None:
     if not all(map(_UTC_ISO.match, values)):
         return None
     return list(map(datetime.fromisoformat, values))  # ValueError on a day that does not exist
+
+
+def _money(adapter: TypeAdapter[list[Decimal]]) -> Convert:
+    """Decimal strings as the models take them. A plain one within ``decimal128(38, 12)``
+    (at most 26 integer and 12 decimal digits, no exponent) is what ``Money`` accepts as it is:
+    ``Decimal(s)``; any other (``1.5E-7``, ``0E-12``, too many digits, ``NaN``) is validated by
+    pydantic itself, each distinct one once."""
+    def convert(values: Sequence[Any]) -> Sequence[Any]:
+        other = [v for v in dict.fromkeys(values) if not _PLAIN_MONEY.match(v)]
+        if not other:
+            return list(map(Decimal, values))
+        decoded = dict(zip(other, adapter.validate_python(other), strict=True))
+        return [decoded[v] if v in decoded else Decimal(v) for v in values]
+    return convert
 
 
 def _choices(allowed: frozenset[Any]) -> Convert:
@@ -144,7 +161,7 @@ def _column(cls: type[Event], name: str) -> Convert:
         if annotation is not Decimal or nullable:
             raise _Unsupported(annotation)
         adapter = TypeAdapter(list[typing.Annotated[(Decimal, *info.metadata)]])
-        return _of_types(frozenset({str}), adapter.validate_python)
+        return _of_types(frozenset({str}), _money(adapter))
     if annotation is datetime:
         if nullable:
             raise _Unsupported(annotation)
@@ -208,16 +225,16 @@ class _Plan:
             else:
                 arrays.append(pa.array(next(it), field.type))
         table = pa.Table.from_arrays(arrays, schema=self.schema)
+        # the UTC date: canonical datetimes are UTC, written YYYY-MM-DD... (and they parsed)
+        days = list(map(_DAY, columns[self.at]))
+        if days.count(days[0]) == n:  # the usual segment: one day
+            return [(lines[0], days[0], table)]
         by_date: dict[str, list[int]] = {}
-        for index, when in enumerate(converted[self.at]):
-            day = when.date().isoformat()
+        for index, day in enumerate(days):
             found = by_date.get(day)
             if found is None:
                 by_date[day] = found = []
             found.append(index)
-        if len(by_date) == 1:
-            ((day, _),) = by_date.items()
-            return [(lines[0], day, table)]
         return [(lines[indices[0]], day, table.take(pa.array(indices, pa.int64())))
                 for day, indices in by_date.items()]
 
