@@ -114,28 +114,30 @@ def _scalar_types(annotation: Any) -> frozenset[type]:
 
 
 def _models(model: type[BaseModel]) -> Convert:
-    """Lists of objects with exactly ``model``'s fields, each of a plain scalar type."""
+    """Lists of objects with exactly ``model``'s fields, in its order, each of a plain scalar
+    type (as ``model_dump`` writes them)."""
     if _has_validators(model):
         raise _Unsupported(model)
     names = tuple(model.model_fields)
     if len(names) < 2:
         raise _Unsupported(model)
-    wanted = []
+    signature = []
     for name in names:
         info = model.model_fields[name]
         if info.metadata:
             raise _Unsupported(model)
-        wanted.append(_scalar_types(info.annotation))
-    get = itemgetter(*names)
-    size = len(names)
+        (only,) = _scalar_types(info.annotation)  # one type per field: a signature per object
+        signature.append(only)
+    wanted = {tuple(signature)}
 
     def convert(values: Sequence[Any]) -> Sequence[Any] | None:
-        for item in chain.from_iterable(values):
-            if type(item) is not dict or len(item) != size:
-                return None
-            for value, allowed in zip(get(item), wanted, strict=True):  # KeyError: a field missing
-                if type(value) not in allowed:
-                    return None
+        items = list(chain.from_iterable(values))
+        if not items:
+            return values
+        if set(map(type, items)) != {dict} or set(map(tuple, items)) != {names}:
+            return None
+        if {tuple(map(type, fields)) for fields in map(dict.values, items)} != wanted:
+            return None
         return values
     return convert
 
