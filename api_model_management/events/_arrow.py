@@ -16,9 +16,13 @@ writes, for which pydantic's validation changes nothing but the Python type:
 - each value of exactly the JSON type the encoder writes: ``str`` / ``int`` (never ``bool``) /
   ``float`` (never ``int``) / ``bool``, ``None`` only where the model allows it, a Literal's value
   one of its choices, lists for tuples (items as for a field), candidates as objects with exactly
-  their fields;
+  their fields, in the model's order;
 - datetimes as ``YYYY-MM-DDTHH:MM:SS[.ffffff]+00:00`` (every model datetime is UTC);
-- money (``Decimal`` with its digit limits) validated by pydantic itself, a whole column at once.
+- money (``Decimal`` with its digit limits): a plain decimal within ``decimal128(38, 12)`` as it
+  is, any other string validated by pydantic itself (``Money``'s own annotation).
+
+Arrow's conversion checks stay behind these (a bool for an int, an int32 overflow, a decimal that
+does not fit raise, and the segment goes the old way).
 
 A type whose model has a validator or a constraint not listed above never takes this path.
 """
