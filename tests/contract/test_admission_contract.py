@@ -328,13 +328,14 @@ class TestLeaseAdmissionRay(LeaseAdmissionContract):
     @pytest.fixture
     def make(self, ray_session, tmp_path):
         from api_model_management.runtime._actors import RateLimiterActor
+        from api_model_management.runtime._limiters import LimiterDirectory
         from api_model_management.runtime._ports import RayLeaseGranter
 
         with ray_actors() as actors:
             def make(rpm: int, tpm: int = BIG_TPM, holders: int = 1) -> Limiter:
                 config = with_rate_limits(config_in(tmp_path), MODEL, rpm, tpm)
                 limiter = actors.start(RateLimiterActor, config, MODEL)
-                ports = leases(RayLeaseGranter({MODEL: limiter}), holders)
+                ports = leases(RayLeaseGranter(LimiterDirectory.of({MODEL: limiter})), holders)
 
                 async def cooling_until() -> float | None:
                     status = await limiter.status.remote()
