@@ -644,7 +644,7 @@ class FailoverManager:
                  clock: Clock = SYSTEM_CLOCK) -> None:
         from .events._ingest import read_all_events
         from .routing._factory import build_local_router
-        from .selection import QualityFold
+        from .selection import QualityFold, seed_stats
 
         config = self._config(registry, model_selector, max_retries)
         configure_logging_for(config, env=env)
@@ -677,8 +677,10 @@ class FailoverManager:
         core = self.model_selector.core
         core.update_quality(self.quality.snapshot())
         self.events = _LearningEvents(self.spool, self.quality, core)
+        # no cold start: reliability as the log shows it (frozen here: outcomes go to health)
+        stats = seed_stats(self.data_dir, [m.id for m in config.models], alerts=self.events.write)
         self.router = build_local_router(config, env=env, clock=clock, events=self.events,
-                                         backend=backend, selector=core)
+                                         backend=backend, selector=core, stats=stats)
         if self.health_checker is not None:
             self.health_checker.attach_events(self.events)
 

@@ -105,11 +105,18 @@ def build_router(
 ) -> R:
     """A RouterCore (or ``cls``) wired to ``backend``; ``holder`` names this router to the
     limiters and the ledger (its leases and slices). ``acks``: what a request waits for before it
-    is answered (``settings.events.ack="shipped"``), if anything."""
-    stats = stats if stats is not None else StatsCore()
+    is answered (``settings.events.ack="shipped"``), if anything.
+
+    ``stats``: the live statistics selection scores reliability with (``selection.seed_stats``
+    reads them from the log: no cold start), handed to the selector before the first request;
+    by default empty (the priors)."""
+    selector = selector or SelectorCore(config, clock=clock)
+    if stats is None:
+        stats = StatsCore()
+    else:
+        selector.update_stats(stats.snapshot())
     return cls(
-        config, router_id=holder, adapters=adapters,
-        selector=selector or SelectorCore(config, clock=clock),
+        config, router_id=holder, adapters=adapters, selector=selector,
         admission=backend.admission(holder, clock), budget=backend.budget(holder, clock),
         events=events, cache=backend.cache(clock), outcomes=backend.outcomes(stats),
         evaluator=evaluator, replicas=replicas, rng=rng, clock=clock, acks=acks,
@@ -136,13 +143,15 @@ def build_local_router(
     evaluator: ResponseEvaluator | None = None,
     backend: LocalBackend | None = None,
     selector: SelectorCore | None = None,
+    stats: StatsCore | None = None,
 ) -> LocalRouter:
     """An in-process router (no Ray): local cores (those of ``backend`` when given, e.g. the
     original system's facades' own), selection on ``selector`` (else its own), events to
     ``data_dir``'s spool (or ``events``; with ``settings.events.ack="shipped"`` and no ``events``,
     each answer waits for its events to be shipped to the log), adapters from the environment's keys (or
     ``adapters``). With no housekeeping and no EventSink, events the spool could not take are
-    written back when the next request is admitted (``ResilientSpool.check``)."""
+    written back when the next request is admitted (``ResilientSpool.check``). Selection starts
+    from ``stats`` (see :func:`build_router`); the local backend's outcomes do not update them."""
     from ..events._resilient import ResilientSpool
     from ..events._spool import SpoolWriter
 
@@ -166,7 +175,8 @@ def build_local_router(
     router = build_router(
         config, backend, holder="local", events=events,
         adapters=adapters if adapters is not None else make_adapters(config, env=env),
-        clock=clock, selector=selector, rng=rng, evaluator=evaluator, acks=acks, cls=LocalRouter,
+        clock=clock, selector=selector, stats=stats, rng=rng, evaluator=evaluator, acks=acks,
+        cls=LocalRouter,
     )
     router.limiters, router.ledger = backend.limiters, backend.ledger
     return router

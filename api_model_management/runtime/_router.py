@@ -26,7 +26,7 @@ from ..events._shipper import GroupShipper, spool_shipper
 from ..events._spool import SpoolWriter
 from ..ratelimit import LeaseAdmission
 from ..routing import BatchedOutcomes, RouterCore, build_router, make_adapters
-from ..selection import QualitySnapshot, Selection, SelectorCore, StatsCore
+from ..selection import QualitySnapshot, Selection, SelectorCore, StatsCore, seed_stats
 from . import _ray
 from ._limiters import LimiterDirectory
 from ._ports import RayBackend
@@ -71,7 +71,6 @@ class RouterShell:
         self.clock = clock
         self.adapters = make_adapters(config, api_keys)
         self.selector = SelectorCore(config, clock=clock)
-        self.stats = StatsCore()
         shipped = settings.events.ack == "shipped"
         self.spool = SpoolWriter(
             settings.data_dir, self.holder, fsync=settings.events.fsync,
@@ -83,6 +82,10 @@ class RouterShell:
         self.shipper: GroupShipper | None = spool_shipper(
             self.spool, settings.data_dir, timeout_s=settings.events.ack_timeout_s,
             pending=lambda: self.events.queued_events) if shipped else None
+        # no cold start: what the log shows of each model (a restarted router reads it again);
+        # build_router hands them to the selector before the first request
+        self.stats: StatsCore = seed_stats(settings.data_dir, [m.id for m in config.models],
+                                           alerts=self.events.write)
         backend = RayBackend(config, limiters=limiters, ledger=ledger, cache=cache, health=health)
         self.core: RouterCore = build_router(
             config, backend, holder=self.holder, events=self.events, adapters=self.adapters,

@@ -635,12 +635,14 @@ class SelectorShell:
     """Owns the selection policy (weights, per agent type too) and what has been learnt about
     quality: a ``QualityFold`` over the log (``ResponseEvaluated``, ``FeedbackRecorded``), rebuilt
     at start and followed by a thread, pushed to the routers when it changes. Records feedback
-    (``FeedbackRecorded``), once per request and source."""
+    (``FeedbackRecorded``), once per request and source. Starts from the live statistics the
+    routers start from (``selection.seed_stats``: the newest outcomes in the log), then takes
+    the ones they push."""
 
     def __init__(self, config: RegistryConfig, session: str | None = None) -> None:
         from ..events import EventLog
         from ..events._follow import LogFollower
-        from ..selection import QualityFold
+        from ..selection import QualityFold, seed_stats
         from ..selection._core import SelectorCore
 
         configure_actor_logging(config)
@@ -657,6 +659,10 @@ class SelectorShell:
             saved = read_weights_file(self._weights_path)
             self.core.set_weights(saved.weights, saved.weights_version, saved.agent_weights)
         self.spool = _spool(config, "selector")
+        # the statistics every router starts from (the same read of the log), until they push
+        self.core.update_stats(seed_stats(config.settings.data_dir,
+                                          [m.id for m in config.models],
+                                          alerts=self.spool.write).snapshot())
         self.fold = QualityFold({m.id: m.quality_prior for m in config.models})
         self.follower = LogFollower(EventLog(config.settings.data_dir),
                                     ("ResponseEvaluated", "FeedbackRecorded"))

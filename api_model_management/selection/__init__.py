@@ -13,6 +13,7 @@ from ._core import (
     adjust_for_priority,
 )
 from ._quality import CELL_PSEUDO, MODEL_PSEUDO, QualityEstimate, QualityFold, QualitySnapshot
+from ._seed import SEED_MAX_DAYS, SEED_OUTCOMES_PER_MODEL, recent_outcomes, seed_stats
 from ._stats import ModelStats, ModelStatsSnapshot, StatsCore
 
 __all__ = [
@@ -26,6 +27,8 @@ __all__ = [
     "LATENCY_REF_MS",
     "PRIOR_STRENGTH",
     "PRIOR_SUCCESS_RATE",
+    "SEED_MAX_DAYS",
+    "SEED_OUTCOMES_PER_MODEL",
     "LiveState",
     "ModelStats",
     "ModelStatsSnapshot",
@@ -33,4 +36,6 @@ __all__ = [
     "SelectorCore",
     "StatsCore",
     "adjust_for_priority",
+    "recent_outcomes",
+    "seed_stats",
 ]
