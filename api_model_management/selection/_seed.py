@@ -15,6 +15,8 @@ What is read (:func:`recent_outcomes`), for each model asked about:
 - its newest ``per_model`` successes (``RequestCompleted``, not a cache hit), so that latency (an
   EWMA over successes only) has as many observations for a model that mostly fails;
 - its newest ``per_model`` quality scores (``ResponseEvaluated``);
+- its newest ``per_model`` ``AttemptFailed`` of any kind (the fold counts a ``RequestFailed``
+  only when no attempt of that request and model failed before it);
 
 walking the log's dates back from its newest, a whole date at a time, until every model has
 ``per_model`` outcomes, and over at most ``SEED_MAX_DAYS`` dates (a model that has not been called
@@ -94,7 +96,7 @@ class _Newest:
 class _Tail:
     """The rows kept so far, per (model, kind)."""
 
-    KINDS = ("outcome", "success", "quality")
+    KINDS = ("outcome", "success", "quality", "attempt")
 
     def __init__(self, models: Collection[str], per_model: int) -> None:
         self.models = sorted(set(models))
@@ -143,6 +145,8 @@ def _kinds(event_type: str, table: pa.Table) -> Iterable[tuple[str, pa.Table]]:
         return
     faults = pa.array(sorted(REQUEST_FAULT_KINDS), pa.string())
     yield "outcome", table.filter(pc.invert(pc.is_in(table.column("error_kind"), faults)))
+    if event_type == "AttemptFailed":  # any kind: a failed request's attempt, counted once
+        yield "attempt", table
 
 
 def _micros(value: datetime) -> int:
