@@ -15,8 +15,8 @@ What is read (:func:`recent_outcomes`), for each model asked about:
 - its newest ``per_model`` successes (``RequestCompleted``, not a cache hit), so that latency (an
   EWMA over successes only) has as many observations for a model that mostly fails;
 - its newest ``per_model`` quality scores (``ResponseEvaluated``);
-- its newest ``per_model`` ``AttemptFailed`` of any kind (the fold counts a ``RequestFailed``
-  only when no attempt of that request and model failed before it);
+- its newest ``per_model`` ``AttemptFailed`` caused by the request: neutral themselves, but the
+  fold counts a ``RequestFailed`` only when no attempt of that request and model failed before;
 
 walking the log's dates back from its newest, a whole date at a time, until every model has
 ``per_model`` outcomes, and over at most ``SEED_MAX_DAYS`` dates (a model that has not been called
@@ -144,9 +144,10 @@ def _kinds(event_type: str, table: pa.Table) -> Iterable[tuple[str, pa.Table]]:
         yield "success", served
         return
     faults = pa.array(sorted(REQUEST_FAULT_KINDS), pa.string())
-    yield "outcome", table.filter(pc.invert(pc.is_in(table.column("error_kind"), faults)))
-    if event_type == "AttemptFailed":  # any kind: a failed request's attempt, counted once
-        yield "attempt", table
+    by_request = pc.is_in(table.column("error_kind"), faults)
+    yield "outcome", table.filter(pc.invert(by_request))
+    if event_type == "AttemptFailed":  # neutral, but its request's RequestFailed is too
+        yield "attempt", table.filter(by_request)
 
 
 def _micros(value: datetime) -> int:

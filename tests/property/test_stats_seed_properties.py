@@ -1,6 +1,6 @@
 """Statistics seeded from a real Parquet log (``selection.seed_stats``) are the fold
 (``StatsCore.from_events``) of its tail: per model, the newest ``per_model`` outcomes, successes,
-quality scores and failed attempts, over the dates walked back from the newest until every model has enough (at
+quality scores and attempts failed by the request, over the dates walked back from the newest until every model has enough (at
 most ``max_days``), in log order. The tail is computed here from the events themselves, by
 ``StatsCore``'s rule of what counts, so the Arrow restatement of that rule, the reading of files
 and dates, and the order are held to it; with bounds beyond the log the seed is the fold of the
@@ -69,8 +69,9 @@ def kinds_of(event: Event) -> tuple[str, ...]:
     if isinstance(event, RequestCompleted):
         return () if event.cache_hit else ("outcome", "success")
     if isinstance(event, AttemptFailed | RequestFailed):
-        attempt = ("attempt",) if isinstance(event, AttemptFailed) else ()
-        return attempt if event.error_kind in REQUEST_FAULT_KINDS else ("outcome", *attempt)
+        if event.error_kind not in REQUEST_FAULT_KINDS:
+            return ("outcome",)
+        return ("attempt",) if isinstance(event, AttemptFailed) else ()
     if isinstance(event, ResponseEvaluated):
         return ("quality",)
     return ()

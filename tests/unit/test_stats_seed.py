@@ -120,7 +120,10 @@ def test_cache_hits_and_request_faults_neither_count_nor_use_up_the_bound(tmp_pa
                               attempts=0, occurred_at=T0 + timedelta(seconds=20 + i))
                 for i in range(5)]
     write(tmp_path, kept + neutral)
-    assert recent_outcomes(EventLog(tmp_path), [A], per_model=3) == kept
+    got = recent_outcomes(EventLog(tmp_path), [A], per_model=3)
+    assert got == kept + neutral[-8:-5]  # and the newest attempts the request failed: neutral
+    assert seed_stats(tmp_path, [A], per_model=3).snapshot() == \
+        StatsCore.from_events(kept).snapshot()
 
 
 def test_other_models_are_not_read(tmp_path):
