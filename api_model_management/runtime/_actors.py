@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,7 +39,7 @@ from ._shells import (
     CacheShell,
     CostLedgerShell,
     EventSinkShell,
-    HealthCheckerShell,
+    HealthCheckersShell,
     SelectorShell,
 )
 
@@ -52,7 +52,7 @@ _SMALL: dict[str, Any] = {"num_cpus": 0.01, "max_restarts": -1, "max_task_retrie
 _ASYNC: dict[str, Any] = {"max_concurrency": 1000}
 
 EventSinkActor = _ray.remote_class(EventSinkShell, **_SMALL)
-HealthCheckerActor = _ray.remote_class(HealthCheckerShell, **_SMALL)
+HealthCheckersActor = _ray.remote_class(HealthCheckersShell, **_SMALL)
 RateLimiterActor = _ray.remote_class(LimiterShell, **_SMALL)
 CostLedgerActor = _ray.remote_class(CostLedgerShell, **_SMALL)
 CacheActor = _ray.remote_class(CacheShell, **_SMALL)
@@ -65,8 +65,9 @@ class ActorHandles:
     """The system's actor handles, for pipelines that pass them between Ray tasks.
 
     ``routers``: the request path (``complete.remote(request)``, ``stream.options(
-    num_returns="streaming").remote(request)``, ``select.remote(request)``); ``health``: one
-    HealthChecker per provider; ``limiters``: the RateLimiter of each model, started on first
+    num_returns="streaming").remote(request)``, ``select.remote(request)``); ``health``: the
+    HealthChecker of each provider (``health[p].status.remote()``; all are hosted by one actor,
+    ``health_host``); ``limiters``: the RateLimiter of each model, started on first
     use (``limiters[model_id]``; ``limiters.live()``: those running now); ``ledger``: the
     CostLedger; ``cache``: the shared Cache; ``selector``: the Selector; ``sink``: the EventSink.
     """
@@ -87,6 +88,8 @@ class ActorHandles:
     #: the number the next Router actor started is named by (``router:<n>``; never reused, as
     #: a stopped router's name may still be taken for a moment)
     next_router: int = 0
+    #: the actor hosting every provider's HealthChecker (``health`` holds one handle for each)
+    health_host: Handle | None = None
 
     def all(self) -> list[Handle]:
         return [handle for _, handle in self.named()]
@@ -124,9 +127,10 @@ class ActorHandles:
     def named(self) -> list[tuple[str, Handle]]:
         """Every handle with the name of its actor (``CostLedger``, ``HealthChecker openai``, ...)."""
         sinks = [(f"EventSink {n[:8]}", h) for n, h in self.sinks.items() if h is not self.sink]
+        health = ([("HealthCheckers", self.health_host)] if self.health_host is not None
+                  else [(f"HealthChecker {p}", h) for p, h in self.health.items()])
         return [("EventSink", self.sink), *sinks, ("CostLedger", self.ledger),
-                ("Cache", self.cache), ("Selector", self.selector),
-                *((f"HealthChecker {p}", h) for p, h in self.health.items()),
+                ("Cache", self.cache), ("Selector", self.selector), *health,
                 *((f"RateLimiter {m}", h) for m, h in self.limiters.live().items()),
                 *((f"Router {i}", h) for i, h in enumerate(self.routers))]
 
@@ -169,15 +173,13 @@ def start_actors(config: RegistryConfig, api_keys: Mapping[str, Any], *,
     sinks = {node: _new_sink(factory, config, ledger, node) for node in nodes}
     cache = new(CacheActor, "cache", config, placement=control)
     selector = new(SelectorActor, "selector", config, session=uuid7(), placement=control)
-    health = {
-        name: new(HealthCheckerActor, f"health:{name}", config, name, api_keys.get(name),
-                  concurrent=True, placement=control)
-        for name in config.providers
-    }
+    health_host = new(HealthCheckersActor, "health", config, dict(api_keys), concurrent=True,
+                      placement=control)
     limiters = LimiterDirectory(config, name_prefix, namespace=_namespace(detached), detached=detached,
                                 node=here)
     handles = ActorHandles(sinks.get(here) or next(iter(sinks.values())), ledger, cache, selector,
-                           health, limiters, sinks=sinks)
+                           _hosted_health(health_host, config.providers), limiters, sinks=sinks,
+                           health_host=health_host)
     per_node = config.settings.routers.placement == "per_node"
     for i, node in enumerate(nodes if per_node else [None] * config.settings.routers.replicas):
         handles.routers.append(_new_router(factory, config, api_keys, handles, node))
@@ -260,15 +262,22 @@ def await_started(handles: ActorHandles, timeout_s: float) -> None:
                                    restarting=False)
 
 
+def _hosted_health(host: Handle, providers: Iterable[str]) -> dict[str, Handle]:
+    """One handle per provider to its HealthChecker in ``host``."""
+    return {name: _ray.Hosted(host, name) for name in providers}
+
+
 def _wire(handles: ActorHandles) -> None:
+    """Start the loops and push the subscribers, in one round (an actor runs the calls of one
+    caller in the order sent: a checker is subscribed before its probes start).
+    (RateLimiters, started later, find their subscribers by name: ``_limiters``.)"""
     selector, health, routers = handles.selector, handles.health, handles.routers
     subscribers = [*routers, selector]
     _ray.get([*[_ray.send(s, "start") for s in handles.sinks.values()],
-              *[_ray.send(r, "start") for r in routers]])
-    # (RateLimiters, started later, find their subscribers by name: ``_limiters``)
-    _ray.get([_ray.send(h, "subscribe", subscribers) for h in health.values()]
-             + [_ray.send(selector, "subscribe", routers)])
-    _ray.get([_ray.send(h, "start") for h in health.values()])
+              *[_ray.send(r, "start") for r in routers],
+              *[_ray.send(h, "subscribe", subscribers) for h in health.values()],
+              _ray.send(selector, "subscribe", routers),
+              *[_ray.send(h, "start") for h in health.values()]])
 
 
 def _namespace(detached: bool) -> str:
@@ -302,7 +311,12 @@ def find_actors(name_prefix: str, config: RegistryConfig | None = None) -> Actor
     limiters = (LimiterDirectory(config, name_prefix, namespace=namespace,
                                  detached=namespace == DETACHED_NAMESPACE)
                 if config is not None else LimiterDirectory.of(keyed("ratelimit:")))
+    health_host = get("health")
+    providers = (list(config.providers) if config is not None
+                 else _ray.get(_ray.send(health_host, "providers", what="HealthCheckers"),
+                               timeout_s=START_TIMEOUT_S))
     return ActorHandles(sinks.get(here) or next(iter(sinks.values())), get("ledger"), get("cache"),
-                        get("selector"), keyed("health:"), limiters,
+                        get("selector"), _hosted_health(health_host, providers), limiters,
                         [h for _, h in routers], sinks=sinks,
-                        next_router=max((n for n, _ in routers), default=-1) + 1)
+                        next_router=max((n for n, _ in routers), default=-1) + 1,
+                        health_host=health_host)

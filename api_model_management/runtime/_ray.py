@@ -28,6 +28,7 @@ from ..errors import ComponentUnavailable
 
 __all__ = [
     "ACTOR_DOWN",
+    "Hosted",
     "RayError",
     "Reply",
     "actor_id",
@@ -77,6 +78,45 @@ class Reply:
     def ref(self) -> Any:
         """The underlying ObjectRef (for :func:`get`)."""
         return self._ref
+
+
+class Hosted:
+    """One of several objects that one actor hosts (``key`` names it), used like an actor handle:
+    ``hosted.method.remote(*args)`` (and so :func:`send`, :func:`tell`) becomes
+    ``actor.call_hosted.remote(key, "method", *args)``. :func:`kill` kills the host (and with it
+    every object it hosts); :func:`actor_id` is the host's."""
+
+    __slots__ = ("actor", "key")
+
+    def __init__(self, actor: Handle, key: str) -> None:
+        self.actor = actor
+        self.key = key
+
+    def __getattr__(self, method: str) -> _HostedMethod:
+        if method.startswith("_"):
+            raise AttributeError(method)
+        return _HostedMethod(self.actor, self.key, method)
+
+    def __reduce__(self) -> tuple[type[Hosted], tuple[Handle, str]]:
+        return (Hosted, (self.actor, self.key))
+
+    def __repr__(self) -> str:
+        return f"Hosted({self.key!r})"
+
+
+class _HostedMethod:
+    __slots__ = ("actor", "key", "method")
+
+    def __init__(self, actor: Handle, key: str, method: str) -> None:
+        self.actor, self.key, self.method = actor, key, method
+
+    def remote(self, *args: Any, **kwargs: Any) -> Any:
+        return self.actor.call_hosted.remote(self.key, self.method, *args, **kwargs)
+
+
+def host_of(handle: Handle) -> Handle:
+    """The actor behind ``handle`` (itself, or the host of a :class:`Hosted` object)."""
+    return handle.actor if isinstance(handle, Hosted) else handle
 
 
 def remote_class(cls: type[T], **options: Any) -> Any:
@@ -155,7 +195,7 @@ def creation_error(report: str, limit: int = 200) -> str:
 
 def actor_id(handle: Handle) -> str:
     """A stable id of the actor behind ``handle`` (for de-duplicating subscribers)."""
-    return str(handle._actor_id.hex())
+    return str(host_of(handle)._actor_id.hex())
 
 
 def current_actor() -> Handle:
@@ -182,7 +222,8 @@ def on_node(node_id: str, *, soft: bool = False) -> dict[str, Any]:
 
 
 def kill(handle: Handle) -> None:
-    ray.kill(handle)
+    """Kill the actor behind ``handle`` (a :class:`Hosted` object's host, with all it hosts)."""
+    ray.kill(host_of(handle))
 
 
 def exit_actor() -> None:

@@ -1,6 +1,6 @@
 """The live state of a running system, read from its actors (``amm status --address``).
 
-A system's actors are named ``<prefix>:ledger``, ``<prefix>:health:<provider>``,
+A system's actors are named ``<prefix>:ledger``, ``<prefix>:health`` (every provider's checker),
 ``<prefix>:ratelimit:<model>``, ``<prefix>:router:<i>``, ... (``ModelManagement.start``); a
 system is found by its ``<prefix>:ledger`` in any namespace of the cluster. Each actor is asked
 what it holds now: a HealthChecker its breaker's snapshot, a RateLimiter its window and
@@ -50,6 +50,8 @@ class SystemActors:
     sink: Any = None
     ledger: Any = None
     health: dict[str, Any] = field(default_factory=dict)
+    #: the actor hosting every provider's HealthChecker (``health`` is filled in from it)
+    health_host: Any = None
     limiters: dict[str, Any] = field(default_factory=dict)
     routers: dict[int, Any] = field(default_factory=dict)
 
@@ -75,7 +77,7 @@ def system_actors(prefix: str, namespace: str) -> SystemActors:
         elif role == _LEDGER:
             actors.ledger = handle
         elif role == "health":
-            actors.health[rest] = handle
+            actors.health_host = handle
         elif role == "ratelimit":
             actors.limiters[rest] = handle
         elif role == "router" and rest.isdigit():
@@ -89,6 +91,9 @@ def live_status(actors: SystemActors, address: str, *,
     now = datetime.now(UTC)
     notes: list[str] = []
     settings: Settings | None = _ask(actors.sink, "settings", "the EventSink", notes, timeout_s)
+    if actors.health_host is not None and not actors.health:
+        providers = _ask(actors.health_host, "providers", "the HealthCheckers", notes, timeout_s)
+        actors.health = {p: _ray.Hosted(actors.health_host, p) for p in providers or []}
     health = {p: _ask(h, "status", f"the HealthChecker {p}", notes, timeout_s)
               for p, h in sorted(actors.health.items())}
     limits = {m: _ask(h, "status", f"the RateLimiter {m}", notes, timeout_s)
