@@ -45,7 +45,8 @@ from . import _anthropic, _openai
 from ._engine import GatewayEngine
 from ._errors import HttpError, failure_kind, http_error
 from ._keys import KeyHold, KeyLimits, KeyRing, presented_key
-from ._metrics import Metrics
+from ._metrics import BudgetId, Metrics, Snapshot, merge, render
+from ._peers import Peers
 from ._routing import Router
 from ._wire import GatewayRefusal, WireRequest, bad_request, header_text
 
@@ -203,13 +204,15 @@ class Gateway:
 
     def __init__(self, config: RegistryConfig, engine: GatewayEngine, *, keys: KeyRing,
                  limits: KeyLimits, clock: Clock = SYSTEM_CLOCK,
-                 metrics: Metrics | None = None) -> None:
+                 metrics: Metrics | None = None, peers: Peers | None = None) -> None:
+        """``peers``: the other workers of the same server (``/metrics`` then sums theirs)."""
         self.config = config
         self.engine = engine
         self.keys = keys
         self.limits = limits
         self.router = Router(config)
         self.metrics = metrics or Metrics()
+        self.peers = peers
         self.max_body_bytes = config.settings.gateway.max_body_bytes
         self._clock = clock
         self._reroutes = 2 if config.settings.quality.reroute_on_low_quality else 1
@@ -232,9 +235,13 @@ class Gateway:
     @contextlib.asynccontextmanager
     async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
         await self.engine.start()
+        if self.peers is not None:
+            await self.peers.start(self._snapshot)
         try:
             yield
         finally:
+            if self.peers is not None:
+                await self.peers.close()
             await self.engine.aclose()
             self.limits.close()
 
@@ -294,8 +301,34 @@ class Gateway:
         return _json(body, status=200 if usable else 503)
 
     async def metrics_text(self, request: Request) -> Response:
-        text = self.metrics.render(self.limits.status(), await self.engine.budget_status())
+        """This process's figures; with ``peers``, the whole server's (:func:`merge`)."""
+        own = await self._snapshot()
+        if self.peers is None:
+            text = render(own, pid=self.metrics.pid)
+        else:
+            others, unreachable = await self.peers.others()
+            keys = {k.name: k.budget_usd for k in self.config.settings.gateway.keys}
+            text = render(merge([own, *others], keys, self._budget_limit),
+                          workers=1 + len(others))
+            text += ("# HELP amm_gateway_workers_unreachable Workers that did not answer for "
+                     "this sum.\n# TYPE amm_gateway_workers_unreachable gauge\n"
+                     f"amm_gateway_workers_unreachable {unreachable}\n")
         return Response(text, media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    async def _snapshot(self) -> Snapshot:
+        return self.metrics.snapshot(self.limits.status(), await self.engine.budget_status())
+
+    def _budget_limit(self, budget: BudgetId) -> Decimal | None:
+        """A registry budget's configured limit (the one naming its key before a ``*`` one)."""
+        scope, key, window = budget
+        found = None
+        for limit in self.config.settings.budgets.limits:
+            if limit.scope == scope and limit.window == window:
+                if limit.key == key:
+                    return limit.limit_usd
+                if limit.key in ("*", "") and found is None:
+                    found = limit.limit_usd
+        return found
 
     # -- the request path ------------------------------------------------------------------------
     async def _serve(self, http: Request, wire: _Wire) -> Response:

@@ -15,24 +15,34 @@ With N workers (no Ray) each holds 1/N of every limit (see ``_engine.share_of`` 
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import json
 import logging
 import os
+import shutil
 import signal
 import socket
+import tempfile
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, cast
 
 import uvicorn
+
+try:
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as _HttpProtocol
+except ImportError:  # no httptools: uvicorn's pure-Python parser
+    from uvicorn.protocols.http.h11_impl import H11Protocol as _HttpProtocol  # type: ignore[assignment]
 
 from ..config import RegistryConfig, config_from_dict
 from ._app import Gateway
 from ._engine import GatewayEngine, LocalEngine
 from ._keys import KeyLimits, KeyRing
+from ._peers import Peers
 
 log = logging.getLogger(__name__)
 
@@ -64,14 +74,14 @@ def key_spend_path(config: RegistryConfig) -> Path:
 
 
 def build_gateway(config: RegistryConfig, engine: GatewayEngine, *, share: float = 1.0,
-                  env: Mapping[str, str] | None = None) -> Gateway:
+                  env: Mapping[str, str] | None = None, peers: Peers | None = None) -> Gateway:
     """A Gateway on ``engine`` with the configured keys (read from ``env``, default the process
-    environment) and their limits (``share`` of each)."""
+    environment) and their limits (``share`` of each); ``peers``: the server's other workers."""
     env = os.environ if env is None else env
     keys = config.settings.gateway.keys
     limits = KeyLimits(keys, timezone=config.settings.budgets.timezone,
                        journal=key_spend_path(config), share=share)
-    return Gateway(config, engine, keys=KeyRing(keys, env), limits=limits)
+    return Gateway(config, engine, keys=KeyRing(keys, env), limits=limits, peers=peers)
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -83,11 +93,58 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+class OneSendTransport:
+    """A connection's transport whose writes made in one turn of the event loop leave in one
+    send, in order, at the end of that turn (or at :meth:`close`). uvicorn writes a response's
+    status line and headers, then its body, each in a send of its own: two packets and two
+    wake-ups of the client for a reply that fits in one. Everything else is the transport's."""
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self.transport = transport
+        self._loop = loop
+        self._pending: list[bytes] = []
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if not self._pending:
+            self._loop.call_soon(self.flush)
+        self._pending.append(bytes(data))
+
+    def writelines(self, lines: Iterable[bytes | bytearray | memoryview]) -> None:
+        for data in lines:
+            self.write(data)
+
+    def flush(self) -> None:
+        """Send what was written (dropped once the connection is closing)."""
+        if self._pending:
+            data = b"".join(self._pending)
+            self._pending.clear()
+            if not self.transport.is_closing():
+                self.transport.write(data)
+
+    def close(self) -> None:
+        self.flush()
+        self.transport.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.transport, name)
+
+
+class OneSendProtocol(_HttpProtocol):
+    """uvicorn's HTTP protocol (httptools' parser when installed, as ``http="auto"``) on a
+    :class:`OneSendTransport`."""
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(cast(asyncio.Transport, OneSendTransport(
+            transport, asyncio.get_running_loop())))
+
+
 def _uvicorn_config(app: Any, config: RegistryConfig, workers: int, **extra: Any) -> uvicorn.Config:
     return uvicorn.Config(
-        # uvloop and httptools when installed (auto); no proxy-headers middleware (nothing
-        # here reads the client's address), no access log
-        app, loop="auto", http="auto", lifespan="on", access_log=False, log_level="warning",
+        # uvloop when installed (auto), httptools' parser on a transport that sends a reply's
+        # head and body together; no proxy-headers middleware (nothing here reads the client's
+        # address), no access log
+        app, loop="auto", http=OneSendProtocol, lifespan="on", access_log=False,
+        log_level="warning",
         proxy_headers=False,
         workers=workers, timeout_keep_alive=30, backlog=2048,
         timeout_graceful_shutdown=max(1, round(config.settings.gateway.shutdown_timeout_s)),
@@ -132,6 +189,7 @@ def _serve_here(options: ServeOptions, sock: socket.socket, host: str, port: int
     engine = (options.engine_factory(config) if options.engine_factory is not None
               else LocalEngine(config, env=options.env, probe=options.probe))
     gateway = build_gateway(config, engine, env=options.env)
+    _freeze_heap()
     server = _Server(_uvicorn_config(gateway.app, config, 1))
     _announce_when_started(server, options, host, port)
     server.run(sockets=[sock])
@@ -145,7 +203,9 @@ def _serve_workers(options: ServeOptions, sock: socket.socket, host: str, port: 
     config = options.config
     spec = Path(config.settings.data_dir) / "state" / f"gateway-spec-{os.getpid()}.json"
     spec.parent.mkdir(parents=True, exist_ok=True)
-    spec.write_text(json.dumps({"config": config.model_dump(mode="json"),
+    # the workers' sockets for /metrics (a short path: a socket's is at most 107 bytes)
+    run_dir = tempfile.mkdtemp(prefix="amm-serve-")
+    spec.write_text(json.dumps({"config": config.model_dump(mode="json"), "run_dir": run_dir,
                                 "workers": options.workers, "probe": options.probe}), "utf-8")
     os.environ[SPEC_ENV] = str(spec)
     try:
@@ -158,6 +218,7 @@ def _serve_workers(options: ServeOptions, sock: socket.socket, host: str, port: 
     finally:
         os.environ.pop(SPEC_ENV, None)
         spec.unlink(missing_ok=True)
+        shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def worker_app() -> Any:
@@ -166,7 +227,17 @@ def worker_app() -> Any:
     config = config_from_dict(spec["config"], source="gateway spec")
     share = 1.0 / int(spec["workers"])
     engine = LocalEngine(config, share=share, probe=bool(spec["probe"]))
-    return build_gateway(config, engine, share=share).app
+    app = build_gateway(config, engine, share=share, peers=Peers(spec["run_dir"])).app
+    _freeze_heap()
+    return app
+
+
+def _freeze_heap() -> None:
+    """What start-up left alive (modules, the registry, the engine: most of the heap) is moved
+    out of the cyclic collector's reach, so its full collections, which otherwise walk all of
+    it, stop stalling a request now and then (about 0.1 s each here)."""
+    gc.collect()
+    gc.freeze()
 
 
 def _announce_when_started(server: uvicorn.Server, options: ServeOptions, host: str,

@@ -140,6 +140,32 @@ def _longest_line(data: bytes) -> int:
     return max(map(len, data.split(b"\n")))
 
 
+class _Cookies(httpx.Cookies):
+    """Cookies as httpx keeps them, except that a response setting none is not handed to the
+    standard library's jar (which first builds urllib views of the request and the response:
+    tens of microseconds a call, for the rare reply that sets a cookie)."""
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        if "set-cookie" in response.headers:
+            super().extract_cookies(response)
+
+
+class ProviderClient(httpx.AsyncClient):
+    """The ``httpx.AsyncClient`` an adapter builds for itself: httpx's, with :class:`_Cookies`."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.cookies = super().cookies
+
+    @property
+    def cookies(self) -> httpx.Cookies:
+        return self._jar
+
+    @cookies.setter
+    def cookies(self, cookies: Any) -> None:
+        self._jar = _Cookies(cookies)
+
+
 class ProviderAdapter(ABC):
     """An httpx client for one provider's wire protocol (protocols.md).
 
@@ -177,7 +203,7 @@ class ProviderAdapter(ABC):
             from ._aiohttp import AiohttpTransport
 
             transport = AiohttpTransport(max_connections=config.max_connections)
-        self._client = client or httpx.AsyncClient(
+        self._client = client or ProviderClient(
             transport=transport,
             timeout=self._httpx_timeout(config.timeouts.total_s),
             limits=httpx.Limits(

@@ -355,9 +355,19 @@ def test_two_workers_serve_and_stop_cleanly(emulator: EmulatorServer, tmp_path: 
         with ThreadPoolExecutor(8) as pool:
             replies = list(pool.map(one, range(24)))
         assert [r.status_code for r in replies] == [200] * 24
-        pids = {re.search(r'pid="(\d+)"', httpx.get(f"{gateway.base_url}/metrics").text).group(1)  # type: ignore[union-attr]
-                for _ in range(12)}
-        assert pids  # each worker reports its own counters
+        for _ in range(600):  # the second worker may still be starting
+            if "amm_gateway_workers 2" in httpx.get(f"{gateway.base_url}/metrics").text:
+                break
+            time.sleep(0.1)
+        for _ in range(8):  # whichever worker answers, it answers for both
+            text = httpx.get(f"{gateway.base_url}/metrics").text
+            assert "amm_gateway_workers 2" in text and "amm_gateway_workers_unreachable 0" in text
+            assert 'pid="' not in text
+            served = [int(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                      if line.startswith("amm_gateway_requests_total{") and 'status="200"' in line]
+            assert sum(served) == 24
+            assert 'amm_gateway_request_duration_seconds_count{endpoint="chat.completions"} 24' in text
+            assert 'amm_gateway_key_budget_limit_usd{key="poor"} 0.000001' in text  # not 2 shares
     finally:
         code = gateway.stop()
     assert code == 0
