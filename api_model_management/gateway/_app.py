@@ -39,7 +39,13 @@ from .._clock import SYSTEM_CLOCK, Clock
 from .._request import ModelRequest, ModelResponse, ProviderResult, StreamChunk, ToolCall
 from ..budget import settle_usage, usage_bound, worst_case_cost_usd
 from ..config import GatewayKey, RegistryConfig
-from ..errors import BudgetExceeded, InvalidInput, MalformedResponse, RateLimitExceeded
+from ..errors import (
+    BudgetExceeded,
+    EventsNotShipped,
+    InvalidInput,
+    MalformedResponse,
+    RateLimitExceeded,
+)
 from ..events import uuid7
 from . import _anthropic, _openai
 from ._engine import GatewayEngine
@@ -357,6 +363,15 @@ class Gateway:
             return await self._stream(wire, wire_request, request, hold, done)
         try:
             response = await self.engine.complete(request)
+        except EventsNotShipped as exc:  # answered and paid; its events not in the log in time
+            answer = getattr(exc, "response", None)  # the answer, as the router gives it
+            if not isinstance(answer, ModelResponse):
+                self.limits.release(hold)
+                return done.failed(wire, exc)
+            response = answer
+            headers["x-amm-events-durable"] = "false"
+            log.warning("request %s answered; its events are not in the shared log yet (they "
+                        "stay in the spool)", request_id)
         except Exception as exc:  # noqa: BLE001 - every failure is answered in the SDK's shape
             self.limits.release(hold)
             return done.failed(wire, exc)
