@@ -33,6 +33,7 @@ from ..errors import ComponentUnavailable
 from ..events import uuid7
 from . import _ray
 from ._limiters import LimiterDirectory, LimiterShell
+from ._nodes import NodeWatcherShell
 from ._ray import Handle
 from ._router import RouterShell
 from ._shells import (
@@ -58,6 +59,7 @@ CostLedgerActor = _ray.remote_class(CostLedgerShell, **_SMALL)
 CacheActor = _ray.remote_class(CacheShell, **_SMALL)
 SelectorActor = _ray.remote_class(SelectorShell, **_SMALL)
 RouterActor = _ray.remote_class(RouterShell, **_SMALL, **_ASYNC)
+NodeWatcherActor = _ray.remote_class(NodeWatcherShell, **_SMALL)
 
 
 @dataclass
@@ -90,6 +92,8 @@ class ActorHandles:
     next_router: int = 0
     #: the actor hosting every provider's HealthChecker (``health`` holds one handle for each)
     health_host: Handle | None = None
+    #: a detached system's node watcher (``_nodes.NodeWatcherShell``); None: a driver watches
+    node_watcher: Handle | None = None
 
     def all(self) -> list[Handle]:
         return [handle for _, handle in self.named()]
@@ -129,7 +133,8 @@ class ActorHandles:
         sinks = [(f"EventSink {n[:8]}", h) for n, h in self.sinks.items() if h is not self.sink]
         health = ([("HealthCheckers", self.health_host)] if self.health_host is not None
                   else [(f"HealthChecker {p}", h) for p, h in self.health.items()])
-        return [("EventSink", self.sink), *sinks, ("CostLedger", self.ledger),
+        watcher = [("NodeWatcher", self.node_watcher)] if self.node_watcher is not None else []
+        return [*watcher, ("EventSink", self.sink), *sinks, ("CostLedger", self.ledger),
                 ("Cache", self.cache), ("Selector", self.selector), *health,
                 *((f"RateLimiter {m}", h) for m, h in self.limiters.live().items()),
                 *((f"Router {i}", h) for i, h in enumerate(self.routers))]
@@ -233,6 +238,50 @@ def add_node_actors(config: RegistryConfig, api_keys: Mapping[str, Any], handles
     return started
 
 
+def start_node_watcher(config: RegistryConfig, api_keys: Mapping[str, Any], handles: ActorHandles,
+                       name_prefix: str, *, start_timeout_s: float = START_TIMEOUT_S) -> Handle:
+    """Start a detached system's node watcher (``<prefix>:nodes``, detached, on this node while
+    it lives) with a copy of ``handles``, and wait until it runs; it is then in
+    ``handles.node_watcher``."""
+    factory = _Factory(name_prefix, detached=True)
+    watcher = factory.new(NodeWatcherActor, "nodes", config, api_keys, handles, name_prefix,
+                          concurrent=True,
+                          placement=_ray.on_node(_ray.current_node_id(), soft=True))
+    try:
+        _ray.get(_ray.send(watcher, "ping", what="NodeWatcher"), timeout_s=start_timeout_s)
+    except (ComponentUnavailable, TimeoutError):
+        _ray.kill(watcher)
+        raise
+    handles.node_watcher = watcher
+    return watcher
+
+
+def node_actors_by_name(name_prefix: str) -> tuple[dict[str, Handle], list[Handle]]:
+    """The sinks (by node) and Router actors (in the order of their numbers) of the running
+    system ``name_prefix``, found by name (empty when it does not run)."""
+    named = _system_names(name_prefix)
+    if named is None:
+        return {}, []
+    namespace, roles = named
+    sinks = {role[len("sink:"):]: _ray.get_actor(name, namespace)
+             for role, name in roles.items() if role.startswith("sink:")}
+    routers = sorted((int(role[len("router:"):]), name) for role, name in roles.items()
+                     if role.startswith("router:") and role[len("router:"):].isdigit())
+    return sinks, [_ray.get_actor(name, namespace) for _, name in routers]
+
+
+def _system_names(name_prefix: str) -> tuple[str, dict[str, str]] | None:
+    """The namespace of the system ``name_prefix`` and its actors' names by role (``ledger``,
+    ``sink:<node>``, ...); None when no such system runs."""
+    head = f"{name_prefix}:"
+    found = _ray.named_actors()
+    namespace = next((ns for ns, name in found if name == f"{head}ledger"), None)
+    if namespace is None:
+        return None
+    return namespace, {name[len(head):]: name for ns, name in found
+                       if ns == namespace and name.startswith(head)}
+
+
 def _subscribe_router(handles: ActorHandles, router: Handle) -> None:
     """Add a new router to every publisher's subscribers (health, limits, selection)."""
     replies = [_ray.send(h, "add_subscribers", [router]) for h in handles.health.values()]
@@ -289,13 +338,10 @@ def find_actors(name_prefix: str, config: RegistryConfig | None = None) -> Actor
     namespace), for a driver that joins it; None when no such system runs. With ``config``,
     the driver starts the RateLimiters it needs (as the system's routers do); without, it sees
     those running when it joined."""
-    head = f"{name_prefix}:"
-    found = _ray.named_actors()
-    namespace = next((ns for ns, name in found if name == f"{head}ledger"), None)
-    if namespace is None:
+    system = _system_names(name_prefix)
+    if system is None:
         return None
-    named = {name[len(head):]: name for ns, name in found
-             if ns == namespace and name.startswith(head)}
+    namespace, named = system
 
     def get(role: str) -> Handle:
         return _ray.get_actor(named[role], namespace)
@@ -319,4 +365,5 @@ def find_actors(name_prefix: str, config: RegistryConfig | None = None) -> Actor
                         get("selector"), _hosted_health(health_host, providers), limiters,
                         [h for _, h in routers], sinks=sinks,
                         next_router=max((n for n, _ in routers), default=-1) + 1,
-                        health_host=health_host)
+                        health_host=health_host,
+                        node_watcher=get("nodes") if "nodes" in named else None)

@@ -97,7 +97,10 @@ class ModelManagement:
         ``name_prefix``), until a ``shutdown`` of that driver or the cluster's end (Ray's
         detached actors, in the namespace ``amm``). The driver that started the system gives
         every node that joins the cluster later its EventSink (and its Router, with
-        ``settings.routers.placement = "per_node"``)."""
+        ``settings.routers.placement = "per_node"``): a thread of this driver, or, for a detached
+        system, a detached actor (``<prefix>:nodes``), so that nodes joining after this driver
+        exited get them too. Every other driver (and the starter of a detached system) takes
+        the nodes' actors started since from their names, every 2 s."""
         from ..config import load_config, load_secrets
         from ..config._logging import configure_logging, with_effective_log_level
         from ._actors import find_actors, start_actors
@@ -126,6 +129,8 @@ class ModelManagement:
             name_prefix = name_prefix or f"amm-{uuid.uuid4().hex[:8]}"
             handles = joined or start_actors(config, api_keys, name_prefix=name_prefix,
                                              start_timeout_s=start_timeout_s, detached=detached)
+            if joined is None and detached:
+                _start_detached_watcher(config, api_keys, handles, name_prefix, start_timeout_s)
         except BaseException:
             if owns_ray:
                 _ray.shutdown()
@@ -134,8 +139,10 @@ class ModelManagement:
         system = cls(config, handles, owns_ray=owns_ray, started_s=time.monotonic() - t0,
                      embedded=embedded, owns_actors=joined is None)
         system.name_prefix = name_prefix
-        if joined is None:
-            system._watcher = NodeWatcher(system, api_keys, detached=detached)
+        # the one watcher that starts nodes' actors is this driver's thread, or for a detached
+        # system its actor; every other driver follows it (see ``_nodes``)
+        system._watcher = NodeWatcher(system, api_keys, detached=detached,
+                                      create=joined is None and not detached)
         log.info("started system %s; its live state: amm status --address %s", name_prefix,
                  _ray.gcs_address())
         return system
@@ -188,6 +195,9 @@ class ModelManagement:
         driver runs on (its embedded router spools there)."""
         if self.embedded is not None and node_id == _ray.current_node_id():
             raise InvalidInput("cannot drain the node this driver runs on", field="node_id")
+        if self.handles.node_watcher is not None:  # a detached system's: give the node nothing
+            _ray.get(_ray.send(self.handles.node_watcher, "drain", node_id, what="NodeWatcher"),
+                     timeout_s=timeout_s)
         self.handles.learn_router_nodes()
         leaving = sorted(i for i, n in self.handles.router_nodes.items() if n == node_id)
         _call_all("flush_events", [self.handles.routers[i] for i in leaving], timeout_s=timeout_s)
@@ -353,6 +363,19 @@ class ModelManagement:
             if "ray::" in cmd or "raylet" in cmd or "gcs_server" in cmd or proc.info["name"].startswith("ray::"):
                 out[f"{proc.info['name']}:{proc.pid}"] = proc.info["memory_info"].rss / 2**20
         return out
+
+
+def _start_detached_watcher(config: RegistryConfig, api_keys: dict[str, Any], handles: Any,
+                            name_prefix: str, start_timeout_s: float) -> None:
+    """A detached system's node watcher; if it cannot start, the actors started are stopped."""
+    from ._actors import start_node_watcher
+
+    try:
+        start_node_watcher(config, api_keys, handles, name_prefix, start_timeout_s=start_timeout_s)
+    except BaseException:
+        for handle in handles.all():
+            _ray.kill(handle)
+        raise
 
 
 def _make_local_dirs(settings: Settings) -> None:

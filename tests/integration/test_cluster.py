@@ -496,3 +496,52 @@ def test_amm_query_reads_the_clusters_log_from_the_object_store(system):
     blob = b"".join(storage.read_bytes(storage.join(k)) for k in keys)
     assert KEYS["AMM_DEMO_OPENAI_KEY"].encode() not in blob and S3_SECRET.encode() not in blob
     assert b"cluster question" not in blob  # no prompt text either
+
+
+_DETACHED_DRIVER = textwrap.dedent("""
+    import json, sys
+    from api_model_management.runtime._system import ModelManagement
+    mm = ModelManagement.start(sys.argv[1], address=sys.argv[2], name_prefix=sys.argv[3],
+                               env={"AMM_DEMO_OPENAI_KEY": sys.argv[4]}, detached=True)
+    print(json.dumps({"watcher": mm.handles.node_watcher is not None, "sinks": len(mm.handles.sinks)}))
+    # exits without shutdown: a detached system outlives its driver
+""")
+
+
+def test_a_detached_systems_nodes_get_their_actors_after_its_driver_exited(cluster, s3_uri, emulator,
+                                                                          tmp_path):
+    import ray
+
+    from api_model_management.runtime import _ray
+    from api_model_management.runtime._actors import node_actors_by_name
+
+    head, _ = cluster
+    prefix = f"{PREFIX}-det"
+    config = _config(tmp_path, f"{s3_uri}-detached", emulator.url_for("openai"))  # its own disks and log
+    path = tmp_path / "registry.json"
+    path.write_text(config.model_dump_json())
+    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+    done = subprocess.run([sys.executable, "-c", _DETACHED_DRIVER, str(path), head.address, prefix,
+                           KEYS["AMM_DEMO_OPENAI_KEY"]], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["watcher"] and out["sinks"] == len(_ray.alive_nodes())
+    node = head.add_node(num_cpus=1, node_ip_address="127.0.0.1")
+    try:
+        deadline = time.monotonic() + 120
+        while True:  # the starting driver is gone: only the watcher actor can give it actors
+            sinks, routers = node_actors_by_name(prefix)
+            on_node = [r for r in routers if ray.get(r.node.remote(), timeout=60) == node.node_id]
+            if node.node_id in sinks and on_node:
+                break
+            assert time.monotonic() < deadline, "the node that joined got no sink or router"
+            time.sleep(1.0)
+        assert len(on_node) == 1
+        assert ray.get(sinks[node.node_id].node.remote(), timeout=60) == node.node_id
+    finally:
+        named = ray.util.list_named_actors(all_namespaces=True)
+        for entry in sorted(named, key=lambda e: not e["name"].endswith(":nodes")):  # watcher first
+            if entry["name"].startswith(f"{prefix}:"):
+                ray.kill(ray.get_actor(entry["name"], namespace=entry["namespace"]))
+        head.remove_node(node)
