@@ -28,8 +28,10 @@ for every agent type: enough to move a tenth of the requests of a tuned two-mode
 thresholds). So each re-scored decision also carries ``drift``: its candidates' performance with
 the reliability parts the log held at ``DRIFT_QUANTILES`` of its decisions (with the learnt
 quality of the end), which the tuner replays as well (see ``_tune``). The first is the state of a
-system just started: a serve's first seconds run on the priors' reliability until live statistics
-arrive (in one 1,500-request benchmark serve, its first 664 requests).
+system started on an empty log: the priors' reliability until live statistics arrive. (A system
+started on a log no longer begins there: its routers and Selector seed their statistics from the
+log's newest outcomes, ``selection.seed_stats``; before that, one 1,500-request benchmark serve ran
+its first 664 requests on the priors.)
 """
 
 from __future__ import annotations
@@ -65,8 +67,8 @@ LEARNT_QUALITY = ("final", "logged")
 #: The weight of learnt quality in the performance sub-score (selection's definition).
 _QUALITY_IN_PERFORMANCE = 0.4
 #: Where in the log (share of its selections) the reliability snapshots for ``drift`` are taken:
-#: after its first selection (a system just started: the priors' reliability, until the first
-#: statistics arrive), half-way and three quarters through.
+#: after its first selection (a system started on an empty log: the priors' reliability, until
+#: the first statistics arrive), half-way and three quarters through.
 DRIFT_QUANTILES = (0.0, 0.5, 0.75)
 
 
