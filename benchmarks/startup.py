@@ -129,7 +129,9 @@ def child(port: int, replicas: int | None, num_cpus: int | None, out: Path,
         if models is not None:
             config = replicated(config, models)
         t0 = time.perf_counter()
-        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        # "local": a fresh Ray, never one that another process on this machine left running
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
+                 configure_logging=False)
         timings["ray_init_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         mm = ModelManagement.start(config, env=KEYS)
