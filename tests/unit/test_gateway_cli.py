@@ -65,7 +65,7 @@ def test_a_workers_app_comes_from_its_spec(tmp_path: Path, monkeypatch: pytest.M
         update={"data_dir": str(tmp_path / "data")})})
     spec = tmp_path / "spec.json"
     spec.write_text(json.dumps({"config": config.model_dump(mode="json"), "workers": 4,
-                                "probe": False}))
+                                "probe": False, "run_dir": str(tmp_path / "run")}))
     monkeypatch.setenv(SPEC_ENV, str(spec))
     asgi = worker_app()
     assert callable(asgi)
