@@ -20,9 +20,12 @@ What is read (:func:`recent_outcomes`), for each model asked about:
 
 walking the log's dates back from its newest, a whole date at a time, until every model has
 ``per_model`` outcomes, and over at most ``SEED_MAX_DAYS`` dates (a model that has not been called
-for a week keeps the rest of its history unread). Files are read one at a time (each a bounded
-batch), and no more than ``per_model`` rows per model and kind are kept: memory is bounded by
-the largest file, time by the files of the dates walked. The events kept are folded in log order
+for a week keeps the rest of its history unread). Within a date, files are read newest first
+(by the newest ``occurred_at`` in their footer's statistics), and no further once every model
+has ``per_model`` rows of each kind the rest could add, all newer than anything left. Files are
+read one at a time and no more than ``per_model`` rows per model and kind are kept: memory is
+bounded by the largest file; time by the files holding those newest rows (plus a footer per file
+of the dates walked), not by the size of the log. The events kept are folded in log order
 (``occurred_at``, then ``event_id``) by :meth:`StatsCore.from_events`.
 
 Where the seed differs from a fold over the whole log: the counts (``count``, ``successes``,
@@ -65,8 +68,12 @@ SEED_MAX_DAYS = 7
 SEED_EVENT_TYPES = ("RequestCompleted", "AttemptFailed", "RequestFailed", "ResponseEvaluated")
 _READ_ATTEMPTS = 8
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_UNKNOWN = 2**63  # the newest time of a file whose footer does not say: read first, never skipped
 
 _Key = tuple[int, str]  # (occurred_at in µs, event_id): log order
+#: What rows of each type can count as (``_kinds``).
+_FEEDS = {"RequestCompleted": ("outcome", "success"), "AttemptFailed": ("outcome", "attempt"),
+          "RequestFailed": ("outcome",), "ResponseEvaluated": ("quality",)}
 
 
 @dataclass
@@ -104,6 +111,13 @@ class _Tail:
 
     def complete(self) -> bool:
         return all(self.kept[(m, "outcome")].full for m in self.models)
+
+    def older_than_kept(self, event_type: str, newest_us: int) -> bool:
+        """Whether rows of ``event_type`` no newer than ``newest_us`` can no longer be kept:
+        every model's rows of each kind they would count as are full of newer ones."""
+        return all(newest.full and newest_us < newest.heap[0][0][0]
+                   for m in self.models for kind in _FEEDS[event_type]
+                   for newest in (self.kept[(m, kind)],))
 
     def take(self, event_type: str, table: pa.Table) -> None:
         for kind, rows in _kinds(event_type, table):
@@ -184,21 +198,46 @@ def recent_outcomes(log_: EventLog, models: Collection[str], *,
 
 
 def _read_partition(log_: EventLog, event_type: str, day: str, tail: _Tail) -> None:
-    """Every live file of one partition into ``tail``; a file compacted away meanwhile is read
-    in the merged file that replaced it (rows already kept are not kept twice)."""
+    """The live files of one partition into ``tail``, newest first (by the newest time each
+    file's footer records), until the rest are older than every row they could still add; a
+    file compacted away meanwhile is read in the merged file that replaced it (rows already kept
+    are not kept twice)."""
     done: set[str] = set()
     for _ in range(_READ_ATTEMPTS):
         try:
-            files = [f for f in log_.partition_files(event_type, day) if f.name not in done]
-        except FileNotFoundError:  # the partition went away (compacted into another)
-            return
+            listed = log_.partition_files(event_type, day)
+            # an unreadable file is quarantined here (and left out)
+            files = [f for f in listed if f.name not in done and log_.readable(f)]
+            newest = {f.name: _newest_micros(log_, f) for f in files}
+        except FileNotFoundError:  # a file (or the partition) went: list again
+            continue
+        files.sort(key=lambda f: newest[f.name], reverse=True)
         try:
             for file in files:
+                if tail.older_than_kept(event_type, newest[file.name]):
+                    return
                 _read_file(log_, file, tail)
                 done.add(file.name)
             return
         except FileNotFoundError:
             continue
+
+
+def _newest_micros(log_: EventLog, file: LogFile) -> int:
+    """The newest ``occurred_at`` a (readable) file holds, from its footer's statistics (µs);
+    ``_UNKNOWN`` (newer than anything: the file is read) when they do not say."""
+    metadata = log_.open_file(file).metadata
+    column = next((i for i in range(metadata.num_columns)
+                   if metadata.schema.column(i).path == "occurred_at"), None)
+    if column is None:
+        return _UNKNOWN
+    newest = -_UNKNOWN
+    for group in range(metadata.num_row_groups):
+        stats = metadata.row_group(group).column(column).statistics
+        if stats is None or not stats.has_min_max or not isinstance(stats.max, datetime):
+            return _UNKNOWN
+        newest = max(newest, _micros(stats.max))
+    return newest
 
 
 def _read_file(log_: EventLog, file: LogFile, tail: _Tail) -> None:

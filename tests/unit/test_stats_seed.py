@@ -150,6 +150,16 @@ def test_at_most_max_days_are_walked(tmp_path):
     assert len(recent_outcomes(EventLog(tmp_path), [A])) == SEED_MAX_DAYS
 
 
+def test_files_older_than_what_is_kept_are_not_read(tmp_path, monkeypatch):
+    history = [done(A, i) for i in range(100)]
+    log = write(tmp_path, history, batch=10)  # ten files, oldest to newest
+    read: list[str] = []
+    real = log.read_file
+    monkeypatch.setattr(log, "read_file", lambda f, *a, **kw: read.append(f.name) or real(f))
+    assert recent_outcomes(log, [A], per_model=15) == history[-15:]
+    assert len(read) == 2  # the newest two files hold the 15 newest; the footers say the rest are older
+
+
 def test_ties_in_time_are_ordered_by_event_id_as_the_log_reads(tmp_path):
     same = [done(A, 0).model_copy(update={"event_id": f"0000000{i}", "request_id": f"t{i}"})
             for i in (3, 1, 2)]
