@@ -236,3 +236,21 @@ def test_the_failover_manager_starts_from_the_log(tmp_path):
     before = cold.model_selector.core.select(request)
     after = warm.model_selector.core.select(request)
     assert _performance(after, A) < _performance(before, A)
+
+
+def test_the_standalone_gateway_engine_starts_from_the_log(tmp_path):
+    from api_model_management.config import override
+    from api_model_management.gateway._engine import LocalEngine
+
+    keys = {"AMM_DEMO_OPENAI_KEY": "sk-test-openai-0000"}
+    request = ModelRequest(prompt=GOOD_PROMPT, agent_type="research",
+                           constraints={"allowed_models": [A, B]})
+    engines = {}
+    for name in ("empty", "seeded"):
+        config = override(demo_config(), settings={"data_dir": str(tmp_path / name)})
+        if name == "seeded":
+            write(tmp_path / name, a_fails_b_succeeds())
+        engines[name] = LocalEngine(config, env=keys, probe=False)
+    before = engines["empty"].selector.core.select(request)
+    after = engines["seeded"].selector.core.select(request)
+    assert _performance(after, A) < _performance(before, A)
