@@ -221,6 +221,8 @@ def _read_partition(log_: EventLog, event_type: str, day: str, tail: _Tail) -> N
             return
         except FileNotFoundError:
             continue
+    raise ConcurrentModification(f"the event log at {log_.storage.uri} kept changing while "
+                                 "being read", uri=log_.storage.uri)
 
 
 def _newest_micros(log_: EventLog, file: LogFile) -> int:
