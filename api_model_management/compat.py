@@ -39,7 +39,7 @@ from .events._resilient import ResilientSpool
 from .events._spool import SpoolWriter
 from .ratelimit import Admission, RateLimiterCore, RateLimitStatus
 from .routing._factory import LocalBackend
-from .routing._ports import NullOutcomes, OutcomePort
+from .routing._ports import OutcomePort
 
 if TYPE_CHECKING:
     from .projections import PerformanceMonitor
@@ -411,8 +411,10 @@ class ModelSelector:
     """Selection over the live state of a HealthChecker, RateLimiter and PerformanceMonitor.
 
     Before each selection the health and rate-limit state of the components given is pushed into
-    the selection core; the performance monitor's statistics (DuckDB over the log) at most once
-    per ``settings.selection.assignment_cache_ttl_s``. A :class:`FailoverManager` given this
+    the selection core; the live statistics of a :class:`FailoverManager` routing on this
+    selector (its calls' outcomes, from the log's seed on), else the performance monitor's
+    statistics (DuckDB over the log), at most once per
+    ``settings.selection.assignment_cache_ttl_s``. A :class:`FailoverManager` given this
     selector routes on the same core."""
 
     def __init__(self, registry: ModelRegistry | RegistryConfig,
@@ -430,6 +432,8 @@ class ModelSelector:
         self.core = SelectorCore(self.config, clock=clock)
         self._clock = clock
         self._stats_read_at: float | None = None
+        #: set by a FailoverManager on this selector: the statistics its outcomes are folded into
+        self.live_stats: StatsCore | None = None
 
     def sync(self) -> None:
         """Push the live state of the components given into the selection core."""
@@ -438,12 +442,14 @@ class ModelSelector:
             for model_id, core in self.rate_limiter.cores.items():
                 self.core.update_rate_limited(model_id, core.limited_until())
                 self.core.update_headroom(model_id, core.headroom())
-        if self.performance_monitor is not None:
+        if self.live_stats is not None or self.performance_monitor is not None:
             now = self._clock.monotonic()
             ttl = self.config.settings.selection.assignment_cache_ttl_s
             if self._stats_read_at is None or now - self._stats_read_at >= ttl:
                 self._stats_read_at = now
-                stats = self.performance_monitor.model_stats()
+                stats = (self.live_stats.snapshot() if self.live_stats is not None
+                         else self.performance_monitor.model_stats()
+                         if self.performance_monitor is not None else {})
                 if stats:
                     self.core.update_stats(stats)
 
@@ -572,17 +578,21 @@ class _FacadeBackend(LocalBackend):
         return self._outcomes
 
 
-class _HealthOutcomes:
-    """Call outcomes straight into the HealthChecker's cores (in-process, no batching), then the
+class _LiveOutcomes:
+    """Call outcomes into the live statistics (pushed to selection by ``ModelSelector.sync``)
+    and, with a HealthChecker, straight into its cores (in-process, no batching), then the
     selector's view of that provider's health."""
 
-    def __init__(self, checker: HealthChecker, selector: ModelSelector) -> None:
+    def __init__(self, stats: StatsCore, checker: HealthChecker | None,
+                 selector: ModelSelector) -> None:
+        self.stats = stats
         self.checker = checker
         self.selector = selector
 
     def outcome(self, provider: str, model_id: str, ok: bool, error_kind: str | None,
                 latency_ms: float, quality: float | None = None) -> None:
-        if provider in self.checker.unavailable_reasons:
+        self.stats.record(model_id, ok, latency_ms, quality, error_kind=error_kind)
+        if self.checker is None or provider in self.checker.unavailable_reasons:
             return
         self.checker.record_outcome(model_id, ok, error_kind)
         self.selector.sync_health(provider)
@@ -656,17 +666,19 @@ class FailoverManager:
         self.cache_manager = _cache(cache_manager)
         # a str, not a Path: a remote log's URI (s3://...) would lose a slash in a Path
         self.data_dir: str | Path = data_dir if data_dir is not None else config.settings.data_dir
-        outcomes: OutcomePort = NullOutcomes()
-        if self.health_checker is not None:
-            outcomes = _HealthOutcomes(self.health_checker, self.model_selector)
-        backend = _FacadeBackend(config, clock, rate_limiter=self.rate_limiter,
-                                 cost_tracker=self.cost_tracker, cache_manager=self.cache_manager,
-                                 outcomes=outcomes)
         settings = config.settings.events
         self.spool = ResilientSpool(SpoolWriter(self.data_dir, fsync=settings.fsync,
                                                 spool_dir=settings.spool_dir,
                                                 fsync_interval_ms=settings.fsync_interval_ms),
                                     clock=clock)
+        # no cold start: reliability as the log shows it, then as this manager's calls go
+        self.stats = seed_stats(self.data_dir, [m.id for m in config.models],
+                                alerts=self.spool.write)
+        self.model_selector.live_stats = self.stats
+        outcomes: OutcomePort = _LiveOutcomes(self.stats, self.health_checker, self.model_selector)
+        backend = _FacadeBackend(config, clock, rate_limiter=self.rate_limiter,
+                                 cost_tracker=self.cost_tracker, cache_manager=self.cache_manager,
+                                 outcomes=outcomes)
         self.quality = QualityFold({m.id: m.quality_prior for m in config.models})
         self._feedback: OrderedDict[tuple[str, str], None] = OrderedDict()
         for event in read_all_events(self.data_dir, ("ResponseEvaluated", "FeedbackRecorded"),
@@ -677,10 +689,8 @@ class FailoverManager:
         core = self.model_selector.core
         core.update_quality(self.quality.snapshot())
         self.events = _LearningEvents(self.spool, self.quality, core)
-        # no cold start: reliability as the log shows it (frozen here: outcomes go to health)
-        stats = seed_stats(self.data_dir, [m.id for m in config.models], alerts=self.events.write)
         self.router = build_local_router(config, env=env, clock=clock, events=self.events,
-                                         backend=backend, selector=core, stats=stats)
+                                         backend=backend, selector=core, stats=self.stats)
         if self.health_checker is not None:
             self.health_checker.attach_events(self.events)
 

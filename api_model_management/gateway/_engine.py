@@ -28,6 +28,7 @@ from ..errors import InvalidInput
 from ..events import Event, FeedbackRecorded, RequestCompleted, RequestFailed
 from ..ratelimit import AdmissionPort, RateLimitState, RateTicket
 from ..routing import AdapterPort
+from ..selection import StatsCore
 
 #: The longest a selector's view of what no request changed (health from probes, rate-limit
 #: headroom freed as the window slides) may lag behind: a full sync at least this often.
@@ -148,7 +149,7 @@ class LocalEngine:
         self._learning = _DeferredLearning(self.manager.events)
         router.events = self._learning
         if self.health is not None:
-            router.outcomes = _HealthOutcomes(self.health, self.selector)
+            router.outcomes = _HealthOutcomes(self.health, self.selector, self.manager.stats)
         self._clock: Clock = SYSTEM_CLOCK
         self._synced_at = -math.inf
 
@@ -314,15 +315,18 @@ class _HealthOutcomes:
     """Call outcomes into the HealthChecker, then the selector's view of that provider's health
     (as ``compat``'s port), except after a success on a provider known ``steady`` (healthy,
     no model unavailable): a success there changes nothing. The set is emptied by every full
-    sync (probes may have changed a state meanwhile)."""
+    sync (probes may have changed a state meanwhile). Every outcome is also folded into the live
+    statistics (``stats``, seeded from the log), which the full sync pushes to selection."""
 
-    def __init__(self, checker: Any, selector: Any) -> None:
+    def __init__(self, checker: Any, selector: Any, stats: StatsCore) -> None:
         self.checker = checker
         self.selector = selector
+        self.stats = stats
         self.steady: set[str] = set()
 
     def outcome(self, provider: str, model_id: str, ok: bool, error_kind: str | None,
                 latency_ms: float, quality: float | None = None) -> None:
+        self.stats.record(model_id, ok, latency_ms, quality, error_kind=error_kind)
         checker = self.checker
         if provider in checker.unavailable_reasons:
             return

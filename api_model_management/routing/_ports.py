@@ -110,7 +110,7 @@ class BatchedOutcomes:
     def outcome(self, provider: str, model_id: str, ok: bool, error_kind: str | None,
                 latency_ms: float, quality: float | None = None) -> None:
         self._pending[provider].append((ok, error_kind, model_id))
-        self.stats.record(model_id, ok, latency_ms, quality)
+        self.stats.record(model_id, ok, latency_ms, quality, error_kind=error_kind)
 
     def flush(self) -> list[object]:
         sent = [self.reporter.report(p, batch) for p, batch in self._pending.items() if batch]

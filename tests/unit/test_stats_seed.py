@@ -254,3 +254,61 @@ def test_the_standalone_gateway_engine_starts_from_the_log(tmp_path):
     before = engines["empty"].selector.core.select(request)
     after = engines["seeded"].selector.core.select(request)
     assert _performance(after, A) < _performance(before, A)
+
+
+def _calls(outcomes, model_id: str, ok: bool, error_kind: str | None, n: int = 20,
+           latency_ms: float = 300.0) -> None:
+    for _ in range(n):
+        outcomes.outcome("openai", model_id, ok, error_kind, latency_ms)
+
+
+def test_the_failover_managers_calls_move_its_selection_after_the_seed(tmp_path):
+    keys = {"AMM_DEMO_OPENAI_KEY": "sk-test-openai-0000"}
+    manager = FailoverManager(demo_config(), env=keys, data_dir=tmp_path)
+    request = ModelRequest(prompt=GOOD_PROMPT, agent_type="research",
+                           constraints={"allowed_models": [A, B]})
+    before = manager.model_selector.core.select(request)
+    _calls(manager.router.outcomes, A, False, "server_error")
+    assert manager.stats.snapshot()[A].failures == 20
+    manager.model_selector._stats_read_at = None  # the next sync reads (its TTL has not passed)
+    manager.model_selector.sync()
+    manager.model_selector.core.clear_assignment_cache()  # its TTL bounds staleness, not passed
+    after = manager.model_selector.core.select(request)
+    assert _performance(after, A) < _performance(before, A)
+
+
+def test_a_request_at_fault_does_not_count_against_the_model_live(tmp_path):
+    from api_model_management.routing._ports import BatchedOutcomes
+
+    keys = {"AMM_DEMO_OPENAI_KEY": "sk-test-openai-0000"}
+    manager = FailoverManager(demo_config(), env=keys, data_dir=tmp_path)
+    batched = BatchedOutcomes(StatsCore(), reporter=_NoReports())
+    for outcomes, stats in ((manager.router.outcomes, manager.stats), (batched, batched.stats)):
+        _calls(outcomes, A, False, "invalid_request")
+        assert A not in stats.snapshot()  # as the log's fold ignores it
+        _calls(outcomes, A, False, "server_error", n=1)
+        assert stats.snapshot()[A].failures == 1
+
+
+class _NoReports:
+    def report(self, provider, batch):
+        return None
+
+
+def test_the_standalone_gateway_engines_calls_move_its_selection(tmp_path):
+    from api_model_management.config import override
+    from api_model_management.gateway._engine import LocalEngine
+
+    keys = {"AMM_DEMO_OPENAI_KEY": "sk-test-openai-0000"}
+    config = override(demo_config(), settings={"data_dir": str(tmp_path)})
+    engine = LocalEngine(config, env=keys, probe=False)
+    request = ModelRequest(prompt=GOOD_PROMPT, agent_type="research",
+                           constraints={"allowed_models": [A, B]})
+    before = engine.selector.core.select(request)
+    # slow answers (failures would open the provider's breaker: no model left to compare)
+    _calls(engine.manager.router.outcomes, A, True, None, latency_ms=20_000.0)
+    engine.selector._stats_read_at = None
+    engine.sync()
+    engine.selector.core.clear_assignment_cache()
+    after = engine.selector.core.select(request)
+    assert _performance(after, A) < _performance(before, A)
