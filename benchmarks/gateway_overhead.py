@@ -123,11 +123,14 @@ def _drain(proc: subprocess.Popen, lines: list[str]) -> None:
 
 # -- the targets ----------------------------------------------------------------------------------
 def amm_target(emulator_port: int, workers: int, folder: Path, mode: str = "standalone",
-               replicas: int = 1) -> Target:
+               replicas: int = 1, tree: Path | None = None) -> Target:
     """``amm serve`` with ``workers`` workers (``mode`` standalone), on a Ray system (``ray``,
-    one process) or on Ray Serve (``ray-serve``, ``replicas`` replicas)."""
+    one process) or on Ray Serve (``ray-serve``, ``replicas`` replicas). ``tree``: another
+    checkout of the package (e.g. ``git worktree add /tmp/before COMMIT``) put first on
+    ``PYTHONPATH``, for a before/after row side by side in one run."""
     key, digest = new_key()
     label = {"standalone": str(workers), "ray": "ray", "ray-serve": f"serve-{replicas}"}[mode]
+    label += "-before" if tree is not None else ""
     registry = with_emulator_port(demo_config(), emulator_port).model_dump(mode="json")
     for model in registry["models"]:
         if model["id"] == MODEL:
@@ -143,6 +146,8 @@ def amm_target(emulator_port: int, workers: int, folder: Path, mode: str = "stan
     path.write_text(json.dumps(registry))
     port = free_port()
     env = {**os.environ, "API_MODEL_LOG_LEVEL": "WARNING"}
+    if tree is not None:
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(tree), env.get("PYTHONPATH")) if p)
     for provider in demo_config().providers.values():
         if provider.api_key_env:
             env[provider.api_key_env] = "emulator-key"
@@ -150,7 +155,8 @@ def amm_target(emulator_port: int, workers: int, folder: Path, mode: str = "stan
             "ray-serve": ["--ray-serve", "--replicas", str(replicas)]}[mode]
     proc = subprocess.Popen([sys.executable, "-c", _ENTRY, "serve", "--config", str(path),
                              "--port", str(port), *args],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            cwd=folder)  # not the checkout: PYTHONPATH decides which package runs
     lines: list[str] = []
     threading.Thread(target=_drain, args=(proc, lines), daemon=True).start()
     base = f"http://127.0.0.1:{port}"
@@ -309,6 +315,9 @@ def main() -> int:
                         help="Also amm serve --ray and amm serve --ray-serve (what Serve's proxy adds).")
     parser.add_argument("--serve-replicas", type=int, default=1, help="Replicas with --ray-serve.")
     parser.add_argument("--skip-two-workers", action="store_true", help="No amm serve --workers 2 row.")
+    parser.add_argument("--before", type=Path, metavar="TREE",
+                        help="Also amm serve, 1 worker, from another checkout (git worktree add "
+                             "TREE COMMIT), side by side with this one.")
     args = parser.parse_args()
     levels = [int(c) for c in args.concurrency.split(",") if c]
 
@@ -321,6 +330,12 @@ def main() -> int:
             targets.append(Target("direct (emulator)", f"{emulator.url}/v1/chat/completions",
                                   {"authorization": "Bearer emulator-key"}, _body()))
             targets.append(amm_target(emulator.port, 1, folder))
+            if args.before is not None:
+                if not (args.before / "api_model_management").is_dir():
+                    parser.error(f"--before {args.before}: no api_model_management package there")
+                before = amm_target(emulator.port, 1, folder, tree=args.before.resolve())
+                before.name += f" (before: {args.before.name})"
+                targets.append(before)
             if not args.skip_two_workers:
                 targets.append(amm_target(emulator.port, 2, folder))
             if args.ray_serve:
