@@ -275,8 +275,9 @@ class EventsNotShipped(ComponentUnavailable):
     within ``ack_timeout_s`` (or the upload failed), so its answer is not durable against the loss
     of the node. The provider call was made and its events (cost included) are in the node's
     spool, shipped or ingested later. ``request_id`` names the request; ``response`` is its answer
-    (a ``ModelResponse``, None for a stream or a failed request), for a caller that prefers the
-    answer to the guarantee."""
+    (a ``ModelResponse``, None for a stream or a failed request) and ``final`` a stream's last
+    chunk (its result and cost, None otherwise), for a caller that prefers the answer to the
+    guarantee."""
 
     error_kind = "events_not_shipped"
 

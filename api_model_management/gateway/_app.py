@@ -428,7 +428,7 @@ class Gateway:
                     yield writer.tool_call(chunk.tool_call)
                 elif chunk.delta:
                     yield writer.text(chunk.delta)
-                chunk = await anext(state.chunks)
+                chunk = await self._next_chunk(state, request)
             result = chunk.result
             assert result is not None, "a final chunk carries the result"
             for call in result.tool_calls:
@@ -446,6 +446,22 @@ class Gateway:
             yield writer.error(error)
         finally:
             await state.close()
+
+    @staticmethod
+    async def _next_chunk(state: _StreamState, request: ModelRequest) -> StreamChunk:
+        """The stream's next chunk. A last chunk whose events were not shipped in time
+        (``events.ack="shipped"``) is given all the same: the text is sent and the call paid, so
+        the stream ends as any other and the key is charged (an error event after the text would
+        make the SDKs throw the answer away, and the key would not pay for it)."""
+        try:
+            return await anext(state.chunks)
+        except EventsNotShipped as exc:
+            final = getattr(exc, "final", None)
+            if not isinstance(final, StreamChunk):
+                raise
+            log.warning("streamed request %s answered; its events are not in the shared log yet "
+                        "(they stay in the spool)", request.request_id)
+            return final
 
     # -- helpers ---------------------------------------------------------------------------------
     def _authenticate(self, headers: Mapping[str, str]) -> GatewayKey:

@@ -252,16 +252,18 @@ class RouterCore:
             raise
         self._flush(state)
         if final is not None:
-            await self._acknowledge(state, None)
+            await self._acknowledge(state, None, final=final)
             yield final
 
     async def _acknowledge(self, state: _Attempt, response: ModelResponse | None, *,
-                           failed: BaseException | None = None) -> None:
+                           failed: BaseException | None = None,
+                           final: StreamChunk | None = None) -> None:
         """Wait until the request's events (written by ``_flush``) are in the shared log, when
         the configuration asks for it. A request that failed raises its own error whatever
         happens here (its failure is logged); an answer that is not shipped in time raises
-        ``EventsNotShipped`` carrying it (the call is made and paid; its events, cost included,
-        stay in the spool and reach the log later)."""
+        ``EventsNotShipped`` carrying it, ``response`` (or ``final``: a stream's last chunk, with
+        the result and cost; the call is made and paid; its events, cost included, stay in the
+        spool and reach the log later)."""
         if self.acks is None:
             return
         try:
@@ -273,7 +275,7 @@ class RouterCore:
                             state.request_id, error_kind_of(failed), exc)
                 return
             raise EventsNotShipped(exc.message, request_id=state.request_id, response=response,
-                                   component="EventShipper",
+                                   final=final, component="EventShipper",
                                    cause=getattr(exc, "cause", None)) from None
 
     def select(self, request: ModelRequest) -> Selection:

@@ -126,3 +126,23 @@ def test_the_sink_doubles_nothing_a_router_shipped(tmp_path):
     router.events.close()  # the router is gone: what is left is the sink's
     SpoolIngestor(tmp_path).ingest()
     assert sorted(in_log(tmp_path, "RequestCompleted")) == sorted(ids)
+
+
+def test_a_stream_whose_log_is_unreachable_raises_with_its_last_chunk(tmp_path, monkeypatch):
+    router, _ = router_at(tmp_path)
+    monkeypatch.setattr(shipper_module, "publish",
+                        lambda *a, **k: (_ for _ in ()).throw(OSError("unreachable")))
+
+    async def consume() -> list[str]:
+        deltas: list[str] = []
+        async for chunk in router.stream(req()):
+            assert not chunk.done  # the last chunk waits for the log: it rides on the error
+            deltas.append(chunk.delta)
+        return deltas
+
+    with pytest.raises(EventsNotShipped) as caught:
+        asyncio.run(consume())
+    final = caught.value.final
+    assert final is not None and final.done and final.cost_usd > 0
+    [done] = read_all_events(tmp_path, ["RequestCompleted"])  # in the spool, cost included
+    assert isinstance(done, RequestCompleted) and done.cost_usd == final.cost_usd

@@ -107,3 +107,57 @@ def test_without_an_answer_it_stays_a_503_and_the_hold_is_released(tmp_path: Pat
         await gateway.engine.aclose()
 
     asyncio.run(main())
+
+
+def test_a_stream_whose_events_are_late_ends_as_any_other_and_the_key_pays(tmp_path: Path) -> None:
+    gateway = gateway_at(tmp_path)
+    stream = gateway.engine.stream
+
+    async def late(request: ModelRequest) -> Any:
+        final = None
+        async for chunk in stream(request):  # to its end: the request is over, as in the router
+            if chunk.done:
+                final = chunk
+            else:
+                yield chunk
+        # as the router does when the log is late: the last chunk rides on the error
+        raise EventsNotShipped("events not in the log within 10 s", final=final,
+                               request_id=request.request_id, component="EventShipper",
+                               cause="timeout", retry_after_s=1.0)
+
+    gateway.engine.stream = late
+    body = orjson.dumps({"model": "gpt-4.1-mini", "stream": True,
+                         "stream_options": {"include_usage": True},
+                         "messages": [{"role": "user", "content": GOOD_PROMPT}]})
+    scope = {"type": "http", "method": "POST", "path": "/v1/chat/completions", "root_path": "",
+             "query_string": b"", "headers": [(b"authorization", f"Bearer {KEY}".encode())]}
+    sent: list[dict[str, Any]] = []
+    received: list[bool] = []
+
+    async def main() -> None:
+        ended = asyncio.Event()
+
+        async def receive() -> dict[str, Any]:  # the body, then a client there until the end
+            if not received:
+                received.append(True)
+                return {"type": "http.request", "body": body, "more_body": False}
+            await ended.wait()
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+            if message["type"] == "http.response.body" and not message.get("more_body"):
+                ended.set()
+
+        await gateway.app(scope, receive, send)
+        assert sent[0]["status"] == 200
+        text = b"".join(m.get("body", b"") for m in sent[1:]).decode()
+        assert text.rstrip().endswith("data: [DONE]") and '"error"' not in text
+        usage = [orjson.loads(line[6:]) for line in text.splitlines()
+                 if line.startswith("data: {") and '"usage":{' in line]
+        cost = Decimal(str(usage[-1]["usage"]["cost_usd"]))
+        (key,) = gateway.limits.status()
+        assert cost > 0 and key.reserved_usd == 0 and key.spent_usd == cost
+        await gateway.engine.aclose()
+
+    asyncio.run(main())
