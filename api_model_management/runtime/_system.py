@@ -173,7 +173,8 @@ class ModelManagement:
         if self.embedded is not None:
             self.embedded.flush()
         _call_all("flush_events", h.routers)
-        _call_all("flush_events", [*h.health.values(), *h.limiters.live().values(), h.ledger])
+        _call_all("flush_events", [*h.health.values(), *h.limiters.live().values(), h.ledger,
+                                   h.selector])  # feedback, and alerts of files quarantined at start
         alive = set(_ray.alive_nodes())
         sinks = [sink for node, sink in h.sinks.items() if node in alive] or [h.sink]
         return sum(int(n or 0) for n in _call_all("flush", sinks))
