@@ -20,7 +20,8 @@ class IdleRetirement:
             raise InvalidInput("idle_s must be a non-negative number or None", field="idle_s")
         self.idle_s = float(idle_s) if idle_s else None
         self._clock = clock
-        self._last = clock.monotonic()
+        self._started = self._last = clock.monotonic()
+        self._decided = False
 
     @property
     def enabled(self) -> bool:
@@ -29,10 +30,18 @@ class IdleRetirement:
     def touch(self) -> None:
         """A decision was made now (a lease, a return, a reservation, a cool-down, ...)."""
         self._last = self._clock.monotonic()
+        self._decided = True
 
     def idle_for(self) -> float:
         """Seconds since the last decision (or since start)."""
         return max(0.0, self._clock.monotonic() - self._last)
+
+    def settled(self, quiet_s: float, latest_s: float) -> bool:
+        """Whether a decision has been made and none in the last ``quiet_s``, or ``latest_s``
+        have passed since the start: when a started limiter does the work it puts off until it
+        has answered the decision it was started for (finding its subscribers)."""
+        now = self._clock.monotonic()
+        return (self._decided and now - self._last >= quiet_s) or now - self._started >= latest_s
 
     def due(self, outstanding: bool) -> bool:
         """Whether the limiter may retire now: enabled, idle for ``idle_s``, nothing outstanding."""

@@ -7,7 +7,7 @@ model, starting it the first time a router needs a lease for that model. The act
 the same moment agree on one actor. A model without a live limiter has nothing leased and
 nothing used that the selection must see: its headroom is full (what routers and the Selector
 assume for a model they heard nothing about), up to what its journal still holds in the window,
-which the limiter pushes as soon as it is started again.
+which the limiter pushes once it is started again and has answered the lease it was started for.
 
 A limiter (:class:`LimiterShell`) retires after ``settings.rate_limit.idle_retire_s`` without a
 decision, and only with nothing outstanding (no lease unexpired, no reservation pending, no
@@ -17,8 +17,11 @@ in the window count, as after a restart), so the window is exact across a retire
 A router whose cached handle finds the actor gone forgets it and asks the directory again.
 
 Subscribers: a limiter finds the system's Router actors and Selector by name when it starts (a
-restarted one too) and pushes its headroom and cool-downs to them; routers started later are
-added by :func:`~._actors.add_node_actors` to the limiters alive then. (The embedded router is
+restarted one too), once it has answered the decision it was started for (their handles make
+Ray import their classes' modules here, which the first lease need not wait for: to answer it,
+the worker imports only this module, ``_shell_base`` and the cores), and pushes its headroom
+and cool-downs to them; routers started later are added by :func:`~._actors.add_node_actors` to
+the limiters alive then. (The embedded router is
 not an actor: it polls the Selector, which every limiter pushes to.) A limiter started by a Router
 actor is owned by it (Ray's ownership): if that router dies, the limiter goes too, and is started
 again, from its journal, on its next use.
@@ -28,21 +31,141 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 import time
 from collections.abc import Mapping
 from typing import Any
 
+from .._clock import SYSTEM_CLOCK
 from ..config import RegistryConfig
+from ..config._logging import configure_actor_logging
 from ..errors import ComponentUnavailable
-from ..ratelimit import Admission, IdleRetirement, Lease, RateLimitState
+from ..ratelimit import (
+    Admission,
+    IdleRetirement,
+    Lease,
+    LimiterJournal,
+    RateLimiterCore,
+    RateLimitState,
+    RateLimitStatus,
+)
 from . import _ray
 from ._ray import Handle
-from ._shells import RateLimiterShell
+from ._shell_base import _journaling, _safe, _spool, _state_dir, _Subscribers
 
 log = logging.getLogger(__name__)
 
 ROLE = "ratelimit"
+#: A started limiter looks up its subscribers once it has answered a decision and had none for
+#: this long (see ``LimiterShell._find_subscribers``), or this long after its start at the latest.
+SUBSCRIBE_QUIET_S = 0.05
+SUBSCRIBE_LATEST_S = 2.0
+
+
+class RateLimiterShell:
+    """One per model: exact RPM/TPM windows, leases to routers, 429 cool-downs."""
+
+    def __init__(self, config: RegistryConfig, model_id: str) -> None:
+        configure_actor_logging(config)
+        model = config.model(model_id)
+        self.model_id = model_id
+        # a restarted limiter replays its decisions: grants made before count until they expire
+        self.journal = LimiterJournal(_state_dir(config) / "ratelimit" / f"{_safe(model_id)}.jsonl",
+                                      SYSTEM_CLOCK)
+        self.core = RateLimiterCore.replay(
+            self.journal.load(), model_id, config.admitted_rate_limits(model).requests_per_minute,
+            config.admitted_rate_limits(model).tokens_per_minute, settings=config.settings.rate_limit,
+            clock=SYSTEM_CLOCK, provider=model.provider,
+        )
+        self.spool = _spool(config, f"ratelimit-{model_id}")
+        self.subscribers = _Subscribers()
+        self._pushed_headroom: float | None = None
+
+    def subscribe(self, handles: list[Handle]) -> bool:
+        self.subscribers.set(handles)
+        self._push_headroom(force=True)
+        return True
+
+    def add_subscribers(self, handles: list[Handle]) -> bool:
+        """Add routers not subscribed yet (a router started on a node that joined later)."""
+        if self.subscribers.add(handles):
+            self._push_headroom(force=True)
+        return True
+
+    def _after(self) -> None:
+        with _journaling("RateLimiter"):
+            self.journal.append(self.core.drain_records())  # before the answer leaves
+            if self.journal.needs_compaction():
+                self.journal.rewrite(self.core.snapshot())
+        events = self.core.drain_events()
+        if events:
+            self.spool.write(events)
+        self.spool.tick()
+        self._push_headroom()
+
+    def _push_headroom(self, force: bool = False) -> None:
+        """Tell the subscribers the headroom when it moved by a tenth (what selection sees)."""
+        headroom = self.core.headroom()
+        if force or self._pushed_headroom is None or int(headroom * 10) != int(self._pushed_headroom * 10):
+            self._pushed_headroom = headroom
+            self.subscribers.call("update_headroom", self.model_id, headroom)
+
+    def lease(self, holder: str, requests: int, tokens: int, min_tokens: int = 0) -> Lease:
+        try:
+            return self.core.lease(holder, requests, tokens, min_tokens)
+        finally:
+            self._after()
+
+    def return_lease(self, lease_id: str, used_requests: int, used_tokens: int) -> bool:
+        self.core.return_lease(lease_id, used_requests, used_tokens)
+        self._after()
+        return True
+
+    def ping(self) -> bool:
+        """Answers once the constructor has run (start-up waits for every actor)."""
+        return True
+
+    def pid(self) -> int:
+        """This incarnation's process id (operations, and tests that kill it)."""
+        return os.getpid()
+
+    def reserve(self, tokens: int) -> Admission:
+        admission = self.core.reserve(tokens)
+        self._after()
+        return admission
+
+    def commit(self, reservation_id: str, actual_tokens: int) -> bool:
+        self.core.commit(reservation_id, actual_tokens)
+        self._after()
+        return True
+
+    def release(self, reservation_id: str) -> bool:
+        self.core.release(reservation_id)
+        self._after()
+        return True
+
+    def cool_down(self, retry_after_s: float) -> bool:
+        self.core.cool_down(retry_after_s)
+        self._after()
+        self.subscribers.call("update_rate_limited", self.model_id, time.monotonic() + retry_after_s)
+        return True
+
+    def observe(self, state: RateLimitState) -> bool:
+        self.core.observe(state)
+        self._after()
+        return True
+
+    def status(self) -> RateLimitStatus:
+        try:
+            return self.core.status()
+        finally:
+            self._after()
+
+    def flush_events(self) -> bool:
+        self.spool.rotate()
+        return True
+
 
 
 class LimiterShell(RateLimiterShell):
@@ -57,11 +180,39 @@ class LimiterShell(RateLimiterShell):
         self.system, self.namespace = system, namespace
         self.idle = IdleRetirement(config.settings.rate_limit.idle_retire_s)
         if system is not None and namespace is not None:
-            self.subscribers.set(_subscribers_by_name(system, namespace))
-            self._push_headroom(force=True)
-            self._push_cooling()
+            threading.Thread(target=self._find_subscribers, name="amm-limiter-subscribers",
+                             daemon=True).start()
         if self.idle.enabled:
             threading.Thread(target=self._watch_idle, name="amm-limiter-idle", daemon=True).start()
+
+    def _find_subscribers(self) -> None:
+        """Find the system's routers and Selector by name and hand them to this actor
+        (:meth:`take_subscribers`, a call queued like any other, so the push runs between
+        decisions). In a thread, once the constructor has returned: a handle to an actor makes
+        Ray load that actor's class in this process, and the Router's and the Selector's
+        classes import most of the package (routing, selection, budget, pyarrow's compute...):
+        about a third of a second of CPU, and Ray runs no call of this actor meanwhile (it loads
+        classes under the lock its calls take). So it is done once the first decision (the lease
+        a router is waiting for) has been answered and the actor has been quiet for
+        ``SUBSCRIBE_QUIET_S`` (or ``SUBSCRIBE_LATEST_S`` after the start without a decision).
+        Selection meanwhile sees the headroom it had (full for a model whose limiter did not
+        run); admission is exact regardless (every grant is this actor's)."""
+        assert self.system is not None and self.namespace is not None
+        while not self.idle.settled(SUBSCRIBE_QUIET_S, SUBSCRIBE_LATEST_S):
+            time.sleep(SUBSCRIBE_QUIET_S / 2)
+        try:
+            handles = _subscribers_by_name(self.system, self.namespace)
+            _ray.tell(_ray.current_actor(), "take_subscribers", handles)
+        except Exception:  # the limiter works without them: selection sees less, nothing else
+            log.exception("RateLimiter %s: finding its subscribers failed", self.model_id)
+
+    def take_subscribers(self, handles: list[Handle]) -> bool:
+        """Add the subscribers found by name (those added meanwhile are kept) and push them the
+        headroom and any cool-down, as a limiter does when it starts."""
+        self.subscribers.add(handles)
+        self._push_headroom(force=True)
+        self._push_cooling()
+        return True
 
     def _push_cooling(self) -> None:
         until = self.core.status().cooling_until_monotonic

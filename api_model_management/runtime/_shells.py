@@ -7,18 +7,15 @@ subscribers (routers, the selector) with fire-and-forget calls.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
-import errno
 import inspect
 import logging
 import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 from .._clock import SYSTEM_CLOCK, Every
@@ -28,15 +25,20 @@ from ..budget import BudgetStatus, Slice, SpendKey
 from ..cache import CacheHit, CacheStats
 from ..config import RegistryConfig, SelectionWeights, Settings
 from ..config._logging import configure_actor_logging
-from ..errors import ComponentUnavailable
 from ..events import Event
-from ..events._resilient import ResilientSpool
-from ..events._spool import SpoolWriter
 from ..health import HealthSnapshot
-from ..ratelimit import Admission, Lease, RateLimitState, RateLimitStatus
 from ..selection import LiveState, ModelStatsSnapshot, Selection
 from . import _ray
+from ._limiters import RateLimiterShell  # noqa: F401  (where it was; its worker imports only _limiters)
 from ._ray import Handle
+from ._shell_base import (
+    _journaling,
+    _node_settings,
+    _spool,
+    _state_dir,
+    _Subscribers,
+    _this_node,
+)
 
 log = logging.getLogger(__name__)
 
@@ -61,74 +63,6 @@ _FEEDBACK_MEMORY = 500_000
 HEALTH_WAKE_S = 1.0
 #: How often a sink tells the CostLedger its node's spool writers when nothing changed.
 WRITERS_REPORT_S = 2.0
-
-
-def _state_dir(config: RegistryConfig) -> Path:
-    """Where actors keep what must survive their restart (``<data_dir>/state``, or a local
-    directory when the log is remote: ``events._local.state_dir``)."""
-    from ..events._local import state_dir
-
-    return state_dir(config.settings, _this_node())
-
-
-def _this_node() -> str | None:
-    """The Ray node this process runs on; None outside Ray (a shell built in a test)."""
-    return _ray.current_node_id() if _ray.is_initialized() else None
-
-
-def _node_settings(config: RegistryConfig) -> Settings:
-    """The settings with ``{node_id}`` in the spool and state directories filled in."""
-    from ..events._local import node_settings
-
-    node = _this_node()
-    return node_settings(config.settings, node) if node is not None else config.settings
-
-
-def _safe(name: str) -> str:
-    """A file name for ``name`` (model ids may hold ``/`` or ``:``)."""
-    return "".join(c if c.isalnum() or c in "._-" else "_" for c in name)
-
-
-def _spool(config: RegistryConfig, name: str) -> ResilientSpool:
-    """An actor's spool: events it cannot write now wait in its memory and are written back at
-    its next ``tick`` (an actor's events are not refused work: nothing is refused)."""
-    ev = _node_settings(config).events
-    return ResilientSpool(SpoolWriter(
-        config.settings.data_dir, f"{name}-{int(time.time() * 1000)}",
-        fsync=ev.fsync, fsync_interval_ms=ev.fsync_interval_ms, spool_dir=ev.spool_dir,
-    ))
-
-
-@contextlib.contextmanager
-def _journaling(component: str) -> Iterator[None]:
-    """A journal that cannot be written (a full disk) refuses the call in hand with
-    ``ComponentUnavailable`` (routers refuse that model, or the request, for now): what the journal
-    could not record is not handed out, and the core's own state errs on the safe side."""
-    try:
-        yield
-    except OSError as exc:
-        cause = errno.errorcode.get(exc.errno or 0, str(exc.errno))
-        raise ComponentUnavailable(f"the {component} cannot write its journal ({cause})",
-                                   component=component, restarting=False) from None
-
-
-class _Subscribers:
-    def __init__(self) -> None:
-        self.handles: list[Handle] = []
-
-    def set(self, handles: Sequence[Handle]) -> None:
-        self.handles = list(handles)
-
-    def add(self, handles: Sequence[Handle]) -> list[Handle]:
-        """Add the handles not known yet (by actor id); returns those."""
-        known = {_ray.actor_id(h) for h in self.handles}
-        new = [h for h in handles if h is not None and _ray.actor_id(h) not in known]
-        self.handles = self.handles + new
-        return new
-
-    def call(self, method: str, *args: Any) -> None:
-        for handle in self.handles:
-            _ray.tell(handle, method, *args)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -362,112 +296,6 @@ class HealthCheckersShell:
             raise AttributeError(f"{method} is not a HealthChecker method")
         result = getattr(self.checkers[provider], method)(*args, **kwargs)
         return await result if inspect.isawaitable(result) else result
-
-
-class RateLimiterShell:
-    """One per model: exact RPM/TPM windows, leases to routers, 429 cool-downs."""
-
-    def __init__(self, config: RegistryConfig, model_id: str) -> None:
-        from ..ratelimit import LimiterJournal, RateLimiterCore
-
-        configure_actor_logging(config)
-        model = config.model(model_id)
-        self.model_id = model_id
-        # a restarted limiter replays its decisions: grants made before count until they expire
-        self.journal = LimiterJournal(_state_dir(config) / "ratelimit" / f"{_safe(model_id)}.jsonl",
-                                      SYSTEM_CLOCK)
-        self.core = RateLimiterCore.replay(
-            self.journal.load(), model_id, config.admitted_rate_limits(model).requests_per_minute,
-            config.admitted_rate_limits(model).tokens_per_minute, settings=config.settings.rate_limit,
-            clock=SYSTEM_CLOCK, provider=model.provider,
-        )
-        self.spool = _spool(config, f"ratelimit-{model_id}")
-        self.subscribers = _Subscribers()
-        self._pushed_headroom: float | None = None
-
-    def subscribe(self, handles: list[Handle]) -> bool:
-        self.subscribers.set(handles)
-        self._push_headroom(force=True)
-        return True
-
-    def add_subscribers(self, handles: list[Handle]) -> bool:
-        """Add routers not subscribed yet (a router started on a node that joined later)."""
-        if self.subscribers.add(handles):
-            self._push_headroom(force=True)
-        return True
-
-    def _after(self) -> None:
-        with _journaling("RateLimiter"):
-            self.journal.append(self.core.drain_records())  # before the answer leaves
-            if self.journal.needs_compaction():
-                self.journal.rewrite(self.core.snapshot())
-        events = self.core.drain_events()
-        if events:
-            self.spool.write(events)
-        self.spool.tick()
-        self._push_headroom()
-
-    def _push_headroom(self, force: bool = False) -> None:
-        """Tell the subscribers the headroom when it moved by a tenth (what selection sees)."""
-        headroom = self.core.headroom()
-        if force or self._pushed_headroom is None or int(headroom * 10) != int(self._pushed_headroom * 10):
-            self._pushed_headroom = headroom
-            self.subscribers.call("update_headroom", self.model_id, headroom)
-
-    def lease(self, holder: str, requests: int, tokens: int, min_tokens: int = 0) -> Lease:
-        try:
-            return self.core.lease(holder, requests, tokens, min_tokens)
-        finally:
-            self._after()
-
-    def return_lease(self, lease_id: str, used_requests: int, used_tokens: int) -> bool:
-        self.core.return_lease(lease_id, used_requests, used_tokens)
-        self._after()
-        return True
-
-    def ping(self) -> bool:
-        """Answers once the constructor has run (start-up waits for every actor)."""
-        return True
-
-    def pid(self) -> int:
-        """This incarnation's process id (operations, and tests that kill it)."""
-        return os.getpid()
-
-    def reserve(self, tokens: int) -> Admission:
-        admission = self.core.reserve(tokens)
-        self._after()
-        return admission
-
-    def commit(self, reservation_id: str, actual_tokens: int) -> bool:
-        self.core.commit(reservation_id, actual_tokens)
-        self._after()
-        return True
-
-    def release(self, reservation_id: str) -> bool:
-        self.core.release(reservation_id)
-        self._after()
-        return True
-
-    def cool_down(self, retry_after_s: float) -> bool:
-        self.core.cool_down(retry_after_s)
-        self._after()
-        self.subscribers.call("update_rate_limited", self.model_id, time.monotonic() + retry_after_s)
-        return True
-
-    def observe(self, state: RateLimitState) -> bool:
-        self.core.observe(state)
-        self._after()
-        return True
-
-    def status(self) -> RateLimitStatus:
-        try:
-            return self.core.status()
-        finally:
-            self._after()
-
-    def flush_events(self) -> bool:
-        self.spool.rotate()
-        return True
 
 
 class CostLedgerShell:

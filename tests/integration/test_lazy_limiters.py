@@ -188,3 +188,71 @@ def test_an_idle_limiter_retires_and_comes_back_with_its_window(ray_session, cat
         assert ray.get(again.status.remote()).requests_used == PROBE_RPM
     finally:
         mm.shutdown()
+
+
+#: What a limiter's worker must not import to answer its first lease: the rest of the runtime
+#: and the cores other actors run, and the heavy libraries they bring (the cost of a cold
+#: limiter is mostly its worker process's start, paid while a router waits).
+NOT_FOR_A_LIMITER = (
+    "api_model_management.runtime._shells", "api_model_management.runtime._router",
+    "api_model_management.routing", "api_model_management.selection",
+    "api_model_management.budget", "api_model_management.cache", "api_model_management.health",
+    "api_model_management.evaluation", "api_model_management.projections", "duckdb", "httpx",
+    "pyarrow.compute",
+)
+
+
+def _imported(ray, limiter, names=NOT_FOR_A_LIMITER) -> list[str]:
+    """Which of ``names`` the limiter's worker process has imported (asked in that process)."""
+
+    def imported(actor) -> list[str]:  # nested: pickled by value (the worker cannot import tests)
+        import sys
+
+        return sorted(n for n in names if n in sys.modules)
+
+    return ray.get(limiter.__ray_call__.remote(imported))
+
+
+def test_a_limiter_answers_its_first_lease_with_only_the_limiter_imported(ray_session,
+                                                                          catalog_emulator,
+                                                                          tmp_path):
+    """A limiter outside a system (nobody to push to, so nothing looked up): what its worker
+    process imports to be constructed and answer a lease is what a limiter needs, not the
+    modules of the other actors."""
+    from api_model_management.runtime._actors import RateLimiterActor
+
+    config = _config(catalog_emulator, tmp_path, copies=1)
+    limiter = RateLimiterActor.remote(config, PROBE)
+    try:
+        lease = ray_session.get(limiter.lease.remote("test", 2, 100))
+        assert lease.requests == 2
+        assert _imported(ray_session, limiter) == []
+    finally:
+        ray_session.kill(limiter)
+
+
+def test_a_started_limiter_pushes_its_headroom_once_it_answered_its_first_lease(
+        ray_session, catalog_emulator, tmp_path):
+    """A system's limiter looks its subscribers up after the lease it was started for (their
+    handles import the Router's and Selector's modules in its process): the lease is answered,
+    and then the Selector (which the embedded router polls) and the routers get its headroom."""
+    from api_model_management.runtime._system import ModelManagement
+
+    config = _config(catalog_emulator, tmp_path, copies=1,
+                     routers={"replicas": 1, "embedded": True})
+    mm = ModelManagement.start(config, env=KEYS)
+    try:
+        limiter = mm.handles.limiters.get(PROBE)
+        lease = ray_session.get(limiter.lease.remote("test", 3, 100))
+        assert lease.requests == 3  # half the probe's 6 requests a minute
+
+        def selector_headroom() -> float:
+            state = ray_session.get(mm.handles.selector.live_state.remote())
+            return dict(state.headroom).get(PROBE, 1.0)
+
+        _until(lambda: selector_headroom() <= 0.5 + 1e-9, "the limiter's headroom push")
+        # its process has the subscribers' classes now (imported after the lease, not before)
+        assert "api_model_management.runtime._router" in _imported(ray_session, limiter)
+        ray_session.get(limiter.return_lease.remote(lease.lease_id, 0, 0))
+    finally:
+        mm.shutdown()

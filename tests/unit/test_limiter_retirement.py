@@ -127,3 +127,25 @@ def test_the_window_replayed_after_a_retire_still_counts_what_was_admitted():
     assert back.lease("router-b", 6, 600).requests == 3  # only what the window has left
     clock.advance(SETTINGS.window_s)
     assert back.status().requests_used == 3  # the first 3 slid out; the new lease counts
+
+
+def test_settled_after_a_decision_and_a_quiet_moment_or_at_the_latest():
+    """When a started limiter finds its subscribers: once it has answered a decision and had
+    none for ``quiet_s`` (not before its first one), or ``latest_s`` after its start."""
+    clock = ManualClock()
+    idle = IdleRetirement(600.0, clock)
+    clock.advance(1.0)
+    assert not idle.settled(0.25, 2.0)  # quiet since the start, but nothing decided yet
+    idle.touch()
+    clock.advance(0.125)
+    assert not idle.settled(0.25, 2.0)
+    idle.touch()  # another decision: the quiet moment starts again
+    clock.advance(0.125)
+    assert not idle.settled(0.25, 2.0)
+    clock.advance(0.125)
+    assert idle.settled(0.25, 2.0)
+    never_decided = IdleRetirement(None, clock)  # retirement off: it settles all the same
+    clock.advance(1.875)
+    assert not never_decided.settled(0.25, 2.0)
+    clock.advance(0.125)
+    assert never_decided.settled(0.25, 2.0)  # no decision within 2 s of the start
