@@ -20,7 +20,7 @@ from collections import defaultdict
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 from .._clock import SYSTEM_CLOCK, Clock
 from .._grants import Growth, local_deadline
@@ -79,6 +79,9 @@ class BudgetPort(Protocol):
 class LocalBudget:
     """Budget straight on a CostLedger core, one reservation per call (none for keys no limit
     applies to: their spend is recorded when settled)."""
+
+    #: ``reserve`` answers without waiting for anything (the router need not run it in a task)
+    immediate: ClassVar[bool] = True
 
     def __init__(self, ledger: CostLedgerCore) -> None:
         self.ledger = ledger

@@ -4,7 +4,13 @@ A router cannot afford a round trip to the EventSink and a Parquet write per req
 so each writer (a router process) appends its events to its own spool segment with one ``os.write``
 (tens of microseconds). Once written, the bytes are in the operating system: a ``kill -9`` of the
 router, or of the sink, loses nothing. ``fsync`` runs at most every ``fsync_interval_ms`` (so on
-power loss at most that much is at risk), or on every write with ``fsync="always"``.
+power loss at most that much is at risk), or on every write with ``fsync="always"``. A writer
+made with ``sync_in_thread`` (the HTTP gateway's) runs the interval's ``fsync`` and the closing of
+a segment that :meth:`SpoolWriter.tick` finds old (its ``fsync``, rename and close) in a thread of
+its own, so that a request on the writer's event loop never waits for the disk: a write is then on
+disk at most ``fsync_interval_ms`` plus the ``fsync``'s own duration after it was made (a segment
+is renamed ``.wal`` only after its ``fsync``, as before). :meth:`SpoolWriter.sync`,
+:meth:`SpoolWriter.rotate` and :meth:`SpoolWriter.close` stay synchronous in both modes.
 
 The EventSink ingests closed segments (``*.wal``) and segments whose writer died (an ``*.open``
 segment whose ``flock`` it can take), writes their events to Parquet under names derived from the
@@ -32,8 +38,10 @@ import contextlib
 import fcntl
 import logging
 import os
+import queue
+import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -131,6 +139,7 @@ class SpoolWriter:
         segment_max_age_s: float = 1.0,
         spool_dir: str | Path | None = None,
         ships: bool = False,
+        sync_in_thread: bool = False,
     ) -> None:
         self.writer_id = writer_id or f"w-{os.getpid()}-{uuid7()[-12:]}"
         self.dir = spool_root(data_dir, spool_dir) / self.writer_id
@@ -150,6 +159,20 @@ class SpoolWriter:
         self._last_sync = time.monotonic()
         self._seq = 0
         self._sealed_suffix = SHIP if ships else _CLOSED
+        self._syncer: _Syncer | None = None
+        if sync_in_thread:
+            self.sync_in_thread()
+
+    def sync_in_thread(self) -> None:
+        """From now on :meth:`tick`'s interval ``fsync`` and its closing of an old segment run
+        in a thread of this writer's (see the module); what was written before is unchanged."""
+        if self._syncer is None:
+            self._syncer = _Syncer(self.writer_id)
+
+    @property
+    def background_errors(self) -> int:
+        """``fsync``, rename or close failures in the sync thread (each logged)."""
+        return self._syncer.errors if self._syncer is not None else 0
 
     @property
     def position(self) -> int:
@@ -212,7 +235,10 @@ class SpoolWriter:
             if self._fsync == "always":
                 self.sync()
             if self._size >= self._max_bytes:
-                self.rotate()
+                if self._syncer is not None:
+                    self._rotate_in_thread(self._syncer)
+                else:
+                    self.rotate()
         except OSError as exc:  # the batch is written (in the OS): not a failed write
             log.error("spool %s: fsync or rotation failed after a write (%s); tried again at the "
                       "next tick", self.writer_id, type(exc).__name__)
@@ -231,6 +257,8 @@ class SpoolWriter:
     def _abandon(self) -> None:
         """Close the open segment without syncing (renamed ``.wal`` if that still works;
         otherwise it stays ``.open``, unlocked once closed, and the sink ingests it as such)."""
+        if self._syncer is not None:
+            self._syncer.wait()  # no fsync of this segment left queued once it is closed
         fd, path = self._fd, self._path
         self._fd = self._path = None
         if path is not None:
@@ -250,21 +278,61 @@ class SpoolWriter:
         self.write_bytes(b"\n")
 
     def sync(self) -> None:
+        """What was written is on disk on return (after any fsync the sync thread runs)."""
+        if self._syncer is not None:
+            self._syncer.wait()
         if self._fd is not None and self._dirty:
             os.fsync(self._fd)
             self._dirty = False
         self._last_sync = time.monotonic()
 
     def tick(self) -> None:
-        """Periodic housekeeping: fsync on the interval policy, rotate old segments."""
+        """Periodic housekeeping: fsync on the interval policy, rotate old segments (both in
+        the sync thread with ``sync_in_thread``: nothing here waits for the disk then)."""
         now = time.monotonic()
+        syncer = self._syncer
+        if syncer is not None:
+            if self._fd is not None and now - self._opened_at >= self._max_age_s:
+                self._rotate_in_thread(syncer)  # syncs what it closes
+            elif (self._fsync == "interval" and now - self._last_sync >= self._fsync_interval_s
+                  and not syncer.busy):  # a slow disk: one fsync at a time, none queued up
+                if self._fd is not None and self._dirty:
+                    fd = self._fd
+                    self._dirty = False
+                    syncer.submit(lambda: _fsync_or_redirty(self, fd))
+                self._last_sync = now
+            return
         if self._fsync == "interval" and now - self._last_sync >= self._fsync_interval_s:
             self.sync()
         if self._fd is not None and now - self._opened_at >= self._max_age_s:
             self.rotate()
 
+    def _rotate_in_thread(self, syncer: _Syncer) -> None:
+        """Detach the open segment and have the sync thread fsync, rename and close it (in the
+        order of its queue: an fsync submitted before runs while the segment is still open)."""
+        fd, path = self._fd, self._path
+        assert fd is not None and path is not None
+        self._fd = self._path = None
+        sync = self._fsync != "never" and self._dirty
+        self._dirty = False
+        self._last_sync = time.monotonic()
+        closed = path.with_suffix(self._sealed_suffix)
+
+        def seal() -> None:
+            try:
+                if sync:
+                    os.fsync(fd)
+                os.rename(path, closed)
+            finally:  # even after a failure: an unlocked .open segment is ingested as a dead
+                os.close(fd)  # writer's (see _abandon)
+
+        syncer.submit(seal)
+
     def rotate(self) -> None:
-        """Close the open segment so the sink can ingest it."""
+        """Close the open segment so the sink can ingest it (after the segments the sync thread
+        is closing, if any: on return every segment written before is closed)."""
+        if self._syncer is not None:
+            self._syncer.wait()
         if self._fd is None or self._path is None:
             return
         if self._fsync != "never":
@@ -279,9 +347,72 @@ class SpoolWriter:
         """Close the open segment and release the writer's lock: the sink then ingests what is
         left and retires the writer's directory."""
         self.rotate()
+        if self._syncer is not None:
+            self._syncer.stop()
+            self._syncer = None
         if self._alive_fd is not None:
             os.close(self._alive_fd)
             self._alive_fd = None
+
+
+def _fsync_or_redirty(writer: SpoolWriter, fd: int) -> None:
+    try:
+        os.fsync(fd)
+    except OSError:
+        writer._dirty = True  # tried again at a later tick (a segment still open)
+        raise
+
+
+class _Syncer:
+    """A writer's sync thread: runs the jobs it is given one at a time, in order; a job's
+    ``OSError`` is logged and counted (the writer's next tick tries again)."""
+
+    def __init__(self, writer_id: str) -> None:
+        self.writer_id = writer_id
+        self.errors = 0
+        self._jobs: queue.Queue[Callable[[], None] | None] = queue.Queue()
+        self._pending = 0  # submitted, not finished (written on the writer's thread only)
+        self._done = 0  # finished (written by the sync thread only)
+        self._thread = threading.Thread(target=self._run, name=f"spool-sync-{writer_id}",
+                                        daemon=True)
+        self._thread.start()
+
+    @property
+    def busy(self) -> bool:
+        return self._done < self._pending
+
+    def submit(self, job: Callable[[], None]) -> None:
+        self._pending += 1
+        self._jobs.put(job)
+
+    def wait(self) -> None:
+        """Until every job submitted so far has run."""
+        if self.busy:
+            self._jobs.join()
+
+    def stop(self) -> None:
+        self._jobs.put(None)
+        self._thread.join()
+
+    def _run(self) -> None:
+        while True:
+            job = self._jobs.get()
+            try:
+                if job is None:
+                    return
+                job()
+            except OSError as exc:
+                self.errors += 1
+                log.error("spool %s: fsync or closing a segment failed in the sync thread (%s); "
+                          "its events stay in the operating system", self.writer_id,
+                          type(exc).__name__)
+            except Exception:  # noqa: BLE001 - a sync thread that stops would stop syncing
+                self.errors += 1
+                log.exception("spool %s: the sync thread's job failed", self.writer_id)
+            finally:
+                if job is not None:
+                    self._done += 1
+                self._jobs.task_done()
 
 
 @dataclass(frozen=True)

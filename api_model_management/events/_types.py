@@ -15,8 +15,8 @@ OpenTelemetry GenAI names map as: ``gen_ai.provider.name`` ↔ ``provider``, ``g
 from __future__ import annotations
 
 import os
+import threading
 import time
-import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any, ClassVar, Literal
@@ -31,16 +31,48 @@ TIMESTAMP_TYPE = pa.timestamp("us", tz="UTC")
 Money = Annotated[Decimal, Field(max_digits=38, decimal_places=12, allow_inf_nan=False)]
 
 
+class _Entropy:
+    """``os.urandom`` drawn a few KiB at a time and handed out 10 bytes per id (one system call
+    per 400 ids instead of one per id); thread-safe, and a forked child starts on fresh bytes
+    (a copy of its parent's would repeat the parent's ids)."""
+
+    _SIZE = 4000  # 400 ids
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pool = b""
+        self._at = 0
+
+    def take(self) -> int:
+        with self._lock:
+            at = self._at
+            if at >= len(self._pool):
+                self._pool = os.urandom(self._SIZE)
+                at = 0
+            self._at = at + 10
+            return int.from_bytes(self._pool[at:at + 10], "big")
+
+    def reset(self) -> None:
+        self._pool = b""
+        self._at = 0
+
+
+_ENTROPY = _Entropy()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_ENTROPY.reset)
+
+
 def uuid7() -> str:
     """A UUIDv7 string (RFC 9562): 48-bit Unix milliseconds, then random bits; sorts by time."""
     ms = time.time_ns() // 1_000_000
-    rand = int.from_bytes(os.urandom(10), "big")
+    rand = _ENTROPY.take()
     value = (ms & ((1 << 48) - 1)) << 80
     value |= 0x7 << 76  # version
     value |= ((rand >> 62) & 0xFFF) << 64  # rand_a (12 bits)
     value |= 0b10 << 62  # variant
     value |= rand & ((1 << 62) - 1)  # rand_b (62 bits)
-    return str(uuid.UUID(int=value))
+    h = f"{value:032x}"  # as str(uuid.UUID(int=value)), without building the UUID
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def utc_now() -> datetime:

@@ -7,6 +7,14 @@
 - ``runtime.RayEngine``: the embedded router of a ``ModelManagement`` (the actors' leases,
   slices, health and learnt quality).
 
+What need not precede a reply runs after it (:class:`_AfterReply`: scheduled when the router
+returns, run on the event loop once the reply has been written): the evaluation of a prose answer
+(``RouterCore.later``), the settlement of the registry budgets' holds (the worst case stays held
+until then: the ledger never admits more meanwhile; its spend is rebuilt from the log's terminal
+events on start), folding the request's events into the learnt quality, and the spool's
+housekeeping (whose ``fsync`` and segment closing run in the spool's own thread). The request's
+events, terminal one included, are in the spool before the router returns, as before.
+
 With N gateway workers (processes that share no memory) each :class:`LocalEngine` holds
 ``share`` = 1/N of every rate limit, budget and concurrency limit (:func:`share_of`), and counts
 1/N of the spend the log holds, so that together they never pass a limit.
@@ -15,20 +23,23 @@ With N gateway workers (processes that share no memory) each :class:`LocalEngine
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
-from collections.abc import AsyncGenerator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any, Protocol
 
 from .._clock import SYSTEM_CLOCK, Clock
 from .._request import ModelRequest, ModelResponse, StreamChunk
-from ..budget import BudgetStatus
+from ..budget import BudgetPort, BudgetStatus, BudgetTicket, SpendKey
 from ..config import RegistryConfig, override
 from ..errors import InvalidInput
 from ..events import Event, FeedbackRecorded, RequestCompleted, RequestFailed
 from ..ratelimit import AdmissionPort, RateLimitState, RateTicket
 from ..routing import AdapterPort
 from ..selection import StatsCore
+
+log = logging.getLogger(__name__)
 
 #: The longest a selector's view of what no request changed (health from probes, rate-limit
 #: headroom freed as the window slides) may lag behind: a full sync at least this often.
@@ -146,8 +157,13 @@ class LocalEngine:
         router = self.manager.router
         self._admission = _NotedAdmission(router.admission)
         router.admission = self._admission
-        self._learning = _DeferredLearning(self.manager.events)
+        self.after_reply = _AfterReply(self._housekeeping)
+        self._learning = _DeferredLearning(self.manager.events, self.after_reply.add)
         router.events = self._learning
+        router.later = self.after_reply.add
+        if router.budget is not None:
+            router.budget = _SettledAfterReply(router.budget, self.after_reply.add)
+        self.manager.spool.writer.sync_in_thread()  # fsync and closing segments off the loop
         if self.health is not None:
             router.outcomes = _HealthOutcomes(self.health, self.selector, self.manager.stats)
         self._clock: Clock = SYSTEM_CLOCK
@@ -192,8 +208,7 @@ class LocalEngine:
         try:
             return await self.manager.router.complete(request)
         finally:
-            self.manager.spool.tick()  # fsync on the interval, rotation
-            self._budget_alerts()
+            self.after_reply.schedule()
 
     async def stream(self, request: ModelRequest) -> AsyncGenerator[StreamChunk, None]:
         """The router's stream; closing this generator early cancels the call (the request
@@ -205,8 +220,7 @@ class LocalEngine:
                 yield chunk
         finally:
             await chunks.aclose()
-            self.manager.spool.tick()
-            self._budget_alerts()
+            self.after_reply.schedule()
 
     async def feedback(self, request_id: str, score: float, source: str,
                        comment: str | None) -> bool:
@@ -233,6 +247,12 @@ class LocalEngine:
     async def budget_status(self) -> list[BudgetStatus]:
         return self.costs.get_budget_status()
 
+    def _housekeeping(self) -> None:
+        """After the replies of a turn: the spool's (fsync on the interval and closing an old
+        segment, both handed to its thread), then the budget alerts the settlements raised."""
+        self.manager.spool.tick()
+        self._budget_alerts()
+
     def _budget_alerts(self) -> None:
         """The ledger's budget alerts into the log (one worker of N: dropped, they would be
         about its share)."""
@@ -244,6 +264,7 @@ class LocalEngine:
         """Stop probing, close the provider connections and the spool (its segment is then
         ingested by whoever ingests: the server's parent process)."""
         await self.health.stop()
+        self.after_reply.close()  # what is still waiting, before the spool closes
         await self.manager.aclose()
         for adapter in self._unused:
             await adapter.aclose()
@@ -256,6 +277,7 @@ class _NotedAdmission:
     def __init__(self, inner: AdmissionPort) -> None:
         self.inner = inner
         self.changed: set[str] = set()
+        self.immediate = bool(getattr(inner, "immediate", False))
 
     def try_acquire(self, model_id: str, tokens: int) -> RateTicket | None:
         self.changed.add(model_id)
@@ -282,21 +304,104 @@ class _NotedAdmission:
         self.inner.observe(model_id, state)
 
 
-class _DeferredLearning:
-    """The router's event port: every event to the spool and folded into the learnt quality at
-    once (as ``compat``'s port), the quality pushed to selection by :meth:`push` (each full sync)
-    instead of after every answer; pushing re-ranks every model, so per answer it would leave
-    selection's assignment cache no use."""
+class _AfterReply:
+    """Work that need not precede a reply (``add``), run by :meth:`run` on the event loop after
+    the replies of the current turn are written: :meth:`schedule` (when the router returns)
+    queues the run behind what the turn queues (the transport sends a reply at the end of its
+    turn, ``_server.OneSendTransport``). Each job runs once; one that fails is logged. After the
+    jobs, ``housekeeping``."""
 
-    def __init__(self, learning: Any) -> None:
+    def __init__(self, housekeeping: Callable[[], None]) -> None:
+        self._housekeeping = housekeeping
+        self._jobs: list[Callable[[], None]] = []
+        self._scheduled = False
+        self._closed = False
+
+    def add(self, job: Callable[[], None]) -> None:
+        self._jobs.append(job)
+
+    def schedule(self) -> None:
+        if self._scheduled:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # a stream finalized outside the loop: nothing to wait for
+            self.run()
+            return
+        self._scheduled = True
+        loop.call_soon(loop.call_soon, self.run)  # after the callbacks this turn schedules
+
+    def close(self) -> None:
+        """Run what is waiting; nothing runs after (the engine is closing its spool)."""
+        self.run()
+        self._closed = True
+
+    def run(self) -> None:
+        self._scheduled = False
+        if self._closed:
+            return
+        while self._jobs:  # a job may add more (its events' folding)
+            jobs, self._jobs = self._jobs, []
+            for job in jobs:
+                try:
+                    job()
+                except Exception:  # noqa: BLE001 - one job's failure must not drop the others
+                    log.exception("gateway: work after a reply failed")
+        try:
+            self._housekeeping()
+        except Exception:  # noqa: BLE001
+            log.exception("gateway: housekeeping after a reply failed")
+
+
+class _SettledAfterReply:
+    """The router's budget port, settling after the reply: until then the call's worst case
+    stays held (admission only sees less headroom, never more); the amount is the one the
+    terminal event records."""
+
+    def __init__(self, inner: BudgetPort, later: Callable[[Callable[[], None]], None]) -> None:
+        self.inner = inner
+        self._later = later
+        self.immediate = bool(getattr(inner, "immediate", False))
+
+    def try_reserve(self, key: SpendKey, amount_usd: Decimal,
+                    request_id: str | None = None) -> BudgetTicket | None:
+        return self.inner.try_reserve(key, amount_usd, request_id)
+
+    async def reserve(self, key: SpendKey, amount_usd: Decimal, request_id: str) -> BudgetTicket:
+        return await self.inner.reserve(key, amount_usd, request_id)
+
+    def settle(self, ticket: BudgetTicket, actual_usd: Decimal) -> None:
+        inner = self.inner
+        self._later(lambda: inner.settle(ticket, actual_usd))
+
+    def release(self, ticket: BudgetTicket) -> None:
+        self.inner.release(ticket)
+
+
+class _DeferredLearning:
+    """The router's event port: every event to the spool at once, folded into the learnt
+    quality after the reply (``later``) and pushed to selection by :meth:`push` (each full
+    sync) instead of after every answer; pushing re-ranks every model, so per answer it would
+    leave selection's assignment cache no use."""
+
+    def __init__(self, learning: Any,
+                 later: Callable[[Callable[[], None]], None] | None = None) -> None:
         self.learning = learning
         self.dirty = False
+        self._later = later
 
     def check(self) -> None:
         self.learning.check()
 
     def write(self, events: Sequence[Event]) -> None:
         self.learning.spool.write(events)
+        if self._later is None:
+            self._fold(events)
+        else:
+            batch = tuple(events)
+            self._later(lambda: self._fold(batch))
+
+    def _fold(self, events: Sequence[Event]) -> None:
         fold = self.learning.fold
         for event in events:
             if fold.apply(event):

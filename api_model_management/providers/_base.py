@@ -197,6 +197,7 @@ class ProviderAdapter(ABC):
         self.keys = KeyPool(name, keys_of(api_key), clock=clock)
         self._clock = clock
         self._header_cache: dict[tuple[bool, int], dict[str, str]] = {}
+        self._merged_cache: dict[tuple[bool, int], httpx.Headers] = {}
         self._url_cache: dict[str, httpx.URL] = {}
         self._owns_client = client is None
         if transport is None and client is None and config.http_client == "aiohttp":
@@ -212,6 +213,10 @@ class ProviderAdapter(ABC):
             ),
             follow_redirects=False,
         )
+        #: a client of this adapter's own, with no base URL or query parameters: its requests
+        #: are built here (:meth:`_build`) rather than by ``build_request``, with the same result
+        self._plain_client = self._owns_client and not self._client.params and (
+            not self._client.base_url.host and not self._client.base_url.raw_path.strip(b"/"))
 
     def __repr__(self) -> str:  # never shows a key
         return (f"{type(self).__name__}(name={self.name!r}, base_url={self.config.base_url!r}, "
@@ -424,14 +429,35 @@ class ProviderAdapter(ABC):
         self, method: str, url: str, body: dict | None, total_s: float, headers: dict | None,
         key: int,
     ) -> httpx.Request:
+        content = None if body is None else orjson.dumps(body)
+        client = self._client
+        if not headers and self._plain_client and not client.cookies:
+            # what ``build_request`` builds, from headers merged once per key (the client's own
+            # first, as httpx merges them) and a timeout dict of plain numbers
+            t = self.config.timeouts
+            connect, read = min(t.connect_s, total_s), min(t.read_s, total_s)
+            return httpx.Request(
+                method, self._url(url), content=content,
+                headers=self._client_headers(body is not None, key),
+                extensions={"timeout": {"connect": connect, "read": read, "write": read,
+                                        "pool": connect}})
         merged = self._base_headers(body is not None, key)
         if headers:
             merged = {**merged, **headers}
-        content = None if body is None else orjson.dumps(body)
-        return self._client.build_request(
+        return client.build_request(
             method, self._url(url), content=content, headers=merged,
             timeout=self._httpx_timeout(total_s),
         )
+
+    def _client_headers(self, with_body: bool, key: int) -> httpx.Headers:
+        """The client's default headers updated with :meth:`_base_headers` (as httpx's
+        ``_merge_headers``), built once per key (``httpx.Request`` copies them)."""
+        cached = self._merged_cache.get((with_body, key))
+        if cached is None:
+            cached = httpx.Headers(self._client.headers)
+            cached.update(self._base_headers(with_body, key))
+            self._merged_cache[with_body, key] = cached
+        return cached
 
     def _base_headers(self, with_body: bool, key: int) -> dict[str, str]:
         """Accept, auth (with key ``key``) and content type: the same for every call with that

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 from .._clock import SYSTEM_CLOCK, Clock
 from .._grants import Growth, local_deadline
@@ -83,6 +83,9 @@ class AdmissionPort(Protocol):
 
 class LocalAdmission:
     """Admission straight on RateLimiter cores (one per model), one reservation per request."""
+
+    #: ``acquire`` answers without waiting for anything (the router need not run it in a task)
+    immediate: ClassVar[bool] = True
 
     def __init__(self, limiters: Mapping[str, RateLimiterCore]) -> None:
         self.limiters = limiters

@@ -12,6 +12,13 @@ and the request is answered all the same, while new requests are refused (``Spoo
 before any provider call. With an ``acks`` port (``settings.events.ack="shipped"``,
 ``events._shipper``) a request is answered, or its error raised, only once its events are in the
 shared log as well: a lost node then loses none of the requests it answered.
+
+With a ``later`` port (the HTTP gateway's standalone engine) the heuristic evaluation of a prose
+answer that nothing waits on (no re-route on low quality, or a stream; no schema to check) runs
+after the answer is given: the request's events, terminal one included, are written first, and
+its ``ResponseEvaluated`` (with any ``QualityLow`` and quality alert), the call's outcome with its
+quality, the cache entry and the judge's sampling follow once ``later``'s owner runs the work
+(the response then carries ``quality_score`` None).
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ import contextlib
 import logging
 import random
 from collections import OrderedDict, deque
-from collections.abc import AsyncGenerator, Awaitable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Protocol, TypeVar
@@ -60,7 +67,8 @@ from ..errors import (
     StreamInterrupted,
     error_kind_of,
 )
-from ..evaluation import Evaluation, ResponseEvaluator
+from ..evaluation import Evaluation, ResponseEvaluator, check_output
+from ..evaluation._evaluator import INLINE_MAX_CHARS
 from ..events import (
     AttemptFailed,
     AttemptStarted,
@@ -197,6 +205,9 @@ class RouterCore:
         #: request id -> (model id, agent type, task id) of recent answers (feedback needs them
         #: before the log has the request)
         self.recent: OrderedDict[str, tuple[str, str, str | None]] = OrderedDict()
+        #: where work that need not precede the answer is handed (None: done before it); its
+        #: owner runs each callable once, soon, on this router's event loop (see the module)
+        self.later: Callable[[Callable[[], None]], None] | None = None
 
     # -----------------------------------------------------------------------------------------
     # public
@@ -467,7 +478,13 @@ class RouterCore:
         worst = worst_case_cost_usd(model, bound.input_tokens, request.max_tokens)
         key = SpendKey(model.provider, model.id, request.agent_type)
         budget: BudgetTicket | BaseException | None = self.budget.try_reserve(key, worst, state.request_id)
-        if rate is None and budget is None:  # both need a round trip: run them concurrently
+        if rate is None and budget is None and getattr(self.admission, "immediate", False) and (
+                getattr(self.budget, "immediate", False)):
+            # both answer at once (ports in this process): the same two calls, in the same order,
+            # without the two tasks and the loop's turns running them concurrently costs
+            rate = await _settled(self.admission.acquire(model.id, tokens))
+            budget = await _settled(self.budget.reserve(key, worst, state.request_id))
+        elif rate is None and budget is None:  # both need a round trip: run them concurrently
             rate, budget = await asyncio.gather(
                 self.admission.acquire(model.id, tokens),
                 self.budget.reserve(key, worst, state.request_id), return_exceptions=True,
@@ -535,6 +552,12 @@ class RouterCore:
                 model_id = await self._failover(state, order, model, exc, attempt, larger_than)
                 continue
             assert result is not None
+            if self._evaluates_later(state, result):
+                final = self._finish_unevaluated(state, model, result, attempt)
+                yield (StreamChunk(done=True, result=result, model_id=final.model_id,
+                                   selection_reason=final.selection_reason,
+                                   cost_usd=final.cost_usd) if state.streaming else final)
+                return
             # a large answer is scored in a worker thread: the loop serves other requests meanwhile
             evaluation = await self.evaluator.evaluate_async(
                 state.request, result.text, result.finish_reason, result.tool_calls)
@@ -815,8 +838,62 @@ class RouterCore:
             quality_score=evaluation.quality_score, selection_reason=state.selection_reason,
         )
 
+    def _evaluates_later(self, state: _Attempt, result: ProviderResult) -> bool:
+        """Whether this answer's evaluation may follow the answer: a ``later`` port, a prose
+        answer to a prose request (nothing to fail over for), scored on the loop (not a large
+        one) and not re-routed on low quality (or a stream, which never is)."""
+        return (self.later is not None and len(result.text) <= INLINE_MAX_CHARS
+                and (state.streaming or not self.settings.quality.reroute_on_low_quality)
+                and check_output(state.request, result.text, result.tool_calls) is None)
+
+    def _finish_unevaluated(self, state: _Attempt, model: ModelConfig, result: ProviderResult,
+                            attempt: int) -> ModelResponse:
+        """The answer and its terminal event now; its evaluation and what depends on it handed
+        to ``later`` (see the module)."""
+        response = self._finish(state, model, result, ModelResponse(
+            request_id=state.request_id, model_id=model.id, provider=model.provider,
+            text=result.text, finish_reason=result.finish_reason, tool_calls=result.tool_calls,
+            input_tokens=result.input_tokens, output_tokens=result.output_tokens,
+            cached_tokens=result.cached_tokens, cost_usd=state.cost_usd,
+            latency_ms=self._elapsed_ms(state),
+            time_to_first_token_ms=result.time_to_first_token_ms, attempts=attempt,
+            quality_score=None, selection_reason=state.selection_reason,
+        ), None, attempt)
+        common = state.common(model)
+        request, cost = state.request, state.cost_usd
+
+        def evaluate() -> None:
+            evaluation = self.evaluator.evaluate(request, result.text, result.finish_reason,
+                                                 result.tool_calls)
+            self.outcomes.outcome(model.provider, model.id, True, None, result.latency_ms,
+                                  evaluation.quality_score)
+            events: list[Event] = list(self.degradation.record(
+                model.id, model.provider, True, result.latency_ms, evaluation.quality_score))
+            events.append(evaluation.to_event(**common))
+            if evaluation.low_quality:
+                events.append(QualityLow(**common, quality_score=evaluation.quality_score,
+                                         threshold=self.settings.quality.threshold,
+                                         rerouted_to=None))
+            self.events.write(events)
+            if self._caches(state, evaluation):
+                assert self.cache is not None
+                self.cache.put(request, response, cost)
+            self._maybe_judge(state, model, response)
+
+        assert self.later is not None
+        self.later(evaluate)
+        return response
+
+    def _caches(self, state: _Attempt, evaluation: Evaluation) -> bool:
+        return self.cache is not None and self.settings.cache.enabled and not (
+            evaluation.low_quality) and not evaluation.invalid_output and (
+            state.request.is_cacheable(self.settings.cache.deterministic_only))
+
     def _finish(self, state: _Attempt, model: ModelConfig, result: ProviderResult,
-                response: ModelResponse, evaluation: Evaluation, attempt: int) -> ModelResponse:
+                response: ModelResponse, evaluation: Evaluation | None,
+                attempt: int) -> ModelResponse:
+        """The response and its ``RequestCompleted``; with its ``evaluation`` (None: handed to
+        ``later``, which caches and samples for the judge) the cache entry and the judge."""
         response = response.model_copy(update={
             "cost_usd": state.cost_usd, "latency_ms": self._elapsed_ms(state),
         })
@@ -832,9 +909,10 @@ class RouterCore:
             **self._text_fields(state.request, result.text),
             **self._agent_fields(state.request, result.tool_calls, evaluation),
         ))
-        if self.cache is not None and self.settings.cache.enabled and not evaluation.low_quality and (
-            not evaluation.invalid_output
-        ) and state.request.is_cacheable(self.settings.cache.deterministic_only):
+        if evaluation is None:
+            return response
+        if self._caches(state, evaluation):
+            assert self.cache is not None
             self.cache.put(state.request, response, state.cost_usd)
         if evaluation.evaluator != "schema":  # tool calls and JSON answers: their schema judged
             self._maybe_judge(state, model, response)

@@ -38,6 +38,12 @@ def pinned() -> ModelRequest:
     return ModelRequest(prompt=GOOD_PROMPT, model_id=MODEL)
 
 
+async def after_replies() -> None:
+    """Let the event loop run what the engine left for after the replies (two turns)."""
+    for _ in range(3):
+        await asyncio.sleep(0)
+
+
 def test_a_limit_a_request_used_up_is_seen_by_the_next_selection(tmp_path: Path,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_engine, "FULL_SYNC_S", 1e9)  # only the first sync is a full one
@@ -131,7 +137,8 @@ def test_quality_learnt_from_answers_reaches_selection_at_the_next_full_sync(
         e.sync()
         before = e.selector.core.quality_for(MODEL, agent)
         for _ in range(5):
-            await e.complete(pinned())  # each answer is evaluated and folded
+            await e.complete(pinned())  # each answer is evaluated and folded after the reply
+        await after_replies()
         learnt = e.manager.quality.quality(MODEL, agent)
         assert learnt != before and e._learning.dirty
         assert e.selector.core.quality_for(MODEL, agent) == before  # not pushed yet
