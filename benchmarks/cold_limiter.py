@@ -138,9 +138,12 @@ def run_once(port: int, cold: int, tree: Path | None, scratch: Path, index: int,
     env = dict(os.environ)
     root = tree if tree is not None else CHECKOUT
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(root), env.get("PYTHONPATH")) if p)
-    subprocess.run([sys.executable, __file__, "--child", "--port", str(port), "--cold", str(cold),
-                    "--out", str(out)], check=True, env=env, cwd=scratch,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=timeout_s)
+    done = subprocess.run([sys.executable, __file__, "--child", "--port", str(port), "--cold",
+                           str(cold), "--out", str(out)], env=env, cwd=scratch,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                          timeout=timeout_s)
+    if done.returncode != 0:
+        raise SystemExit(f"run {index} ({root}) failed:\n{done.stderr[-3000:]}")
     result = json.loads(out.read_text(encoding="utf-8"))
     for where in ("package", "worker_package"):
         if Path(result[where]).resolve() != root.resolve():

@@ -256,3 +256,25 @@ def test_a_started_limiter_pushes_its_headroom_once_it_answered_its_first_lease(
         ray_session.get(limiter.return_lease.remote(lease.lease_id, 0, 0))
     finally:
         mm.shutdown()
+
+
+def test_a_limiter_is_given_its_model_and_provider_only(tmp_path):
+    """The registry sent to a limiter at its start holds its model and that model's provider,
+    with the same settings and so the same admitted limits (it reads nothing else)."""
+    import pickle
+
+    from api_model_management.config._load import demo_config as demo
+    from api_model_management.runtime._limiters import config_for_limiter
+
+    config = override(demo(), settings={"data_dir": str(tmp_path)})
+    config = override(config, models=[*(m.model_dump() for m in config.models), *(
+        {**m.model_dump(), "id": f"{m.id}~{k}", "fallbacks": []}
+        for k in range(1, 10) for m in config.models)])
+    for model in (config.models[0], config.models[-1]):
+        given = config_for_limiter(config, model.id)
+        assert [m.id for m in given.models] == [model.id]
+        assert list(given.providers) == [model.provider]
+        assert given.providers[model.provider] == config.providers[model.provider]
+        assert given.settings == config.settings
+        assert given.admitted_rate_limits(given.model(model.id)) == config.admitted_rate_limits(model)
+        assert len(pickle.dumps(given)) * 5 < len(pickle.dumps(config))  # 120 models: 35 kB
