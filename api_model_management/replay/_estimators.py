@@ -19,7 +19,15 @@ propensity) and observed value ``v_i``; the target policy gives candidate ``a`` 
   the per-subject quality gap it estimates ranks the real gaps with Spearman 0.51 against 0.41
   for the model's mean alone, and a per-subject choice made from it at 40% of always-strong's
   cost is 1 point more accurate on held-out prompts. The overall mean stands for a model never
-  chosen;
+  chosen. Cost is modelled per request instead (``_predicted_cost``): each candidate's logged cost
+  sub-score is the log-price of the request's expected USD at that model's prices (its exact
+  inverse, ``selection.expected_cost_usd``), so the outcome model is that expected cost times the
+  ratio of real to expected cost, per model and agent type, shrunk the same two-way (towards the
+  model's ratio moved by the agent type's ratio on every model). A mean per model and agent type
+  ignores that a long prompt costs more: a policy that sends a subject's long prompts to the cheap
+  model and its short ones to the dear model was costed like one that sends any of them, from the
+  few logged requests the dear model answered there, and among hundreds of candidates the tuner
+  picked those whose cost that noise underestimated;
 - **DR** ``DM + Σ w_i (v_i − q(a_i)) / N`` — doubly robust: unbiased if either the propensities or
   the outcome model are right.
 
@@ -47,6 +55,7 @@ from math import sqrt
 from statistics import NormalDist
 
 from ..errors import InvalidInput
+from ..selection._core import expected_cost_usd
 from ..selection._quality import CELL_PSEUDO
 from ._decisions import LoggedDecision
 from ._errors import NoDecisions
@@ -59,6 +68,8 @@ METRICS = ("reward", "quality", "cost_usd", "latency_ms", "failure_rate")
 ESTIMATORS = ("ips", "snips", "dm", "dr")
 _DETERMINISTIC = 1.0 - 1e-9
 _SE_OF = {"ips": "ips_se", "snips": "snips_se", "dr": "dr_se"}
+#: Replay reports kept per prepared log (see ``PreparedLog.replay_choices``).
+_MAX_REPORTS = 4096
 
 
 @dataclass(frozen=True)
@@ -189,6 +200,9 @@ class PreparedLog:
         self.predicted = {m: _predicted(self.decisions, v, self.model_means[m],
                                         _AGENT_EFFECT.get(m, "add"))
                           for m, v in self.values.items()}
+        self.predicted["cost_usd"] = _predicted_cost(self.decisions, self.values["cost_usd"],
+                                                     self.predicted["cost_usd"])
+        self._reports: dict[tuple, ReplayReport] = {}
 
     def subset(self, indices: Sequence[int]) -> PreparedLog:
         """The decisions at ``indices`` with this log's values and outcome model (not refitted):
@@ -207,23 +221,29 @@ class PreparedLog:
         part.values = {m: [v[i] for i in indices] for m, v in self.values.items()}
         part.model_means = self.model_means
         part.predicted = {m: [p[i] for i in indices] for m, p in self.predicted.items()}
+        part._reports = {}
         return part
 
     def drift_views(self) -> list[PreparedLog]:
         """This log once per reliability snapshot the decisions carry (``LoggedDecision.drift``):
         the same decisions, values and outcome model, each candidate's performance as under that
-        snapshot; views identical to this log are left out."""
+        snapshot; views identical to this log or to an earlier view are left out (a snapshot
+        taken where the reliability parts had not moved adds nothing but replay time)."""
         n = min((len(d.drift) for d in self.decisions), default=0)
         views = []
+        seen = {tuple(tuple(c.performance for c in d.candidates) for d in self.decisions)}
         for k in range(n):
+            performance = tuple(d.drift[k] for d in self.decisions)
+            if performance in seen:
+                continue
+            seen.add(performance)
             moved = [dataclasses.replace(d, candidates=tuple(
                 c.model_copy(update={"performance": p})
                 for c, p in zip(d.candidates, d.drift[k], strict=True)))
                 for d in self.decisions]
-            if any(m.candidates != d.candidates for m, d in zip(moved, self.decisions, strict=True)):
-                view = self.subset(range(len(self.decisions)))
-                view.decisions = moved
-                views.append(view)
+            view = self.subset(range(len(self.decisions)))
+            view.decisions = moved
+            views.append(view)
         return views
 
     def replay(self, policy: TargetPolicy, metrics: Sequence[str] = METRICS) -> ReplayReport:
@@ -241,9 +261,17 @@ class PreparedLog:
     def replay_choices(self, picks: Sequence[int], epsilon: float = 0.0,
                        metrics: Sequence[str] = METRICS) -> ReplayReport:
         """Estimate ``metrics`` under the policy that picks candidate ``picks[i]`` of decision
-        ``i`` (exploring with ``epsilon`` as the Selector does)."""
+        ``i`` (exploring with ``epsilon`` as the Selector does).
+
+        Reports are kept per (picks, epsilon, metrics): a weight search replays hundreds of
+        candidates of which most pick the same models, and the estimates depend on nothing else
+        (the report is immutable, so the same object is returned)."""
         if len(picks) != len(self.decisions):
             raise InvalidInput("one pick per decision", field="picks")
+        key = (tuple(picks), epsilon, tuple(metrics))
+        known = self._reports.get(key)
+        if known is not None:
+            return known
         probs, n_agree, n_unsupported = [], 0, 0
         for d, chosen, g in zip(self.decisions, self.chosen, picks, strict=True):
             n_agree += g == chosen
@@ -254,11 +282,15 @@ class PreparedLog:
         sum_w, sum_w2 = sum(iw), sum(x * x for x in iw)
         ess = sum_w * sum_w / sum_w2 if sum_w2 > 0 else 0.0
         estimates = {m: self._estimate(m, probs, iw) for m in metrics}
-        return ReplayReport(
+        report = ReplayReport(
             n_decisions=len(self.decisions), n_agree=n_agree, n_unsupported=n_unsupported,
             n_quality_observed=self.n_quality_observed, effective_sample_size=ess,
             epsilon=epsilon, objective=self.objective, metrics=estimates,
         )
+        if len(self._reports) >= _MAX_REPORTS:
+            self._reports.clear()
+        self._reports[key] = report
+        return report
 
     def _estimate(self, metric: str, probs: list[list[float]], iw: list[float]) -> Estimate:
         values, predicted = self.values[metric], self.predicted[metric]
@@ -371,6 +403,55 @@ def _predicted(decisions: Sequence[LoggedDecision], values: list[float],
                 total, n = cells.get(key, (0.0, 0.0))
                 q = fitted[key] = (AGENT_PSEUDO * prior + total) / (AGENT_PSEUDO + n)
             row.append(q)
+        out.append(row)
+    return out
+
+
+def _predicted_cost(decisions: Sequence[LoggedDecision], values: list[float],
+                    fallback: list[list[float]]) -> list[list[float]]:
+    """The cost outcome model (see the module docstring): each candidate's expected cost
+    (``expected_cost_usd`` of its cost sub-score) times the ratio of real to expected cost of its
+    model on the decision's agent type, shrunk with ``AGENT_PSEUDO`` requests towards the model's
+    ratio times the agent type's (on every model, itself shrunk to 1 with ``AGENT_PSEUDO``
+    requests). A model with no logged expected cost keeps ``fallback`` (the per-cell means)."""
+    expected = [[expected_cost_usd(c.cost) for c in d.candidates] for d in decisions]
+    cells: dict[tuple[str | None, str], list[float]] = {}
+    models: dict[str, list[float]] = {}
+    for d, v, e in zip(decisions, values, expected, strict=True):
+        spent = e[d.chosen_index]
+        for acc in (cells.setdefault((d.agent_type, d.chosen), [0.0, 0.0, 0.0]),
+                    models.setdefault(d.chosen, [0.0, 0.0, 0.0])):
+            acc[0] += v
+            acc[1] += spent
+            acc[2] += 1.0
+    ratio = {m: real / exp for m, (real, exp, _) in models.items() if exp > 0}
+    pooled: dict[str | None, list[float]] = {}
+    for (agent, model), (real, exp, n) in cells.items():
+        if model in ratio:
+            acc = pooled.setdefault(agent, [0.0, 0.0, 0.0])
+            acc[0] += real
+            acc[1] += ratio[model] * exp
+            acc[2] += n
+    agent_ratio = {}
+    for agent, (real, modelled, n) in pooled.items():
+        k = AGENT_PSEUDO * modelled / n
+        agent_ratio[agent] = (real + k) / (modelled + k) if modelled + k > 0 else 1.0
+    fitted: dict[tuple[str | None, str], float] = {}
+    out = []
+    for d, e, old in zip(decisions, expected, fallback, strict=True):
+        row = []
+        for c, spend, mean in zip(d.candidates, e, old, strict=True):
+            if c.model_id not in ratio:
+                row.append(mean)
+                continue
+            key = (d.agent_type, c.model_id)
+            r = fitted.get(key)
+            if r is None:
+                prior = ratio[c.model_id] * agent_ratio.get(d.agent_type, 1.0)
+                real, exp, n = cells.get(key, (0.0, 0.0, 0.0))
+                k = AGENT_PSEUDO * (exp / n if n else 1.0)
+                r = fitted[key] = (real + k * prior) / (exp + k) if exp + k > 0 else prior
+            row.append(r * spend)
         out.append(row)
     return out
 

@@ -34,8 +34,9 @@ type at a time, most quality per unit of extra cost first, keeping each switch t
 feasible and ranks better (a greedy knapsack).
 
 What ranks and what checks, under a constraint: feasibility is the chosen estimator's confidence
-bound (DR by default: unbiased for cost, where the outcome model is not, because it shrinks a
-cheap agent type's cost towards the model's mean over dear ones too); the rank, and the
+bound (DR by default: unbiased for cost whatever the outcome model; the cost outcome model is per
+request, the expected cost of its prompt at each model's prices times a fitted ratio, so DR's
+correction, and with it the interval, is small); the rank, and the
 per-agent-type tables' quality, are the outcome model's quality (DM: per model and agent type,
 shrunk to the model's mean). Ranking hundreds of candidates (and, per agent type, a few dozen
 decisions each) by DR's quality picks the luckiest noise: on one routellm log the chosen policy's
@@ -48,7 +49,14 @@ decisions with the reliability parts of earlier snapshots, ``LoggedDecision.drif
 meet the constraint in every one of them (the worst view's bound); its rank is the mean over the
 views. A policy whose choices hinge on a reliability part that moves between serves would
 otherwise be tuned to the one snapshot the log ends with: the same weights on the same log sent
-837 of 1,500 held-out requests to the strong model in one serve and 989 in the next.
+837 of 1,500 held-out requests to the strong model in one serve and 989 in the next. The views
+sample the live states of the log's second half (``DRIFT_QUANTILES``), which is where a served
+system, seeded from the log's newest outcomes, starts and moves; so a candidate that sends an
+agent type one way or the other depending on reliability differences of a few thousandths (two
+models of near-equal quality gain per USD: a near-tie) pays in the constraint for its dearest
+view and is ranked by its mean quality, and loses to a candidate that decides the same in every
+view. (Served, a near-tie flips as a block: a routellm agent type with uniform prompts, GSM8K,
+went 2% to the strong model at the log's last state and 89% when served.)
 """
 
 from __future__ import annotations

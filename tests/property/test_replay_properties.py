@@ -31,6 +31,7 @@ from api_model_management.replay import (
     simplex_grid,
     tune,
 )
+from api_model_management.replay._estimators import METRICS
 from api_model_management.replay._tune import RANK_QUALITY_BY, value_candidates
 from api_model_management.selection._core import adjust_for_priority
 
@@ -319,3 +320,58 @@ def test_per_agent_weights_under_a_constraint_meet_it_and_never_lose_to_the_glob
                                                      quality_by=RANK_QUALITY_BY).rank
     if not together.agent_weights:
         assert sorted(together.kept_global) == sorted(set(labels))
+
+
+@settings(max_examples=80, deadline=None)
+@given(costed_world(), st.data())
+def test_drift_views_are_the_distinct_snapshots_other_than_the_log_itself(decisions, data):
+    """A drift view per distinct reliability snapshot (in the order first taken), none equal to
+    the log itself; a view differs from the log only in its candidates' performance, and replays
+    with the log's values (the same decisions, outcomes and outcome model)."""
+    n_snaps = data.draw(st.integers(0, 5))
+    perf = st.sampled_from([0.0, 0.5, 1.0])
+    snaps = []
+    for _ in range(n_snaps):
+        kind = data.draw(st.sampled_from(["new", "base", "repeat"]))
+        if kind == "base":
+            snaps.append(tuple(tuple(c.performance for c in d.candidates) for d in decisions))
+        elif kind == "repeat" and snaps:
+            snaps.append(snaps[data.draw(st.integers(0, len(snaps) - 1))])
+        else:
+            snaps.append(tuple(tuple(data.draw(perf) for _ in d.candidates) for d in decisions))
+    drifted = [replace(d, drift=tuple(s[i] for s in snaps)) for i, d in enumerate(decisions)]
+    prepared = PreparedLog(drifted, QUALITY_ONLY)
+    views = prepared.drift_views()
+    base = snaps and tuple(tuple(c.performance for c in d.candidates) for d in drifted)
+    expected: list = []
+    for s in snaps:
+        if s != base and s not in expected:
+            expected.append(s)
+    got = [tuple(tuple(c.performance for c in d.candidates) for d in v.decisions) for v in views]
+    assert got == expected
+    for view in views:
+        assert view.values == prepared.values and view.predicted == prepared.predicted
+        for moved, d in zip(view.decisions, drifted, strict=True):
+            assert [c.model_copy(update={"performance": 0.0}) for c in moved.candidates] == \
+                [c.model_copy(update={"performance": 0.0}) for c in d.candidates]
+            assert (moved.chosen, moved.outcome, moved.propensity) == \
+                (d.chosen, d.outcome, d.propensity)
+
+
+@settings(max_examples=80, deadline=None)
+@given(costed_world(), st.lists(st.tuples(simplex(), st.sampled_from([0.0, 0.1, 1.0])),
+                                min_size=1, max_size=6), st.data())
+def test_a_prepared_log_replays_as_a_fresh_one_whatever_it_replayed_before(
+        decisions, policies, data):
+    """Replays are kept per (picks, epsilon, metrics): any sequence of replays on one prepared
+    log, on a subset of it or on a drift view, gives what a freshly prepared log gives."""
+    prepared = PreparedLog(decisions, QUALITY_ONLY)
+    idx = sorted(set(data.draw(st.lists(st.integers(0, len(decisions) - 1), min_size=1))))
+    part = prepared.subset(idx)
+    for weights, epsilon in policies + policies[::-1]:
+        policy = TargetPolicy(weights, epsilon=epsilon)
+        metrics = data.draw(st.sampled_from([("quality", "cost_usd"), ("reward",), METRICS]))
+        assert prepared.replay(policy, metrics) == \
+            PreparedLog(decisions, QUALITY_ONLY).replay(policy, metrics)
+        assert part.replay(policy, metrics) == \
+            PreparedLog(decisions, QUALITY_ONLY).subset(idx).replay(policy, metrics)

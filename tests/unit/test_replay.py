@@ -366,6 +366,58 @@ def test_zero_support_gives_ips_no_weight_but_dm_and_dr_still_estimate():
     assert explore.metrics["reward"].snips == pytest.approx(0.5)
 
 
+def test_cost_is_modelled_per_request_from_its_expected_cost():
+    """The cost outcome model is each candidate's expected cost (the inverse of its log-price
+    sub-score) times the real-to-expected ratio of its model and agent type. On a log where each
+    model bills a fixed share of the expected cost and prompts vary in length, a policy that
+    sends the short prompts to the dear model is costed exactly by DM and DR, where the mean per
+    model and agent type is off by more than half."""
+    from math import log
+
+    from api_model_management.replay._estimators import PreparedLog, _predicted
+    from api_model_management.selection._core import (
+        _LOG_COST_CEILING,
+        _LOG_COST_SPAN,
+        COST_FLOOR_USD,
+    )
+
+    def score(usd: float) -> float:  # the Selector's cost sub-score of an expected cost
+        return (_LOG_COST_CEILING - log(usd + COST_FLOOR_USD)) / _LOG_COST_SPAN
+
+    billed = {"dear": 0.25, "cheap": 0.5}  # real / expected: answers shorter than max_tokens
+    rng = random.Random(3)
+    decisions, truth, shorts = [], [], []
+    for i in range(400):
+        tokens = rng.choice([100, 400, 1600])  # prompt length
+        shorts.append(tokens == 100)
+        usd = {"dear": tokens * 3e-5, "cheap": tokens * 1e-6}
+        cands = tuple(CandidateScore(model_id=m, score=0.5, capability=1.0, cost=score(usd[m]),
+                                     performance=0.5, availability=1.0) for m in usd)
+        chosen = "dear" if rng.random() < 0.2 else "cheap"  # logged at random: 20% dear
+        cost = Decimal(str(round(usd[chosen] * billed[chosen], 12)))
+        decisions.extend(decisions_from_events([
+                ModelSelected(occurred_at=T0, request_id=f"r{i}", agent_type="qa",
+                              model_id=chosen, candidates=cands,
+                              propensity=0.2 if chosen == "dear" else 0.8),
+                RequestCompleted(occurred_at=T0, request_id=f"r{i}", model_id=chosen,
+                                 latency_ms=1.0, cost_usd=cost)]))
+        truth.append(usd["dear" if tokens == 100 else "cheap"]
+                     * billed["dear" if tokens == 100 else "cheap"])
+    prepared = PreparedLog(decisions)
+    short_to_dear = [next(k for k, c in enumerate(d.candidates)
+                          if c.model_id == ("dear" if short else "cheap"))
+                     for d, short in zip(decisions, shorts, strict=True)]
+    report = prepared.replay_choices(short_to_dear, metrics=("cost_usd",))
+    cost = report.metrics["cost_usd"]
+    mean = sum(truth) / len(truth)
+    assert cost.dm == pytest.approx(mean, rel=1e-6) and cost.dr == pytest.approx(mean, rel=1e-6)
+    # the mean per model and agent type: a short prompt sent to the dear model costs its mean
+    per_cell = _predicted(prepared.decisions, prepared.values["cost_usd"],
+                          prepared.model_means["cost_usd"], "scale")
+    dm_cell = sum(q[k] for q, k in zip(per_cell, short_to_dear, strict=True)) / len(truth)
+    assert abs(dm_cell - mean) > 0.5 * mean
+
+
 def test_per_agent_weights_and_priority_are_applied():
     cands = (CandidateScore(model_id="cheap", score=0, capability=0.0, cost=1.0, performance=0.0,
                             availability=0.0),
@@ -945,18 +997,26 @@ def test_decisions_are_rescored_with_the_quality_learnt_from_the_whole_log():
 
 def test_decisions_carry_the_reliability_snapshots_and_views_replay_them():
     """Each re-scored decision also carries its candidates' performance under the reliability
-    parts the log held at DRIFT_QUANTILES of its selections; a drift view replays them, and a
-    policy that picks the strong model only at the last snapshot does not in an earlier one."""
+    parts the log held at DRIFT_QUANTILES of its selections, all in the log's second half (where
+    a system seeded from the log starts and moves); a drift view replays them, and a policy that
+    picks the strong model only at the last snapshot does not in an earlier one. The log's first
+    half (here: a start on the priors, where the two models tie) is in no view."""
     from api_model_management.replay._decisions import DRIFT_QUANTILES
     from api_model_management.replay._estimators import PreparedLog
 
+    assert DRIFT_QUANTILES and all(0.5 <= q < 1.0 for q in DRIFT_QUANTILES)
     events = []
-    n = 8
+    n = 20
+
+    def strong_part(i: int) -> float:
+        # the priors' tie for the first half, then the strong model's reliability part rises
+        # from below the weak one's (0.45) to above it: 0.40, 0.41, ... 0.50
+        return 0.45 if i < n // 2 - 1 else 0.40 + 0.01 * (i - n // 2 + 1)
+
     for i in range(n):
         at = T0 + timedelta(seconds=i)
-        # the strong model's reliability part rises over the log: 0.40, 0.41, ... 0.47
         cands = (CandidateScore(model_id="strong", score=0.5, capability=1.0, cost=0.2,
-                                performance=0.2 + 0.40 + 0.01 * i, availability=1.0),
+                                performance=0.2 + strong_part(i), availability=1.0),
                  CandidateScore(model_id="weak", score=0.5, capability=1.0, cost=0.9,
                                 performance=0.2 + 0.45, availability=1.0))
         events.append(ModelSelected(occurred_at=at, request_id=f"r{i}", agent_type="qa",
@@ -968,20 +1028,25 @@ def test_decisions_carry_the_reliability_snapshots_and_views_replay_them():
     decisions = decisions_from_events(events)
     assert all(len(d.drift) == len(DRIFT_QUANTILES) for d in decisions)
     first = decisions[0]
-    learnt = {c.model_id: c.performance - (0.40 + 0.01 * (n - 1) if c.model_id == "strong"
+    learnt = {c.model_id: c.performance - (strong_part(n - 1) if c.model_id == "strong"
                                            else 0.45) for c in first.candidates}
-    # the snapshots: the reliability parts after selection int(n * q) (strong 0.40 + 0.01 * (k-1))
+    # the snapshots: the reliability parts after selection int(n * q), i.e. of decision k - 1
     for snap, q in zip(first.drift, DRIFT_QUANTILES, strict=True):
         k = max(1, int(n * q))
-        assert snap == pytest.approx((learnt["strong"] + 0.40 + 0.01 * (k - 1),
+        assert snap == pytest.approx((learnt["strong"] + strong_part(k - 1),
                                       learnt["weak"] + 0.45))
     views = PreparedLog(decisions).drift_views()
     assert len(views) == len(DRIFT_QUANTILES)
     perf_only = SelectionWeights(capability=0, cost=0, performance=1, availability=0)
-    # at the last snapshot strong (0.47) beats weak (0.45); at the first (0.40) and the middle
-    # one (0.43) it does not
+    # at the last state strong (0.50) beats weak (0.45); in a view it does where its part
+    # there is above 0.45; never does a view hold the first half's tie
     assert PreparedLog(decisions).replay(TargetPolicy(perf_only)).n_agree == 0
-    assert all(v.replay(TargetPolicy(perf_only)).n_agree == len(decisions) for v in views[:2])
+    for view, q in zip(views, DRIFT_QUANTILES, strict=True):
+        above = strong_part(max(1, int(n * q)) - 1) > 0.45 + 1e-9
+        assert view.replay(TargetPolicy(perf_only)).n_agree == (0 if above else len(decisions))
+        strong = [c.performance for d in view.decisions for c in d.candidates
+                  if c.model_id == "strong"]
+        assert strong[0] != pytest.approx(learnt["strong"] + 0.45)
     # decisions kept as logged carry no snapshots, so there is no view
     logged = decisions_from_events(events, learnt_quality="logged")
     assert all(d.drift == () for d in logged) and PreparedLog(logged).drift_views() == []
