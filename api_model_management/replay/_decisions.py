@@ -34,9 +34,8 @@ the log's recent states did; the snapshots are taken over the log's second half,
 so that a policy whose choices flip within that range is seen to flip. (The state of a system
 started on an empty log, the priors' reliability, is no longer among them: no served system starts
 there, and with two models of equal priors it is an exact tie of reliability that a seeded serve
-never meets, which the tuner then had to keep within the constraint as well: on one routellm log
-the chosen policy's estimated cost was 38% of always-strong's at the end of the log and 50% in
-that view, and served at 39%.)
+never meets, which the tuner then had to keep within the constraint as well, so a policy could
+be held well below the cap at the states it would serve in.)
 """
 
 from __future__ import annotations
