@@ -375,3 +375,29 @@ def test_a_prepared_log_replays_as_a_fresh_one_whatever_it_replayed_before(
             PreparedLog(decisions, QUALITY_ONLY).replay(policy, metrics)
         assert part.replay(policy, metrics) == \
             PreparedLog(decisions, QUALITY_ONLY).subset(idx).replay(policy, metrics)
+
+
+ROW_VALUE = st.integers(0, 20).map(lambda k: k / 20)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(ROW_VALUE, ROW_VALUE), min_size=1, max_size=12),
+       st.floats(0, 100))
+def test_the_frontier_holds_every_lagrangian_choice(points, price):
+    """``frontier``: rows of the table, cheaper to dearer, each better than the last, with the
+    quality per unit of extra cost falling; for every price of quality λ the best
+    ``quality − λ · cost`` of the table is reached on it (so climbing it passes every choice a
+    price sweep can make)."""
+    from api_model_management.replay._tune import _slope, frontier
+
+    grid = value_candidates()
+    rows = [(grid[i % len(grid)], q, c) for i, (q, c) in enumerate(points)]
+    hull = frontier(rows)
+    assert hull and all(r in rows for r in hull)
+    assert all(a[2] < b[2] and a[1] < b[1] for a, b in zip(hull, hull[1:], strict=False))
+    slopes = [_slope(a, b) for a, b in zip(hull, hull[1:], strict=False)]
+    assert all(s > t for s, t in zip(slopes, slopes[1:], strict=False))
+    cheapest = min(r[2] for r in rows)
+    assert hull[0][2] == cheapest and hull[0][1] == max(r[1] for r in rows if r[2] == cheapest)
+    best = max(q - price * c for _, q, c in rows)
+    assert max(q - price * c for _, q, c in hull) == pytest.approx(best, abs=1e-12)

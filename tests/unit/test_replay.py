@@ -1052,6 +1052,36 @@ def test_decisions_carry_the_reliability_snapshots_and_views_replay_them():
     assert all(d.drift == () for d in logged) and PreparedLog(logged).drift_views() == []
 
 
+def test_climbing_the_frontiers_spends_what_the_price_grid_steps_over():
+    """From a feasible choice, agent types move up their quality-cost frontiers one vertex at a
+    time, the steepest first, while the combination stays feasible and ranks better: here the
+    limit of 10 admits a's middle option, b's and c's, which no single price of quality picks
+    together (a price low enough for c's also takes a's dearest), and a move that breaks the
+    limit stops only that agent type."""
+    from api_model_management.replay._goal import Verdict
+    from api_model_management.replay._tune import _climb
+
+    w = [SelectionWeights(capability=0, cost=1 - k / 4, performance=k / 4, availability=0)
+         for k in range(5)]
+    tables = {  # (weights, quality, cost)
+        "a": [(w[0], 0.50, 1.0), (w[1], 0.60, 3.0), (w[2], 0.80, 9.0), (w[3], 0.55, 9.0)],
+        "b": [(w[0], 0.40, 1.0), (w[1], 0.58, 4.0)],
+        "c": [(w[0], 0.30, 1.0), (w[4], 0.31, 2.0)],
+    }
+
+    def judged(choice: dict) -> Verdict:
+        rows = [next(r for r in tables[a] if r[0] == choice.get(a, w[0])) for a in tables]
+        quality, cost = sum(r[1] for r in rows), sum(r[2] for r in rows)
+        return Verdict(cost <= 10.0, (quality, -cost), cost)
+
+    start = {"a": w[0], "b": w[0], "c": w[0]}
+    best, rank = _climb(tables, start, judged(start).rank, judged)
+    # slopes: a 0.05 then 0.033 per unit, b 0.06, c 0.01: b (total cost 6), a to w1 (8), a to
+    # w2 (14: over the limit, a stops), c (9); the dominated row (w3) is never taken
+    assert best == {"a": w[1], "b": w[1], "c": w[4]}
+    assert rank == pytest.approx((0.60 + 0.58 + 0.31, -9.0))
+
+
 def test_the_gap_between_two_prices_is_filled_by_quality_per_unit_of_cost():
     """Agent types that switch between two adjacent prices are ordered by the quality the dearer
     weights gain per unit of extra cost (a free gain first); unchanged ones are left out."""
