@@ -52,22 +52,6 @@ def _refuse_network(method_name: str):
     return refuse
 
 
-RAY_GROUP = "ray"
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """With pytest-xdist (``-n 2 --dist loadgroup``, the README's command) every integration test
-    and every test that uses the session's Ray goes to one worker, in collection order: one Ray
-    session, as without xdist; the unit and property tests run beside them on the other.
-    ``tryfirst``: xdist's worker reads the group marks in its own hook of this name, so the marks
-    must be on the items before it runs (without it the groups were ignored)."""
-    for item in items:
-        uses_ray = "ray_session" in getattr(item, "fixturenames", ())
-        if uses_ray or item.get_closest_marker("integration") is not None:
-            item.add_marker(pytest.mark.xdist_group(RAY_GROUP))
-
-
 @pytest.fixture(autouse=True)
 def _unit_layer_guard(request, monkeypatch):
     """Unit and property tests cannot import Ray or open a network socket (as Ray Serve's
