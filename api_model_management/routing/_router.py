@@ -828,6 +828,10 @@ class RouterCore:
         state.events.extend(self.degradation.record(model.id, model.provider, True, result.latency_ms,
                                                     evaluation.quality_score))
         state.events.append(evaluation.to_event(**state.common(model)))
+        return self._response(state, model, result, attempt, evaluation.quality_score)
+
+    def _response(self, state: _Attempt, model: ModelConfig, result: ProviderResult, attempt: int,
+                  quality_score: float | None) -> ModelResponse:
         return ModelResponse(
             request_id=state.request_id, model_id=model.id, provider=model.provider,
             text=result.text, finish_reason=result.finish_reason, tool_calls=result.tool_calls,
@@ -835,7 +839,7 @@ class RouterCore:
             cached_tokens=result.cached_tokens, cost_usd=state.cost_usd,
             latency_ms=self._elapsed_ms(state),
             time_to_first_token_ms=result.time_to_first_token_ms, attempts=attempt,
-            quality_score=evaluation.quality_score, selection_reason=state.selection_reason,
+            quality_score=quality_score, selection_reason=state.selection_reason,
         )
 
     def _evaluates_later(self, state: _Attempt, result: ProviderResult) -> bool:
@@ -850,15 +854,8 @@ class RouterCore:
                             attempt: int) -> ModelResponse:
         """The answer and its terminal event now; its evaluation and what depends on it handed
         to ``later`` (see the module)."""
-        response = self._finish(state, model, result, ModelResponse(
-            request_id=state.request_id, model_id=model.id, provider=model.provider,
-            text=result.text, finish_reason=result.finish_reason, tool_calls=result.tool_calls,
-            input_tokens=result.input_tokens, output_tokens=result.output_tokens,
-            cached_tokens=result.cached_tokens, cost_usd=state.cost_usd,
-            latency_ms=self._elapsed_ms(state),
-            time_to_first_token_ms=result.time_to_first_token_ms, attempts=attempt,
-            quality_score=None, selection_reason=state.selection_reason,
-        ), None, attempt)
+        response = self._finish(state, model, result,
+                                self._response(state, model, result, attempt, None), None, attempt)
         common = state.common(model)
         request, cost = state.request, state.cost_usd
 
