@@ -34,12 +34,11 @@ type at a time, most quality per unit of extra cost first, keeping each switch t
 feasible and ranks better (a greedy knapsack). The grid of prices still steps over choices: an
 agent type's table holds options between its choices at two adjacent prices, and a switch at one
 price can be as large as a fifth of the bill (on one routellm log the best combination found
-that way cost 39% of always-strongest's under a limit of 50%). So each agent type then climbs its
-own quality-cost frontier (``frontier``: the choices its Lagrangian makes at every price) from the
-best combination (from the global weights' choice when no combination beat them), one vertex at
-a time, the most quality per unit of extra cost first, keeping each move that stays feasible and
-ranks better (``_climb``); on that log the climb ended at 45% (its dearest drift view's bound at
-the limit).
+that way cost 39% of always-strongest's under a limit of 50%). So from the best combination each
+agent type then climbs its own quality-cost frontier (``frontier``: the choices its Lagrangian
+makes at every price) one vertex at a time, the most quality per unit of extra cost first,
+keeping each move that stays feasible and ranks better (``_climb``); on that log the climb ended
+at 45% (its dearest drift view's bound at the limit).
 
 What ranks and what checks, under a constraint: feasibility is the chosen estimator's confidence
 bound (DR by default: unbiased for cost whatever the outcome model; the cost outcome model is per
@@ -441,12 +440,9 @@ def _per_agent_constrained(views: list[PreparedLog], groups: dict[str, list[int]
                 current, best, best_rank = trial, trial, verdict.rank
     # the price grid steps over choices an agent type has between two of its prices (a tenth of
     # always-strongest's cost left unspent on one routellm log): climb every agent type's
-    # quality-cost frontier from the best choice (the global weights' own, when no combination
-    # beat them), one vertex at a time, steepest first
-    start = best or {agent: base for agent in tables}
-    climbed, rank = _climb(tables, start, best_rank, judged)
-    if rank > best_rank:
-        best, best_rank = climbed, rank
+    # quality-cost frontier from the best choice, one vertex at a time, steepest first
+    if best:
+        best, best_rank = _climb(tables, best, best_rank, judged)
     if not best:
         kept.update({agent: "no per-agent-type weights meet the constraint together with the "
                      "others better than the global weights" for agent in tables})
@@ -485,18 +481,17 @@ def _climb(tables: dict[str, list[_Row]], start: dict[str, SelectionWeights],
     the Lagrangian's own path)."""
     hulls = {agent: frontier(rows) for agent, rows in tables.items()}
     current, rank = dict(start), start_rank
-    at: dict[str, _Row] = {}  # an agent type whose start is not in its table does not climb
+    at: dict[str, _Row] = {}
     for agent, rows in tables.items():
-        here = next((r for r in rows if r[0] == current.get(agent)), None)
-        if here is not None:
-            at[agent] = here
+        w = current.get(agent)
+        at[agent] = next((r for r in rows if r[0] == w), hulls[agent][0])
 
     def step(agent: str) -> tuple[float, str, _Row] | None:
         here = at[agent]
         up = next((v for v in hulls[agent] if v[2] > here[2] and v[1] > here[1]), None)
         return None if up is None else (-_slope(here, up), agent, up)
 
-    queue = [s for s in (step(agent) for agent in sorted(at)) if s is not None]
+    queue = [s for s in (step(agent) for agent in sorted(tables)) if s is not None]
     heapq.heapify(queue)
     while queue:
         _, agent, up = heapq.heappop(queue)

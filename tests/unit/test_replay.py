@@ -803,28 +803,6 @@ def test_per_agent_weights_under_a_constraint_meet_it_together_and_beat_the_glob
         assert c_together <= 0.5 * strongest_cost * 1.05 and q_together > q_alone + 0.05
 
 
-def test_per_agent_weights_climb_from_the_global_ones_when_no_price_beats_them(
-        world, logged, monkeypatch):
-    """When no combination the price sweep makes beats the global weights (here: the sweep has
-    one price, 0, whose all-strong choice breaks the limit), the agent types still climb their
-    frontiers from the global weights' own choice: the result meets the constraint and ranks
-    above the global weights alone."""
-    import api_model_management.replay._tune as tuning
-
-    kind = {ctx.request_id: "hard" if ctx.results[GPT4].quality > ctx.results[MIXTRAL].quality
-            else "easy" for ctx in world}
-    relabelled = [replace(d, agent_type=kind[d.request_id]) for d in logged]
-    goal = Goal("max-quality", 0.5)
-    monkeypatch.setattr(tuning, "QUALITY_PRICES", (0.0,))
-    alone = tune(relabelled, grid_step=0.25, n_random=0, goal=goal)
-    together = tune(relabelled, grid_step=0.25, n_random=0, goal=goal, per_agent_type=True)
-    assert sorted(together.agent_weights) == ["easy", "hard"]
-    assert together.estimated()["constraint"]["met"]
-    mine = goal.judge(together.report, "dr", together.limit, quality_by=tuning.RANK_QUALITY_BY)
-    theirs = goal.judge(alone.report, "dr", alone.limit, quality_by=tuning.RANK_QUALITY_BY)
-    assert mine.feasible and mine.rank > theirs.rank
-
-
 def test_tune_command_prints_the_scale_and_the_constraint(tmp_path, capsys):
     data = _small_log(tmp_path, noisy=True)
     out = tmp_path / "w.json"
