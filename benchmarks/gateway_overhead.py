@@ -257,9 +257,9 @@ async def latency_rounds(targets: list[Target], rounds: int, warmup: int) -> Non
                     target.latencies_s.append(took)
 
 
-def _tree_cpu(pid: int) -> dict[str, float]:
-    """CPU seconds (user + system) so far of ``pid`` and every process under it, by role (Ray's
-    workers are under the raylet that ``amm serve --ray[-serve]`` started)."""
+def _tree_cpu(pid: int, name: str) -> dict[str, float]:
+    """CPU seconds (user + system) so far of ``pid`` (role ``name``) and every process under it,
+    by role (Ray's workers are under the raylet that ``amm serve --ray[-serve]`` started)."""
     import psutil
 
     out: dict[str, float] = {}
@@ -271,7 +271,7 @@ def _tree_cpu(pid: int) -> dict[str, float]:
     for proc in procs:
         try:
             times = proc.cpu_times()
-            role = "amm serve" if proc.pid == pid else process_role(proc)
+            role = name if proc.pid == pid else process_role(proc)
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
         out[role] = out.get(role, 0.0) + times.user + times.system
@@ -291,12 +291,12 @@ async def throughput(target: Target, requests: int, concurrency: int) -> tuple[f
             for _ in queue:
                 await _call(session, target)
 
-        before = _tree_cpu(target.proc.pid) if target.proc is not None else {}
+        before = _tree_cpu(target.proc.pid, target.name.split(" (")[0]) if target.proc is not None else {}
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         elapsed = time.perf_counter() - started
         if target.proc is not None:  # the last level's figures are kept
-            after = _tree_cpu(target.proc.pid)
+            after = _tree_cpu(target.proc.pid, target.name.split(" (")[0])
             target.cpu_ms = {role: (after[role] - before.get(role, 0.0)) * 1000 / requests
                              for role in after}
     return requests / elapsed, target.errors - errors_before
