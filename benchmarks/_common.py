@@ -250,3 +250,16 @@ def memory_table(summary: dict) -> str:
             for role, v in sorted(summary["by_role"].items(), key=lambda kv: -kv[1]["pss_mb"])]
     rows.append(("**total**", summary["processes"], fmt(summary["rss_mb"], 0), fmt(summary["pss_mb"], 0)))
     return markdown_table(["process (role)", "count", "RSS MB", "PSS MB"], rows)
+
+
+def add_child_options(parser, *, timeout_s: float = 300) -> None:
+    """The options of a benchmark that measures in fresh child processes of itself: the timeout
+    of one child, and the hidden ones the parent passes (``--child``, the emulator's ``--port``,
+    the child's ``--out`` JSON file)."""
+    import argparse
+    from pathlib import Path
+
+    parser.add_argument("--timeout-s", type=float, default=timeout_s)
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--out", type=Path, default=None, help=argparse.SUPPRESS)

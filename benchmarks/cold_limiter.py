@@ -36,7 +36,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import fmt, machine_line, markdown_table, start_emulator, write_json  # noqa: E402
+from _common import (  # noqa: E402
+    add_child_options,
+    fmt,
+    machine_line,
+    markdown_table,
+    start_emulator,
+    write_json,
+)
 
 KEY = "sk-bench-0123456789abcdef"
 KEYS = {"AMM_DEMO_OPENAI_KEY": KEY, "AMM_DEMO_ANTHROPIC_KEY": KEY, "AMM_DEMO_GOOGLE_KEY": KEY}
@@ -188,10 +195,7 @@ def parse_args(argv: list[str] | None = None):
                         help="cold models per run for each of the two measurements")
     parser.add_argument("--before", type=Path, metavar="TREE", default=None,
                         help="another checkout to measure side by side (runs alternate)")
-    parser.add_argument("--timeout-s", type=float, default=300)
-    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--port", type=int, default=None, help=argparse.SUPPRESS)
-    parser.add_argument("--out", type=Path, default=None, help=argparse.SUPPRESS)
+    add_child_options(parser)
     return parser.parse_args(argv)
 
 

@@ -37,6 +37,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _common import (  # noqa: E402
+    add_child_options,
     cpu_seconds,
     fmt,
     machine_line,
@@ -259,10 +260,7 @@ def parse_args(argv: list[str] | None = None):
                         help="a synthetic registry of N models (the demo's, replicated)")
     parser.add_argument("--touch", type=int, default=0,
                         help="then use K models (two requests each) and count live RateLimiters")
-    parser.add_argument("--timeout-s", type=float, default=300)
-    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--port", type=int, default=None, help=argparse.SUPPRESS)
-    parser.add_argument("--out", type=Path, default=None, help=argparse.SUPPRESS)
+    add_child_options(parser)
     return parser.parse_args(argv)
 
 
