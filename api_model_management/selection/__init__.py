@@ -7,10 +7,12 @@ from ._core import (
     LATENCY_REF_MS,
     PRIOR_STRENGTH,
     PRIOR_SUCCESS_RATE,
+    RELIABILITY_RESOLUTION,
     LiveState,
     Selection,
     SelectorCore,
     adjust_for_priority,
+    reliability_part,
 )
 from ._quality import CELL_PSEUDO, MODEL_PSEUDO, QualityEstimate, QualityFold, QualitySnapshot
 from ._seed import SEED_MAX_DAYS, SEED_OUTCOMES_PER_MODEL, recent_outcomes, seed_stats
@@ -27,6 +29,7 @@ __all__ = [
     "LATENCY_REF_MS",
     "PRIOR_STRENGTH",
     "PRIOR_SUCCESS_RATE",
+    "RELIABILITY_RESOLUTION",
     "SEED_MAX_DAYS",
     "SEED_OUTCOMES_PER_MODEL",
     "LiveState",
@@ -37,5 +40,6 @@ __all__ = [
     "StatsCore",
     "adjust_for_priority",
     "recent_outcomes",
+    "reliability_part",
     "seed_stats",
 ]

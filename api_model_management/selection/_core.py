@@ -34,7 +34,12 @@ A pure class (no Ray, no I/O). The original algorithm:
      over the calibrated heuristic, shrunk to the model's mean and its prior) when pushed
      (``update_quality``); until then, and for success rate and latency, each expected value
      shrinks the live EWMA towards the prior with 5 pseudo-observations
-     (priors: ``quality_prior``, success rate 0.95, ``average_response_time_ms``);
+     (priors: ``quality_prior``, success rate 0.95, ``average_response_time_ms``). The
+     success-rate and latency part (``reliability_part``) reads the success rate to the nearest
+     0.01 and the latency to the nearest 100 ms: about the noise of a 0.1-EWMA of a real API
+     (a success rate of 0.99 moves by ±0.02, a 1 s latency by ±100 ms). Finer differences are
+     noise that would otherwise decide near-ties between models and move them from one push to
+     the next (two models answering in 15 and 25 ms are equally fast here);
    - availability: health factor (healthy 1.0, unknown 0.9, degraded 0.6) ×
      ``(0.5 + 0.5 · headroom)`` with rate-limit headroom in [0, 1] (1.0 when unknown), rounded to the
      nearest tenth so that small headroom moves neither flush the assignment cache nor move
@@ -76,6 +81,8 @@ HEALTH_FACTOR: dict[str, float] = {
 PRIOR_STRENGTH = 5.0
 PRIOR_SUCCESS_RATE = 0.95
 LATENCY_REF_MS = 1000.0
+#: The steps the reliability part reads the success rate and the latency (ms) in.
+RELIABILITY_RESOLUTION = (0.01, 100.0)
 COST_FLOOR_USD = 1e-6
 #: The cost sub-score is the log-price of a request on one fixed scale, so that price ratios
 #: keep their meaning whatever else is eligible: 1.0 at COST_FLOOR_USD (or less), 0.0 at
@@ -670,7 +677,7 @@ class SelectorCore:
                 success = _shrink(PRIOR_SUCCESS_RATE, stats.success_rate, stats.count)
             if stats.quality is not None:
                 quality = _shrink(m.quality_prior, stats.quality, stats.quality_count)
-        reliability = 0.3 * success + 0.3 / (1.0 + latency / LATENCY_REF_MS)
+        reliability = reliability_part(success, latency)
         performance = 0.4 * quality + reliability
         health = HEALTH_FACTOR[self._provider_state.get(m.provider, "unknown")]
         availability = health * (0.5 + 0.5 * _tenths(self._headroom.get(m.id, 1.0)))
@@ -762,6 +769,16 @@ def _shape_reason(
     if not required <= m.caps:
         return "missing capabilities: " + ", ".join(sorted(required - m.caps))
     return None
+
+
+def reliability_part(success_rate: float, latency_ms: float) -> float:
+    """The success-rate and latency part of the performance sub-score: ``0.3 · success_rate +
+    0.3 / (1 + latency_ms / 1000)``, with the success rate to the nearest 0.01 and the latency to
+    the nearest 100 ms (``RELIABILITY_RESOLUTION``; see the module docstring)."""
+    success_step, latency_step = RELIABILITY_RESOLUTION
+    success = round(success_rate / success_step) * success_step
+    latency = round(latency_ms / latency_step) * latency_step
+    return 0.3 * success + 0.3 / (1.0 + latency / LATENCY_REF_MS)
 
 
 def _shrink(prior: float, observed: float, n: int) -> float:
