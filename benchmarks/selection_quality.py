@@ -17,9 +17,10 @@ What it does (issue 11), all through ``ModelManagement`` on local Ray and the em
    exploration ``--epsilon``; the marker of each answer is fed back with
    ``mm.feedback(request_id, 1.0 or 0.0, source="ground_truth")`` (the selector learns quality per
    model and subject from it as it goes).
-3. ``amm tune --per-agent-type --objective max-quality --max-cost-share X`` on that log writes a
-   weights file (per subject: the best estimated quality whose cost stays within X of
-   always-strong's).
+3. ``amm tune --per-agent-type --objective max-quality --max-cost-share X --batch N`` on that log
+   writes a weights file (per subject: the best estimated quality whose cost stays within X of
+   always-strong's on a batch of N = the eval requests, not only on average; ``--no-batch``:
+   on average).
 4. A second system on the same log (its selector rebuilds what was learnt from the log: no cold
    start) loads the weights with ``mm.load_weights`` and serves ``--eval-requests`` eval prompts
    (prompts not in the log) without exploration; then the same prompts pinned to the strong model
@@ -243,6 +244,8 @@ def run(args: argparse.Namespace) -> dict:
                 str(data_dir), "--out", str(weights), "--per-agent-type",
                 "--objective", "max-quality", "--max-cost-share", str(args.max_cost_share),
                 "--min-decisions", str(args.min_decisions), "--format", "json"]
+        if args.batch:  # the cap is checked on the served batch's bill, not only on the mean
+            tune += ["--batch", str(len(eval_sample))]
         done = subprocess.run(tune, capture_output=True, text=True)
         if done.returncode != 0:
             raise SystemExit(f"amm tune refused: {done.stderr.strip() or done.stdout.strip()}")
@@ -295,6 +298,9 @@ def main() -> None:
     parser.add_argument("--epsilon", type=float, default=0.3)
     parser.add_argument("--max-cost-share", type=float, default=0.5)
     parser.add_argument("--min-decisions", type=int, default=20)
+    parser.add_argument("--no-batch", dest="batch", action="store_false",
+                        help="tune the cap on the mean cost only, not on a batch of the eval size "
+                             "(amm tune --batch)")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--num-cpus", type=int, default=2)
     parser.add_argument("--format", choices=("table", "json"), default="table")

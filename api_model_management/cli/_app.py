@@ -284,6 +284,9 @@ def tune(
     min_decisions: Annotated[int, typer.Option(min=1, help=(
         "Fewest decisions to tune on, overall and per agent type (an agent type with fewer keeps the global "
         "weights)."))] = 50,
+    batch: Annotated[int | None, typer.Option(min=1, help=(
+        "With a share: the constraint holds for a batch of this many requests, not only on average (a "
+        "batch's share strays from the mean by the per-request spread over the square root of its size)."))] = None,
 ) -> None:
     """Search selection weights on the logged requests (the highest estimated reward, or the best
     quality / lowest cost under a constraint relative to always-strongest) and write them as a
@@ -297,7 +300,7 @@ def tune(
         seed=seed, epsilon=epsilon, per_agent_type=per_agent_type, baseline_file=baseline,
         cost_per_usd=cost_per_usd, latency_per_s=latency_per_s, objective=objective,
         max_cost_share=max_cost_share, min_quality_share=min_quality_share, confidence=confidence,
-        min_decisions=min_decisions,
+        min_decisions=min_decisions, batch=batch,
     ))
 
 

@@ -72,7 +72,7 @@ def tune_command(out: Path, data_dir: Path, fmt: str = "table", *, version: str 
                  baseline_file: Path | None = None, cost_per_usd: float = 10.0,
                  latency_per_s: float = 0.01, objective: str | None = None,
                  max_cost_share: float | None = None, min_quality_share: float | None = None,
-                 confidence: float = 0.9, min_decisions: int = 50,
+                 confidence: float = 0.9, min_decisions: int = 50, batch: int | None = None,
                  console: Console | None = None, clock: Clock = SYSTEM_CLOCK) -> int:
     """Search weights on the log in ``data_dir`` and write them to ``out``; 0 on success, 2 (one
     line on stderr) on bad input or a refusal. ``baseline_file``: a weights file to compare
@@ -83,7 +83,7 @@ def tune_command(out: Path, data_dir: Path, fmt: str = "table", *, version: str 
     try:
         _check_format(fmt)
         missing_folder = check_out(out)
-        goal = _goal(objective, max_cost_share, min_quality_share, confidence)
+        goal = _goal(objective, max_cost_share, min_quality_share, confidence, batch)
         baseline = None
         if baseline_file is not None:
             base = read_weights_file(baseline_file)
@@ -252,7 +252,7 @@ def _tune_json(result: TuneResult, version: str, out_path: Path) -> dict:
 
 
 def _goal(objective: str | None, max_cost_share: float | None,
-          min_quality_share: float | None, confidence: float) -> Goal:
+          min_quality_share: float | None, confidence: float, batch: int | None = None) -> Goal:
     """The goal from the flags: the objective is inferred from the share given when None."""
     if max_cost_share is not None and min_quality_share is not None:
         raise InvalidInput("give --max-cost-share (max-quality) or --min-quality-share "
@@ -266,7 +266,7 @@ def _goal(objective: str | None, max_cost_share: float | None,
         raise InvalidInput(f"{wrong[0]} does not apply to --objective {objective}",
                            field="objective")
     share = max_cost_share if max_cost_share is not None else min_quality_share
-    return Goal(objective, share, confidence)
+    return Goal(objective, share, confidence, batch)
 
 
 def _weights(w: SelectionWeights) -> str:

@@ -102,6 +102,10 @@ class Estimate:
     ips_se: float
     snips_se: float | None
     dr_se: float
+    #: with a pairing (``PreparedLog.pair_with``): the standard deviation over requests of the
+    #: outcome model's value under the policy minus the reference's scaled value, what the
+    #: mean of a batch of ``n`` requests moves by (``paired_sd / √n``); None without one
+    paired_sd: float | None = None
 
     def get(self, estimator: str) -> float | None:
         """The estimate of ``estimator`` (one of ``ESTIMATORS``)."""
@@ -202,7 +206,24 @@ class PreparedLog:
                           for m, v in self.values.items()}
         self.predicted["cost_usd"] = _predicted_cost(self.decisions, self.values["cost_usd"],
                                                      self.predicted["cost_usd"])
+        #: (metric, per decision: share × the reference's outcome-model value), see pair_with
+        self.pairing: tuple[str, list[float]] | None = None
         self._reports: dict[tuple, ReplayReport] = {}
+
+    def pair_with(self, metric: str, picks: Sequence[int], share: float) -> None:
+        """Pair ``metric`` with a reference policy that picks candidate ``picks[i]`` of decision
+        ``i``, scaled by ``share``: every later estimate of ``metric`` carries ``paired_sd``, the
+        spread over requests of (the policy's value − ``share`` × the reference's), both by the
+        outcome model. A batch of ``n`` requests keeps ``Σ policy ≤ share × Σ reference`` when the
+        mean of those paired terms stays ≤ 0, so ``paired_sd / √n`` is how far a batch's share
+        strays from the mean's (``Goal.batch``). The outcome model's values leave out each
+        request's own noise around them; for cost, which the model predicts per request from
+        the prompt's expected USD, that part is small."""
+        if len(picks) != len(self.decisions):
+            raise InvalidInput("one pick per decision", field="picks")
+        predicted = self.predicted[metric]
+        self.pairing = (metric, [share * predicted[i][p] for i, p in enumerate(picks)])
+        self._reports.clear()
 
     def subset(self, indices: Sequence[int]) -> PreparedLog:
         """The decisions at ``indices`` with this log's values and outcome model (not refitted):
@@ -221,6 +242,8 @@ class PreparedLog:
         part.values = {m: [v[i] for i in indices] for m, v in self.values.items()}
         part.model_means = self.model_means
         part.predicted = {m: [p[i] for i in indices] for m, p in self.predicted.items()}
+        part.pairing = (None if self.pairing is None
+                        else (self.pairing[0], [self.pairing[1][i] for i in indices]))
         part._reports = {}
         return part
 
@@ -295,10 +318,10 @@ class PreparedLog:
     def _estimate(self, metric: str, probs: list[list[float]], iw: list[float]) -> Estimate:
         values, predicted = self.values[metric], self.predicted[metric]
         n = len(values)
-        ips_terms, dr_terms, dm_sum = [], [], 0.0
+        ips_terms, dr_terms, dm_terms = [], [], []
         for chosen, p, w, v, q in zip(self.chosen, probs, iw, values, predicted, strict=True):
             dm_i = sum(pa * qa for pa, qa in zip(p, q, strict=True))
-            dm_sum += dm_i
+            dm_terms.append(dm_i)
             ips_terms.append(w * v)
             dr_terms.append(dm_i + w * (v - q[chosen]))
         sum_w = sum(iw)
@@ -307,9 +330,14 @@ class PreparedLog:
         if snips is not None:
             spread = sum(w * w * (v - snips) ** 2 for w, v in zip(iw, values, strict=True))
             snips_se = sqrt(spread) / sum_w
+        paired_sd = None
+        if self.pairing is not None and self.pairing[0] == metric:
+            paired = [d - r for d, r in zip(dm_terms, self.pairing[1], strict=True)]
+            paired_sd = _se(paired) * sqrt(n)
         return Estimate(
-            logged=sum(values) / n, ips=sum(ips_terms) / n, snips=snips, dm=dm_sum / n,
+            logged=sum(values) / n, ips=sum(ips_terms) / n, snips=snips, dm=sum(dm_terms) / n,
             dr=sum(dr_terms) / n, ips_se=_se(ips_terms), snips_se=snips_se, dr_se=_se(dr_terms),
+            paired_sd=paired_sd,
         )
 
 

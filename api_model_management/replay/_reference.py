@@ -30,6 +30,8 @@ class Reference:
     name: str
     model: str
     report: ReplayReport
+    #: the candidate it picks on each decision of the log it was replayed on
+    picks: tuple[int, ...] = ()
 
 
 def references(prepared: PreparedLog) -> dict[str, Reference]:
@@ -40,7 +42,8 @@ def references(prepared: PreparedLog) -> dict[str, Reference]:
         picks = [_first(d.candidates, key, quality) for d in prepared.decisions]
         top = Counter(d.candidates[i].model_id for d, i in zip(prepared.decisions, picks,
                                                                strict=True))
-        out[name] = Reference(name, top.most_common(1)[0][0], prepared.replay_choices(picks))
+        out[name] = Reference(name, top.most_common(1)[0][0], prepared.replay_choices(picks),
+                              tuple(picks))
     return out
 
 

@@ -268,6 +268,10 @@ def _tune_log(views: list[PreparedLog], search: _Search
                 f"{search.estimator} cannot estimate always-strongest on this log ({why}): use "
                 "dr, or log with selection.exploration_epsilon", field="estimator")
         limit = search.goal.limit(strongest, search.estimator)
+        if search.goal.batch is not None and search.goal.share is not None:
+            metric = search.goal.constrained_metric or "cost_usd"
+            for view in views:  # the same decisions: always-strongest picks the same in each
+                view.pair_with(metric, refs[STRONGEST].picks, search.goal.share)
     return _search(views, search, limit), refs, limit
 
 

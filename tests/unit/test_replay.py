@@ -661,7 +661,7 @@ def test_estimated_holds_every_metric_with_its_interval(logged):
     result = tune(logged, grid_step=0.5, n_random=0, goal=Goal(confidence=0.8))
     est = result.estimated()
     assert est["confidence"] == 0.8 and est["goal"] == {"kind": "reward", "share": None,
-                                                        "confidence": 0.8}
+                                                        "confidence": 0.8, "batch": None}
     for name in ("intervals", *(f"references.{r}" for r in (STRONGEST, CHEAPEST))):
         intervals = est[name] if "." not in name else est["references"][name.split(".")[1]][
             "intervals"]
@@ -817,7 +817,8 @@ def test_tune_command_prints_the_scale_and_the_constraint(tmp_path, capsys):
     assert "constraint met: cost_usd upper bound" in text
     written = read_weights_file(out)
     assert written.provenance["min_decisions"] == 60
-    assert written.provenance["goal"] == {"kind": "max-quality", "share": 0.8, "confidence": 0.9}
+    assert written.provenance["goal"] == {"kind": "max-quality", "share": 0.8, "confidence": 0.9,
+                                          "batch": None}
     assert written.estimated["constraint"]["met"] is True
     assert capsys.readouterr().err == ""
 
@@ -1098,3 +1099,77 @@ def test_the_gap_between_two_prices_is_filled_by_quality_per_unit_of_cost():
     cheaper = {"a": cheap, "b": cheap, "c": cheap, "d": dear}
     dearer = {"a": dear, "b": dear, "c": dear, "d": dear}
     assert _by_gain_per_cost(tables, cheaper, dearer) == ["c", "b", "a"]
+
+
+# ------------------------------------------------------------------------------------------------
+# a constraint on a batch of requests, not only on the mean (issue 11)
+
+
+def test_batch_goal_settings_are_validated():
+    for bad in (lambda: Goal("max-quality", 0.5, batch=0), lambda: Goal("reward", batch=10),
+                lambda: Goal("min-cost", 0.9, batch=True), lambda: Goal("max-quality", 0.5, batch=2.5)):
+        with pytest.raises(InvalidInput, match="batch"):
+            bad()
+    assert "on a batch of 1500 requests" in Goal("max-quality", 0.5, batch=1500).describe()
+
+
+def test_a_batch_bound_widens_by_the_paired_spread_and_tightens_what_is_tuned(logged):
+    mean_only = tune(logged, grid_step=0.25, n_random=10, seed=3, goal=Goal("max-quality", 0.5))
+    assert mean_only.report.metrics["cost_usd"].paired_sd is None
+    batched = tune(logged, grid_step=0.25, n_random=10, seed=3,
+                   goal=Goal("max-quality", 0.5, batch=200))
+    cost = batched.report.metrics["cost_usd"]
+    assert cost.paired_sd is not None and cost.paired_sd > 0
+    # the bound is the estimate plus z · √(se² + paired_sd² / batch), and it meets the limit
+    bound = batched.goal.bound(batched.report, "dr")
+    z = 1.6448536269514722
+    assert bound == pytest.approx(cost.dr + z * (cost.dr_se ** 2 + cost.paired_sd ** 2 / 200) ** 0.5)
+    assert bound > cost.interval("dr", 0.9).high and bound <= batched.limit
+    check = batched.estimated()["constraint"]
+    assert check["met"] and check["batch"] == 200 and check["bound_value"] == pytest.approx(bound)
+    # a batch is a stricter question than the mean: never a dearer policy
+    assert cost.dr <= mean_only.report.metrics["cost_usd"].dr + 1e-12
+    # the larger the batch, the nearer its bound to the mean's
+    wide = Goal("max-quality", 0.5, batch=20).bound(batched.report, "dr")
+    narrow = Goal("max-quality", 0.5, batch=20_000).bound(batched.report, "dr")
+    assert wide > bound > narrow > cost.interval("dr", 0.9).high
+
+
+def test_the_paired_spread_is_of_policy_minus_share_times_the_reference(logged):
+    from api_model_management.replay._estimators import PreparedLog
+    from api_model_management.replay._reference import references
+
+    prepared = PreparedLog(logged)
+    strongest = references(prepared)[STRONGEST]
+    prepared.pair_with("cost_usd", strongest.picks, 0.5)
+    same = prepared.replay_choices(list(strongest.picks), metrics=("cost_usd",))
+    predicted = prepared.predicted["cost_usd"]
+    own = [predicted[i][p] for i, p in enumerate(strongest.picks)]
+    mean = sum(own) / len(own)
+    sd = (sum((0.5 * x - 0.5 * mean) ** 2 for x in own) / (len(own) - 1)) ** 0.5
+    # always-strongest against half of itself: the spread is half its own cost's
+    assert same.metrics["cost_usd"].paired_sd == pytest.approx(sd)
+    with pytest.raises(InvalidInput, match="one pick per decision"):
+        prepared.pair_with("cost_usd", strongest.picks[:-1], 0.5)
+    without = PreparedLog(logged).replay_choices(list(strongest.picks), metrics=("cost_usd",))
+    with pytest.raises(InvalidInput, match="paired with always-strongest"):
+        Goal("max-quality", 0.5, batch=10).bound(without, "dr")
+
+
+def test_amm_tune_batch_from_the_command_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from api_model_management.cli import app
+
+    data = _small_log(tmp_path, noisy=True)
+    out = tmp_path / "b.json"
+    done = CliRunner().invoke(app, ["tune", "--data-dir", str(data), "--grid-step", "0.5",
+                                    "--samples", "3", "--out", str(out), "--max-cost-share", "0.9",
+                                    "--batch", "50", "--min-decisions", "10", "--format", "json"])
+    assert done.exit_code == 0, done.output
+    body = json.loads(done.output)
+    assert body["estimated"]["constraint"]["batch"] == 50
+    assert read_weights_file(out).provenance["goal"]["batch"] == 50
+    refused = CliRunner().invoke(app, ["tune", "--data-dir", str(data), "--out",
+                                       str(tmp_path / "r.json"), "--batch", "0"])
+    assert refused.exit_code == 2
