@@ -47,7 +47,8 @@ def test_the_formula_at_its_resolution():
     assert reliability_part(0.95, 1000.0) == pytest.approx(0.3 * 0.95 + 0.15)
     # under the resolution: the same part
     assert reliability_part(0.996, 15.0) == reliability_part(1.0, 25.0) == reliability_part(1.0, 0.0)
-    assert reliability_part(0.9, 1_020.0) == reliability_part(0.9, 980.0)
+    assert reliability_part(0.9, 1_020.0) == reliability_part(0.9, 1_090.0)
+    assert reliability_part(1.0, 99.0) == reliability_part(1.0, 0.0) > reliability_part(1.0, 100.0)
     # a step of either is seen
     assert reliability_part(0.98, 20.0) < reliability_part(1.0, 20.0)
     assert reliability_part(1.0, 1_200.0) < reliability_part(1.0, 1_000.0)
@@ -66,7 +67,7 @@ def test_latency_noise_of_a_few_ms_leaves_two_equal_models_tied_and_the_order_fi
     sel = _selector()
     request = ModelRequest(prompt="What is 2 + 2?")
     chosen = []
-    for la, lb in [(15.0, 25.0), (25.0, 15.0), (12.0, 41.0), (44.0, 9.0)]:
+    for la, lb in [(15.0, 25.0), (25.0, 15.0), (12.0, 41.0), (94.0, 9.0)]:
         sel.update_stats({"a": _stats("a", la), "b": _stats("b", lb)})
         sel.clear_assignment_cache()
         s = sel.select(request)
@@ -85,3 +86,16 @@ def test_a_real_latency_difference_still_decides():
     sel.update_stats({"a": _stats("a", 600.0), "b": _stats("b", 600.0, success_rate=0.9)})
     sel.clear_assignment_cache()
     assert sel.select(ModelRequest(prompt="What is 2 + 2?")).model_id == "a"
+
+
+def test_a_system_seeded_with_fewer_outcomes_scores_reliability_as_the_log_ended():
+    """A system started on a log folds the newest 100 outcomes per model, so its estimate leans
+    more towards the 500 ms prior than the log's own end state did (52 against 35 ms here): the
+    same reliability part, so the same choices."""
+    sel = _selector()
+    sel.update_stats({"a": _stats("a", 30.0, n=430), "b": _stats("b", 20.0, n=2_500)})
+    at_log_end = {c.model_id: c.performance for c in sel.select(ModelRequest(prompt="x")).candidates}
+    sel.update_stats({"a": _stats("a", 30.0, n=100), "b": _stats("b", 20.0, n=100)})
+    sel.clear_assignment_cache()
+    seeded = {c.model_id: c.performance for c in sel.select(ModelRequest(prompt="x")).candidates}
+    assert seeded == at_log_end
