@@ -50,6 +50,12 @@ BUDGET_USD = Decimal("0.05")
 LOST = "lost-node-load"
 LOST_BUDGET_USD = Decimal("0.08")
 PREFIX = f"cl-{uuid.uuid4().hex[:6]}"
+#: Ray's GCS checks each node every 0.5 s (default 3 s) and marks it dead after 5 failed checks
+#: in a row, as by default: a node killed hard refuses the check at once, so its death is seen
+#: in ~3 s instead of ~15 s; a live but busy node still has 10 s to answer each check.
+HEALTH_CHECKS = {"health_check_period_ms": 500, "health_check_failure_threshold": 5,
+                 "health_check_timeout_ms": 10_000}
+TERMINAL = ("RequestCompleted", "RequestFailed")
 
 
 def _free_port() -> int:
@@ -108,7 +114,8 @@ def cluster(s3_uri):
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(ray_constants, "ENABLE_RAY_CLUSTER", False)
         cluster = Cluster(initialize_head=True, head_node_args={
-            "num_cpus": 1, "include_dashboard": False, "node_ip_address": "127.0.0.1"})
+            "num_cpus": 1, "include_dashboard": False, "node_ip_address": "127.0.0.1",
+            "_system_config": HEALTH_CHECKS})
         workers = [cluster.add_node(num_cpus=1, node_ip_address="127.0.0.1") for _ in range(2)]
         try:
             ray.init(address=cluster.address, log_to_driver=False, configure_logging=False)
@@ -182,8 +189,15 @@ def _log(system) -> EventLog:
     return EventLog(system.config.settings.data_dir)
 
 
+def _terminal_events(log: EventLog) -> list:
+    """The log's RequestCompleted and RequestFailed events, all that the checks here look at:
+    reading only their partitions skips the many small files of the other types (on S3)."""
+    present = set(log.event_types())
+    return [e for event_type in TERMINAL if event_type in present for e in log.read(event_type)]
+
+
 def _terminal(events) -> Counter:
-    return Counter(e.request_id for e in events if e.event_type in ("RequestCompleted", "RequestFailed"))
+    return Counter(e.request_id for e in events if e.event_type in TERMINAL)
 
 
 async def _through(routers, requests, *, workers: int = 8):
@@ -240,7 +254,7 @@ def test_callers_get_the_router_on_their_own_node_and_spool_there(system, cluste
     for node in _node_ids(cluster).values():  # each node's routers spooled on its own disk
         assert (local_root / f"spool-{node}").is_dir()
     system.flush()
-    terminal = _terminal(_log(system).read())
+    terminal = _terminal(_terminal_events(_log(system)))
     assert all(terminal[rid] == 1 for *_, rid in results)
 
 
@@ -262,8 +276,8 @@ def test_rpm_and_a_strict_budget_stay_exact_with_routers_on_three_nodes(system, 
     returned, refused = asyncio.run(_through(routers, spend))
     assert returned and refused, "the budget ran out"
     system.flush()
-    events = [e for e in _log(system).read() if e.agent_type == BUDGETED]
-    spent = sum((e.cost_usd for e in events if e.event_type in ("RequestCompleted", "RequestFailed")),
+    events = [e for e in _terminal_events(_log(system)) if e.agent_type == BUDGETED]
+    spent = sum((e.cost_usd for e in events if e.event_type in TERMINAL),
                 Decimal(0))
     assert Decimal(0) < spent <= BUDGET_USD
     assert all(_terminal(events)[r.request_id] == 1 for r in returned)
@@ -300,7 +314,7 @@ def test_a_second_driver_joins_the_named_system_and_reuses_its_actors(system, cl
     assert (out["routers"], out["sinks"]) == (len(system.handles.routers), len(system.handles.sinks))
     ray.get([r.ping.remote() for r in system.handles.routers])  # still running, not killed
     system.flush()
-    assert _terminal(_log(system).read())[out["request_id"]] == 1
+    assert _terminal(_terminal_events(_log(system)))[out["request_id"]] == 1
 
 
 def test_a_node_drained_then_removed_loses_no_event(system, cluster, local_root):
@@ -317,7 +331,7 @@ def test_a_node_drained_then_removed_loses_no_event(system, cluster, local_root)
     head.remove_node(workers[1])
     assert not [p for p in (local_root / f"spool-{node}").glob("*/*")
                 if p.suffix in (".open", ".wal")]  # nothing left behind in its spool
-    terminal = _terminal(_log(system).read())
+    terminal = _terminal(_terminal_events(_log(system)))
     assert all(terminal[r.request_id] == 1 for r in returned)
     assert ray.get([r.ping.remote() for r in system.handles.routers])
 
@@ -336,7 +350,7 @@ def test_a_node_that_joins_later_gets_its_sink_and_router(system, cluster, local
     assert ray.get(router.node.remote()) == node
     response = ray.get(router.complete.remote(_request(4000)))
     system.flush()
-    assert _terminal(_log(system).read())[response.request_id] == 1
+    assert _terminal(_terminal_events(_log(system)))[response.request_id] == 1
     assert (local_root / f"spool-{node}").is_dir()
 
 
@@ -359,7 +373,7 @@ def test_a_sink_killed_is_restarted_on_its_node_and_ingests(system, cluster):
     response = ray.get(system.handles.routers[index].complete.remote(_request(5000)))
     ray.get(system.handles.routers[index].flush_events.remote())
     deadline = time.monotonic() + 30  # its own loop (resumed by the driver's watcher) ingests
-    while _terminal(_log(system).read())[response.request_id] != 1:
+    while _terminal(_terminal_events(_log(system)))[response.request_id] != 1:
         assert time.monotonic() < deadline, "the restarted sink does not ingest"
         time.sleep(0.5)
 
@@ -408,13 +422,13 @@ def test_a_node_lost_mid_load_double_spends_nothing(system, cluster, emulator):
         assert time.monotonic() < deadline
         time.sleep(0.5)
     system.flush()
-    events = [e for e in _log(system).read() if e.agent_type == LOST]
+    events = [e for e in _terminal_events(_log(system)) if e.agent_type == LOST]
     terminal = _terminal(events)
     survivors = [r for i, r in returned if i not in doomed]
     lost = [r for i, r in returned if i in doomed and terminal[r.request_id] == 0]
     assert survivors and all(terminal[r.request_id] == 1 for r in survivors)
     assert all(n <= 1 for n in terminal.values())
-    spent = sum((e.cost_usd for e in events if e.event_type in ("RequestCompleted", "RequestFailed")),
+    spent = sum((e.cost_usd for e in events if e.event_type in TERMINAL),
                 Decimal(0))
     assert Decimal(0) < spent <= LOST_BUDGET_USD
     print(f"\nnode lost: {len(returned)} returned, {len(lost)} of them only in the lost node's spool")
@@ -472,7 +486,7 @@ def test_a_node_lost_hard_under_ack_shipped_loses_no_returned_request(cluster, s
             assert time.monotonic() < deadline
             time.sleep(0.5)
         mm.flush()
-        terminal = _terminal(EventLog(data_dir).read())
+        terminal = _terminal(_terminal_events(EventLog(data_dir)))
         from_lost_node = [r for i, r in returned if i in doomed]
         lost = [r for r in from_lost_node if terminal[r.request_id] == 0]
         assert from_lost_node and lost == []
