@@ -28,7 +28,12 @@ What it does (issue 11), all through ``ModelManagement`` on local Ray and the em
 
 The last line with ``--format json`` is one object: ``tuned``, ``always_strong``, ``always_weak``
 (each ``{"accuracy", "cost_usd", "requests"}``), ``random_mix_same_cost`` (the accuracy of a random
-strong/weak mix that costs what ``tuned`` cost) and the targets.
+strong/weak mix that costs what ``tuned`` cost), the targets, and ``serve_reliability``: how many
+tuned decisions met a reliability state (the success-rate and latency part of each candidate's
+performance) other than the one the log ended in. The emulator answers in 5-30 ms, under the
+selector's first 100 ms latency step, so on a quiet machine that count is 0; on a loaded one the
+answers slow past it, near-tied subjects move between the models, and the served cost is not the
+one the tuner estimated.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -207,6 +213,33 @@ async def serve(mm, prompts: list[Prompt], *, pin: str | None = None, feedback: 
             "requests": served, "failed": failed, "unmarked": unmarked, "chosen": chosen}
 
 
+def reliability_states(data_dir: Path, version: str | None = None) -> list[dict[str, float]]:
+    """Per ``ModelSelected`` among several candidates (of weights ``version`` when given), in
+    time order: each candidate's reliability part (its performance sub-score − 0.4 × the learnt
+    quality in it), rounded to 4 places."""
+    from api_model_management.events._ingest import read_all_events
+
+    out = []
+    for e in read_all_events(data_dir, ("ModelSelected",)):
+        if len(e.candidates) < 2 or e.candidate_quality is None:
+            continue
+        if version is not None and e.weights_version != version:
+            continue
+        out.append({c.model_id: round(c.performance - 0.4 * q, 4)
+                    for c, q in zip(e.candidates, e.candidate_quality, strict=True)})
+    return out
+
+
+def state_moved(log_end: dict[str, float], served: list[dict[str, float]]) -> dict:
+    """How many served decisions met a reliability state other than the log's last one: a
+    machine under load slows the emulator's answers past the selector's 100 ms latency steps,
+    which moves near-tied subjects between the models whatever the tuner estimated."""
+    moved = sum(1 for state in served if state != log_end)
+    counts = Counter(tuple(sorted(state.items())) for state in served)
+    return {"decisions": len(served), "at_another_state": moved, "log_end_state": log_end,
+            "states": [[dict(state), n] for state, n in counts.most_common(5)]}
+
+
 def run(args: argparse.Namespace) -> dict:
     from api_model_management import ModelManagement
     from api_model_management.emulator import Profile
@@ -236,6 +269,8 @@ def run(args: argparse.Namespace) -> dict:
                                    num_cpus=args.num_cpus) as mm:
             asyncio.run(serve(mm, log_prompts, feedback=True, label="logging (exploring)"))
             mm.flush()
+        logged_states = reliability_states(data_dir)
+        log_end = logged_states[-1] if logged_states else {}
         if args.keep:  # the log as tuned, before the eval runs add to it
             shutil.copytree(data_dir, work / "logged")
         weights = work / "weights.json"
@@ -256,6 +291,10 @@ def run(args: argparse.Namespace) -> dict:
                                        label="always strong"))
             weak = asyncio.run(serve(mm, eval_sample, pin=WEAK, feedback=False,
                                      label="always weak"))
+    moved = state_moved(log_end, reliability_states(data_dir, version))
+    print(f"  served: {moved['at_another_state']} of {moved['decisions']} tuned decisions met a "
+          "reliability state other than the log's last (latency past the selector's 100 ms "
+          "steps: a loaded machine)", file=sys.stderr)
     share = ((tuned["cost_usd"] - weak["cost_usd"]) / (strong["cost_usd"] - weak["cost_usd"])
              if strong["cost_usd"] > weak["cost_usd"] else 0.0)
     share = min(1.0, max(0.0, share))
@@ -271,6 +310,7 @@ def run(args: argparse.Namespace) -> dict:
             "points_over_random_mix": 100 * (tuned["accuracy"] - mix),
         },
         "weights_version": version,
+        "serve_reliability": moved,
         "log_requests": len(log_prompts),
         "epsilon": args.epsilon,
         "max_cost_share": args.max_cost_share,
