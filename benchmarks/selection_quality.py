@@ -218,6 +218,7 @@ def reliability_states(data_dir: Path, version: str | None = None) -> list[dict[
     time order: each candidate's reliability part (its performance sub-score − 0.4 × the learnt
     quality in it), rounded to 4 places."""
     from api_model_management.events._ingest import read_all_events
+    from api_model_management.selection import QUALITY_IN_PERFORMANCE
 
     out = []
     for e in read_all_events(data_dir, ("ModelSelected",)):
@@ -225,7 +226,7 @@ def reliability_states(data_dir: Path, version: str | None = None) -> list[dict[
             continue
         if version is not None and e.weights_version != version:
             continue
-        out.append({c.model_id: round(c.performance - 0.4 * q, 4)
+        out.append({c.model_id: round(c.performance - QUALITY_IN_PERFORMANCE * q, 4)
                     for c, q in zip(e.candidates, e.candidate_quality, strict=True)})
     return out
 

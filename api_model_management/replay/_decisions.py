@@ -59,6 +59,7 @@ from ..events import (
     ResponseEvaluated,
 )
 from ..events._ingest import read_all_events
+from ..selection._core import QUALITY_IN_PERFORMANCE
 from ..selection._quality import QualityFold
 from ._errors import NoDecisions
 
@@ -68,8 +69,6 @@ EVENT_TYPES = ("ModelSelected", "RequestCompleted", "RequestFailed", "ResponseEv
                "FeedbackRecorded")
 _FEEDBACK_ORDER = ("ground_truth", "user", "judge")
 LEARNT_QUALITY = ("final", "logged")
-#: The weight of learnt quality in the performance sub-score (selection's definition).
-_QUALITY_IN_PERFORMANCE = 0.4
 #: Where in the log (share of its selections) the reliability snapshots for ``drift`` are taken:
 #: five through its second half (the live states a seeded system meets; see the module docstring).
 DRIFT_QUANTILES = (0.5, 0.6, 0.7, 0.8, 0.9)
@@ -154,7 +153,7 @@ def decisions_from_events(events: Iterable[Event], *, learnt_quality: str = "fin
             selected.setdefault(rid, event)
             if fold is not None and event.candidate_quality:
                 for c, q in zip(event.candidates, event.candidate_quality, strict=False):
-                    reliability[c.model_id] = c.performance - _QUALITY_IN_PERFORMANCE * q
+                    reliability[c.model_id] = c.performance - QUALITY_IN_PERFORMANCE * q
                 seen += 1
                 if seen in marks:
                     snapshots.append(dict(reliability))
@@ -214,8 +213,8 @@ def _rescored(decision: LoggedDecision, then: tuple[float, ...], fold: QualityFo
     if len(then) != len(decision.candidates):
         return decision
     agent = decision.agent_type or "default"
-    learnt = [_QUALITY_IN_PERFORMANCE * fold.quality(c.model_id, agent) for c in decision.candidates]
-    own = [c.performance - _QUALITY_IN_PERFORMANCE * q
+    learnt = [QUALITY_IN_PERFORMANCE * fold.quality(c.model_id, agent) for c in decision.candidates]
+    own = [c.performance - QUALITY_IN_PERFORMANCE * q
            for c, q in zip(decision.candidates, then, strict=True)]
 
     def scored(parts: Mapping[str, float]) -> tuple[float, ...]:

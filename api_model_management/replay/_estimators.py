@@ -333,7 +333,7 @@ class PreparedLog:
         paired_sd = None
         if self.pairing is not None and self.pairing[0] == metric:
             paired = [d - r for d, r in zip(dm_terms, self.pairing[1], strict=True)]
-            paired_sd = _se(paired) * sqrt(n)
+            paired_sd = _sd(paired)
         return Estimate(
             logged=sum(values) / n, ips=sum(ips_terms) / n, snips=snips, dm=sum(dm_terms) / n,
             dr=sum(dr_terms) / n, ips_se=_se(ips_terms), snips_se=snips_se, dr_se=_se(dr_terms),
@@ -484,9 +484,15 @@ def _predicted_cost(decisions: Sequence[LoggedDecision], values: list[float],
     return out
 
 
-def _se(terms: list[float]) -> float:
+def _sd(terms: list[float]) -> float:
+    """The sample standard deviation of ``terms`` (0 for fewer than two)."""
     n = len(terms)
     if n < 2:
         return 0.0
     mean = sum(terms) / n
-    return sqrt(sum((t - mean) ** 2 for t in terms) / (n - 1) / n)
+    return sqrt(sum((t - mean) ** 2 for t in terms) / (n - 1))
+
+
+def _se(terms: list[float]) -> float:
+    """The standard error of the mean of ``terms``."""
+    return _sd(terms) / sqrt(len(terms)) if len(terms) >= 2 else 0.0

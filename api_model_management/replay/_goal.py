@@ -8,7 +8,8 @@
 
 The bounds are the ends of the two-sided normal-approximation interval at ``confidence`` (so each
 is a one-sided bound at ``(1 + confidence) / 2``); the limit is the reference's point estimate by
-the same estimator.
+the same estimator. Ties among feasible weights: the cheaper (max-quality) or the better
+(min-cost), then the first found.
 
 With ``batch`` = n the constraint is about a batch of n requests, not only the mean: what an
 operator sees on a bill is the share of the requests actually served, which strays from the mean
@@ -16,8 +17,7 @@ share by the spread of the paired per-request terms (policy − share × always-
 ``PreparedLog.pair_with``) over √n. The bound's half-width is then ``z · √(se² + paired_sd² /
 n)``. On routellm logs a held-out batch of 1,500 requests served −2.6 … +4.8 points of
 always-strong's cost away from the tuner's estimate at the same choices; the mean's bound alone
-(about ±1.9 points there) covered a third of that. Ties among feasible weights: the cheaper (max-quality) or the better
-(min-cost), then the first found.
+(about ±1.9 points there) covered a third of that.
 """
 
 from __future__ import annotations

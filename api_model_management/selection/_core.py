@@ -83,6 +83,8 @@ HEALTH_FACTOR: dict[str, float] = {
 PRIOR_STRENGTH = 5.0
 PRIOR_SUCCESS_RATE = 0.95
 LATENCY_REF_MS = 1000.0
+#: The weight of the learnt quality in the performance sub-score (the rest is ``reliability_part``).
+QUALITY_IN_PERFORMANCE = 0.4
 #: The steps the reliability part reads the success rate (nearest) and the latency (ms, rounded
 #: down) in.
 RELIABILITY_RESOLUTION = (0.01, 100.0)
@@ -619,7 +621,7 @@ class SelectorCore:
                 perf, quality = dyn.performance, NO_QUALITY
             else:
                 quality = learnt.quality(m.id, agent, m.quality_prior)
-                perf = 0.4 * quality + dyn.reliability
+                perf = QUALITY_IN_PERFORMANCE * quality + dyn.reliability
             avail = dyn.availability
             score = wc * capability + wk * cost + wp * perf + wa * avail
             if per_usd:  # the amount the cost sub-score stands for (see expected_cost_usd)
@@ -681,7 +683,7 @@ class SelectorCore:
             if stats.quality is not None:
                 quality = _shrink(m.quality_prior, stats.quality, stats.quality_count)
         reliability = reliability_part(success, latency)
-        performance = 0.4 * quality + reliability
+        performance = QUALITY_IN_PERFORMANCE * quality + reliability
         health = HEALTH_FACTOR[self._provider_state.get(m.provider, "unknown")]
         availability = health * (0.5 + 0.5 * _tenths(self._headroom.get(m.id, 1.0)))
         return _Dynamic(performance, latency, quality, availability, reliability)
