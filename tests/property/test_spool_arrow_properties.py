@@ -90,7 +90,7 @@ def damaged(draw) -> bytes:
             if lists:
                 key = draw(st.sampled_from(lists))
                 item = draw(st.integers(0, len(row[key]) - 1))
-                if isinstance(row[key][item], dict):
+                if isinstance(row[key][item], dict) and row[key][item]:
                     row[key][item][draw(st.sampled_from(sorted(row[key][item])))] = \
                         draw(json_values)
                 else:
