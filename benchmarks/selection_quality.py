@@ -17,10 +17,12 @@ What it does (issue 11), all through ``ModelManagement`` on local Ray and the em
    exploration ``--epsilon``; the marker of each answer is fed back with
    ``mm.feedback(request_id, 1.0 or 0.0, source="ground_truth")`` (the selector learns quality per
    model and subject from it as it goes).
-3. ``amm tune --per-agent-type --objective max-quality --max-cost-share X --batch N`` on that log
-   writes a weights file (per subject: the best estimated quality whose cost stays within X of
-   always-strong's on a batch of N = the eval requests, not only on average; ``--no-batch``:
-   on average).
+3. ``amm tune --per-agent-type --objective max-quality --max-cost-share X --batch N
+   --cross-fit R`` on that log writes a weights file (per subject: the best estimated quality
+   whose cost stays within X of always-strong's on a batch of N = the eval requests, not only on
+   average; ``--no-batch``: on average), X first lowered by the optimism the tuner shows when it
+   chooses on one half of the log and is checked on the other (R random splits; ``--cross-fit
+   0``: off).
 4. A second system on the same log (its selector rebuilds what was learnt from the log: no cold
    start) loads the weights with ``mm.load_weights`` and serves ``--eval-requests`` eval prompts
    (prompts not in the log) without exploration; then the same prompts pinned to the strong model
@@ -282,6 +284,8 @@ def run(args: argparse.Namespace) -> dict:
                 "--min-decisions", str(args.min_decisions), "--format", "json"]
         if args.batch:  # the cap is checked on the served batch's bill, not only on the mean
             tune += ["--batch", str(len(eval_sample))]
+        if args.cross_fit:  # less the optimism of choosing on the same log it is checked on
+            tune += ["--cross-fit", str(args.cross_fit)]
         done = subprocess.run(tune, capture_output=True, text=True)
         if done.returncode != 0:
             raise SystemExit(f"amm tune refused: {done.stderr.strip() or done.stdout.strip()}")
@@ -315,6 +319,7 @@ def run(args: argparse.Namespace) -> dict:
         "log_requests": len(log_prompts),
         "epsilon": args.epsilon,
         "max_cost_share": args.max_cost_share,
+        "cross_fit": args.cross_fit,
     }
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
@@ -342,6 +347,9 @@ def main() -> None:
     parser.add_argument("--no-batch", dest="batch", action="store_false",
                         help="tune the cap on the mean cost only, not on a batch of the eval size "
                              "(amm tune --batch)")
+    parser.add_argument("--cross-fit", type=int, default=2,
+                        help="amm tune --cross-fit: random halvings of the log that measure the "
+                             "tuner's optimism about the cap (0: off)")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--num-cpus", type=int, default=2)
     parser.add_argument("--format", choices=("table", "json"), default="table")

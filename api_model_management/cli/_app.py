@@ -287,6 +287,9 @@ def tune(
     batch: Annotated[int | None, typer.Option(min=1, help=(
         "With a share: the constraint holds for a batch of this many requests, not only on average (a "
         "batch's share strays from the mean by the per-request spread over the square root of its size)."))] = None,
+    cross_fit: Annotated[int, typer.Option(min=0, help=(
+        "With a share: tune this many times on random halves of the log and estimate each choice on the other "
+        "half; the constraint is tightened by the optimism found (0: off)."))] = 0,
 ) -> None:
     """Search selection weights on the logged requests (the highest estimated reward, or the best
     quality / lowest cost under a constraint relative to always-strongest) and write them as a
@@ -300,7 +303,7 @@ def tune(
         seed=seed, epsilon=epsilon, per_agent_type=per_agent_type, baseline_file=baseline,
         cost_per_usd=cost_per_usd, latency_per_s=latency_per_s, objective=objective,
         max_cost_share=max_cost_share, min_quality_share=min_quality_share, confidence=confidence,
-        min_decisions=min_decisions, batch=batch,
+        min_decisions=min_decisions, batch=batch, cross_fit=cross_fit,
     ))
 
 

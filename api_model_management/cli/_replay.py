@@ -73,7 +73,7 @@ def tune_command(out: Path, data_dir: Path, fmt: str = "table", *, version: str 
                  latency_per_s: float = 0.01, objective: str | None = None,
                  max_cost_share: float | None = None, min_quality_share: float | None = None,
                  confidence: float = 0.9, min_decisions: int = 50, batch: int | None = None,
-                 console: Console | None = None, clock: Clock = SYSTEM_CLOCK) -> int:
+                 cross_fit: int = 0, console: Console | None = None, clock: Clock = SYSTEM_CLOCK) -> int:
     """Search weights on the log in ``data_dir`` and write them to ``out``; 0 on success, 2 (one
     line on stderr) on bad input or a refusal. ``baseline_file``: a weights file to compare
     against. ``objective``: reward, max-quality (with ``max_cost_share``) or min-cost (with
@@ -92,13 +92,14 @@ def tune_command(out: Path, data_dir: Path, fmt: str = "table", *, version: str 
         result = tune(decisions, reward, estimator=estimator, grid_step=grid_step,
                       n_random=samples, seed=seed, epsilon=epsilon,
                       per_agent_type=per_agent_type, min_decisions=min_decisions,
-                      baseline=baseline, goal=goal)
+                      baseline=baseline, goal=goal, cross_fit=cross_fit)
         version = version or f"tuned-{clock.now():%Y%m%dT%H%M%SZ}"
         provenance = {"data_dir": display_uri(data_dir_text(data_dir)), "decisions": len(decisions), "seed": seed,
                       "grid_step": grid_step, "samples": samples, "epsilon": epsilon,
                       "objective": {"cost_per_usd": cost_per_usd, "latency_per_s": latency_per_s},
                       "goal": goal.to_dict(), "estimator": estimator,
                       "min_decisions": min_decisions, "per_agent_type": per_agent_type,
+                      "cross_fit": cross_fit,
                       "created_at": clock.now().isoformat()}
         if missing_folder is not None:
             _make_folder(missing_folder)
@@ -238,8 +239,12 @@ def _scale_lines(result: TuneResult) -> list[str]:
     if check is not None:
         verdict = "met" if check["met"] else "NOT met by the combined per-agent-type policy"
         op = "<=" if check["bound"] == "upper" else ">="
+        cf = result.cross_fit
+        share = (f"{check['share']:g}" if cf is None else
+                 f"{cf.share_applied:.4g} (asked {cf.share:g}, moved by the optimism "
+                 f"{cf.optimism:.3g} that cross-fitting found in {len(cf.folds)} folds)")
         lines.append(f"constraint {verdict}: {check['metric']} {check['bound']} bound "
-                     f"{_num(check['bound_value'])} {op} {check['share']:g} x "
+                     f"{_num(check['bound_value'])} {op} {share} x "
                      f"{STRONGEST}'s = {_num(check['limit'])}")
     return lines
 

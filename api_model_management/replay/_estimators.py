@@ -59,7 +59,7 @@ from ..selection._core import expected_cost_usd
 from ..selection._quality import CELL_PSEUDO
 from ._decisions import LoggedDecision
 from ._errors import NoDecisions
-from ._policy import TargetPolicy, greedy_index, probabilities
+from ._policy import CandidateRow, TargetPolicy, best_row, candidate_rows, probabilities
 
 #: Pseudo-observations of a model's overall mean in the outcome model of one agent type.
 AGENT_PSEUDO = CELL_PSEUDO
@@ -209,6 +209,9 @@ class PreparedLog:
         #: (metric, per decision: share × the reference's outcome-model value), see pair_with
         self.pairing: tuple[str, list[float]] | None = None
         self._reports: dict[tuple, ReplayReport] = {}
+        #: each decision's candidates as the greedy choice reads them, for ``_rows_of``
+        self._rows: list[tuple[CandidateRow, ...]] = []
+        self._rows_of: list[LoggedDecision] | None = None
 
     def pair_with(self, metric: str, picks: Sequence[int], share: float) -> None:
         """Pair ``metric`` with a reference policy that picks candidate ``picks[i]`` of decision
@@ -245,6 +248,7 @@ class PreparedLog:
         part.pairing = (None if self.pairing is None
                         else (self.pairing[0], [self.pairing[1][i] for i in indices]))
         part._reports = {}
+        part._rows, part._rows_of = [], None
         return part
 
     def drift_views(self) -> list[PreparedLog]:
@@ -273,12 +277,15 @@ class PreparedLog:
         """Estimate ``metrics`` under ``policy``."""
         weights_cache: dict = {}
         picks = []
-        for d in self.decisions:
+        if self._rows_of is not self.decisions:  # a drift view swaps them
+            self._rows = [candidate_rows(d) for d in self.decisions]
+            self._rows_of = self.decisions
+        for d, rows in zip(self.decisions, self._rows, strict=True):
             key = (d.agent_type, d.priority)
             w = weights_cache.get(key)
             if w is None:
                 w = weights_cache[key] = policy.weights_for(d.agent_type, d.priority)
-            picks.append(greedy_index(d, w))
+            picks.append(best_row(rows, w))
         return self.replay_choices(picks, policy.epsilon, metrics)
 
     def replay_choices(self, picks: Sequence[int], epsilon: float = 0.0,

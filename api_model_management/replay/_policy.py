@@ -50,18 +50,34 @@ class TargetPolicy:
         return probabilities(self.greedy_index(decision), len(decision.candidates), self.epsilon)
 
 
+#: A candidate as the greedy choice reads it: its four sub-scores, its expected USD and its id.
+CandidateRow = tuple[float, float, float, float, float, str]
+
+
+def candidate_rows(decision: LoggedDecision) -> tuple[CandidateRow, ...]:
+    """``decision``'s candidates as :data:`CandidateRow` (computed once per decision by a
+    replay that scores it for hundreds of weights)."""
+    return tuple((c.capability, c.cost, c.performance, c.availability,
+                  expected_cost_usd(c.cost), c.model_id) for c in decision.candidates)
+
+
 def greedy_index(decision: LoggedDecision, w: SelectionWeights) -> int:
     """The best-scoring candidate under (already priority-adjusted) weights ``w``."""
+    return best_row(candidate_rows(decision), w)
+
+
+def best_row(rows: tuple[CandidateRow, ...], w: SelectionWeights) -> int:
+    """:func:`greedy_index` on a decision's :func:`candidate_rows`."""
     best, best_key, best_id = 0, None, ""
     per_usd = 1.0 / w.value_usd if w.value_usd else 0.0
-    for i, c in enumerate(decision.candidates):
-        score = (w.capability * c.capability + w.cost * c.cost + w.performance * c.performance
-                 + w.availability * c.availability)
+    wcap, wcost, wperf, wavail = w.capability, w.cost, w.performance, w.availability
+    for i, (cap, cost, perf, avail, usd, model_id) in enumerate(rows):
+        score = wcap * cap + wcost * cost + wperf * perf + wavail * avail
         if per_usd:
-            score -= per_usd * expected_cost_usd(c.cost)
-        key = (score, c.cost)
-        if best_key is None or key > best_key or (key == best_key and c.model_id < best_id):
-            best, best_key, best_id = i, key, c.model_id
+            score -= per_usd * usd
+        key = (score, cost)
+        if best_key is None or key > best_key or (key == best_key and model_id < best_id):
+            best, best_key, best_id = i, key, model_id
     return best
 
 

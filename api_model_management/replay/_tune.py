@@ -74,6 +74,7 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from itertools import product
+from math import sqrt
 
 from ..config import SelectionWeights
 from ..errors import InvalidInput
@@ -106,6 +107,9 @@ class TuneResult:
     #: constrained metric at its worst snapshot, the ranked ones averaged); None without drift
     drift: ReplayReport | None = None
     drift_snapshots: int = 0
+    #: under a constraint with ``cross_fit``: the tuner's own optimism, measured out of fold,
+    #: and how far it moved the limit (None without cross-fitting)
+    cross_fit: CrossFit | None = None
 
     def estimated(self) -> dict:
         """What goes under ``estimated`` in a weights file: the estimates with their intervals,
@@ -130,6 +134,9 @@ class TuneResult:
             out["drift"] = {"snapshots": self.drift_snapshots,
                             "constraint": (self.goal.check(self.drift, est, self.limit)
                                            if self.drift is not None else None)}
+            if self.cross_fit is not None:
+                out["cross_fit"] = self.cross_fit.to_dict()
+                out["constraint"]["share_applied"] = self.cross_fit.share_applied
         out["agent_types"] = {**{a: "tuned" for a in self.agent_weights},
                               **{a: f"kept the global weights: {why}"
                                  for a, why in self.kept_global.items()}}
@@ -195,6 +202,7 @@ def tune(
     min_ess: float = 0.0,
     baseline: TargetPolicy | None = None,
     goal: Goal | None = None,
+    cross_fit: int = 0,
 ) -> TuneResult:
     """Search the weights that best meet ``goal`` (default: the highest ``estimator`` estimate
     of the mean reward) on ``decisions``.
@@ -203,36 +211,197 @@ def tune(
     a refusal (see the module docstring)."""
     goal = goal or Goal()
     search = _settings(estimator, n_random, min_decisions, goal, grid_step, seed, epsilon, min_ess)
+    if cross_fit < 0 or (cross_fit and not goal.constrained):
+        raise InvalidInput("cross_fit: a whole number of repeats >= 0, for max-quality or min-cost "
+                           "(it measures how optimistic the constraint's estimate is)",
+                           field="cross_fit")
     if not decisions:
         raise NoDecisions("no logged decisions to tune on")
     if len(decisions) < min_decisions:
         raise TooFewDecisions(
             f"only {len(decisions)} logged decisions, fewer than min_decisions {min_decisions}: "
             "nothing can be tuned (log more, or lower --min-decisions)", field="min_decisions")
+    checked = None
+    if cross_fit:
+        checked = _cross_fit(decisions, objective, search, per_agent_type, min_decisions,
+                             cross_fit, seed)
+        search = dataclasses.replace(search, goal=dataclasses.replace(
+            goal, share=checked.share_applied))
     prepared = PreparedLog(decisions, objective)
-    views = [prepared, *prepared.drift_views()] if goal.constrained else [prepared]
+    try:
+        fit = _fit(prepared, search, per_agent_type, min_decisions)
+    except ConstraintUnmet as exc:
+        if checked is None or not checked.optimism:
+            raise
+        raise ConstraintUnmet(f"{exc.message}; the share asked was {goal.share:g}, moved by "
+                              f"{checked.optimism:.3g}, the tuner's optimism measured by "
+                              "cross-fitting (see --cross-fit)", field="objective",
+                              best_bound=exc.fields.get("best_bound"),
+                              limit=exc.fields.get("limit")) from None
+    policy = TargetPolicy(fit.best, fit.agent_weights, epsilon)
+    report = prepared.replay(policy)
+    drift = _replay(fit.views, policy, search) if len(fit.views) > 1 else None
+    return TuneResult(
+        weights=fit.best, value=report.value(estimator) or 0.0, estimator=estimator,
+        report=report, evaluated=len(search.candidates) * fit.searched,
+        agent_weights=fit.agent_weights,
+        baseline=prepared.replay(baseline) if baseline is not None else None, goal=goal,
+        references=fit.refs, limit=fit.limit, kept_global=fit.kept, min_decisions=min_decisions,
+        drift=drift, drift_snapshots=len(fit.views) - 1, cross_fit=checked,
+    )
+
+
+@dataclass
+class _Fit:
+    """One log's tuning: its views, the global and per-agent-type weights, the references, the
+    constraint's limit, the agent types that kept the global weights (and why), and how many
+    logs were searched."""
+
+    views: list[PreparedLog]
+    best: SelectionWeights
+    refs: dict[str, Reference]
+    limit: float | None
+    agent_weights: dict[str, SelectionWeights]
+    kept: dict[str, str]
+    searched: int
+
+
+def _fit(prepared: PreparedLog, search: _Search, per_agent_type: bool, min_decisions: int
+         ) -> _Fit:
+    views = [prepared, *prepared.drift_views()] if search.goal.constrained else [prepared]
     best, refs, limit = _tune_log(views, search)
     agent_weights: dict[str, SelectionWeights] = {}
     kept: dict[str, str] = {}
     searched = 1
     if per_agent_type:
         groups, kept = _groups(prepared, min_decisions)
-        if goal.constrained:
+        if search.goal.constrained:
             agent_weights, more, searched = _per_agent_constrained(views, groups, search,
                                                                    best, limit)
         else:
             agent_weights, more, searched = _per_agent(prepared, groups, search)
         kept.update(more)
-    report = prepared.replay(TargetPolicy(best, agent_weights, epsilon))
-    drift = (_replay(views, TargetPolicy(best, agent_weights, epsilon), search)
-             if len(views) > 1 else None)
-    return TuneResult(
-        weights=best, value=report.value(estimator) or 0.0, estimator=estimator, report=report,
-        evaluated=len(search.candidates) * searched, agent_weights=agent_weights,
-        baseline=prepared.replay(baseline) if baseline is not None else None, goal=goal,
-        references=refs, limit=limit, kept_global=kept, min_decisions=min_decisions,
-        drift=drift, drift_snapshots=len(views) - 1,
-    )
+    return _Fit(views, best, refs, limit, agent_weights, kept, searched)
+
+
+@dataclass(frozen=True)
+class CrossFit:
+    """How optimistic the tuner is about the constraint of the policy it chooses, measured by
+    cross-fitting (see the module docstring). ``folds``: per half the choice was made on, the
+    constrained metric's share of always-strongest's as estimated on that half (inside) and on
+    the other half (outside), each with its own outcome model."""
+
+    kind: str
+    share: float
+    repeats: int
+    folds: tuple[tuple[float, float], ...]
+    #: why a half could not be tuned or estimated (it then adds no fold)
+    refused: tuple[str, ...] = ()
+    #: the other metric (quality under max-quality, cost under min-cost) the same way, per fold
+    #: (reported, not applied: it is what the choice is ranked by, not what it must meet)
+    other: tuple[tuple[float | None, float | None], ...] = ()
+
+    @property
+    def optimism_half(self) -> float | None:
+        """The mean optimism of a choice made on half the log (None without a fold): how much
+        dearer (max-quality) or worse (min-cost) it was outside than inside, as a share of
+        always-strongest's."""
+        if not self.folds:
+            return None
+        sign = 1.0 if self.kind == "max-quality" else -1.0
+        return sum(sign * (out - ins) for ins, out in self.folds) / len(self.folds)
+
+    @property
+    def optimism(self) -> float:
+        """The optimism applied to the whole log's choice: the half log's over √2 (a choice's
+        optimism is noise it picked, and noise shrinks as 1/√n), and never below 0 (the
+        constraint is only ever tightened)."""
+        half = self.optimism_half
+        return max(0.0, half) / sqrt(2.0) if half is not None else 0.0
+
+    @property
+    def share_applied(self) -> float:
+        """The share the whole log's constraint is checked at: the one asked, less (max-quality)
+        or plus (min-cost) the optimism."""
+        return self.share - self.optimism if self.kind == "max-quality" else self.share + self.optimism
+
+    def to_dict(self) -> dict:
+        """Plain JSON-ready data."""
+        other = "quality" if self.kind == "max-quality" else "cost_usd"
+        return {"repeats": self.repeats,
+                "folds": [{"inside": i, "outside": o, f"{other}_inside": oi,
+                           f"{other}_outside": oo}
+                          for (i, o), (oi, oo) in zip(self.folds, self.other, strict=True)],
+                "refused": list(self.refused), "optimism_half": self.optimism_half,
+                "optimism": self.optimism, "share": self.share,
+                "share_applied": self.share_applied}
+
+
+def _cross_fit(decisions: Sequence[LoggedDecision], objective: Objective | None,
+               search: _Search, per_agent_type: bool, min_decisions: int, repeats: int,
+               seed: int) -> CrossFit:
+    """``repeats`` random splits of the log in two halves (by agent type); the whole tuning is
+    run on each half and its choice estimated on both."""
+    goal = search.goal
+    folds: list[tuple[float, float]] = []
+    others: list[tuple[float | None, float | None]] = []
+    refused: list[str] = []
+    metric = goal.constrained_metric or "cost_usd"
+    other_metric = "quality" if metric == "cost_usd" else "cost_usd"
+    for r in range(repeats):
+        halves = _halves(decisions, random.Random(f"cross-fit:{seed}:{r}"))
+        for inside, outside in (halves, halves[::-1]):
+            try:
+                fit = _fit(PreparedLog(inside, objective), search, per_agent_type,
+                           -(-min_decisions // 2))
+            except InvalidInput as exc:
+                refused.append(str(exc))
+                continue
+            policy = TargetPolicy(fit.best, fit.agent_weights, search.epsilon)
+            other = PreparedLog(outside, objective)
+            views = [other, *other.drift_views()]
+            refs = references(other)
+            _pair(views, refs, search)
+            shares = (_share_of_strongest(fit.views, fit.refs, policy, search, metric),
+                      _share_of_strongest(views, refs, policy, search, metric))
+            if shares[0] is None or shares[1] is None:
+                refused.append(f"{search.estimator} cannot estimate always-strongest's "
+                               f"{goal.constrained_metric} on a half")
+                continue
+            folds.append((shares[0], shares[1]))
+            others.append((_share_of_strongest(fit.views, fit.refs, policy, search, other_metric),
+                           _share_of_strongest(views, refs, policy, search, other_metric)))
+    return CrossFit(goal.kind, goal.share or 0.0, repeats, tuple(folds), tuple(refused),
+                    tuple(others))
+
+
+def _halves(decisions: Sequence[LoggedDecision], rng: random.Random
+            ) -> tuple[list[LoggedDecision], list[LoggedDecision]]:
+    """The decisions in two halves, each agent type split evenly (an odd one's extra decision
+    going to the halves in turn), in log order within each half."""
+    by_agent: dict[str | None, list[int]] = {}
+    for i, d in enumerate(decisions):
+        by_agent.setdefault(d.agent_type, []).append(i)
+    first: set[int] = set()
+    extra_first = True
+    for agent in sorted(by_agent, key=lambda a: a or ""):
+        idx = by_agent[agent]
+        rng.shuffle(idx)
+        cut = len(idx) // 2 + (len(idx) % 2 if extra_first else 0)
+        extra_first ^= len(idx) % 2 == 1
+        first.update(idx[:cut])
+    return ([d for i, d in enumerate(decisions) if i in first],
+            [d for i, d in enumerate(decisions) if i not in first])
+
+
+def _share_of_strongest(views: list[PreparedLog], refs: dict[str, Reference],
+                        policy: TargetPolicy, search: _Search, metric: str) -> float | None:
+    """``policy``'s ``metric`` as a share of always-strongest's, as ``_replay`` reports it (the
+    constrained metric at its worst view, as the constraint checks it), by the search's
+    estimator; None when either has no estimate."""
+    value = _replay(views, policy, search).metrics[metric].get(search.estimator)
+    strongest = refs[STRONGEST].report.metrics[metric].get(search.estimator)
+    return None if value is None or not strongest else value / strongest
 
 
 def _settings(estimator: str, n_random: int, min_decisions: int, goal: Goal, grid_step: float,
@@ -268,11 +437,18 @@ def _tune_log(views: list[PreparedLog], search: _Search
                 f"{search.estimator} cannot estimate always-strongest on this log ({why}): use "
                 "dr, or log with selection.exploration_epsilon", field="estimator")
         limit = search.goal.limit(strongest, search.estimator)
-        if search.goal.batch is not None and search.goal.share is not None:
-            metric = search.goal.constrained_metric or "cost_usd"
-            for view in views:  # the same decisions: always-strongest picks the same in each
-                view.pair_with(metric, refs[STRONGEST].picks, search.goal.share)
+        _pair(views, refs, search)
     return _search(views, search, limit), refs, limit
+
+
+def _pair(views: list[PreparedLog], refs: dict[str, Reference], search: _Search) -> None:
+    """Pair the constrained metric of ``views`` with always-strongest's when the goal has a
+    batch (``PreparedLog.pair_with``)."""
+    goal = search.goal
+    if goal.batch is not None and goal.share is not None:
+        metric = goal.constrained_metric or "cost_usd"
+        for view in views:  # the same decisions: always-strongest picks the same in each
+            view.pair_with(metric, refs[STRONGEST].picks, goal.share)
 
 
 def _replay(views: list[PreparedLog], policy: TargetPolicy, search: _Search) -> ReplayReport:
