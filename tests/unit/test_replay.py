@@ -1173,3 +1173,143 @@ def test_amm_tune_batch_from_the_command_line(tmp_path):
     refused = CliRunner().invoke(app, ["tune", "--data-dir", str(data), "--out",
                                        str(tmp_path / "r.json"), "--batch", "0"])
     assert refused.exit_code == 2
+
+
+# ------------------------------------------------------------------------------------------------
+# cross-fitting: the tuner's optimism about its own constraint (issue 11)
+
+
+def test_cross_fit_settings_are_validated(logged):
+    with pytest.raises(InvalidInput, match="cross_fit"):
+        tune(logged, grid_step=0.5, n_random=0, goal=Goal("max-quality", 0.5), cross_fit=-1)
+    with pytest.raises(InvalidInput, match="max-quality or min-cost"):
+        tune(logged, grid_step=0.5, n_random=0, cross_fit=1)
+
+
+def test_halves_split_every_agent_type_evenly_and_keep_log_order(world, logged):
+    from collections import Counter
+
+    from api_model_management.replay._tune import _halves
+
+    kind = {ctx.request_id: "hard" if ctx.results[GPT4].quality > ctx.results[MIXTRAL].quality
+            else "easy" for ctx in world}
+    relabelled = [replace(d, agent_type=kind[d.request_id]) for d in logged]
+    first, second = _halves(relabelled, random.Random("x"))
+    assert len(first) + len(second) == len(relabelled)
+    assert {d.request_id for d in first}.isdisjoint(d.request_id for d in second)
+    a, b = Counter(d.agent_type for d in first), Counter(d.agent_type for d in second)
+    assert set(a) == set(b) == {"easy", "hard"}
+    assert all(abs(a[k] - b[k]) <= 1 for k in a)
+    assert abs(len(first) - len(second)) <= 1  # odd agent types give their extra in turn
+    order = {d.request_id: i for i, d in enumerate(relabelled)}
+    assert [order[d.request_id] for d in first] == sorted(order[d.request_id] for d in first)
+    again = _halves(relabelled, random.Random("x"))
+    assert [d.request_id for d in again[0]] == [d.request_id for d in first]
+    other = _halves(relabelled, random.Random("y"))
+    assert [d.request_id for d in other[0]] != [d.request_id for d in first]
+
+
+def test_cross_fit_optimism_is_the_halves_mean_over_root_two_and_only_tightens():
+    from math import sqrt
+
+    from api_model_management.replay._tune import CrossFit
+
+    dearer = CrossFit("max-quality", 0.5, 1, ((0.45, 0.49), (0.46, 0.48)), other=((1, 1),) * 2)
+    assert dearer.optimism_half == pytest.approx(0.03)
+    assert dearer.optimism == pytest.approx(0.03 / sqrt(2))
+    assert dearer.share_applied == pytest.approx(0.5 - 0.03 / sqrt(2))
+    cheaper = CrossFit("max-quality", 0.5, 1, ((0.45, 0.43), (0.46, 0.44)), other=((1, 1),) * 2)
+    assert cheaper.optimism_half == pytest.approx(-0.02)
+    assert cheaper.optimism == 0.0 and cheaper.share_applied == 0.5  # never loosened
+    worse = CrossFit("min-cost", 0.9, 1, ((0.95, 0.91),), other=((0.4, 0.5),))
+    assert worse.optimism == pytest.approx(0.04 / sqrt(2))
+    assert worse.share_applied == pytest.approx(0.9 + 0.04 / sqrt(2))  # quality: raised
+    assert worse.to_dict()["folds"] == [{"inside": 0.95, "outside": 0.91, "cost_usd_inside": 0.4,
+                                         "cost_usd_outside": 0.5}]
+    none = CrossFit("max-quality", 0.5, 1, (), refused=("no support",))
+    assert none.optimism_half is None and none.optimism == 0.0 and none.share_applied == 0.5
+
+
+def test_cross_fit_folds_are_the_halves_tuned_alone_and_the_limit_moves_by_the_optimism(
+        world, logged):
+    from api_model_management.replay._estimators import PreparedLog
+    from api_model_management.replay._reference import references
+    from api_model_management.replay._tune import _halves
+
+    kind = {ctx.request_id: "hard" if ctx.results[GPT4].quality > ctx.results[MIXTRAL].quality
+            else "easy" for ctx in world}
+    relabelled = [replace(d, agent_type=kind[d.request_id]) for d in logged]
+    goal = Goal("max-quality", 0.5)
+    settings = dict(grid_step=0.5, n_random=0, per_agent_type=True, min_decisions=40)
+    result = tune(relabelled, goal=goal, cross_fit=1, **settings)
+    cf = result.cross_fit
+    assert cf is not None and cf.repeats == 1 and len(cf.folds) + len(cf.refused) == 2
+    assert cf.folds, cf.refused
+
+    def share(decisions, policy):
+        prepared = PreparedLog(decisions)
+        own = prepared.replay(policy).metrics["cost_usd"].dr
+        return own / references(prepared)[STRONGEST].report.metrics["cost_usd"].dr
+
+    # fold 0, by hand: the whole tuning on the first half (its own outcome model, half the
+    # minimum per agent type), its choice estimated on that half and on the other
+    first, second = _halves(relabelled, random.Random("cross-fit:0:0"))
+    half = tune(first, goal=goal, **{**settings, "min_decisions": 20})
+    policy = TargetPolicy(half.weights, half.agent_weights)
+    assert cf.folds[0] == pytest.approx((share(first, policy), share(second, policy)))
+    # the whole log's limit is always-strongest's cost times the share applied
+    strongest = result.references[STRONGEST].report.metrics["cost_usd"].dr
+    assert result.limit == pytest.approx(cf.share_applied * strongest)
+    assert cf.share_applied == pytest.approx(0.5 - cf.optimism) and cf.optimism >= 0
+    estimated = result.estimated()
+    assert estimated["cross_fit"]["folds"][0]["inside"] == pytest.approx(cf.folds[0][0])
+    assert estimated["constraint"]["share"] == 0.5
+    assert estimated["constraint"]["share_applied"] == pytest.approx(cf.share_applied)
+    assert estimated["constraint"]["met"]
+    plain = tune(relabelled, goal=goal, **settings)
+    assert plain.cross_fit is None and "cross_fit" not in plain.estimated()
+    if cf.optimism > 0:  # a tighter limit never tunes a dearer policy
+        assert (result.report.metrics["cost_usd"].dr
+                <= plain.report.metrics["cost_usd"].dr + 1e-12)
+
+
+def test_amm_tune_cross_fit_from_the_command_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from api_model_management.cli import app
+
+    data = _small_log(tmp_path, noisy=True)
+    out = tmp_path / "c.json"
+    args = ["tune", "--data-dir", str(data), "--grid-step", "0.5", "--samples", "3",
+            "--min-decisions", "10"]
+    done = CliRunner().invoke(app, [*args, "--out", str(out), "--max-cost-share", "0.9",
+                                    "--cross-fit", "1", "--format", "json"])
+    assert done.exit_code == 0, done.output
+    body = json.loads(done.output)
+    assert body["estimated"]["cross_fit"]["repeats"] == 1
+    assert read_weights_file(out).provenance["cross_fit"] == 1
+    table = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "t.json"),
+                                     "--max-cost-share", "0.9", "--cross-fit", "1"])
+    assert table.exit_code == 0 and "asked 0.9" in table.output.replace("\n", " ")
+    refused = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "r.json"),
+                                       "--cross-fit", "1"])
+    assert refused.exit_code == 2 and "cross_fit" in refused.output
+
+
+def test_a_replay_reads_the_candidates_of_the_decisions_it_holds_now(logged):
+    from api_model_management.replay._estimators import PreparedLog
+
+    prepared = PreparedLog(logged)
+    policy = TargetPolicy(SelectionWeights(capability=0.0, cost=0.0, performance=1.0,
+                                           availability=0.0))
+    before = prepared.replay(policy, metrics=("cost_usd",))
+    # the same decisions with the candidates' performance reversed (as a drift view swaps them)
+    flipped = [replace(d, candidates=tuple(
+        c.model_copy(update={"performance": 1.0 - c.performance}) for c in d.candidates))
+        for d in logged]
+    view = prepared.subset(range(len(logged)))
+    view.replay(policy, metrics=("cost_usd",))
+    view.decisions = flipped
+    after = view.replay(policy, metrics=("cost_usd",))
+    fresh = PreparedLog(flipped).replay(policy, metrics=("cost_usd",))
+    assert after.n_agree == fresh.n_agree != before.n_agree
