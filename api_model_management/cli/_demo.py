@@ -12,14 +12,20 @@ import json
 import random
 import tempfile
 import time
+from collections.abc import Sequence
+from decimal import Decimal
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from .._request import ModelRequest, SelectionConstraints
 from ..errors import AMMError, error_kind_of
+
+if TYPE_CHECKING:
+    from ..budget import BudgetStatus
 
 AGENT_TYPES = ("research", "coder", "reviewer", "planner")
 
@@ -131,6 +137,18 @@ async def run_workload(mm, workload, *, concurrency: int, console: Console) -> d
     return outcomes
 
 
+def held_usd(budget: Sequence[BudgetStatus]) -> Decimal | None:
+    """What the CostLedger holds in all, from ``budget_status()`` rows (None without rows).
+
+    A hold counts in the row of every limit that covers it (the global limit and its agent
+    type's, each window), so the rows must not be summed: the global row covers every hold;
+    without a global limit the largest row is the least that is held."""
+    if not budget:
+        return None
+    rows = [b for b in budget if b.scope == "global"] or budget
+    return max(b.reserved_usd for b in rows)
+
+
 def run_demo(requests: int = 600, data_dir: Path | None = None, concurrency: int = 32,
              console: Console | None = None) -> int:
     from ..config._load import config_from_dict, with_provider_base_urls
@@ -170,9 +188,10 @@ def run_demo(requests: int = 600, data_dir: Path | None = None, concurrency: int
     render_report(report, console)
     console.print(f"\n{requests} requests in {run_s:.1f} s ({requests / run_s:.0f}/s); outcomes: {outcomes}; "
                   f"total {time.monotonic() - t0:.1f} s")
-    if budget:
-        console.print(f"budget reservations outstanding after the run: "
-                      f"{sum(getattr(b, 'reserved_usd', 0) for b in budget)}")
+    held = held_usd(budget)
+    if held is not None:
+        console.print(f"budget held after the run (reservations, router slices, spend not yet "
+                      f"read from the log): {held} USD")
     console.print("\n[bold]Query further[/]:")
     console.print(f"  amm query \"select model_id, count(*), sum(cost_usd) from request_completed group by 1 order by 3 desc\" --data-dir {data_dir}")
     console.print(f"  amm report --data-dir {data_dir}")

@@ -168,7 +168,9 @@ class ModelManagement:
             _ray.shutdown()
 
     def flush(self) -> int:
-        """Make every event so far visible in the Parquet log; returns events ingested."""
+        """Make every event so far visible in the Parquet log; returns events ingested. The
+        CostLedger has then read it too: the calls whose charges came back with the routers'
+        slices are settled spend in ``budget_status()``, no longer held as pending."""
         h = self.handles
         if self.embedded is not None:
             self.embedded.flush()
@@ -177,7 +179,9 @@ class ModelManagement:
                                    h.selector])  # feedback, and alerts of files quarantined at start
         alive = set(_ray.alive_nodes())
         sinks = [sink for node, sink in h.sinks.items() if node in alive] or [h.sink]
-        return sum(int(n or 0) for n in _call_all("flush", sinks))
+        ingested = sum(int(n or 0) for n in _call_all("flush", sinks))
+        _call_all("poll", [h.ledger])  # what the sinks just wrote (else: at its next poll)
+        return ingested
 
     # -- nodes ---------------------------------------------------------------------------------
     def router_for_current_node(self) -> _ray.Handle:
