@@ -64,6 +64,22 @@ models of near-equal quality gain per USD: a near-tie) pays in the constraint fo
 view and is ranked by its mean quality, and loses to a candidate that decides the same in every
 view. (Served, a near-tie flips as a block: a routellm agent type with uniform prompts, GSM8K,
 went 2% to the strong model at the log's last state and 89% when served.)
+
+Cross-fitting (``cross_fit`` = R > 0, under a constraint): the tuner checks the constraint on the
+same log it chooses on, so among hundreds of candidates (and, per agent type, a few dozen
+decisions each) it favours the choices whose cost the log's noise under-counts (or whose
+quality it over-counts), and the served share strays from the estimate the wrong way. That
+optimism is measured: R times, the log is split at random into two halves (each agent type
+evenly, ``_halves``), the whole tuning (global and per agent type, with the half's own outcome
+model and half of ``min_decisions``) runs on each half, and its choice's constrained metric, as
+a share of always-strongest's, is estimated on that half (inside) and on the other half
+(outside), where the estimate is independent of the choice. The mean of outside − inside (cost;
+inside − outside for quality) is the optimism of a choice made on half the log; a choice's
+optimism is noise it picked up, which shrinks as 1/√n, so the whole log's is taken as that over
+√2. The share asked is then tightened by it (never loosened: a negative optimism counts as 0)
+before the whole log is tuned; ``CrossFit`` records the folds, the refusals and the share
+applied, and the weights file's ``estimated.cross_fit`` carries them. It costs R × about one
+more tuning (two halves of half the size).
 """
 
 from __future__ import annotations
