@@ -15,6 +15,7 @@ is reported in batches. Everything here is plain and runs on the injected clock.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections import defaultdict
 from collections.abc import Awaitable, Sequence
@@ -318,22 +319,21 @@ class SliceBudget:
         raise _exceeded(key, amount_usd, limited_by)
 
     async def _refill(self, key: SpendKey, amount_usd: Decimal) -> Slice:
-        """Replace the key's slice with a new one; returns the grant."""
+        """Replace the key's slice with a new one; returns the grant. The refill runs on its
+        own: a caller that gives up does not stop it (the ledger grants the slice anyway), so
+        the slice is still taken in and goes back at a flush, never left held at the ledger."""
         pending = self._refills.get(key)
-        if pending is not None:
-            return await asyncio.shield(pending)
-        future: asyncio.Future[Slice] = asyncio.get_running_loop().create_future()
-        self._refills[key] = future
-        try:
-            granted = await self._new_slice(key, amount_usd)
-            future.set_result(granted)
-            return granted
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # retrieved: waiters re-raise it themselves
-            raise
-        finally:
-            self._refills.pop(key, None)
+        if pending is None:
+            pending = asyncio.ensure_future(self._new_slice(key, amount_usd))
+            self._refills[key] = pending
+            pending.add_done_callback(functools.partial(self._refilled, key))
+        return await asyncio.shield(pending)
+
+    def _refilled(self, key: SpendKey, done: asyncio.Future[Slice]) -> None:
+        if self._refills.get(key) is done:
+            del self._refills[key]
+        if not done.cancelled():
+            done.exception()  # retrieved: the waiters re-raise it themselves
 
     async def _new_slice(self, key: SpendKey, amount_usd: Decimal) -> Slice:
         size = self._growth.next(key)

@@ -478,21 +478,31 @@ class RouterCore:
         worst = worst_case_cost_usd(model, bound.input_tokens, request.max_tokens)
         key = SpendKey(model.provider, model.id, request.agent_type)
         budget: BudgetTicket | BaseException | None = self.budget.try_reserve(key, worst, state.request_id)
-        if rate is None and budget is None and getattr(self.admission, "immediate", False) and (
-                getattr(self.budget, "immediate", False)):
-            # both answer at once (ports in this process): the same two calls, in the same order,
-            # without the two tasks and the loop's turns running them concurrently costs
-            rate = await _settled(self.admission.acquire(model.id, tokens))
-            budget = await _settled(self.budget.reserve(key, worst, state.request_id))
-        elif rate is None and budget is None:  # both need a round trip: run them concurrently
-            rate, budget = await asyncio.gather(
-                self.admission.acquire(model.id, tokens),
-                self.budget.reserve(key, worst, state.request_id), return_exceptions=True,
-            )
-        elif rate is None:
-            rate = await _settled(self.admission.acquire(model.id, tokens))
-        elif budget is None:
-            budget = await _settled(self.budget.reserve(key, worst, state.request_id))
+        try:
+            if rate is None and budget is None and getattr(self.admission, "immediate", False) and (
+                    getattr(self.budget, "immediate", False)):
+                # both answer at once (ports in this process): the same two calls, in the same
+                # order, without the two tasks and the loop's turns running them concurrently cost
+                rate = await _settled(self.admission.acquire(model.id, tokens))
+                budget = await _settled(self.budget.reserve(key, worst, state.request_id))
+            elif rate is None and budget is None:  # both need a round trip: run them concurrently
+                waits = (asyncio.ensure_future(self.admission.acquire(model.id, tokens)),
+                         asyncio.ensure_future(self.budget.reserve(key, worst, state.request_id)))
+                try:
+                    rate, budget = await asyncio.gather(*waits, return_exceptions=True)
+                except BaseException:
+                    rate, budget = _taken(waits[0]), _taken(waits[1])
+                    raise
+            elif rate is None:
+                rate = await _settled(self.admission.acquire(model.id, tokens))
+            elif budget is None:
+                budget = await _settled(self.budget.reserve(key, worst, state.request_id))
+        except BaseException:  # cancelled while waiting (the caller gave up): give back what it took
+            if isinstance(rate, RateTicket):
+                self.admission.release(rate)
+            if isinstance(budget, BudgetTicket):
+                self.budget.release(budget)
+            raise
         if isinstance(budget, BaseException):
             if isinstance(rate, RateTicket):
                 self.admission.release(rate)
@@ -993,6 +1003,13 @@ class RouterCore:
             score=score, source="judge", judge_model_id=judge_model.id,
             cost_usd=Decimal(0),  # the judge call's own RequestCompleted carries its cost
         )])
+
+
+def _taken(wait: asyncio.Future[Any]) -> Any:
+    """What a finished wait got (None when it was cancelled, failed or is still running)."""
+    if not wait.done() or wait.cancelled() or wait.exception() is not None:
+        return None
+    return wait.result()
 
 
 async def _settled(awaitable: Awaitable[_T]) -> _T | BaseException:

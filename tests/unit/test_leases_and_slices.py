@@ -495,3 +495,45 @@ def test_growth_paces_refills_from_the_grants_arrival_not_the_ask():
     assert growth.next("m") == 1
     growth.arrived("never-asked")  # nothing asked: nothing to count from
     assert growth.idle_for("never-asked") == float("inf")
+
+
+
+class SentSlices(RecordingSlices):
+    """Grants as a CostLedger actor does: the call is sent, and run, before its answer is
+    awaited (a gate holds back only the answer)."""
+
+    async def grant_slice(self, key, amount_usd, holder, minimum_usd):
+        self.calls.append(("grant_slice", (key, amount_usd, holder, minimum_usd)))
+        granted = self.target.ledger.grant_slice(key, amount_usd, holder, minimum_usd=minimum_usd)
+        gate = self.gates.get("grant_slice")
+        if gate is not None:
+            await gate.wait()
+        return granted
+
+
+def test_a_refill_whose_caller_gave_up_still_arrives_and_goes_back():
+    """The CostLedger grants a slice whether or not the router still waits for the answer: a
+    caller cancelled while its refill is on the way must not orphan the slice (the ledger would
+    hold it until the router is gone); it is kept, and returned at the next flush."""
+    budget, _, core = budget_setup()
+    handle = budget.granter = SentSlices(core)
+
+    async def scenario():
+        gate = handle.gates["grant_slice"] = asyncio.Event()
+        waiting = asyncio.create_task(budget.reserve(LIMITED, D("0.01"), "r0"))
+        for _ in range(10):
+            await asyncio.sleep(0)
+        assert core.reserved_usd() == D("0.04")  # granted (four worst cases), answer on its way
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        gate.set()
+        for _ in range(10):
+            await asyncio.sleep(0)
+        ticket = await budget.reserve(LIMITED, D("0.01"), "r1")  # from that slice, no new grant
+        budget.settle(ticket, D("0.004"))
+        await budget.flush(everything=True)
+
+    asyncio.run(scenario())
+    assert len(handle.calls_of("grant_slice")) == 1
+    assert core.reserved_usd() == 0 and spent(core) == D("0.004")

@@ -851,3 +851,60 @@ def test_admission_fast_and_slow_paths_settle_everything_they_take(rate_fast, bu
         assert router.admission.slow_calls == 0 and router.budget.slow_calls == 1  # the refusal's
     if not rate_fast:
         assert router.admission.slow_calls == 2
+
+
+class _Waits:
+    """Ports whose round trip (``acquire`` / ``reserve``) waits until the test lets it go."""
+
+    immediate = False
+
+    def __init__(self, *args, blocked: bool, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.blocked = blocked
+
+    async def _wait(self) -> None:
+        await asyncio.sleep(0)  # a round trip: never answered within the caller's turn
+        if self.blocked:
+            await asyncio.Event().wait()
+
+
+class _WaitingAdmission(_Waits, _FastAdmission):
+    async def acquire(self, model_id, tokens):
+        await self._wait()
+        return await super().acquire(model_id, tokens)
+
+
+class _WaitingBudget(_Waits, _FastBudget):
+    async def reserve(self, key, amount_usd, request_id):
+        await self._wait()
+        return await super().reserve(key, amount_usd, request_id)
+
+
+@pytest.mark.parametrize(("rate_fast", "rate_blocked", "budget_fast", "budget_blocked"), [
+    (False, True, True, False),  # the budget taken at once, the caller gives up waiting for rate
+    (True, False, False, True),  # the rate taken at once, the caller gives up waiting for budget
+    (False, False, False, True),  # both sent together: the rate ticket came, the budget did not
+    (False, True, False, False),  # both sent together: the budget ticket came, the rate did not
+])
+def test_a_caller_that_gives_up_during_admission_leaves_no_hold(rate_fast, rate_blocked,
+                                                                budget_fast, budget_blocked):
+    """A request cancelled while admission waits for a round trip (a lease, a slice) gives back
+    what it had already taken: it used to keep a budget hold (a slice's in-flight amount, so the
+    slice never went back) or a rate-limit reservation for good."""
+    router, _, _, _ = make_router(_budget("1"))
+    router.admission = _WaitingAdmission(router.limiters, rate_fast, blocked=rate_blocked)
+    router.budget = _WaitingBudget(router.ledger, budget_fast, blocked=budget_blocked)
+
+    async def give_up() -> None:
+        call = asyncio.create_task(router.complete(req(MINI)))
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert not call.done()
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+
+    asyncio.run(give_up())
+    assert router.ledger.reserved_usd() == 0
+    assert all(lim.status().pending_reservations == 0 for lim in router.limiters.values())
+    assert router.adapters["openai"].calls == []
