@@ -29,7 +29,7 @@ from ..replay._estimators import (
 from ..replay._goal import Goal
 from ..replay._policy import TargetPolicy
 from ..replay._reference import CHEAPEST, STRONGEST, compare
-from ..replay._tune import TuneResult, tune
+from ..replay._tune import CrossFit, TuneResult, tune
 from ..replay._weights_file import read_weights_file, write_weights_file
 from ._errors import print_error
 from ._query import data_dir_text
@@ -246,7 +246,24 @@ def _scale_lines(result: TuneResult) -> list[str]:
         lines.append(f"constraint {verdict}: {check['metric']} {check['bound']} bound "
                      f"{_num(check['bound_value'])} {op} {share} x "
                      f"{STRONGEST}'s = {_num(check['limit'])}")
+        if cf is not None and cf.folds:
+            lines.append(_cross_fit_line(cf))
     return lines
+
+
+def _cross_fit_line(cf: CrossFit) -> str:
+    """The cross-fit's folds in one line: both metrics inside and outside, as shares of
+    always-strongest's (the ranked metric is reported, not applied)."""
+    def mean(values: list[float]) -> str:
+        return f"{sum(values) / len(values):.1%}" if values else "n/a"
+
+    name, other = ("cost", "quality") if cf.kind == "max-quality" else ("quality", "cost")
+    inside = [o[0] for o in cf.other if o[0] is not None]
+    outside = [o[1] for o in cf.other if o[1] is not None]
+    return (f"cross-fit ({len(cf.folds)} folds): a choice made on half the log, as a share of "
+            f"{STRONGEST}'s, had {name} {mean([f[0] for f in cf.folds])} on that half and "
+            f"{mean([f[1] for f in cf.folds])} on the other; {other} "
+            f"{mean(inside)} and {mean(outside)}")
 
 
 def _tune_json(result: TuneResult, version: str, out_path: Path) -> dict:

@@ -1290,7 +1290,9 @@ def test_amm_tune_cross_fit_from_the_command_line(tmp_path):
     assert read_weights_file(out).provenance["cross_fit"] == 1
     table = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "t.json"),
                                      "--max-cost-share", "0.9", "--cross-fit", "1"])
-    assert table.exit_code == 0 and "asked 0.9" in table.output.replace("\n", " ")
+    text = " ".join(table.output.split())
+    assert table.exit_code == 0 and "asked 0.9" in text
+    assert "cross-fit (" in text and "on that half and" in text and "quality" in text
     refused = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "r.json"),
                                        "--cross-fit", "1"])
     assert refused.exit_code == 2 and "cross_fit" in refused.output
