@@ -14,11 +14,11 @@ import asyncio
 from decimal import Decimal
 
 import pytest
+from _spread import run_spread
 
 from api_model_management import ModelRequest
 from api_model_management.config._load import demo_config, override, with_provider_base_urls
 from api_model_management.emulator import Profile
-from api_model_management.errors import AMMError
 from api_model_management.events import RequestCompleted, RequestFailed
 from api_model_management.events._ingest import read_all_events
 
@@ -46,18 +46,6 @@ def system(ray_session, emulator, tmp_path_factory):
     mm.shutdown()
 
 
-async def _run_spread(mm, requests):
-    """Round robin over the embedded router and the Router actor (both spend from slices)."""
-    routes = [mm.complete, *(r.complete.remote for r in mm.handles.routers)]
-
-    async def one(i, r):
-        try:
-            return await routes[i % len(routes)](r)
-        except AMMError as exc:
-            return exc
-    return await asyncio.gather(*(one(i, r) for i, r in enumerate(requests)))
-
-
 def test_nothing_is_held_and_all_spend_is_settled_right_after_flush(system):
     agents = ("research", "coder", "reviewer", "planner")
     requests = [ModelRequest(prompt=f"explain consistent hashing, variant {i}",
@@ -65,7 +53,7 @@ def test_nothing_is_held_and_all_spend_is_settled_right_after_flush(system):
                              parameters={"temperature": 0.7}, max_tokens=128,
                              constraints={"excluded_providers": ("ollama",)})  # paid models
                 for i in range(40)]
-    results = asyncio.run(_run_spread(system, requests))
+    results = asyncio.run(run_spread(system, requests))
     assert sum(not isinstance(r, BaseException) for r in results) >= 30, results
     system.flush()  # at once: the last calls' events are still in the spools
     status = system.budget_status()

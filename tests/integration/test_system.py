@@ -14,6 +14,7 @@ from collections import Counter
 from decimal import Decimal
 
 import pytest
+from _spread import run_spread
 
 from api_model_management import ModelRequest
 from api_model_management.config._load import demo_config, override, with_provider_base_urls
@@ -114,18 +115,6 @@ async def _run_all(mm, requests):
     return await asyncio.gather(*(one(r) for r in requests))
 
 
-async def _run_spread(mm, requests):
-    """Round robin over the embedded router and every Router actor."""
-    routes = [mm.complete, *(r.complete.remote for r in mm.handles.routers)]
-
-    async def one(i, r):
-        try:
-            return await routes[i % len(routes)](r)
-        except AMMError as exc:
-            return exc
-    return await asyncio.gather(*(one(i, r) for i, r in enumerate(requests)))
-
-
 def _events(mm):
     mm.flush()
     return read_all_events(mm.config.settings.data_dir)
@@ -204,7 +193,7 @@ def test_rpm_is_never_exceeded_with_four_routers(system, emulator):
     requests = [_request(3000 + i, agent="reviewer", model_id=PINNED_RPM_MODEL,
                          required_capabilities=("rpm-test",)) for i in range(rpm * 2)]
     started = time.monotonic()
-    results = asyncio.run(_run_spread(system, requests))  # the embedded router and 3 actors
+    results = asyncio.run(run_spread(system, requests))  # the embedded router and 3 actors
     assert time.monotonic() - started < 60, "the whole burst fits in one window"
     ok = [r for r in results if not isinstance(r, BaseException)]
     assert 0 < len(ok) <= rpm
