@@ -7,9 +7,15 @@ router, for local use until a deadline, so that steady-state admission needs no 
 
 from __future__ import annotations
 
-from typing import Protocol
+import asyncio
+import functools
+from collections.abc import Callable, Coroutine, Hashable
+from typing import Any, Generic, Protocol, TypeVar
 
 from ._clock import Clock
+
+K = TypeVar("K", bound=Hashable)
+T = TypeVar("T")
 
 
 class Grant(Protocol):
@@ -80,3 +86,31 @@ class Growth:
         arrived); infinite when never refilled."""
         last = self._last.get(key)
         return float("inf") if last is None else self._clock.monotonic() - last
+
+
+class Refills(Generic[K, T]):
+    """At most one refill per key in flight, shared by every caller that runs out meanwhile.
+
+    A refill runs as a task of its own: a caller that gives up (is cancelled) while it waits does
+    not stop it. The owner grants the lease or slice whether or not the asker still listens, so a
+    refill stopped half-way would leave the grant counted at the owner and unknown here (a slice
+    held at the CostLedger until the router is gone; a lease's capacity until it expires). Let to
+    finish, the grant is taken in and goes back with the holder's next return or flush."""
+
+    def __init__(self) -> None:
+        self._pending: dict[K, asyncio.Future[T]] = {}
+
+    async def run(self, key: K, refill: Callable[[], Coroutine[Any, Any, T]]) -> T:
+        """The result of the refill in flight for ``key``, else of ``refill()`` started now."""
+        pending = self._pending.get(key)
+        if pending is None:
+            pending = asyncio.ensure_future(refill())
+            self._pending[key] = pending
+            pending.add_done_callback(functools.partial(self._done, key))
+        return await asyncio.shield(pending)
+
+    def _done(self, key: K, done: asyncio.Future[T]) -> None:
+        if self._pending.get(key) is done:
+            del self._pending[key]
+        if not done.cancelled():
+            done.exception()  # retrieved: every waiter re-raises it itself

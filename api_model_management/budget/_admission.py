@@ -14,8 +14,6 @@ is reported in batches. Everything here is plain and runs on the injected clock.
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import logging
 from collections import defaultdict
 from collections.abc import Awaitable, Sequence
@@ -24,7 +22,7 @@ from decimal import Decimal
 from typing import ClassVar, Protocol
 
 from .._clock import SYSTEM_CLOCK, Clock
-from .._grants import Growth, local_deadline
+from .._grants import Growth, Refills, local_deadline
 from ..config import BudgetSettings
 from ..errors import BudgetExceeded, ComponentUnavailable, InvalidInput
 from ._ledger import CostLedgerCore, LimitRef, Slice, to_money
@@ -272,7 +270,7 @@ class SliceBudget:
         self.limits = settings.limits
         self._clock = clock
         self._slices: dict[SpendKey, SliceHolder] = {}
-        self._refills: dict[SpendKey, asyncio.Future[Slice]] = {}
+        self._refills: Refills[SpendKey, Slice] = Refills()
         self._unreported: dict[SpendKey, Decimal] = defaultdict(Decimal)
         self._retired: list[SliceHolder] = []
         self._growth = Growth(clock, start=slice_calls, cap=MAX_SLICE_CALLS,
@@ -319,21 +317,9 @@ class SliceBudget:
         raise _exceeded(key, amount_usd, limited_by)
 
     async def _refill(self, key: SpendKey, amount_usd: Decimal) -> Slice:
-        """Replace the key's slice with a new one; returns the grant. The refill runs on its
-        own: a caller that gives up does not stop it (the ledger grants the slice anyway), so
-        the slice is still taken in and goes back at a flush, never left held at the ledger."""
-        pending = self._refills.get(key)
-        if pending is None:
-            pending = asyncio.ensure_future(self._new_slice(key, amount_usd))
-            self._refills[key] = pending
-            pending.add_done_callback(functools.partial(self._refilled, key))
-        return await asyncio.shield(pending)
-
-    def _refilled(self, key: SpendKey, done: asyncio.Future[Slice]) -> None:
-        if self._refills.get(key) is done:
-            del self._refills[key]
-        if not done.cancelled():
-            done.exception()  # retrieved: the waiters re-raise it themselves
+        """Replace the key's slice with a new one; returns the grant (one refill per key at a
+        time, finished even when its caller gives up: see :class:`Refills`)."""
+        return await self._refills.run(key, lambda: self._new_slice(key, amount_usd))
 
     async def _new_slice(self, key: SpendKey, amount_usd: Decimal) -> Slice:
         size = self._growth.next(key)

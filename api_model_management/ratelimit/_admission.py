@@ -15,13 +15,12 @@ calls go to RateLimiter actors.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
 from typing import ClassVar, Protocol
 
 from .._clock import SYSTEM_CLOCK, Clock
-from .._grants import Growth, local_deadline
+from .._grants import Growth, Refills, local_deadline
 from ..errors import ComponentUnavailable, InvalidInput
 from ._core import Lease, RateLimiterCore, count
 from ._state import RateLimitState
@@ -265,7 +264,7 @@ class LeaseAdmission:
         self._clock = clock
         self._leases: dict[str, LeaseHolder] = {}
         self._retired: dict[str, list[LeaseHolder]] = {}  # replaced, with tickets in flight
-        self._refills: dict[str, asyncio.Future[float | None]] = {}
+        self._refills: Refills[str, float | None] = Refills()
         self._cooling: dict[str, float] = {}
         self._growth = Growth(clock, start=1, cap=MAX_LEASE_GROWTH, fast_s=FAST_REFILL_S)
 
@@ -299,23 +298,10 @@ class LeaseAdmission:
         return None
 
     async def _refill(self, model_id: str, tokens: int) -> float | None:
-        """A new lease for ``model_id`` (None), or the seconds after which to try again."""
-        pending = self._refills.get(model_id)
-        if pending is not None:
-            return await asyncio.shield(pending)
-        future: asyncio.Future[float | None] = asyncio.get_running_loop().create_future()
-        self._refills[model_id] = future
-        try:
-            retry = await self._new_lease(model_id, tokens)
-            future.set_result(retry)
-            return retry
-        except BaseException as exc:
-            if not future.done():
-                future.set_exception(exc)
-                future.exception()  # retrieved: waiters re-raise it themselves
-            raise
-        finally:
-            self._refills.pop(model_id, None)
+        """A new lease for ``model_id`` (None), or the seconds after which to try again (one
+        refill per model at a time, finished even when its caller gives up: see
+        :class:`Refills`)."""
+        return await self._refills.run(model_id, lambda: self._new_lease(model_id, tokens))
 
     async def _new_lease(self, model_id: str, tokens: int) -> float | None:
         self._retire(model_id)

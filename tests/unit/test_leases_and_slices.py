@@ -537,3 +537,49 @@ def test_a_refill_whose_caller_gave_up_still_arrives_and_goes_back():
     asyncio.run(scenario())
     assert len(handle.calls_of("grant_slice")) == 1
     assert core.reserved_usd() == 0 and spent(core) == D("0.004")
+
+
+class SentLeases(RecordingLeases):
+    """Grants as a RateLimiter actor does: the call is sent, and run, before its answer is
+    awaited (a gate holds back only the answer)."""
+
+    async def lease(self, model_id: str, holder: str, requests: int, tokens: int,
+                    min_tokens: int = 0):
+        self.calls.append(("lease", (model_id, holder, requests, tokens, min_tokens)))
+        granted = self.cores[model_id].lease(holder, requests, tokens, min_tokens)
+        gate = self.gates.get("lease")
+        if gate is not None:
+            await gate.wait()
+        return granted
+
+
+def test_a_lease_refill_whose_caller_gave_up_still_arrives_and_goes_back():
+    """The RateLimiter grants a lease whether or not the router still waits for the answer: a
+    caller cancelled while its refill is on the way must not orphan the lease (its capacity would
+    stay counted at the limiter until it expires and a second lease be asked for); it is taken in,
+    used, and returned with its usage."""
+    admission, _, core = admission_setup(lease_requests=4)
+    handle = admission.granter = SentLeases({"m": core})
+
+    async def scenario():
+        gate = handle.gates["lease"] = asyncio.Event()
+        waiting = asyncio.create_task(admission.acquire("m", 100))
+        for _ in range(10):
+            await asyncio.sleep(0)
+        assert core.status().leased_requests == 4  # granted, the answer on its way
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        gate.set()
+        for _ in range(10):
+            await asyncio.sleep(0)
+        ticket = await admission.acquire("m", 100)  # from that lease, no new one
+        assert isinstance(ticket, RateTicket)
+        admission.commit(ticket, 40)
+        for ref in admission.return_all():
+            await ref
+
+    asyncio.run(scenario())
+    assert len(handle.calls_of("lease")) == 1
+    status = core.status()
+    assert status.requests_used == 1 and status.tokens_used == 40 and status.leased_requests == 0
