@@ -84,6 +84,16 @@ class Recorder:
     def calls_of(self, name: str) -> list[tuple]:
         return [args for method, args in self.calls if method == name]
 
+    async def sent(self, method: str, args: tuple, run: Any) -> Any:
+        """As an actor call is: recorded and run at once (the owner acts on it whether or not
+        the caller still waits), its answer held back by ``gates[method]``."""
+        self.calls.append((method, args))
+        value = run()
+        gate = self.gates.get(method)
+        if gate is not None:
+            await gate.wait()
+        return value
+
 
 class RecordingLeases(Recorder):
     """A LeaseGranter over RateLimiter cores."""
@@ -497,18 +507,30 @@ def test_growth_paces_refills_from_the_grants_arrival_not_the_ask():
     assert growth.idle_for("never-asked") == float("inf")
 
 
-
 class SentSlices(RecordingSlices):
     """Grants as a CostLedger actor does: the call is sent, and run, before its answer is
     awaited (a gate holds back only the answer)."""
 
     async def grant_slice(self, key, amount_usd, holder, minimum_usd):
-        self.calls.append(("grant_slice", (key, amount_usd, holder, minimum_usd)))
-        granted = self.target.ledger.grant_slice(key, amount_usd, holder, minimum_usd=minimum_usd)
-        gate = self.gates.get("grant_slice")
-        if gate is not None:
-            await gate.wait()
-        return granted
+        return await self.sent("grant_slice", (key, amount_usd, holder, minimum_usd),
+                               lambda: self.target.ledger.grant_slice(
+                                   key, amount_usd, holder, minimum_usd=minimum_usd))
+
+
+async def _given_up(handle: Recorder, method: str, call: Any, granted: Any) -> None:
+    """Start ``call`` while the owner's answer to ``method`` is held back; once the owner has
+    granted (``granted()``), the caller gives up (is cancelled); then the answer arrives."""
+    gate = handle.gates[method] = asyncio.Event()
+    waiting = asyncio.create_task(call())
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert granted()  # the owner acted; its answer is on its way
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    gate.set()
+    for _ in range(10):
+        await asyncio.sleep(0)
 
 
 def test_a_refill_whose_caller_gave_up_still_arrives_and_goes_back():
@@ -519,17 +541,8 @@ def test_a_refill_whose_caller_gave_up_still_arrives_and_goes_back():
     handle = budget.granter = SentSlices(core)
 
     async def scenario():
-        gate = handle.gates["grant_slice"] = asyncio.Event()
-        waiting = asyncio.create_task(budget.reserve(LIMITED, D("0.01"), "r0"))
-        for _ in range(10):
-            await asyncio.sleep(0)
-        assert core.reserved_usd() == D("0.04")  # granted (four worst cases), answer on its way
-        waiting.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await waiting
-        gate.set()
-        for _ in range(10):
-            await asyncio.sleep(0)
+        await _given_up(handle, "grant_slice", lambda: budget.reserve(LIMITED, D("0.01"), "r0"),
+                        granted=lambda: core.reserved_usd() == D("0.04"))  # four worst cases
         ticket = await budget.reserve(LIMITED, D("0.01"), "r1")  # from that slice, no new grant
         budget.settle(ticket, D("0.004"))
         await budget.flush(everything=True)
@@ -545,12 +558,9 @@ class SentLeases(RecordingLeases):
 
     async def lease(self, model_id: str, holder: str, requests: int, tokens: int,
                     min_tokens: int = 0):
-        self.calls.append(("lease", (model_id, holder, requests, tokens, min_tokens)))
-        granted = self.cores[model_id].lease(holder, requests, tokens, min_tokens)
-        gate = self.gates.get("lease")
-        if gate is not None:
-            await gate.wait()
-        return granted
+        return await self.sent("lease", (model_id, holder, requests, tokens, min_tokens),
+                               lambda: self.cores[model_id].lease(holder, requests, tokens,
+                                                                  min_tokens))
 
 
 def test_a_lease_refill_whose_caller_gave_up_still_arrives_and_goes_back():
@@ -562,17 +572,8 @@ def test_a_lease_refill_whose_caller_gave_up_still_arrives_and_goes_back():
     handle = admission.granter = SentLeases({"m": core})
 
     async def scenario():
-        gate = handle.gates["lease"] = asyncio.Event()
-        waiting = asyncio.create_task(admission.acquire("m", 100))
-        for _ in range(10):
-            await asyncio.sleep(0)
-        assert core.status().leased_requests == 4  # granted, the answer on its way
-        waiting.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await waiting
-        gate.set()
-        for _ in range(10):
-            await asyncio.sleep(0)
+        await _given_up(handle, "lease", lambda: admission.acquire("m", 100),
+                        granted=lambda: core.status().leased_requests == 4)
         ticket = await admission.acquire("m", 100)  # from that lease, no new one
         assert isinstance(ticket, RateTicket)
         admission.commit(ticket, 40)
