@@ -139,7 +139,9 @@ def test_faults_every_request_succeeds_while_an_eligible_model_exists(system, em
     ids = {r.request_id for r in results}
     events = [e for e in _events(system) if e.request_id in ids]
     failed_attempts = [e for e in events if e.event_type == "AttemptFailed"]
-    assert all(e.provider in ("ollama", "openai", "anthropic") for e in failed_attempts)
+    elsewhere = Counter((e.provider, e.model_id, e.error_kind) for e in failed_attempts
+                        if e.provider not in ("ollama", "openai", "anthropic"))
+    assert not elsewhere, f"attempts failed at a provider without faults: {elsewhere}"
     # every call made to Ollama (which always fails) is in the log as a failed attempt, and was
     # followed by another attempt that answered. (Whether any was made depends on a race: the
     # HealthChecker's probes may shut Ollama off before the first request on a busy machine.)
