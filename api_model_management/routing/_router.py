@@ -490,14 +490,15 @@ class RouterCore:
                          asyncio.ensure_future(self.budget.reserve(key, worst, state.request_id)))
                 try:
                     rate, budget = await asyncio.gather(*waits, return_exceptions=True)
-                except BaseException:
+                except asyncio.CancelledError:  # the only way out: failures come back as values
                     rate, budget = _taken(waits[0]), _taken(waits[1])
                     raise
             elif rate is None:
                 rate = await _settled(self.admission.acquire(model.id, tokens))
             elif budget is None:
                 budget = await _settled(self.budget.reserve(key, worst, state.request_id))
-        except BaseException:  # cancelled while waiting (the caller gave up): give back what it took
+        except asyncio.CancelledError:  # the caller gave up while waiting: give back what it took
+            # (failures come back as values: _settled and gather(return_exceptions=True))
             if isinstance(rate, RateTicket):
                 self.admission.release(rate)
             if isinstance(budget, BudgetTicket):
