@@ -296,6 +296,11 @@ def run(args: argparse.Namespace) -> dict:
                                        label="always strong"))
             weak = asyncio.run(serve(mm, eval_sample, pin=WEAK, feedback=False,
                                      label="always weak"))
+            if args.in_sample:  # the same weights on the logged prompts: the tuner's own sample
+                own = asyncio.run(serve(mm, log_prompts, feedback=False,
+                                        label="tuned, logged prompts"))
+                own_strong = asyncio.run(serve(mm, log_prompts, pin=STRONG, feedback=False,
+                                               label="always strong, logged prompts"))
     moved = state_moved(log_end, reliability_states(data_dir, version))
     print(f"  served: {moved['at_another_state']} of {moved['decisions']} tuned decisions met a "
           "reliability state other than the log's last (latency past the selector's 100 ms "
@@ -320,10 +325,34 @@ def run(args: argparse.Namespace) -> dict:
         "epsilon": args.epsilon,
         "max_cost_share": args.max_cost_share,
         "cross_fit": args.cross_fit,
+        "tuner_estimate": _tuner_estimate(weights),
     }
+    if args.in_sample:
+        result["in_sample"] = {
+            "accuracy_vs_strong": (own["accuracy"] / own_strong["accuracy"]
+                                   if own_strong["accuracy"] else 0.0),
+            "cost_vs_strong": (own["cost_usd"] / own_strong["cost_usd"]
+                               if own_strong["cost_usd"] else 0.0),
+            "requests": own["requests"]}
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
     return result
+
+
+def _tuner_estimate(weights: Path) -> dict:
+    """What ``amm tune`` estimated for the weights it wrote, as shares of always-strong's (the
+    cost share's checked bound and the share it was checked against included)."""
+    estimated = json.loads(weights.read_text()).get("estimated", {})
+    relative = estimated.get("relative", {})
+    constraint = estimated.get("constraint") or {}
+    strong_cost = (estimated.get("references", {}).get("always-strongest", {})
+                   .get("intervals", {}).get("cost_usd", {}).get("estimate"))
+    bound = constraint.get("bound_value")
+    return {"accuracy_vs_strong": relative.get("quality_share_of_strongest"),
+            "cost_vs_strong": relative.get("cost_share_of_strongest"),
+            "cost_bound_vs_strong": (bound / strong_cost if bound is not None and strong_cost
+                                     else None),
+            "share_applied": constraint.get("share_applied", constraint.get("share"))}
 
 
 def main() -> None:
@@ -350,6 +379,9 @@ def main() -> None:
     parser.add_argument("--cross-fit", type=int, default=2,
                         help="amm tune --cross-fit: random halvings of the log that measure the "
                              "tuner's optimism about the cap (0: off)")
+    parser.add_argument("--in-sample", action="store_true",
+                        help="also serve the tuned weights and always-strong on the logged "
+                             "prompts: what the tuner's estimate was about (in_sample in the JSON)")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--num-cpus", type=int, default=2)
     parser.add_argument("--format", choices=("table", "json"), default="table")

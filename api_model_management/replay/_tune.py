@@ -458,10 +458,11 @@ def _tune_log(views: list[PreparedLog], search: _Search
 
 
 def _pair(views: list[PreparedLog], refs: dict[str, Reference], search: _Search) -> None:
-    """Pair the constrained metric of ``views`` with always-strongest's when the goal has a
-    batch (``PreparedLog.pair_with``)."""
+    """Pair the constrained metric of ``views`` with always-strongest's under a constraint
+    (``PreparedLog.pair_with``): the bound then reads the paired standard error and, with a
+    batch, the paired spread."""
     goal = search.goal
-    if goal.batch is not None and goal.share is not None:
+    if goal.constrained and goal.share is not None:
         metric = goal.constrained_metric or "cost_usd"
         for view in views:  # the same decisions: always-strongest picks the same in each
             view.pair_with(metric, refs[STRONGEST].picks, goal.share)

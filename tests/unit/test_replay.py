@@ -826,7 +826,7 @@ def test_tune_command_prints_the_scale_and_the_constraint(tmp_path, capsys):
 @pytest.mark.parametrize(("kwargs", "message"), [
     ({"min_decisions": 61}, "only 60 logged decisions, fewer than min_decisions 61"),
     ({"max_cost_share": 0.001}, "no candidate weights keep the cost's 90% upper bound"),
-    ({"min_quality_share": 0.999, "confidence": 0.99}, "no candidate weights keep the quality"),
+    ({"min_quality_share": 1.5}, "no candidate weights keep the quality"),
     ({"objective": "max-quality"}, "needs --max-cost-share"),
     ({"max_cost_share": 0.5, "min_quality_share": 0.5}, "not both"),
     ({"objective": "min-cost", "max_cost_share": 0.5}, "does not apply to --objective min-cost"),
@@ -1115,24 +1115,30 @@ def test_batch_goal_settings_are_validated():
 
 def test_a_batch_bound_widens_by_the_paired_spread_and_tightens_what_is_tuned(logged):
     mean_only = tune(logged, grid_step=0.25, n_random=10, seed=3, goal=Goal("max-quality", 0.5))
-    assert mean_only.report.metrics["cost_usd"].paired_sd is None
+    # the mean's bound reads the paired standard error too (the limit is an estimate)
+    mean_cost = mean_only.report.metrics["cost_usd"]
+    assert mean_cost.paired_se is not None and mean_cost.paired_se != mean_cost.dr_se
+    z = 1.6448536269514722
+    assert mean_only.goal.bound(mean_only.report, "dr") == pytest.approx(
+        mean_cost.dr + z * mean_cost.paired_se)
     batched = tune(logged, grid_step=0.25, n_random=10, seed=3,
                    goal=Goal("max-quality", 0.5, batch=200))
     cost = batched.report.metrics["cost_usd"]
-    assert cost.paired_sd is not None and cost.paired_sd > 0
-    # the bound is the estimate plus z · √(se² + paired_sd² / batch), and it meets the limit
+    assert cost.paired_sd is not None and cost.paired_sd > 0 and cost.paired_se is not None
+    # the bound is the estimate plus z · √(paired se² + paired_sd² / batch), and it meets the limit
     bound = batched.goal.bound(batched.report, "dr")
-    z = 1.6448536269514722
-    assert bound == pytest.approx(cost.dr + z * (cost.dr_se ** 2 + cost.paired_sd ** 2 / 200) ** 0.5)
-    assert bound > cost.interval("dr", 0.9).high and bound <= batched.limit
+    assert bound == pytest.approx(cost.dr + z * (cost.paired_se ** 2 + cost.paired_sd ** 2 / 200)
+                                  ** 0.5)
+    assert bound > cost.dr + z * cost.paired_se and bound <= batched.limit
     check = batched.estimated()["constraint"]
     assert check["met"] and check["batch"] == 200 and check["bound_value"] == pytest.approx(bound)
+    assert check["se"] == cost.paired_se and check["se_of"] == "policy - share x always-strongest"
     # a batch is a stricter question than the mean: never a dearer policy
     assert cost.dr <= mean_only.report.metrics["cost_usd"].dr + 1e-12
     # the larger the batch, the nearer its bound to the mean's
     wide = Goal("max-quality", 0.5, batch=20).bound(batched.report, "dr")
     narrow = Goal("max-quality", 0.5, batch=20_000).bound(batched.report, "dr")
-    assert wide > bound > narrow > cost.interval("dr", 0.9).high
+    assert wide > bound > narrow > cost.dr + z * cost.paired_se
 
 
 def test_the_paired_spread_is_of_policy_minus_share_times_the_reference(logged):
@@ -1151,9 +1157,51 @@ def test_the_paired_spread_is_of_policy_minus_share_times_the_reference(logged):
     assert same.metrics["cost_usd"].paired_sd == pytest.approx(sd)
     with pytest.raises(InvalidInput, match="one pick per decision"):
         prepared.pair_with("cost_usd", strongest.picks[:-1], 0.5)
+    # its DR standard error: of the policy's DR terms minus half the reference's, by hand
+    chosen = [d.chosen_index for d in logged]
+    cost = prepared.values["cost_usd"]
+
+    def dr_terms(picks):
+        return [predicted[i][p] + ((cost[i] - predicted[i][c]) / d.propensity if c == p else 0.0)
+                for i, (d, c, p) in enumerate(zip(logged, chosen, picks, strict=True))]
+
+    weak = list(references(prepared)[CHEAPEST].picks)
+    other = prepared.replay_choices(weak, metrics=("cost_usd",)).metrics["cost_usd"]
+    diff = [a - 0.5 * b for a, b in zip(dr_terms(weak), dr_terms(strongest.picks), strict=True)]
+    mean_diff = sum(diff) / len(diff)
+    se = (sum((x - mean_diff) ** 2 for x in diff) / (len(diff) - 1) / len(diff)) ** 0.5
+    assert other.paired_se == pytest.approx(se)
+    assert other.dr == pytest.approx(sum(dr_terms(weak)) / len(weak))
+    # paired with itself scaled by 1, always-strongest's difference is exactly zero
+    prepared.pair_with("cost_usd", strongest.picks, 1.0)
+    itself = prepared.replay_choices(list(strongest.picks), metrics=("cost_usd",))
+    assert itself.metrics["cost_usd"].paired_se == pytest.approx(0.0, abs=1e-15)
+    assert itself.metrics["cost_usd"].dr_se > 0
     without = PreparedLog(logged).replay_choices(list(strongest.picks), metrics=("cost_usd",))
     with pytest.raises(InvalidInput, match="paired with always-strongest"):
         Goal("max-quality", 0.5, batch=10).bound(without, "dr")
+
+
+def test_the_limit_is_an_estimate_too_so_the_strongest_meets_a_share_of_itself(logged):
+    from api_model_management.replay._estimators import PreparedLog
+    from api_model_management.replay._reference import references
+
+    # quality at least 0.999 x always-strongest's: always-strongest meets it whatever the log's
+    # noise, because its estimate and the limit are the same estimate
+    goal = Goal("min-cost", 0.999, confidence=0.99)
+    prepared = PreparedLog(logged)
+    strongest = references(prepared)[STRONGEST]
+    limit = goal.limit(strongest.report, "dr")
+    prepared.pair_with("quality", strongest.picks, 0.999)
+    itself = prepared.replay_choices(list(strongest.picks), metrics=goal.metrics)
+    quality = itself.metrics["quality"]
+    assert quality.paired_se is not None and quality.paired_se < quality.dr_se
+    assert goal.judge(itself, "dr", limit).feasible
+    assert goal.check(itself, "dr", limit)["se_of"] == "policy - share x always-strongest"
+    # the policy's own standard error alone refuses it (the limit taken as exact)
+    unpaired = PreparedLog(logged).replay_choices(list(strongest.picks), metrics=goal.metrics)
+    assert not goal.judge(unpaired, "dr", limit).feasible
+    assert goal.check(unpaired, "dr", limit)["se_of"] == "policy"
 
 
 def test_amm_tune_batch_from_the_command_line(tmp_path):
