@@ -245,7 +245,8 @@ def _scale_lines(result: TuneResult) -> list[str]:
                  f"{cf.optimism:.3g} that cross-fitting found in {len(cf.folds)} folds)")
         lines.append(f"constraint {verdict}: {check['metric']} {check['bound']} bound "
                      f"{_num(check['bound_value'])} {op} {share} x "
-                     f"{STRONGEST}'s = {_num(check['limit'])}")
+                     f"{STRONGEST}'s = {_num(check['limit'])} (standard error "
+                     f"{_num(check['se'])}, of {check['se_of']})")
         if cf is not None and cf.folds:
             lines.append(_cross_fit_line(cf))
     return lines

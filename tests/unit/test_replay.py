@@ -820,6 +820,9 @@ def test_tune_command_prints_the_scale_and_the_constraint(tmp_path, capsys):
     assert written.provenance["goal"] == {"kind": "max-quality", "share": 0.8, "confidence": 0.9,
                                           "batch": None}
     assert written.estimated["constraint"]["met"] is True
+    se = written.estimated["constraint"]["se"]
+    assert f"(standard error {se:.4g}, of policy - share x always-strongest)" in " ".join(
+        text.split())
     assert capsys.readouterr().err == ""
 
 
