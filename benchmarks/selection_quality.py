@@ -268,10 +268,14 @@ def run(args: argparse.Namespace) -> dict:
           f"data in {work}", file=sys.stderr)
     with EmulatorServer(profile=profile) as emulator:
         url = emulator.url_for("openai")
-        with ModelManagement.start(make_config(data_dir, url, args.epsilon),
-                                   num_cpus=args.num_cpus) as mm:
-            asyncio.run(serve(mm, log_prompts, feedback=True, label="logging (exploring)"))
-            mm.flush()
+        if args.from_log:  # a kept log of the same seed: the same prompts, tuned again
+            shutil.copytree(args.from_log, data_dir)
+            print(f"  logging: skipped, the log is a copy of {args.from_log}", file=sys.stderr)
+        else:
+            with ModelManagement.start(make_config(data_dir, url, args.epsilon),
+                                       num_cpus=args.num_cpus) as mm:
+                asyncio.run(serve(mm, log_prompts, feedback=True, label="logging (exploring)"))
+                mm.flush()
         logged_states = reliability_states(data_dir)
         log_end = logged_states[-1] if logged_states else {}
         if args.keep:  # the log as tuned, before the eval runs add to it
@@ -382,6 +386,10 @@ def main() -> None:
     parser.add_argument("--in-sample", action="store_true",
                         help="also serve the tuned weights and always-strong on the logged "
                              "prompts: what the tuner's estimate was about (in_sample in the JSON)")
+    parser.add_argument("--from-log", metavar="DIR",
+                        help="skip logging and tune a copy of DIR instead: the logged/ folder "
+                             "a --keep run of the same --seed and split left (so that two tuner "
+                             "versions can be compared on one log)")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--num-cpus", type=int, default=2)
     parser.add_argument("--format", choices=("table", "json"), default="table")
@@ -389,6 +397,8 @@ def main() -> None:
                         help="keep the work folder (the log, a copy of it as tuned in logged/, "
                              "the weights)")
     args = parser.parse_args()
+    if args.from_log and not Path(args.from_log).is_dir():
+        parser.error(f"--from-log {args.from_log}: no such folder (a --keep run's logged/)")
     result = run(args)
     if args.format == "json":
         print(json.dumps(result))
