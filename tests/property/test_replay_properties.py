@@ -231,8 +231,11 @@ def test_the_constrained_optimum_meets_its_constraint_and_nothing_feasible_beats
         decisions, kind, share, confidence, estimator, n_random):
     goal = Goal(kind, share, confidence)
     prepared = PreparedLog(decisions, QUALITY_ONLY)
-    strongest = references(prepared)[STRONGEST].report
+    reference = references(prepared)[STRONGEST]
+    strongest = reference.report
     limit = goal.limit(strongest, estimator)
+    # as the tuner does: the bound reads the paired standard error (the limit is an estimate)
+    prepared.pair_with(goal.constrained_metric or "cost_usd", reference.picks, share)
     verdicts = []
     for w in simplex_grid(0.5) + random_simplex(n_random, random.Random(1)):
         report = prepared.replay(TargetPolicy(w), metrics=goal.metrics)
