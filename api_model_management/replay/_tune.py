@@ -607,21 +607,40 @@ def _per_agent_constrained(views: list[PreparedLog], groups: dict[str, list[int]
             tables[agent] = rows
         else:
             kept[agent] = f"no candidate weights {estimator} can estimate on its decisions"
-    best: dict[str, SelectionWeights] = {}
     report = _replay(views, TargetPolicy(base, {}, search.epsilon), search)
-    best_rank = goal.judge(report, estimator, limit, quality_by=RANK_QUALITY_BY).rank
+    global_rank = goal.judge(report, estimator, limit, quality_by=RANK_QUALITY_BY).rank
 
     def judged(choice: dict[str, SelectionWeights]) -> Verdict:
         report = _replay(views, TargetPolicy(base, choice, search.epsilon), search)
         return goal.judge(report, estimator, limit, quality_by=RANK_QUALITY_BY)
 
+    best = _combine(tables, judged, global_rank)
+    if not best:
+        kept.update({agent: "no per-agent-type weights meet the constraint together with the "
+                     "others better than the global weights" for agent in tables})
+    return best, kept, 1 + len(groups)
+
+
+_Row = tuple[SelectionWeights, float, float]  # weights, quality, cost
+
+
+def _combine(tables: dict[str, list[_Row]],
+             judged: Callable[[dict[str, SelectionWeights]], Verdict],
+             global_rank: tuple[float, ...]) -> dict[str, SelectionWeights]:
+    """The per-agent-type choice (weights per agent type, from ``tables``) that best meets the
+    goal as ``judged`` on the whole log, or ``{}`` when none ranks above ``global_rank`` (the
+    global weights'). A price sweep of the Lagrangian, the gap between two prices filled, then a
+    climb up the frontiers, from the sweep's best feasible choice: a choice just below the
+    global weights may climb past them."""
+    best: dict[str, SelectionWeights] = {}
+    best_rank: tuple[float, ...] = ()
     swept: list[tuple[dict[str, SelectionWeights], bool]] = []
     for price in QUALITY_PRICES:
         choice = {agent: max(rows, key=lambda r: (r[1] - price * r[2], -r[2]))[0]
                   for agent, rows in tables.items()}
         verdict = judged(choice)
         swept.append((choice, verdict.feasible))
-        if verdict.feasible and verdict.rank > best_rank:
+        if verdict.feasible and (not best or verdict.rank > best_rank):
             best, best_rank = choice, verdict.rank
     # between two prices many agent types may switch at once (a jump from well inside the
     # constraint to outside it): fill the gap one agent type at a time, the best quality per
@@ -640,13 +659,7 @@ def _per_agent_constrained(views: list[PreparedLog], groups: dict[str, list[int]
     # quality-cost frontier from the best choice, one vertex at a time, steepest first
     if best:
         best, best_rank = _climb(tables, best, best_rank, judged)
-    if not best:
-        kept.update({agent: "no per-agent-type weights meet the constraint together with the "
-                     "others better than the global weights" for agent in tables})
-    return best, kept, 1 + len(groups)
-
-
-_Row = tuple[SelectionWeights, float, float]  # weights, quality, cost
+    return best if best and best_rank > global_rank else {}
 
 
 def frontier(rows: Sequence[_Row]) -> list[_Row]:

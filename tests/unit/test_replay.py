@@ -1086,6 +1086,35 @@ def test_climbing_the_frontiers_spends_what_the_price_grid_steps_over():
     assert rank == pytest.approx((0.60 + 0.58 + 0.31, -9.0))
 
 
+def test_a_sweep_choice_below_the_global_weights_may_climb_past_them():
+    """The per-agent-type search refines the sweep's best feasible choice even when it ranks
+    below the global weights, and keeps the global weights only if the refined choice still does
+    not beat them."""
+    from api_model_management.replay._goal import Verdict
+    from api_model_management.replay._tune import _combine
+
+    w = [SelectionWeights(capability=0, cost=1 - k / 4, performance=k / 4, availability=0)
+         for k in range(5)]
+    tables = {  # (weights, quality, cost), the limit 10 as above
+        "a": [(w[0], 0.50, 1.0), (w[1], 0.60, 3.0), (w[2], 0.80, 9.0)],
+        "b": [(w[0], 0.40, 1.0), (w[1], 0.58, 4.0)],
+        "c": [(w[0], 0.30, 1.0), (w[4], 0.31, 2.0)],
+    }
+
+    def judged(choice: dict) -> Verdict:
+        rows = [next(r for r in tables[a] if r[0] == choice.get(a, w[0])) for a in tables]
+        quality, cost = sum(r[1] for r in rows), sum(r[2] for r in rows)
+        return Verdict(cost <= 10.0, (quality, -cost), cost)
+
+    # the sweep's best feasible choice is a and b at w1 (quality 1.48, cost 8); the climb adds c
+    # (1.49, cost 9). Global weights at 1.485 beat the sweep but not the climb
+    assert _combine(tables, judged, (1.485, -9.5)) == {"a": w[1], "b": w[1], "c": w[4]}
+    # global weights at 1.495 beat both: they are kept
+    assert _combine(tables, judged, (1.495, -9.5)) == {}
+    # nothing feasible at all: the global weights are kept
+    assert _combine(tables, lambda choice: Verdict(False, (0.0,), None), (0.0,)) == {}
+
+
 def test_the_gap_between_two_prices_is_filled_by_quality_per_unit_of_cost():
     """Agent types that switch between two adjacent prices are ordered by the quality the dearer
     weights gain per unit of extra cost (a free gain first); unchanged ones are left out."""
