@@ -27,7 +27,9 @@ always-strongest's cost" is about the bill, not about each agent type's share of
 price of quality λ (quality per USD, on a log grid from 0 to 1e10) each agent type takes the
 candidate with the best ``quality − λ · cost`` (the Lagrangian of the constrained problem), the
 combined policy is replayed on the whole log and judged by the goal; the best feasible combination
-wins (the global weights alone are always among them, so it never does worse than them). Between
+is refined as below and wins if it then ranks above the global weights alone, which every agent
+type keeps otherwise (``_combine``; the refinement starts from the sweep's best feasible
+combination even when that ranks below the global weights, which it may then climb past). Between
 two adjacent prices many agent types can switch at once, from well inside the constraint to
 outside it (on one log: 40% of always-strongest's cost, then 72%); the gap is filled one agent
 type at a time, most quality per unit of extra cost first, keeping each switch that stays
