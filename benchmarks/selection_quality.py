@@ -129,6 +129,13 @@ def split(source: Path, out: Path, eval_fraction: float) -> None:
 def make_config(data_dir: Path, emulator_url: str, epsilon: float):
     from api_model_management.config import config_from_dict
 
+    return config_from_dict(make_registry(data_dir, emulator_url, epsilon),
+                            source="selection_quality")
+
+
+def make_registry(data_dir: Path, emulator_url: str, epsilon: float) -> dict:
+    """The registry of both phases (as plain data; ``amm tune --config`` reads its priors)."""
+
     def model(model_id: str) -> dict:
         price_in, price_out = PRICES[model_id]
         return {
@@ -139,7 +146,7 @@ def make_config(data_dir: Path, emulator_url: str, epsilon: float):
             "average_response_time_ms": 500, "quality_prior": 0.7,
         }
 
-    return config_from_dict({
+    return {
         "models": [model(STRONG), model(WEAK)],
         "providers": {"openai": {"type": "openai", "base_url": emulator_url, "api_key_env": KEY_ENV}},
         "settings": {
@@ -150,7 +157,7 @@ def make_config(data_dir: Path, emulator_url: str, epsilon: float):
             "quality": {"reroute_on_low_quality": False},
             "concurrency": {"max_in_flight": 64},
         },
-    }, source="selection_quality")
+    }
 
 
 def world_dir(train: Path, eval_: Path, into: Path) -> Path:
@@ -281,11 +288,14 @@ def run(args: argparse.Namespace) -> dict:
         if args.keep:  # the log as tuned, before the eval runs add to it
             shutil.copytree(data_dir, work / "logged")
         weights = work / "weights.json"
+        registry = work / "registry.json"  # the serve's: its quality priors are the replay's
+        registry.write_text(json.dumps(make_registry(data_dir, url, 0.0)))
         tune = [sys.executable, "-c", "from api_model_management.cli import main; main()",
                 "tune", "--data-dir",
                 str(data_dir), "--out", str(weights), "--per-agent-type",
                 "--objective", "max-quality", "--max-cost-share", str(args.max_cost_share),
-                "--min-decisions", str(args.min_decisions), "--format", "json"]
+                "--min-decisions", str(args.min_decisions), "--config", str(registry),
+                "--format", "json"]
         if args.batch:  # the cap is checked on the served batch's bill, not only on the mean
             tune += ["--batch", str(len(eval_sample))]
         if args.cross_fit:  # less the optimism of choosing on the same log it is checked on

@@ -236,6 +236,9 @@ _COST = typer.Option("--cost-per-usd", min=0.0, help=(
 _LATENCY = typer.Option("--latency-per-s", min=0.0, help="Quality (0..1 scale) one second of latency is worth.")
 _EPSILON = typer.Option(min=0.0, max=1.0, help="Exploration of the target policy (as the Selector's).")
 _CONFIDENCE = typer.Option(min=0.5, max=0.999, help="Level of the confidence intervals (normal approximation).")
+_REPLAY_CONFIG = typer.Option("--config", help=(
+    "The registry the log ran with: replay re-scores each decision with the quality learnt from the whole log, "
+    "shrunk towards its models' quality_prior (without it, 0.5 for every model)."))
 
 
 @app.command("replay")
@@ -247,13 +250,14 @@ def replay(
     cost_per_usd: Annotated[float, _COST] = 10.0,
     latency_per_s: Annotated[float, _LATENCY] = 0.01,
     confidence: Annotated[float, _CONFIDENCE] = 0.9,
+    config: Annotated[Path | None, _REPLAY_CONFIG] = None,
 ) -> None:
     """Estimate offline what these weights would have achieved on the logged requests (IPS,
     self-normalised IPS, direct method, doubly robust): quality, cost, latency, failures."""
     from ._replay import replay_command
 
     raise typer.Exit(replay_command(weights, data_dir, fmt, epsilon=epsilon, cost_per_usd=cost_per_usd,
-                                    latency_per_s=latency_per_s, confidence=confidence))
+                                    latency_per_s=latency_per_s, confidence=confidence, config=config))
 
 
 @app.command("tune")
@@ -290,6 +294,7 @@ def tune(
     cross_fit: Annotated[int, typer.Option(min=0, help=(
         "With a share: tune this many times on random halves of the log and estimate each choice on the other "
         "half; the constraint is tightened by the optimism found (0: off)."))] = 0,
+    config: Annotated[Path | None, _REPLAY_CONFIG] = None,
 ) -> None:
     """Search selection weights on the logged requests (the highest estimated reward, or the best
     quality / lowest cost under a constraint relative to always-strongest) and write them as a
@@ -303,7 +308,7 @@ def tune(
         seed=seed, epsilon=epsilon, per_agent_type=per_agent_type, baseline_file=baseline,
         cost_per_usd=cost_per_usd, latency_per_s=latency_per_s, objective=objective,
         max_cost_share=max_cost_share, min_quality_share=min_quality_share, confidence=confidence,
-        min_decisions=min_decisions, batch=batch, cross_fit=cross_fit,
+        min_decisions=min_decisions, batch=batch, cross_fit=cross_fit, config=config,
     ))
 
 

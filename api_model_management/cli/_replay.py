@@ -13,7 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from .._clock import SYSTEM_CLOCK, Clock
-from ..config import SelectionWeights
+from ..config import SelectionWeights, load_config
 from ..errors import ConfigError, InvalidInput
 from ..events._storage import display_uri
 from ..replay._decisions import load_decisions
@@ -31,6 +31,7 @@ from ..replay._policy import TargetPolicy
 from ..replay._reference import CHEAPEST, STRONGEST, compare
 from ..replay._tune import CrossFit, TuneResult, tune
 from ..replay._weights_file import read_weights_file, write_weights_file
+from ..selection._quality import DEFAULT_PRIOR
 from ._errors import print_error
 from ._query import data_dir_text
 
@@ -38,18 +39,35 @@ _FORMATS = ("table", "json")
 _SUMMARY_METRICS = ("quality", "cost_usd", "latency_ms", "failure_rate", "reward")
 
 
+_NO_PRIORS = f"{DEFAULT_PRIOR} for every model (no --config)"
+
+
+def quality_priors(config: Path | None) -> dict[str, float] | None:
+    """The ``quality_prior`` of each model of the registry at ``config`` (None without one).
+    Replay re-scores each logged decision with the quality the Selector learns from the whole
+    log, which it shrinks towards these priors, so they must be the ones the system serving the
+    weights uses: on a routellm log replayed with 0.5 for a registry's 0.7, the strong model's
+    performance sub-score was off by 0.0006, enough to flip the near-ties of a whole agent type
+    (14 of 3,000 requests went to the strong model served and not in replay)."""
+    if config is None:
+        return None
+    return {m.id: m.quality_prior for m in load_config(config).models}
+
+
 def replay_command(weights_file: Path, data_dir: Path, fmt: str = "table", *,
                    epsilon: float = 0.0, cost_per_usd: float = 10.0,
                    latency_per_s: float = 0.01, confidence: float = 0.9,
-                   console: Console | None = None) -> int:
+                   config: Path | None = None, console: Console | None = None) -> int:
     """Estimate what the weights in ``weights_file`` would have achieved on the log in
-    ``data_dir``; 0 on success, 2 (one line on stderr) on bad input."""
+    ``data_dir``; 0 on success, 2 (one line on stderr) on bad input. ``config``: the registry
+    the log ran with (its models' ``quality_prior``, see :func:`quality_priors`)."""
     out = console or Console()
     try:
         _check_format(fmt)
         z_score(confidence)  # validates the level
         loaded = read_weights_file(weights_file)
-        decisions = load_decisions(data_dir_text(data_dir))
+        priors = quality_priors(config)
+        decisions = load_decisions(data_dir_text(data_dir), priors=priors)
         policy = TargetPolicy(loaded.weights, loaded.agent_weights, epsilon)
         report = replay(decisions, policy, Objective(cost_per_usd, latency_per_s))
     except (InvalidInput, ConfigError, OSError, pa.ArrowException) as exc:
@@ -73,11 +91,13 @@ def tune_command(out: Path, data_dir: Path, fmt: str = "table", *, version: str 
                  latency_per_s: float = 0.01, objective: str | None = None,
                  max_cost_share: float | None = None, min_quality_share: float | None = None,
                  confidence: float = 0.9, min_decisions: int = 50, batch: int | None = None,
-                 cross_fit: int = 0, console: Console | None = None, clock: Clock = SYSTEM_CLOCK) -> int:
+                 cross_fit: int = 0, config: Path | None = None, console: Console | None = None,
+                 clock: Clock = SYSTEM_CLOCK) -> int:
     """Search weights on the log in ``data_dir`` and write them to ``out``; 0 on success, 2 (one
     line on stderr) on bad input or a refusal. ``baseline_file``: a weights file to compare
     against. ``objective``: reward, max-quality (with ``max_cost_share``) or min-cost (with
-    ``min_quality_share``); inferred from the share given when None."""
+    ``min_quality_share``); inferred from the share given when None. ``config``: the registry
+    the log ran with (its models' ``quality_prior``, see :func:`quality_priors`)."""
     console = console or Console()
     reward = Objective(cost_per_usd, latency_per_s)
     try:
@@ -88,7 +108,8 @@ def tune_command(out: Path, data_dir: Path, fmt: str = "table", *, version: str 
         if baseline_file is not None:
             base = read_weights_file(baseline_file)
             baseline = TargetPolicy(base.weights, base.agent_weights, epsilon)
-        decisions = load_decisions(data_dir_text(data_dir))
+        priors = quality_priors(config)
+        decisions = load_decisions(data_dir_text(data_dir), priors=priors)
         result = tune(decisions, reward, estimator=estimator, grid_step=grid_step,
                       n_random=samples, seed=seed, epsilon=epsilon,
                       per_agent_type=per_agent_type, min_decisions=min_decisions,
@@ -100,6 +121,7 @@ def tune_command(out: Path, data_dir: Path, fmt: str = "table", *, version: str 
                       "goal": goal.to_dict(), "estimator": estimator,
                       "min_decisions": min_decisions, "per_agent_type": per_agent_type,
                       "cross_fit": cross_fit,
+                      "quality_priors": priors if priors is not None else _NO_PRIORS,
                       "created_at": clock.now().isoformat()}
         if missing_folder is not None:
             _make_folder(missing_folder)
@@ -111,6 +133,9 @@ def tune_command(out: Path, data_dir: Path, fmt: str = "table", *, version: str 
         console.print_json(json.dumps(_tune_json(result, version, out), default=str))
     else:
         _render_tune(result, version, out, console)
+        if priors is None:
+            console.print(f"learnt quality replayed with a prior of {_NO_PRIORS}: pass --config, "
+                          "the registry the log ran with, to replay the priors it serves with")
     return 0
 
 

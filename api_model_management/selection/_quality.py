@@ -40,6 +40,8 @@ from ..events import Event, FeedbackRecorded, ResponseEvaluated
 #: Pseudo-observations of the model's prior, and of the model's mean for one agent type.
 MODEL_PSEUDO = 5.0
 CELL_PSEUDO = 10.0
+#: The prior of a model the fold was given none for.
+DEFAULT_PRIOR = 0.5
 #: How much better a signal is (a higher rank replaces a lower one for the same request).
 SOURCE_RANK = {"heuristic": 1, "judge": 2, "user": 3, "ground_truth": 3}
 _TIERS = 4  # ranks 1..3 index the per-tier sums
@@ -134,7 +136,7 @@ class QualityFold:
 
     def model_quality(self, model_id: str, tier: int | None = None) -> float:
         """The model's mean at ``tier`` (default: its best tier), shrunk to its prior."""
-        prior = self.priors.get(model_id, 0.5)
+        prior = self.priors.get(model_id, DEFAULT_PRIOR)
         sums = self._models.get(model_id)
         if sums is None:
             return prior

@@ -1395,3 +1395,61 @@ def test_a_replay_reads_the_candidates_of_the_decisions_it_holds_now(logged):
     after = view.replay(policy, metrics=("cost_usd",))
     fresh = PreparedLog(flipped).replay(policy, metrics=("cost_usd",))
     assert after.n_agree == fresh.n_agree != before.n_agree
+
+
+def test_tune_and_replay_rescore_with_the_quality_priors_of_the_registry_the_log_ran_with(
+        tmp_path, capsys):
+    """The learnt quality a decision is re-scored with is shrunk towards each model's prior; with
+    ``--config`` those are the registry's (what the serving Selector uses), without it 0.5, and
+    the weights file says which."""
+    from importlib import resources
+
+    registry = json.loads(resources.files("api_model_management").joinpath(
+        "_data/demo_registry.json").read_text())
+    a, b = registry["models"][0]["id"], registry["models"][1]["id"]
+    registry["models"][0]["quality_prior"], registry["models"][1]["quality_prior"] = 0.95, 0.2
+    config = tmp_path / "registry.json"
+    config.write_text(json.dumps(registry))
+    rng = random.Random(3)
+    events = []
+    for i in range(60):
+        cands = (CandidateScore(model_id=a, score=0.5, capability=1.0, cost=0.3,
+                                performance=0.6, availability=1.0),
+                 CandidateScore(model_id=b, score=0.5, capability=1.0, cost=0.8,
+                                performance=0.6, availability=1.0))
+        chosen = rng.choice((a, b))
+        at = T0 + timedelta(seconds=i)
+        events.append(ModelSelected(occurred_at=at, request_id=f"r{i}", agent_type="qa",
+                                    model_id=chosen, candidates=cands, propensity=0.5,
+                                    candidate_quality=(0.5, 0.5)))
+        events.append(RequestCompleted(occurred_at=at, request_id=f"r{i}", model_id=chosen,
+                                       latency_ms=5.0, cost_usd=Decimal("0.001")))
+        if i < 4:  # few outcomes: the priors weigh
+            events.append(FeedbackRecorded(occurred_at=at, request_id=f"r{i}", model_id=chosen,
+                                           agent_type="qa", score=0.5, source="ground_truth"))
+    data = tmp_path / "data"
+    EventLog(data, fsync="never").append(events)
+    # the registry's priors move the re-scored performance apart (0.5 each leaves them tied)
+    with_priors = load_decisions(data, priors={a: 0.95, b: 0.2})[0].candidates
+    without = load_decisions(data)[0].candidates
+    assert with_priors[0].performance - with_priors[1].performance > 0.05
+    assert without[0].performance == pytest.approx(without[1].performance)
+    out = tmp_path / "w.json"
+    assert tune_command(out, data, "json", grid_step=0.5, samples=0, min_decisions=10,
+                        config=config, console=_console()) == 0
+    priors = read_weights_file(out).provenance["quality_priors"]
+    assert priors[a] == 0.95 and priors[b] == 0.2
+    assert replay_command(out, data, "json", config=config, console=_console()) == 0
+    table = _console()
+    assert tune_command(out, data, "table", grid_step=0.5, samples=0, min_decisions=10,
+                        console=table) == 0
+    assert read_weights_file(out).provenance["quality_priors"] == "0.5 for every model (no --config)"
+    assert "pass --config" in table.export_text()
+    # a registry that cannot be read is one line, as any bad input
+    capsys.readouterr()
+    assert tune_command(out, data, "table", config=tmp_path / "missing.json",
+                        console=_console()) == 2
+    assert replay_command(out, data, "table", config=tmp_path / "missing.json",
+                          console=_console()) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 2 and "missing.json" in err
