@@ -1056,18 +1056,14 @@ def test_decisions_carry_the_reliability_snapshots_and_views_replay_them():
     assert all(d.drift == () for d in logged) and PreparedLog(logged).drift_views() == []
 
 
-def test_climbing_the_frontiers_spends_what_the_price_grid_steps_over():
-    """From a feasible choice, agent types move up their quality-cost frontiers one vertex at a
-    time, the steepest first, while the combination stays feasible and ranks better: here the
-    limit of 10 admits a's middle option, b's and c's, which no single price of quality picks
-    together (a price low enough for c's also takes a's dearest), and a move that breaks the
-    limit stops only that agent type."""
+def _three_agent_types():
+    """Weights w0..w4, three agent types' tables of (weights, quality, cost), and a judge of a
+    choice: feasible when the summed cost is at most 10, ranked by summed quality."""
     from api_model_management.replay._goal import Verdict
-    from api_model_management.replay._tune import _climb
 
     w = [SelectionWeights(capability=0, cost=1 - k / 4, performance=k / 4, availability=0)
          for k in range(5)]
-    tables = {  # (weights, quality, cost)
+    tables = {
         "a": [(w[0], 0.50, 1.0), (w[1], 0.60, 3.0), (w[2], 0.80, 9.0), (w[3], 0.55, 9.0)],
         "b": [(w[0], 0.40, 1.0), (w[1], 0.58, 4.0)],
         "c": [(w[0], 0.30, 1.0), (w[4], 0.31, 2.0)],
@@ -1078,6 +1074,18 @@ def test_climbing_the_frontiers_spends_what_the_price_grid_steps_over():
         quality, cost = sum(r[1] for r in rows), sum(r[2] for r in rows)
         return Verdict(cost <= 10.0, (quality, -cost), cost)
 
+    return w, tables, judged
+
+
+def test_climbing_the_frontiers_spends_what_the_price_grid_steps_over():
+    """From a feasible choice, agent types move up their quality-cost frontiers one vertex at a
+    time, the steepest first, while the combination stays feasible and ranks better: here the
+    limit of 10 admits a's middle option, b's and c's, which no single price of quality picks
+    together (a price low enough for c's also takes a's dearest), and a move that breaks the
+    limit stops only that agent type."""
+    from api_model_management.replay._tune import _climb
+
+    w, tables, judged = _three_agent_types()
     start = {"a": w[0], "b": w[0], "c": w[0]}
     best, rank = _climb(tables, start, judged(start).rank, judged)
     # slopes: a 0.05 then 0.033 per unit, b 0.06, c 0.01: b (total cost 6), a to w1 (8), a to
@@ -1093,19 +1101,7 @@ def test_a_sweep_choice_below_the_global_weights_may_climb_past_them():
     from api_model_management.replay._goal import Verdict
     from api_model_management.replay._tune import _combine
 
-    w = [SelectionWeights(capability=0, cost=1 - k / 4, performance=k / 4, availability=0)
-         for k in range(5)]
-    tables = {  # (weights, quality, cost), the limit 10 as above
-        "a": [(w[0], 0.50, 1.0), (w[1], 0.60, 3.0), (w[2], 0.80, 9.0)],
-        "b": [(w[0], 0.40, 1.0), (w[1], 0.58, 4.0)],
-        "c": [(w[0], 0.30, 1.0), (w[4], 0.31, 2.0)],
-    }
-
-    def judged(choice: dict) -> Verdict:
-        rows = [next(r for r in tables[a] if r[0] == choice.get(a, w[0])) for a in tables]
-        quality, cost = sum(r[1] for r in rows), sum(r[2] for r in rows)
-        return Verdict(cost <= 10.0, (quality, -cost), cost)
-
+    w, tables, judged = _three_agent_types()
     # the sweep's best feasible choice is a and b at w1 (quality 1.48, cost 8); the climb adds c
     # (1.49, cost 9). Global weights at 1.485 beat the sweep but not the climb
     assert _combine(tables, judged, (1.485, -9.5)) == {"a": w[1], "b": w[1], "c": w[4]}
