@@ -1230,6 +1230,15 @@ def test_the_limit_is_an_estimate_too_so_the_strongest_meets_a_share_of_itself(l
     unpaired = PreparedLog(logged).replay_choices(list(strongest.picks), metrics=goal.metrics)
     assert not goal.judge(unpaired, "dr", limit).feasible
     assert goal.check(unpaired, "dr", limit)["se_of"] == "policy"
+    assert goal.se(itself, "dr") == quality.paired_se
+    assert goal.se(unpaired, "dr") == unpaired.metrics["quality"].dr_se
+    assert goal.se(unpaired, "ips") == unpaired.metrics["quality"].ips_se
+    assert Goal().se(unpaired, "dr") is None  # reward mode checks no bound
+    # a subset of the log keeps the pairing of its decisions
+    part = prepared.subset([0, 2])
+    assert part.pairing is not None and part.pairing.metric == "quality"
+    assert part.pairing.reference == [prepared.pairing.reference[i] for i in (0, 2)]
+    assert part.pairing.reference_dr == [prepared.pairing.reference_dr[i] for i in (0, 2)]
 
 
 def test_amm_tune_batch_from_the_command_line(tmp_path):
@@ -1430,6 +1439,10 @@ def test_tune_and_replay_rescore_with_the_quality_priors_of_the_registry_the_log
     without = load_decisions(data)[0].candidates
     assert with_priors[0].performance - with_priors[1].performance > 0.05
     assert without[0].performance == pytest.approx(without[1].performance)
+    from api_model_management.cli._replay import quality_priors
+
+    assert quality_priors(None) is None
+    assert quality_priors(config)[a] == 0.95 and quality_priors(config)[b] == 0.2
     out = tmp_path / "w.json"
     assert tune_command(out, data, "json", grid_step=0.5, samples=0, min_decisions=10,
                         config=config, console=_console()) == 0
