@@ -76,6 +76,20 @@ def system(ray_session, emulator, tmp_path_factory):
     emulator.set_profile(_profile())
 
 
+def _wait_for_openai_traffic(system) -> None:
+    """Earlier tests injected OpenAI faults: wait until its circuit is not open or half-open
+    (degraded, while those faults are in its window, takes traffic), and for the push to reach
+    the routers (and the embedded router's poll)."""
+    import ray
+
+    def openai_takes_traffic() -> bool:
+        state = ray.get(system.handles.health["openai"].snapshot.remote())["state"]
+        return state in TRAFFIC_STATES
+
+    _wait_for(openai_takes_traffic, timeout_s=30)
+    time.sleep(1.0)
+
+
 def _request(i: int, agent: str = "research", **kw) -> ModelRequest:
     fields = {"prompt": f"{SECRET_PROMPT} number {i}", "agent_type": agent, "task_id": f"t-{i}",
               "parameters": {"temperature": 0.7}, "max_tokens": 128, **kw}
@@ -180,15 +194,7 @@ def test_strict_budget_is_never_overspent_under_concurrent_load(system):
 
 
 def test_rpm_is_never_exceeded_with_four_routers(system, emulator):
-    import ray
-
-    def openai_takes_traffic() -> bool:  # earlier tests injected OpenAI faults: wait until it
-        # is not open or half-open (degraded, while those faults are in its window, takes traffic)
-        state = ray.get(system.handles.health["openai"].snapshot.remote())["state"]
-        return state in TRAFFIC_STATES
-
-    _wait_for(openai_takes_traffic, timeout_s=30)
-    time.sleep(1.0)  # the push reaches the routers (and the embedded router's poll)
+    _wait_for_openai_traffic(system)
     emulator.reset()
     model = system.config.model(PINNED_RPM_MODEL)
     rpm = model.rate_limits.requests_per_minute
@@ -526,10 +532,11 @@ def test_feedback_is_recorded_once_validated_and_moves_the_learnt_quality(system
 
     from api_model_management.errors import InvalidInput
 
+    _wait_for_openai_traffic(system)  # the requests are pinned to an OpenAI model
     responses = asyncio.run(_run_all(system, [_request(30000 + i, agent="graded",
                                                        model_id="gpt-4o-mini") for i in range(6)]))
     ok = [r for r in responses if not isinstance(r, BaseException)]
-    assert ok
+    assert ok, f"every pinned request failed: {[repr(r) for r in responses]}"
 
     async def give() -> list[bool]:
         results = [await system.feedback(r.request_id, 0.0, comment="wrong") for r in ok]
