@@ -78,16 +78,20 @@ def system(ray_session, emulator, tmp_path_factory):
 
 def _wait_for_openai_traffic(system) -> None:
     """Earlier tests injected OpenAI faults: wait until its circuit is not open or half-open
-    (degraded, while those faults are in its window, takes traffic), and for the push to reach
-    the routers (and the embedded router's poll)."""
+    (degraded, while those faults are in its window, takes traffic), and until the embedded
+    router, which polls (the router actors are pushed to at once), has heard it."""
     import ray
 
     def openai_takes_traffic() -> bool:
         state = ray.get(system.handles.health["openai"].snapshot.remote())["state"]
         return state in TRAFFIC_STATES
 
+    def embedded_heard_it() -> bool:
+        health = system.embedded.shell.selector.live_state().health
+        return {p: s for p, s, _ in health}.get("openai") in TRAFFIC_STATES
+
     _wait_for(openai_takes_traffic, timeout_s=30)
-    time.sleep(1.0)
+    _wait_for(embedded_heard_it, timeout_s=10)
 
 
 def _request(i: int, agent: str = "research", **kw) -> ModelRequest:
